@@ -1,0 +1,118 @@
+"""SQLAlchemy 2.x ORM models. The schema itself is owned by the Alembic migrations."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Setting(Base):
+    """Key/value facts about the database (e.g. the pack it was created with)."""
+
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Subject(Base):
+    __tablename__ = "subjects"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), unique=True)
+    info: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    images: Mapped[list[Image]] = relationship(
+        back_populates="subject", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Image(Base):
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("sha256", name="uq_images_sha256"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32), default="enrolled")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    subject: Mapped[Subject] = relationship(back_populates="images")
+    faces: Mapped[list[Face]] = relationship(
+        back_populates="image", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Face(Base):
+    """One enrolled face. ``indexed`` becomes true only once its vector is in Chroma."""
+
+    __tablename__ = "faces"
+    # AUTOINCREMENT: a face id is never reused, so a stale index entry can never alias a new face.
+    __table_args__ = (Index("ix_faces_model_indexed", "model", "indexed"), {"sqlite_autoincrement": True})
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"), index=True)
+    model: Mapped[str] = mapped_column(String(128))
+    x1: Mapped[float] = mapped_column(Float)
+    y1: Mapped[float] = mapped_column(Float)
+    x2: Mapped[float] = mapped_column(Float)
+    y2: Mapped[float] = mapped_column(Float)
+    score: Mapped[float] = mapped_column(Float)
+    landmarks: Mapped[list[list[float]]] = mapped_column(JSON)
+    dim: Mapped[int] = mapped_column(Integer)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    indexed: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    image: Mapped[Image] = relationship(back_populates="faces")
+
+    @property
+    def bbox(self) -> list[float]:
+        return [self.x1, self.y1, self.x2, self.y2]
+
+    def vector(self) -> np.ndarray:
+        return np.frombuffer(self.embedding, dtype=np.float32)
+
+
+class Failure(Base):
+    """An image that could not be enrolled, with a stable reason code."""
+
+    __tablename__ = "failures"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    subject_name: Mapped[str | None] = mapped_column(String(256), nullable=True, index=True)
+    model: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    reason: Mapped[str] = mapped_column(String(64), index=True)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PendingDelete(Base):
+    """Face ids removed from SQL whose vectors may still be in the index (crash journal)."""
+
+    __tablename__ = "pending_deletes"
+    face_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(128))

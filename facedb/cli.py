@@ -1,0 +1,562 @@
+"""The ``facedb`` command line: parse, call the FaceDB API, print human text or JSON.
+
+Exit codes: 0 success; 1 error; 2 usage error; 3 some inputs failed (the rest was done);
+4 subject not found; 5 database busy; 6 model or dependency problem;
+7 search index inconsistent (see ``facedb check``).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from .errors import FacedbError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_NOT_FOUND, EXIT_BUSY, EXIT_MODEL, EXIT_INDEX = range(8)
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class State:
+    """Global options; the database is opened on first use so ``--help`` stays instant."""
+
+    def __init__(self, **opts: Any) -> None:
+        self.opts = opts
+        self._db: Any = None
+
+    def db(self, **extra: Any) -> Any:
+        if self._db is None:
+            from .service import FaceDB
+
+            self._db = FaceDB(**self.opts, **extra)
+        return self._db
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON (stable keys) instead of text.")(f)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+@contextmanager
+def handle_errors(as_json: bool = False) -> Iterator[None]:
+    """Turn facedb exceptions into one clear line on stderr and a documented exit code."""
+    try:
+        yield
+    except FacedbError as exc:
+        if as_json:
+            emit_json({"error": str(exc), "reason": getattr(exc, "reason", None), "exit_code": exc.exit_code})
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
+def progress_bar(total: int, quiet: bool, label: str) -> Any:
+    """Click's progress bar on stderr, or a no-op when quiet or stderr is not a terminal."""
+    if quiet or total < 2 or not sys.stderr.isatty():
+        return _NoBar()
+    return click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True)
+
+
+class _NoBar:
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: int) -> None:
+        return None
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(package_name="facedb")
+@click.option("--home", type=click.Path(file_okay=False), envvar="FACEDB_HOME",
+              help="Database home directory [env FACEDB_HOME; default: per-user data dir].")
+@click.option("--db-url", envvar="FACEDB_DB_URL",
+              help="SQLAlchemy URL of the catalog [env FACEDB_DB_URL; default: SQLite file in the home].")
+@click.option("--pack", envvar="FACEDB_PACK",
+              help="Model pack: sface (default, offline), buffalo_l, buffalo_s, antelopev2, or a directory "
+                   "of InsightFace ONNX files [env FACEDB_PACK].")
+@click.option("--models-dir", type=click.Path(file_okay=False), envvar="FACEDB_MODELS_DIR",
+              help="Root of InsightFace packs (<dir>/models/<pack>/) [env FACEDB_MODELS_DIR; default ~/.insightface].")
+@click.option("--lock-timeout", type=float, envvar="FACEDB_LOCK_TIMEOUT", show_default=True,
+              help="Seconds to wait while another facedb process uses the database [default 60].")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None, db_url: str | None, pack: str | None, models_dir: str | None,
+        lock_timeout: float | None) -> None:
+    """facedb: who is in this photo? Enroll known faces, then search photos for them.
+
+    \b
+    Example:
+      facedb enroll "Ada Lovelace" photos/ada/
+      facedb search party.jpg
+      facedb search party.jpg --json | jq '.results[].faces[].identity'
+
+    Distances are cosine distances (1 - cosine similarity, 0 = identical); a face matches a
+    subject when the distance is at most the threshold, which every search output echoes.
+
+    \b
+    Exit codes: 0 success, 1 error, 2 usage error, 3 some inputs failed (the rest was done),
+    4 subject not found, 5 database busy, 6 model or dependency problem, 7 index inconsistent.
+    """
+    ctx.obj = State(home=home, db_url=db_url, pack=pack, models_dir=models_dir, lock_timeout=lock_timeout)
+
+
+# -- enroll / import -------------------------------------------------------------------
+
+def _print_enroll(rep: Any) -> None:
+    click.echo(f"{rep.subject}: {rep.enrolled} enrolled, {rep.duplicates} duplicates skipped, "
+               f"{len(rep.failed)} failed")
+    for f in rep.failed:
+        click.echo(f"  failed [{f.reason}] {f.message}")
+
+
+def _run_ingest(state: State, quiet: bool, workers: int | None, total: int, label: str,
+                fn: Callable[[Any, Callable[[int], None]], Any]) -> Any:
+    db = state.db(workers=workers)
+    with progress_bar(total, quiet, label) as bar:
+        return fn(db, bar.update)
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--multi-face", type=click.Choice(["largest", "skip"]), default="largest", show_default=True,
+              help="Photos with several faces: enroll the largest face, or skip the photo.")
+@click.option("--metadata", help='JSON object stored with the subject, e.g. \'{"team": "blue"}\'.')
+@click.option("--workers", type=click.IntRange(1, 64), help="Worker processes for detection [default: cores].")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@json_option
+@pass_state
+def enroll(state: State, name: str, paths: tuple[str, ...], multi_face: str, metadata: str | None,
+           workers: int | None, quiet: bool, as_json: bool) -> None:
+    """Enroll the faces in PATHS (image files or directories) as subject NAME.
+
+    Creates the subject if new; images already stored (same SHA-256) are skipped, so
+    re-running is safe. Every image that cannot be enrolled is listed with its reason.
+
+    \b
+    Example:
+      facedb enroll "Ada Lovelace" ada1.jpg ada2.jpg photos/ada/
+    """
+    with handle_errors(as_json):
+        meta = None
+        if metadata:
+            try:
+                meta = json.loads(metadata)
+            except json.JSONDecodeError as exc:
+                raise click.BadParameter(f"not valid JSON ({exc})", param_hint="--metadata") from None
+            if not isinstance(meta, dict):
+                raise click.BadParameter("must be a JSON object", param_hint="--metadata")
+        from .imaging import iter_image_files
+
+        total = len(iter_image_files(list(paths)))
+        rep = _run_ingest(state, quiet, workers, total, f"enrolling {name}",
+                          lambda db, cb: db.enroll(name, list(paths), multi_face=multi_face, metadata=meta,
+                                                   progress=cb))
+        if as_json:
+            emit_json({"model": state.db().pack_name, "subjects": [rep.to_dict()],
+                       "enrolled": rep.enrolled, "duplicates": rep.duplicates, "n_failed": len(rep.failed)})
+        else:
+            _print_enroll(rep)
+        if rep.failed:
+            sys.exit(EXIT_PARTIAL)
+
+
+@cli.command("import")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--name-from", type=click.Choice(["dir", "prefix"]), default="dir", show_default=True,
+              help="dir: DIRECTORY/<subject>/<images>; prefix: flat folder, subject = file name up to the "
+                   "first dot or a trailing _NNNN (subject01.happy -> subject01, Ann_Lee_0001.jpg -> Ann_Lee).")
+@click.option("--multi-face", type=click.Choice(["largest", "skip"]), default="largest", show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), help="Worker processes for detection [default: cores].")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@json_option
+@pass_state
+def import_(state: State, directory: str, name_from: str, multi_face: str, workers: int | None, quiet: bool,
+            as_json: bool) -> None:
+    """Bulk-enroll a folder of subjects.
+
+    \b
+    Examples:
+      facedb import photos/            # photos/<subject>/<images>
+      facedb import yalefaces/ --name-from prefix
+    """
+    with handle_errors(as_json):
+        from .imaging import iter_image_files
+
+        total = len(iter_image_files([directory]))
+        rep = _run_ingest(state, quiet, workers, total, "importing",
+                          lambda db, cb: db.import_dir(directory, name_from=name_from, multi_face=multi_face,
+                                                       progress=cb))
+        if as_json:
+            emit_json(rep.to_dict())
+        else:
+            for s in rep.subjects:
+                _print_enroll(s)
+            for f in rep.failed:
+                click.echo(f"failed [{f.reason}] {f.message}")
+            click.echo(f"total: {rep.enrolled} enrolled, {rep.duplicates} duplicates skipped, "
+                       f"{rep.n_failed} failed, {len(rep.subjects)} subjects")
+        if rep.n_failed:
+            sys.exit(EXIT_PARTIAL)
+
+
+# -- search / verify -------------------------------------------------------------------
+
+def _read_inputs(images: tuple[str, ...], paths_from: str | None) -> list[Any]:
+    inputs: list[Any] = []
+    for img in images:
+        if img == "-":
+            inputs.append(click.get_binary_stream("stdin").read())
+        else:
+            inputs.append(img)
+    if paths_from:
+        stream = click.open_file(paths_from, "r", encoding="utf-8")
+        inputs.extend(line.rstrip("\n") for line in stream if line.strip())
+    return inputs
+
+
+def _print_search(rep: Any) -> None:
+    for res in rep.results:
+        click.echo(res.image)
+        if res.error and not res.faces:
+            click.echo(f"  error [{res.reason}] {res.error}")
+            continue
+        for i, face in enumerate(res.faces, 1):
+            who = face.identity if face.identity is not None else "unknown"
+            box = ",".join(f"{v:.0f}" for v in face.bbox)
+            line = f"  face {i} [{box}] -> {who}"
+            if face.matches:
+                line += f" (distance {face.matches[0].distance:.3f})"
+            if face.reference_agrees is not None:
+                line += "  reference: " + ("agrees" if face.reference_agrees else "DISAGREES")
+            click.echo(line)
+            for m in face.matches:
+                mark = "match" if m.match else "no match"
+                click.echo(f"      {m.subject:<24} {m.distance:.3f}  {mark}  (face {m.face_id}, {m.image})")
+    click.echo(f"model {rep.model}; threshold {rep.threshold:.3f} (cosine distance; match when <= threshold)")
+
+
+@cli.command()
+@click.argument("images", nargs=-1)
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=3, show_default=True,
+              help="How many subjects (or faces with --by face) to list per face.")
+@click.option("--threshold", type=click.FloatRange(0.0, 2.0),
+              help="Match when cosine distance <= this [default: the pack's calibrated value].")
+@click.option("--by", type=click.Choice(["subject", "face"]), default="subject", show_default=True,
+              help="subject: best distance per subject; face: the k nearest enrolled faces.")
+@click.option("--reference", is_flag=True,
+              help="Cross-check with exact scikit-learn NearestNeighbors(metric='cosine') over the catalog.")
+@click.option("--paths-from", type=click.Path(allow_dash=True),
+              help="Also read image paths, one per line, from this file ('-' = stdin).")
+@json_option
+@pass_state
+def search(state: State, images: tuple[str, ...], k: int, threshold: float | None, by: str, reference: bool,
+           paths_from: str | None, as_json: bool) -> None:
+    """Who is in each IMAGE? Lists every face with its nearest subjects.
+
+    Use '-' as IMAGE to read one image from stdin. A face whose best distance is above the
+    threshold is 'unknown' (identity null in JSON).
+
+    \b
+    Examples:
+      facedb search party.jpg
+      facedb search a.jpg b.jpg -k 5 --json
+      facedb search probe.jpg --by face -k 2 --reference
+      cat photo.jpg | facedb search -
+      find shots/ -name '*.jpg' | facedb search --paths-from - --json
+    """
+    with handle_errors(as_json):
+        inputs = _read_inputs(images, paths_from)
+        if not inputs:
+            raise click.UsageError("give at least one IMAGE (or --paths-from)")
+        rep = state.db().search(inputs, k=k, threshold=threshold, by=by, reference=reference)
+        if as_json:
+            emit_json(rep.to_dict())
+        else:
+            _print_search(rep)
+        if rep.n_failed:
+            sys.exit(EXIT_PARTIAL)
+
+
+@cli.command()
+@click.argument("image")
+@click.argument("subject")
+@click.option("--threshold", type=click.FloatRange(0.0, 2.0), help="Match when cosine distance <= this.")
+@json_option
+@pass_state
+def verify(state: State, image: str, subject: str, threshold: float | None, as_json: bool) -> None:
+    """1:1 check: is the (largest) face in IMAGE the enrolled SUBJECT?
+
+    Exit code 0 when it matches, 3 when it does not.
+
+    \b
+    Example:
+      facedb verify door-camera.jpg "Ada Lovelace"
+    """
+    with handle_errors(as_json):
+        data = _read_inputs((image,), None)[0]
+        res = state.db().verify(data, subject, threshold=threshold)
+        if as_json:
+            emit_json(res.to_dict())
+        else:
+            verdict = "MATCH" if res.match else "NO MATCH"
+            click.echo(f"{verdict}: {res.image} vs {res.subject}: distance {res.distance:.3f} "
+                       f"(threshold {res.threshold:.3f}, closest sample {res.matched_image})")
+        if not res.match:
+            sys.exit(EXIT_PARTIAL)
+
+
+# -- management ----------------------------------------------------------------------
+
+@cli.command()
+@click.argument("subject")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--vacuum", is_flag=True, help="Also rewrite the stores so the vectors are physically erased now.")
+@json_option
+@pass_state
+def delete(state: State, subject: str, yes: bool, vacuum: bool, as_json: bool) -> None:
+    """Delete SUBJECT with all its images, faces and vectors.
+
+    Afterwards no search can return its faces. Add --vacuum (or run `facedb vacuum`) to
+    also erase the bytes from disk.
+
+    \b
+    Example:
+      facedb delete "Ada Lovelace" --yes
+    """
+    with handle_errors(as_json):
+        if not yes:
+            if not sys.stdin.isatty():
+                raise click.UsageError("refusing to delete without confirmation: add --yes")
+            click.confirm(f"Delete subject {subject!r} and all its faces?", abort=True)
+        db = state.db()
+        rep = db.delete(subject)
+        out = rep.to_dict()
+        if vacuum:
+            out["vacuum"] = db.vacuum()
+        if as_json:
+            emit_json(out)
+        else:
+            click.echo(f"deleted {rep.subject}: {rep.images} images, {rep.faces} faces"
+                       + (" (stores vacuumed)" if vacuum else ""))
+
+
+@cli.command()
+@click.argument("old")
+@click.argument("new")
+@json_option
+@pass_state
+def rename(state: State, old: str, new: str, as_json: bool) -> None:
+    """Rename subject OLD to NEW.
+
+    \b
+    Example:
+      facedb rename "Ada" "Ada Lovelace"
+    """
+    with handle_errors(as_json):
+        state.db().rename(old, new)
+        if as_json:
+            emit_json({"old": old, "new": new})
+        else:
+            click.echo(f"renamed {old} -> {new}")
+
+
+@cli.command()
+@json_option
+@pass_state
+def subjects(state: State, as_json: bool) -> None:
+    """List enrolled subjects with their image and face counts.
+
+    \b
+    Example:
+      facedb subjects --json
+    """
+    with handle_errors(as_json):
+        rows = state.db().subjects()
+        if as_json:
+            emit_json([r.to_dict() for r in rows])
+        else:
+            for r in rows:
+                click.echo(f"{r.name:<32} {r.images:>5} images {r.faces:>5} faces")
+            click.echo(f"{len(rows)} subjects")
+
+
+@cli.command()
+@click.argument("subject")
+@json_option
+@pass_state
+def show(state: State, subject: str, as_json: bool) -> None:
+    """Show one subject: metadata, images, faces and failed images.
+
+    \b
+    Example:
+      facedb show "Ada Lovelace"
+    """
+    with handle_errors(as_json):
+        d = state.db().show(subject)
+        if as_json:
+            emit_json(d.to_dict())
+            return
+        click.echo(f"{d.name}  (created {d.created_at})")
+        if d.metadata:
+            click.echo(f"metadata: {json.dumps(d.metadata, ensure_ascii=False)}")
+        for img in d.images:
+            faces = ", ".join(f"face {f['face_id']} ({f['model']})" for f in img["faces"])
+            click.echo(f"  {img['path']}  {img['width']}x{img['height']}  {faces}")
+        for f in d.failures:
+            click.echo(f"  failed [{f['reason']}] {f['path']}")
+
+
+@cli.command()
+@click.option("--subject", help="Only failures of this subject.")
+@click.option("--reason", help="Only this reason (no_face, too_many_faces, not_an_image, ...).")
+@json_option
+@pass_state
+def failures(state: State, subject: str | None, reason: str | None, as_json: bool) -> None:
+    """List images that could not be enrolled, with their reasons.
+
+    \b
+    Example:
+      facedb failures --reason no_face
+    """
+    with handle_errors(as_json):
+        rows = state.db().failures(subject=subject, reason=reason)
+        if as_json:
+            emit_json(rows)
+        else:
+            for r in rows:
+                click.echo(f"[{r['reason']}] {r['subject']}: {r['message']}")
+            click.echo(f"{len(rows)} failures")
+
+
+@cli.command()
+@json_option
+@pass_state
+def stats(state: State, as_json: bool) -> None:
+    """Counts, disk use and where the data lives.
+
+    \b
+    Example:
+      facedb stats
+    """
+    with handle_errors(as_json):
+        s = state.db().stats()
+        if as_json:
+            emit_json(s)
+        else:
+            for key, val in s.items():
+                click.echo(f"{key:<20} {val}")
+
+
+@cli.command()
+@click.option("--repair", is_flag=True, help="Fix any drift from the catalog (the system of record).")
+@json_option
+@pass_state
+def check(state: State, repair: bool, as_json: bool) -> None:
+    """Compare the catalog with the search index; exit 7 when they disagree (unless repaired).
+
+    \b
+    Example:
+      facedb check || facedb check --repair
+    """
+    with handle_errors(as_json):
+        rep = state.db().check(repair=repair)
+        if as_json:
+            emit_json(rep.to_dict())
+        else:
+            click.echo(f"model {rep.model}: catalog {rep.catalog_faces} faces, index {rep.index_faces} vectors")
+            if rep.clean:
+                click.echo("clean: catalog and index agree")
+            else:
+                click.echo(f"drift: {len(rep.missing_from_index)} missing from index, "
+                           f"{len(rep.orphans_in_index)} orphans in index, {rep.pending_index} not yet indexed, "
+                           f"{rep.pending_deletes} pending deletes"
+                           + (f", index error: {rep.index_error}" if rep.index_error else ""))
+                click.echo("repaired from the catalog" if rep.repaired else "run `facedb check --repair` to fix")
+        if not rep.clean and not rep.repaired:
+            sys.exit(EXIT_INDEX)
+
+
+@cli.command()
+@json_option
+@pass_state
+def vacuum(state: State, as_json: bool) -> None:
+    """Rebuild the index and compact the catalog so deleted faces are physically erased.
+
+    \b
+    Example:
+      facedb vacuum
+    """
+    with handle_errors(as_json):
+        res = state.db().vacuum()
+        if as_json:
+            emit_json(res)
+        else:
+            click.echo(f"vacuumed: {res['bytes_before']} -> {res['bytes_after']} bytes")
+
+
+@cli.command()
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@json_option
+@pass_state
+def reindex(state: State, quiet: bool, as_json: bool) -> None:
+    """Re-embed every stored image with the current pack (after a model change).
+
+    Images whose source file is gone or changed are reported and their faces dropped.
+
+    \b
+    Example:
+      facedb --pack sface reindex
+    """
+    with handle_errors(as_json):
+        db = state.db()
+        total = db.stats()["images"]
+        with progress_bar(total, quiet, "reindexing") as bar:
+            res = db.reindex(progress=bar.update)
+        if as_json:
+            emit_json(res)
+        else:
+            click.echo(f"{res['model']}: {res['reindexed']} images re-embedded, {len(res['failed'])} failed")
+            for f in res["failed"]:
+                click.echo(f"  failed [{f['reason']}] {f['message']}")
+        if res["failed"]:
+            sys.exit(EXIT_PARTIAL)
+
+
+@cli.command()
+@json_option
+@pass_state
+def models(state: State, as_json: bool) -> None:
+    """List model packs, the active one, and how many faces each has in this database.
+
+    \b
+    Example:
+      facedb models
+    """
+    with handle_errors(as_json):
+        rows = state.db().models()
+        if as_json:
+            emit_json(rows)
+        else:
+            for r in rows:
+                mark = "*" if r["active"] else " "
+                click.echo(f"{mark} {r['name']:<12} {r['faces']:>7} faces  {r['description']}")
+
+
+def main() -> None:
+    cli(prog_name="facedb")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

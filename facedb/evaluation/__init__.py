@@ -1,0 +1,46 @@
+"""Evaluation of face matching: verification and open-set identification metrics (numpy only)."""
+from __future__ import annotations
+
+from .metrics import (
+    FoldAccuracy,
+    OpenSetResult,
+    RocPoints,
+    SubjectScores,
+    ThresholdChoice,
+    best_accuracy_threshold,
+    cosine_distance,
+    eer,
+    l2_normalize,
+    lfw_10fold_accuracy,
+    open_set_from_scores,
+    open_set_identification,
+    pairwise_cosine_distances,
+    precision_at_k,
+    roc_points,
+    subject_scores,
+    tar_at_far,
+    threshold_for_fpir,
+    threshold_for_fpir_from_scores,
+)
+
+__all__ = [
+    "FoldAccuracy",
+    "OpenSetResult",
+    "RocPoints",
+    "SubjectScores",
+    "ThresholdChoice",
+    "best_accuracy_threshold",
+    "cosine_distance",
+    "eer",
+    "l2_normalize",
+    "lfw_10fold_accuracy",
+    "open_set_from_scores",
+    "open_set_identification",
+    "pairwise_cosine_distances",
+    "precision_at_k",
+    "roc_points",
+    "subject_scores",
+    "tar_at_far",
+    "threshold_for_fpir",
+    "threshold_for_fpir_from_scores",
+]

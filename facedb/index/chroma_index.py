@@ -1,0 +1,175 @@
+"""One Chroma cosine collection per model pack, keyed by SQL face id.
+
+Chroma's embedded client is not process-safe: callers must hold the home lock
+(``facedb.locking``) for the whole time a ``ChromaIndex`` is open, and ``close()`` it
+before releasing the lock.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..engine.base import PackInfo
+from ..errors import IndexCorruptError, ModelError
+
+#: HNSW parameters, recorded in every collection's configuration.
+HNSW = {"space": "cosine", "max_neighbors": 16, "ef_construction": 200, "ef_search": 200}
+FORMAT_VERSION = "1"
+
+
+def collection_name(pack: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", pack).strip("-_") or "pack"
+    return f"faces_{slug}"[:60]
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    face_id: int
+    distance: float
+
+
+class ChromaIndex:
+    def __init__(self, path: Path) -> None:
+        try:
+            import chromadb
+            from chromadb.config import Settings
+        except ImportError as exc:  # pragma: no cover
+            raise ModelError(f"chromadb is not installed ({exc})") from None
+        self.path = path
+        try:
+            self._client = chromadb.PersistentClient(
+                path=str(path), settings=Settings(anonymized_telemetry=False, allow_reset=False)
+            )
+        except Exception as exc:
+            raise IndexCorruptError(
+                f"cannot open the search index at {path}: {exc}. "
+                "Run `facedb check --repair` to rebuild it from the catalog."
+            ) from None
+        self._collections: dict[str, Any] = {}
+
+    def close(self) -> None:
+        self._collections.clear()
+        try:
+            self._client.clear_system_cache()
+        except Exception:  # pragma: no cover - best effort
+            pass
+
+    # -- collections -------------------------------------------------------------
+    def collection(self, info: PackInfo, create: bool = True) -> Any | None:
+        """The pack's collection; refuses one built with other weights or dimension."""
+        name = collection_name(info.name)
+        if name in self._collections:
+            return self._collections[name]
+        try:
+            col = self._client.get_collection(name)
+        except Exception as exc:
+            if not _is_missing(exc):
+                raise IndexCorruptError(
+                    f"the index collection {name} cannot be loaded ({exc}); "
+                    "run `facedb check --repair` to rebuild it from the catalog"
+                ) from None
+            if not create:
+                return None
+            col = self._client.create_collection(
+                name,
+                embedding_function=None,
+                configuration={"hnsw": dict(HNSW)},
+                metadata={"pack": info.name, "dim": info.dim, "fingerprint": info.fingerprint,
+                          "format": FORMAT_VERSION},
+            )
+        meta = col.metadata or {}
+        if meta.get("fingerprint") != info.fingerprint or int(meta.get("dim", -1)) != info.dim:
+            raise ModelError(
+                f"the index collection {name} was built with other model weights "
+                f"(dim {meta.get('dim')}, fingerprint {str(meta.get('fingerprint'))[:12]}…) than the "
+                f"loaded pack {info.name} (dim {info.dim}, fingerprint {info.fingerprint[:12]}…); "
+                "vectors are not comparable. Run `facedb reindex` to re-embed the stored images."
+            )
+        self._collections[name] = col
+        return col
+
+    def drop(self, pack: str) -> None:
+        name = collection_name(pack)
+        self._collections.pop(name, None)
+        try:
+            self._client.delete_collection(name)
+        except Exception as exc:
+            if not _is_missing(exc):
+                raise
+
+    # -- data --------------------------------------------------------------------
+    def add(self, info: PackInfo, ids: Sequence[int], vectors: np.ndarray,
+            subject_ids: Sequence[int], subjects: Sequence[str]) -> None:
+        """Insert or overwrite vectors (upsert, so a retried batch is harmless)."""
+        if not len(ids):
+            return
+        col = self.collection(info)
+        batch = max(1, min(5000, self._client.get_max_batch_size()))
+        for i in range(0, len(ids), batch):
+            sl = slice(i, i + batch)
+            col.upsert(
+                ids=[str(x) for x in ids[sl]],
+                embeddings=np.asarray(vectors[sl], dtype=np.float32),
+                metadatas=[{"subject_id": int(s), "subject": n} for s, n in zip(subject_ids[sl], subjects[sl])],
+            )
+
+    def delete(self, info: PackInfo, ids: Sequence[int]) -> None:
+        if not len(ids):
+            return
+        col = self.collection(info, create=False)
+        if col is None:
+            return
+        for i in range(0, len(ids), 5000):
+            col.delete(ids=[str(x) for x in ids[i:i + 5000]])
+
+    def rename_subject(self, info: PackInfo, ids: Sequence[int], subject_id: int, new_name: str) -> None:
+        col = self.collection(info, create=False)
+        if col is None or not len(ids):
+            return
+        for i in range(0, len(ids), 5000):
+            chunk = [str(x) for x in ids[i:i + 5000]]
+            col.update(ids=chunk, metadatas=[{"subject_id": subject_id, "subject": new_name}] * len(chunk))
+
+    def count(self, info: PackInfo) -> int:
+        col = self.collection(info, create=False)
+        return 0 if col is None else int(col.count())
+
+    def ids(self, info: PackInfo) -> set[int]:
+        col = self.collection(info, create=False)
+        if col is None:
+            return set()
+        out: set[int] = set()
+        total = col.count()
+        step = 5000
+        for offset in range(0, total, step):
+            got = col.get(include=[], limit=step, offset=offset)
+            out.update(int(x) for x in got["ids"])
+        return out
+
+    def query(self, info: PackInfo, vectors: np.ndarray, k: int) -> list[list[Neighbour]]:
+        col = self.collection(info, create=False)
+        if col is None:
+            return [[] for _ in range(len(vectors))]
+        n = int(col.count())
+        if n == 0:
+            return [[] for _ in range(len(vectors))]
+        res = col.query(query_embeddings=np.asarray(vectors, dtype=np.float32), n_results=min(k, n),
+                        include=["distances"])
+        return [
+            [Neighbour(int(i), max(0.0, float(d))) for i, d in zip(ids, dists)]
+            for ids, dists in zip(res["ids"], res["distances"])
+        ]
+
+    def configuration(self, info: PackInfo) -> dict[str, Any]:
+        col = self.collection(info, create=False)
+        return {} if col is None else dict(col.configuration.get("hnsw") or {})
+
+
+def _is_missing(exc: Exception) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    return "notfound" in text.replace(" ", "") or "does not exist" in text or "not found" in text
