@@ -4,8 +4,12 @@
     db = FaceDB(home="my-faces")
     db.enroll("alice", ["photos/alice/"])
     report = db.search(["party.jpg"])
+
+Heavy modules (SQLAlchemy, Chroma, OpenCV) load on first use, so ``import facedb`` is cheap.
 """
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     DatabaseBusyError,
@@ -15,23 +19,36 @@ from .errors import (
     ModelError,
     NotFoundError,
 )
-from .results import (
-    CheckReport,
-    DeleteReport,
-    EnrollReport,
-    FaceResult,
-    FailedItem,
-    ImageResult,
-    ImportReport,
-    Match,
-    SearchReport,
-    VerifyResult,
-)
-from .service import FaceDB
+
+if TYPE_CHECKING:
+    from .results import (
+        CheckReport,
+        DeleteReport,
+        EnrollReport,
+        FaceResult,
+        FailedItem,
+        ImageResult,
+        ImportReport,
+        Match,
+        SearchReport,
+        VerifyResult,
+    )
+    from .service import FaceDB
 
 __version__ = "0.1.0"
-__all__ = [
-    "FaceDB", "FacedbError", "ImageError", "NotFoundError", "DatabaseBusyError", "ModelError",
-    "IndexCorruptError", "EnrollReport", "ImportReport", "SearchReport", "ImageResult", "FaceResult",
-    "Match", "FailedItem", "VerifyResult", "DeleteReport", "CheckReport",
-]
+_RESULTS = {"CheckReport", "DeleteReport", "EnrollReport", "FaceResult", "FailedItem", "ImageResult",
+            "ImportReport", "Match", "SearchReport", "VerifyResult"}
+__all__ = ["FaceDB", "FacedbError", "ImageError", "NotFoundError", "DatabaseBusyError", "ModelError",
+           "IndexCorruptError", *sorted(_RESULTS)]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FaceDB":
+        from .service import FaceDB
+
+        return FaceDB
+    if name in _RESULTS:
+        from . import results
+
+        return getattr(results, name)
+    raise AttributeError(f"module 'facedb' has no attribute {name!r}")

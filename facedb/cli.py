@@ -217,7 +217,7 @@ def _read_inputs(images: tuple[str, ...], paths_from: str | None) -> list[Any]:
     inputs: list[Any] = []
     for img in images:
         if img == "-":
-            inputs.append(click.get_binary_stream("stdin").read())
+            inputs.append(click.open_file("-", "rb").read())
         else:
             inputs.append(img)
     if paths_from:

@@ -305,12 +305,12 @@ class FaceDB:
                 chunk = valid[start:start + 256]
                 todo: list[tuple[int, bytes, str]] = []
                 digests: dict[int, str] = {}
+                pending: list[tuple[_Item, str, Analysis]] = []
                 for i, it in enumerate(chunk):
-                    rep = reports[it.subject]
                     try:
                         data = imaging.read_bytes(it.path)
                     except ImageError as exc:
-                        rep.failed.append(FailedItem(str(it.path), exc.reason, str(exc)))
+                        pending.append((it, "", Analysis(i, [], reason=exc.reason, message=str(exc))))
                         continue
                     digests[i] = hashlib.sha256(data).hexdigest()
                     todo.append((i, data, str(it.path)))
@@ -325,8 +325,7 @@ class FaceDB:
                         seen[d] = chunk[i].subject
                         fresh.append((i, data, name))
                 if progress:
-                    progress(len(chunk) - len(fresh))
-                pending: list[tuple[_Item, str, Analysis]] = []
+                    progress(len(chunk) - len(fresh) - len(pending))
                 for res in analyzer.run(iter(fresh), len(fresh)):
                     pending.append((chunk[res.key], digests[res.key], res))
                     if len(pending) >= WRITE_BATCH:
@@ -356,18 +355,18 @@ class FaceDB:
         new_faces: list[tuple[int, np.ndarray, int, str, EnrollReport]] = []
         with self._locked() as index:
             with self.catalog.session() as s:
-                known = self.catalog.known_sha256([d for _, d, _ in batch])
+                known = self.catalog.known_sha256([d for _, d, _ in batch if d])
                 for it, digest, res in batch:
                     rep = reports[it.subject]
                     failure = self._failure_for(it, res, multi_face)
-                    if digest in known:
+                    if digest and digest in known:
                         self._count_duplicate(rep, it, known[digest])
                         continue
                     if failure is not None:
                         rep.failed.append(failure)
                         s.execute(delete(Failure).where(Failure.path == str(it.path),
                                                         Failure.subject_name == it.subject))
-                        s.add(Failure(path=str(it.path), sha256=digest, subject_name=it.subject, model=info.name,
+                        s.add(Failure(path=str(it.path), sha256=digest or None, subject_name=it.subject, model=info.name,
                                       reason=failure.reason, detail=failure.message))
                         continue
                     face = res.faces[0]

@@ -1,0 +1,39 @@
+"""Helpers shared by the database tests: run the CLI in-process or as a real subprocess."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from facedb.cli import cli
+
+
+def run_cli(home: Path, *args: str, input: bytes | None = None) -> tuple[int, str, str]:
+    """Invoke ``facedb --home HOME ARGS`` in this process (CliRunner)."""
+    result = CliRunner().invoke(cli, ["--home", str(home), *args], input=input, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def run_json(home: Path, *args: str, ok: tuple[int, ...] = (0,)) -> Any:
+    code, out, err = run_cli(home, *args, "--json")
+    assert code in ok, f"exit {code}: {err}\n{out}"
+    return json.loads(out)
+
+
+def facedb_executable() -> list[str]:
+    exe = shutil.which("facedb", path=os.path.dirname(sys.executable))
+    return [exe] if exe else [sys.executable, "-m", "facedb.cli"]
+
+
+def run_process(home: Path, *args: str, timeout: float = 300, env: dict[str, str] | None = None,
+                input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run ``facedb --home HOME ARGS`` as a separate OS process."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([*facedb_executable(), "--home", str(home), *args], capture_output=True,
+                          timeout=timeout, env=full_env, input=input)
