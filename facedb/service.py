@@ -31,6 +31,7 @@ from .catalog.models import Face as FaceRow
 from .catalog.models import Failure, Image, Subject
 from .config import DEFAULT_PACK, Settings, ensure_private_dir, make_private_tree, resolve_settings
 from .engine import FaceEngine, PackInfo, load_engine
+from .faults import crash_point
 from .errors import FacedbError, ImageError, IndexCorruptError, ModelError, NotFoundError
 from .index.chroma_index import ChromaIndex, Neighbour
 from .locking import HomeLock
@@ -196,6 +197,7 @@ class FaceDB:
             rec = self._pack_record(model)
             if rec is not None:
                 index.delete(rec, ids)
+            crash_point("journal.after_deletes")
             self.catalog.clear_pending_deletes(ids)
         for model in self.catalog.models_in_use():
             rec = self._pack_record(model)
@@ -354,6 +356,7 @@ class FaceDB:
         info = self.engine.info
         new_faces: list[tuple[int, np.ndarray, int, str, EnrollReport]] = []
         with self._locked() as index:
+            crash_point("enroll.before_sql")
             with self.catalog.session() as s:
                 known = self.catalog.known_sha256([d for _, d, _ in batch if d])
                 for it, digest, res in batch:
@@ -383,11 +386,14 @@ class FaceDB:
                                                     Failure.subject_name == it.subject))
                     known[digest] = it.subject
                     new_faces.append((row.id, face.embedding, sub.id, it.subject, rep))
+            crash_point("enroll.after_sql")
             if new_faces:
                 ids = [f[0] for f in new_faces]
                 index.add(info, ids, np.stack([f[1] for f in new_faces]), [f[2] for f in new_faces],
                           [f[3] for f in new_faces])
+                crash_point("enroll.after_chroma")
                 self.catalog.mark_indexed(ids)
+                crash_point("enroll.after_mark")
         for fid, _, _, _, rep in new_faces:
             rep.enrolled += 1
             rep.face_ids.append(fid)
@@ -497,10 +503,12 @@ class FaceDB:
                 sub = self.catalog.subject(s, subject)
                 n_images = s.scalar(select(func.count(Image.id)).where(Image.subject_id == sub.id)) or 0
             by_model = self.catalog.delete_subject(subject)
+            crash_point("delete.after_sql")
             for model, ids in by_model.items():
                 rec = self._pack_record(model)
                 if rec is not None:
                     index.delete(rec, ids)
+                crash_point("delete.after_chroma")
                 self.catalog.clear_pending_deletes(ids)
         return DeleteReport(subject=subject, images=int(n_images), faces=sum(len(v) for v in by_model.values()))
 
@@ -623,6 +631,7 @@ class FaceDB:
             index.drop(info.name)
         except Exception:
             pass
+        crash_point("vacuum.after_drop")
         self._replay_journal_sql_only()
         self._add_from_catalog(index, info, None)
 

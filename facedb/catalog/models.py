@@ -33,7 +33,7 @@ class Setting(Base):
     """Key/value facts about the database (e.g. the pack it was created with)."""
 
     __tablename__ = "settings"
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(600), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
 
 
@@ -75,7 +75,7 @@ class Face(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
     subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"), index=True)
-    model: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(512))
     x1: Mapped[float] = mapped_column(Float)
     y1: Mapped[float] = mapped_column(Float)
     x2: Mapped[float] = mapped_column(Float)
@@ -104,7 +104,7 @@ class Failure(Base):
     path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     subject_name: Mapped[str | None] = mapped_column(String(256), nullable=True, index=True)
-    model: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    model: Mapped[str | None] = mapped_column(String(512), nullable=True)
     reason: Mapped[str] = mapped_column(String(64), index=True)
     detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -115,4 +115,4 @@ class PendingDelete(Base):
 
     __tablename__ = "pending_deletes"
     face_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    model: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(512))

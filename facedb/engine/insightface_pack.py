@@ -18,6 +18,7 @@ The pretrained InsightFace packs are released for non-commercial research use on
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,9 @@ def find_models(folder: Path, label: str, how_to_get: str) -> tuple[Path, Path]:
         hint = ""
         root = folder.parent.parent if folder.parent.name == "models" else None
         if root is not None:
+            if _onnx_files(root):
+                hint = (f" ({root} itself holds .onnx files: to use that folder as is, give its path "
+                        "as the pack name instead of a models root)")
             direct = root / folder.name
             if direct.is_dir() and _onnx_files(direct):
                 hint = (f" (there are .onnx files in {direct}/: the pack must be in a 'models' "
@@ -275,21 +279,10 @@ class InsightFaceEngine:
         if min(h, w) * min(DET_SIZE[0] / w, DET_SIZE[1] / h) < 1.0:
             return []  # so thin that it vanishes at detector scale
         try:
-            bboxes, kpss = self._det.detect(img, max_num=0, metric="default")
-            faces: list[Face] = []
-            for i in range(bboxes.shape[0]):
-                x1, y1, x2, y2, score = (float(v) for v in bboxes[i, :5])
-                kps = np.asarray(kpss[i], dtype=np.float32)
-                fobj = self._IFFace(bbox=bboxes[i, :4], kps=kps, det_score=score)
-                emb = self._rec.get(img, fobj)
-                faces.append(
-                    Face(
-                        bbox=(max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)),
-                        score=score,
-                        landmarks=[(float(px), float(py)) for px, py in kps],
-                        embedding=normalise(emb),
-                    )
-                )
+            with warnings.catch_warnings():
+                # insightface 2.1's face_align calls skimage's deprecated SimilarityTransform.estimate
+                warnings.filterwarnings("ignore", category=FutureWarning, module=r"insightface\.")
+                return sort_largest_first(self._analyze(img))
         except FacedbError:
             raise
         except MemoryError:
@@ -299,7 +292,25 @@ class InsightFaceEngine:
                 f"InsightFace inference failed on a {w}x{h} image with {self.info.name!r} "
                 f"({type(exc).__name__}: {exc})"
             ) from exc
-        return sort_largest_first(faces)
+
+    def _analyze(self, img: np.ndarray) -> list[Face]:
+        h, w = img.shape[:2]
+        bboxes, kpss = self._det.detect(img, max_num=0, metric="default")
+        faces: list[Face] = []
+        for i in range(bboxes.shape[0]):
+            x1, y1, x2, y2, score = (float(v) for v in bboxes[i, :5])
+            kps = np.asarray(kpss[i], dtype=np.float32)
+            fobj = self._IFFace(bbox=bboxes[i, :4], kps=kps, det_score=score)
+            emb = self._rec.get(img, fobj)
+            faces.append(
+                Face(
+                    bbox=(max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)),
+                    score=score,
+                    landmarks=[(float(px), float(py)) for px, py in kps],
+                    embedding=normalise(emb),
+                )
+            )
+        return faces
 
 
 # -- entry points -------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..engine.base import PackInfo
 from ..errors import IndexCorruptError, ModelError
+from ..faults import crash_point
 
 #: HNSW parameters, recorded in every collection's configuration.
 HNSW = {"space": "cosine", "max_neighbors": 16, "ef_construction": 200, "ef_search": 200}
@@ -111,6 +112,8 @@ class ChromaIndex:
         col = self.collection(info)
         batch = max(1, min(5000, self._client.get_max_batch_size()))
         for i in range(0, len(ids), batch):
+            if i:
+                crash_point("index.between_batches")
             sl = slice(i, i + batch)
             col.upsert(
                 ids=[str(x) for x in ids[sl]],

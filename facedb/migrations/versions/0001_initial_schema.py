@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 02:07:34.373966
+Create Date: 2026-11-28
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def upgrade() -> None:
     sa.Column('path', sa.Text(), nullable=False),
     sa.Column('sha256', sa.String(length=64), nullable=True),
     sa.Column('subject_name', sa.String(length=256), nullable=True),
-    sa.Column('model', sa.String(length=128), nullable=True),
+    sa.Column('model', sa.String(length=512), nullable=True),
     sa.Column('reason', sa.String(length=64), nullable=False),
     sa.Column('detail', sa.Text(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
@@ -35,11 +35,11 @@ def upgrade() -> None:
 
     op.create_table('pending_deletes',
     sa.Column('face_id', sa.Integer(), nullable=False),
-    sa.Column('model', sa.String(length=128), nullable=False),
+    sa.Column('model', sa.String(length=512), nullable=False),
     sa.PrimaryKeyConstraint('face_id')
     )
     op.create_table('settings',
-    sa.Column('key', sa.String(length=64), nullable=False),
+    sa.Column('key', sa.String(length=600), nullable=False),
     sa.Column('value', sa.Text(), nullable=False),
     sa.PrimaryKeyConstraint('key')
     )
@@ -72,7 +72,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('image_id', sa.Integer(), nullable=False),
     sa.Column('subject_id', sa.Integer(), nullable=False),
-    sa.Column('model', sa.String(length=128), nullable=False),
+    sa.Column('model', sa.String(length=512), nullable=False),
     sa.Column('x1', sa.Float(), nullable=False),
     sa.Column('y1', sa.Float(), nullable=False),
     sa.Column('x2', sa.Float(), nullable=False),
