@@ -33,7 +33,7 @@ from .config import DEFAULT_PACK, Settings, ensure_private_dir, make_private_tre
 from .engine import FaceEngine, PackInfo, load_engine
 from .faults import crash_point
 from .errors import FacedbError, ImageError, IndexCorruptError, ModelError, NotFoundError
-from .index.chroma_index import ChromaIndex, Neighbour
+from .index.chroma_index import ChromaIndex, Neighbour, preload
 from .locking import HomeLock
 from .pipeline import Analysis, Analyzer, default_workers
 from .results import (
@@ -429,6 +429,7 @@ class FaceDB:
             raise FacedbError(f"by must be 'subject' or 'face', not {by!r}")
         if k < 1:
             raise FacedbError("k must be at least 1")
+        preload()
         thr = self.threshold if threshold is None else float(threshold)
         info = self.engine.info
         results: list[ImageResult] = []

@@ -18,6 +18,8 @@ from ..errors import FacedbError, NotFoundError
 from .models import Face, Failure, Image, PendingDelete, Setting, Subject
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+#: The newest migration's revision id (a test checks it equals Alembic's head).
+SCHEMA_HEAD = "0001"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -55,8 +57,21 @@ class Catalog:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     # -- lifecycle -------------------------------------------------------------
+    def schema_revision(self) -> str | None:
+        """The Alembic revision the database is at (None for a new database)."""
+        try:
+            with self.engine.connect() as conn:
+                return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        except (OperationalError, ProgrammingError):
+            return None
+
     def upgrade(self) -> None:
-        """Create or upgrade the schema to the newest Alembic revision."""
+        """Create or upgrade the schema to the newest Alembic revision.
+
+        Alembic itself is only imported when the database is not already at ``SCHEMA_HEAD``.
+        """
+        if self.schema_revision() == SCHEMA_HEAD:
+            return
         from alembic import command
         from alembic.config import Config
 

@@ -23,6 +23,19 @@ HNSW = {"space": "cosine", "max_neighbors": 16, "ef_construction": 200, "ef_sear
 FORMAT_VERSION = "1"
 
 
+def preload() -> None:
+    """Start importing chromadb (~0.6 s) in a background thread, to overlap with model work."""
+    import threading
+
+    def _import() -> None:
+        try:
+            import chromadb  # noqa: F401
+        except Exception:  # pragma: no cover - reported when the index is opened
+            pass
+
+    threading.Thread(target=_import, name="facedb-preload-chromadb", daemon=True).start()
+
+
 def collection_name(pack: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", pack).strip("-_") or "pack"
     return f"faces_{slug}"[:60]
