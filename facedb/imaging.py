@@ -1,16 +1,32 @@
-"""Safe image decoding with Pillow: size limits, EXIF orientation, any mode -> 8-bit BGR."""
+"""Safe image decoding with Pillow: size limits, EXIF orientation, any mode -> 8-bit BGR.
+
+Every problem with one input becomes an ``ImageError`` whose ``reason`` is a short stable code:
+
+``not_found``        no such file (or a dangling symlink, or a path that cannot exist)
+``unreadable``       the OS refuses to read it (permissions, symlink loop, a parent is a file...)
+``is_directory``     a directory was given where an image was expected
+``not_a_file``       a FIFO, socket or device: never opened, so reading cannot block
+``empty_file``       0 bytes
+``too_large``        more than ``MAX_FILE_BYTES`` bytes
+``too_many_pixels``  the header announces more than ``MAX_PIXELS`` pixels (refused before decoding)
+``not_an_image``     not one of the accepted formats (``ACCEPTED_FORMATS``)
+``corrupt_image``    a recognised format that fails to decode (truncated, damaged)
+``too_small``        a side shorter than ``MIN_SIDE`` pixels
+"""
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
 import stat
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageError
 
@@ -20,6 +36,23 @@ MAX_PIXELS = 80_000_000
 MAX_FILE_BYTES = 200 * 1024 * 1024
 #: Smallest side that can hold a detectable face.
 MIN_SIDE = 16
+#: Pillow formats we try, in this order. Only photo formats: weak-magic formats (TGA...) would
+#: "recognise" junk, and some plugins are unsafe on untrusted input (EPS runs Ghostscript).
+ACCEPTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "DIB", "PPM", "JPEG2000", "AVIF", "HEIF")
+
+_EXIF_ORIENTATION = 0x0112
+_ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+#: What a hostile file can make a Pillow decoder raise (besides the ones handled by name).
+_DECODER_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError,
+                   TypeError, ZeroDivisionError, NotImplementedError)
 
 
 @dataclass(frozen=True)
@@ -39,61 +72,130 @@ class LoadedImage:
         return int(self.pixels.shape[0])
 
 
+def display_name(name: str | os.PathLike[str]) -> str:
+    """``name`` safe to print on one line: control characters (a newline in a file name...)
+    and undecodable bytes are shown as escapes; spaces and non-ASCII letters are kept."""
+    s = os.fspath(name)
+    if isinstance(s, bytes):  # pragma: no cover - callers pass str paths
+        s = os.fsdecode(s)
+    if all(c.isprintable() for c in s):
+        return s
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
+
+
+def _os_error(p: Path, exc: OSError) -> ImageError:
+    shown = display_name(p)
+    if exc.errno == errno.ELOOP:
+        return ImageError("unreadable", f"{shown}: cannot read (symbolic link loop)")
+    if exc.errno == errno.ENOTDIR:
+        return ImageError("unreadable", f"{shown}: cannot read (a parent of this path is not a directory)")
+    if exc.errno == errno.EISDIR:
+        return ImageError("is_directory", f"{shown}: is a directory, not an image")
+    return ImageError("unreadable", f"{shown}: cannot read ({exc.strerror or exc})")
+
+
+def _check_stat(p: Path, st: os.stat_result) -> None:
+    shown = display_name(p)
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageError("is_directory", f"{shown}: is a directory, not an image")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageError("not_a_file", f"{shown}: not a regular file (a pipe, socket or device)")
+    if st.st_size == 0:
+        raise ImageError("empty_file", f"{shown}: empty file (0 bytes)")
+    if st.st_size > MAX_FILE_BYTES:
+        raise ImageError("too_large", f"{shown}: file is {st.st_size} bytes, over the {MAX_FILE_BYTES} limit")
+
+
 def read_bytes(path: str | os.PathLike[str]) -> bytes:
-    """Read a file's bytes, turning every OS problem into an ``ImageError``."""
+    """Read a file's bytes, turning every OS problem into an ``ImageError``.
+
+    Never blocks on a FIFO or device (checked before opening, and again on the open
+    descriptor in case the path was swapped), and never reads more than ``MAX_FILE_BYTES``.
+    """
     p = Path(path)
+    shown = display_name(p)
     try:
         st = p.stat()
     except FileNotFoundError:
-        raise ImageError("not_found", f"{p}: no such file") from None
+        if os.path.islink(p):
+            raise ImageError("not_found", f"{shown}: broken symbolic link (its target does not exist)") from None
+        raise ImageError("not_found", f"{shown}: no such file") from None
     except OSError as exc:
-        raise ImageError("unreadable", f"{p}: cannot read ({exc.strerror or exc})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise ImageError("is_directory", f"{p}: is a directory, not an image")
-    if not stat.S_ISREG(st.st_mode):
-        raise ImageError("not_a_file", f"{p}: not a regular file")
-    if st.st_size == 0:
-        raise ImageError("empty_file", f"{p}: empty file (0 bytes)")
-    if st.st_size > MAX_FILE_BYTES:
-        raise ImageError("too_large", f"{p}: file is {st.st_size} bytes, over the {MAX_FILE_BYTES} limit")
+        raise _os_error(p, exc) from None
+    except ValueError as exc:  # embedded NUL byte, unencodable characters
+        raise ImageError("not_found", f"{shown}: not a valid file path ({exc})") from None
+    _check_stat(p, st)
+    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        with open(p, "rb") as fh:
-            return fh.read()
+        fd = os.open(p, flags)
+    except FileNotFoundError:
+        raise ImageError("not_found", f"{shown}: no such file") from None
     except OSError as exc:
-        raise ImageError("unreadable", f"{p}: cannot read ({exc.strerror or exc})") from None
+        raise _os_error(p, exc) from None
+    try:
+        with open(fd, "rb", closefd=True) as fh:
+            _check_stat(p, os.fstat(fh.fileno()))
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise _os_error(p, exc) from None
+    if not data:
+        raise ImageError("empty_file", f"{shown}: empty file (0 bytes)")
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError("too_large", f"{shown}: file is over the {MAX_FILE_BYTES} byte limit")
+    return data
+
+
+def _accepted_formats() -> tuple[str, ...]:
+    Image.init()
+    return tuple(f for f in ACCEPTED_FORMATS if f in Image.OPEN)
 
 
 def decode(data: bytes, name: str = "<image>") -> LoadedImage:
-    """Decode image bytes into an upright 8-bit BGR array, refusing bombs and junk."""
+    """Decode image bytes into an upright 8-bit BGR array, refusing bombs and junk.
+
+    The header is checked (pixel count, smallest side) before any pixel is decoded. Animated
+    and multi-page files give their first frame. EXIF orientation is applied; a damaged EXIF
+    block is ignored rather than failing a photo whose pixels are fine.
+    """
+    shown = display_name(name)
     if not data:
-        raise ImageError("empty_file", f"{name}: empty file (0 bytes)")
+        raise ImageError("empty_file", f"{shown}: empty file (0 bytes)")
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError("too_large", f"{shown}: {len(data)} bytes is over the {MAX_FILE_BYTES} byte limit")
     digest = hashlib.sha256(data).hexdigest()
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Corrupt EXIF data" and the like: not the user's business
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=_accepted_formats())
             w, h = img.size
             if w * h > MAX_PIXELS:
                 raise ImageError(
                     "too_many_pixels",
-                    f"{name}: {w}x{h} pixels is over the {MAX_PIXELS:,} pixel limit (not decoded)",
+                    f"{shown}: {w}x{h} pixels is over the {MAX_PIXELS:,} pixel limit (not decoded)",
                 )
-            if getattr(img, "n_frames", 1) > 1:
-                img.seek(0)  # animated GIF / multi-page TIFF: first frame
-            img.load()
-            img = ImageOps.exif_transpose(img) or img
+            if min(w, h) < MIN_SIDE:
+                raise ImageError("too_small", f"{shown}: {w}x{h} pixels is too small to hold a face")
+            img.load()  # the first frame of an animated / multi-page file
+            if img.size[0] * img.size[1] > MAX_PIXELS:  # a frame larger than the header said
+                raise ImageError("too_many_pixels", f"{shown}: {img.size[0]}x{img.size[1]} pixels is over the limit")
+            img = _upright(img)
             pixels = _to_bgr(img)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError("too_many_pixels", f"{name}: image is too large to decode safely") from None
+        raise ImageError("too_many_pixels", f"{shown}: image is too large to decode safely (not decoded)") from None
     except UnidentifiedImageError:
-        raise ImageError("not_an_image", f"{name}: not a recognised image format") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageError("corrupt_image", f"{name}: corrupt or truncated image ({exc})") from None
+        raise ImageError(
+            "not_an_image", f"{shown}: not a recognised image format (accepted: {', '.join(_accepted_formats())})"
+        ) from None
+    except MemoryError:
+        raise ImageError("too_many_pixels", f"{shown}: out of memory while decoding") from None
+    except _DECODER_ERRORS as exc:
+        raise ImageError("corrupt_image", f"{shown}: corrupt or truncated image ({display_name(str(exc))})") from None
     if min(pixels.shape[:2]) < MIN_SIDE:
         raise ImageError(
-            "too_small", f"{name}: {pixels.shape[1]}x{pixels.shape[0]} pixels is too small to hold a face"
+            "too_small", f"{shown}: {pixels.shape[1]}x{pixels.shape[0]} pixels is too small to hold a face"
         )
     return LoadedImage(pixels=pixels, sha256=digest, size_bytes=len(data))
 
@@ -102,26 +204,59 @@ def load(path: str | os.PathLike[str]) -> LoadedImage:
     return decode(read_bytes(path), str(path))
 
 
+def _upright(img: Image.Image) -> Image.Image:
+    """Apply the EXIF Orientation tag (without the full copy ``ImageOps.exif_transpose`` makes
+    when there is nothing to do); unreadable EXIF counts as "no orientation"."""
+    try:
+        orientation = img.getexif().get(_EXIF_ORIENTATION)
+    except Exception:  # a damaged EXIF block must not cost us a good photo
+        return img
+    method = _ORIENTATION_TRANSPOSE.get(orientation) if isinstance(orientation, int) else None
+    return img.transpose(method) if method is not None else img
+
+
+def _gray_to_uint8(arr: np.ndarray) -> np.ndarray:
+    """16/32-bit integer gray -> uint8. Values are scaled by the smallest common bit depth
+    (8, 10, 12, 14 or 16 bits) that holds the maximum, through a lookup table: no float copy."""
+    if arr.size == 0:
+        return np.zeros(arr.shape, dtype=np.uint8)
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < 0 or hi > 65535:  # 32-bit data: stretch its own range
+        a = arr.astype(np.float32)
+        return ((a - lo) * (255.0 / ((hi - lo) or 1))).astype(np.uint8)
+    bits = next(b for b in (8, 10, 12, 14, 16) if hi < (1 << b))
+    lut = np.clip(np.rint(np.arange(65536, dtype=np.float64) * (255.0 / ((1 << bits) - 1))), 0, 255).astype(np.uint8)
+    return lut[arr.astype(np.uint16, copy=False)]
+
+
 def _to_bgr(img: Image.Image) -> np.ndarray:
     mode = img.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        hi = float(arr.max()) if arr.size else 0.0
-        scale = 255.0 / (65535.0 if hi > 255 else 255.0)
-        gray = np.clip(arr * scale, 0, 255).astype(np.uint8)
-        rgb = np.stack([gray] * 3, axis=-1)
-    elif mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
+    if mode.startswith("I;16") or mode == "I":
+        gray = _gray_to_uint8(np.asarray(img))
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if mode == "F":
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float32))
         lo, hi = float(arr.min()), float(arr.max())
-        gray = ((arr - lo) / (hi - lo or 1.0) * 255).astype(np.uint8)
-        rgb = np.stack([gray] * 3, axis=-1)
-    else:
-        if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
-            rgba = img.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            img = Image.alpha_composite(background, rgba)
-        rgb = np.asarray(img.convert("RGB"))
-    return np.ascontiguousarray(rgb[:, :, ::-1])
+        gray = ((arr - lo) * (255.0 / ((hi - lo) or 1.0))).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if mode == "LAB":
+        from PIL import ImageCms
+
+        img = ImageCms.applyTransform(
+            img, ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")
+        )
+    elif mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    rgb = np.asarray(img)
+    bgr = np.empty_like(rgb)  # three channel copies: much faster than copying a ::-1 view
+    bgr[..., 0] = rgb[..., 2]
+    bgr[..., 1] = rgb[..., 1]
+    bgr[..., 2] = rgb[..., 0]
+    return bgr
 
 
 def iter_image_files(paths: "list[str | os.PathLike[str]]") -> list[Path]:
@@ -130,11 +265,17 @@ def iter_image_files(paths: "list[str | os.PathLike[str]]") -> list[Path]:
     Directories are walked recursively in sorted order; symlinked directories are not
     followed (so symlink loops are harmless) and hidden entries are skipped. Every other
     file is a candidate: one that is not an image is reported by ``decode``, not ignored.
+    A path that is not a directory (missing, a file, a FIFO...) is returned as given, so
+    that ``load`` reports what is wrong with it.
     """
     out: list[Path] = []
     for raw in paths:
         p = Path(raw)
-        if p.is_dir():
+        try:
+            is_dir = p.is_dir()
+        except (OSError, ValueError):
+            is_dir = False
+        if is_dir:
             for dirpath, dirnames, filenames in os.walk(p, followlinks=False):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                 out.extend(Path(dirpath) / fn for fn in sorted(filenames) if not fn.startswith("."))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -583,33 +584,48 @@ class FaceDB:
 
     # -- integrity -----------------------------------------------------------------
     def check(self, repair: bool = False) -> CheckReport:
-        """Compare the catalog with the index for the active pack; ``repair`` fixes drift from SQL."""
+        """Compare the catalog with the index for the active pack; ``repair`` fixes drift from SQL.
+
+        An index that cannot even be opened is reported; with ``repair`` it is deleted (it holds
+        biometric data, so it is not kept aside) and rebuilt from the catalog's embeddings.
+        """
         info = self.engine.info
-        with self._locked(recover=False) as index:
+        with self._locked(recover=False, open_index=False):
             rec = self._pack_record(info.name) or info
             pending_del = sum(len(v) for v in self.catalog.pending_deletes().values())
             pending_idx = len(self.catalog.unindexed_faces(info.name))
             sql_ids = self.catalog.face_ids(info.name)
             error = None
+            idx_ids: set[int] = set()
             try:
-                idx_ids = index.ids(rec)
+                self._index = ChromaIndex(self.settings.chroma_path)
+                idx_ids = self._index.ids(rec)
             except ModelError:
                 raise
             except Exception as exc:
-                error, idx_ids = f"{type(exc).__name__}: {exc}", set()
+                error = str(exc)
             report = CheckReport(model=info.name, catalog_faces=len(sql_ids), index_faces=len(idx_ids),
                                  missing_from_index=sorted(sql_ids - idx_ids),
                                  orphans_in_index=sorted(idx_ids - sql_ids), pending_index=pending_idx,
                                  pending_deletes=pending_del, index_error=error)
             if repair and not report.clean:
                 if error:
-                    self._rebuild(index, rec)
+                    if self._index is not None:
+                        self._index.close()
+                    shutil.rmtree(self.settings.chroma_path, ignore_errors=True)
+                    self._index = ChromaIndex(self.settings.chroma_path)
+                    self._replay_journal_sql_only()
+                    for model in self.catalog.models_in_use():
+                        other = self._pack_record(model)
+                        if other is not None:
+                            self._add_from_catalog(self._index, other, None)
                 else:
-                    self._replay_journal(index)
+                    assert self._index is not None
+                    self._replay_journal(self._index)
                     if report.orphans_in_index:
-                        index.delete(rec, report.orphans_in_index)
+                        self._index.delete(rec, report.orphans_in_index)
                     if report.missing_from_index:
-                        self._add_from_catalog(index, rec, report.missing_from_index)
+                        self._add_from_catalog(self._index, rec, report.missing_from_index)
                 report.repaired = True
         return report
 

@@ -280,3 +280,24 @@ def test_console_script_runs_as_a_process(enrolled: Path, group: dict) -> None:
     assert json.loads(proc.stdout)["results"][0]["faces"][0]["identity"] == "person2"
     proc = run_process(enrolled, "delete", "person2")  # no terminal, no --yes: refuse
     assert proc.returncode == 2 and b"--yes" in proc.stderr
+
+
+@pytest.mark.parametrize("damage", ["garbage_sqlite", "missing_dir"])
+def test_corrupt_or_missing_index_is_reported_and_rebuilt(enrolled: Path, group: dict, damage: str) -> None:
+    import shutil
+
+    chroma = enrolled / "chroma"
+    if damage == "garbage_sqlite":
+        (chroma / "chroma.sqlite3").write_bytes(os.urandom(100_000))
+    else:
+        shutil.rmtree(chroma)
+    probe = str(group["crops"]["person5"][0])
+    code, out, err = run_cli(enrolled, "search", probe)
+    assert code == 7 and "facedb check --repair" in err and len(err.strip().splitlines()) == 1
+    code, out, _ = run_cli(enrolled, "check", "--json")
+    assert code == 7 and json.loads(out)["clean"] is False
+    assert run_json(enrolled, "check", "--repair")["repaired"] is True
+    assert run_json(enrolled, "check")["clean"] is True
+    data = run_json(enrolled, "search", probe, "--reference")
+    face = data["results"][0]["faces"][0]
+    assert face["identity"] == "person5" and face["reference_agrees"] is True

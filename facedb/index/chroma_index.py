@@ -60,6 +60,7 @@ class ChromaIndex:
                 path=str(path), settings=Settings(anonymized_telemetry=False, allow_reset=False)
             )
         except Exception as exc:
+            _forget_clients()
             raise IndexCorruptError(
                 f"cannot open the search index at {path}: {exc}. "
                 "Run `facedb check --repair` to rebuild it from the catalog."
@@ -68,10 +69,7 @@ class ChromaIndex:
 
     def close(self) -> None:
         self._collections.clear()
-        try:
-            self._client.clear_system_cache()
-        except Exception:  # pragma: no cover - best effort
-            pass
+        _forget_clients()
 
     # -- collections -------------------------------------------------------------
     def collection(self, info: PackInfo, create: bool = True) -> Any | None:
@@ -184,6 +182,16 @@ class ChromaIndex:
     def configuration(self, info: PackInfo) -> dict[str, Any]:
         col = self.collection(info, create=False)
         return {} if col is None else dict(col.configuration.get("hnsw") or {})
+
+
+def _forget_clients() -> None:
+    """Stop and forget every cached Chroma system in this process (releases the files)."""
+    try:
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        SharedSystemClient.clear_system_cache()
+    except Exception:  # pragma: no cover - best effort
+        pass
 
 
 def _is_missing(exc: Exception) -> bool:
