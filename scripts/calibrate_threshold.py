@@ -65,7 +65,8 @@ def _init_worker(pack: str) -> None:
     _ENGINE = load_engine(pack)
 
 
-def _embed_one(path: str) -> tuple[np.ndarray | None, int, float, str]:
+def _embed_one(path: str) -> tuple[np.ndarray | None, np.ndarray | None, int, float, str]:
+    """(largest face's embedding, most central face's embedding, n faces, seconds, error)."""
     from facedb import imaging
     from facedb.errors import ImageError
 
@@ -74,23 +75,28 @@ def _embed_one(path: str) -> tuple[np.ndarray | None, int, float, str]:
         im = imaging.load(path)
         faces = _ENGINE.analyze(im.pixels)
     except ImageError as exc:
-        return None, 0, time.perf_counter() - t0, str(exc)
+        return None, None, 0, time.perf_counter() - t0, str(exc)
     dt = time.perf_counter() - t0
     if not faces:
-        return None, 0, dt, ""
-    return faces[0].embedding.astype(np.float32), len(faces), dt, ""
+        return None, None, 0, dt, ""
+    h, w = im.pixels.shape[:2]
+    off = [math.hypot((f.bbox[0] + f.bbox[2]) / 2 - w / 2, (f.bbox[1] + f.bbox[3]) / 2 - h / 2) for f in faces]
+    central = faces[int(np.argmin(off))]
+    return faces[0].embedding.astype(np.float32), central.embedding.astype(np.float32), len(faces), dt, ""
 
 
 @dataclass
 class Embeddings:
     rel_paths: list[str]  # "<Person>/<Person>_NNNN.jpg"
     people: list[str]
-    emb: np.ndarray  # (n, dim) float32; NaN rows where no face
+    emb: np.ndarray  # (n, dim) float32, largest face; NaN rows where no face
+    emb_central: np.ndarray  # (n, dim) float32, face nearest the image centre (LFW's labelled face)
     n_faces: np.ndarray  # (n,) int
     seconds: np.ndarray  # (n,) compute seconds per image in its worker (load + analyze)
     wall_seconds: float
     workers: int
     fingerprint: str
+    cached: bool = False
 
     @property
     def detected(self) -> np.ndarray:
@@ -117,15 +123,17 @@ def embed_lfw(lfw: Path, cache: Path, pack: str, workers: int, limit: int | None
     cache.mkdir(parents=True, exist_ok=True)
     f_emb, f_meta = cache / f"{tag}-embeddings.npy", cache / f"{tag}-meta.json"
     f_nf, f_sec = cache / f"{tag}-nfaces.npy", cache / f"{tag}-seconds.npy"
-    if f_emb.is_file() and f_meta.is_file():
+    f_cen = cache / f"{tag}-embeddings-central.npy"
+    if all(f.is_file() for f in (f_emb, f_meta, f_nf, f_sec, f_cen)):
         meta = json.loads(f_meta.read_text())
         if meta.get("rel_paths") == rel and meta.get("fingerprint") == fingerprint:
             print(f"[embed] using cached embeddings {f_emb}", flush=True)
-            return Embeddings(rel, [r.split("/")[0] for r in rel], np.load(f_emb), np.load(f_nf),
-                              np.load(f_sec), meta["wall_seconds"], meta["workers"], fingerprint)
+            return Embeddings(rel, [r.split("/")[0] for r in rel], np.load(f_emb), np.load(f_cen), np.load(f_nf),
+                              np.load(f_sec), meta["wall_seconds"], meta["workers"], fingerprint, cached=True)
     print(f"[embed] {len(rel)} images with {workers} worker(s)...", flush=True)
     dim = load_engine(pack).info.dim
     emb = np.full((len(rel), dim), np.nan, dtype=np.float32)
+    emb_c = emb.copy()
     n_faces = np.zeros(len(rel), dtype=np.int64)
     seconds = np.zeros(len(rel))
     errors: dict[str, str] = {}
@@ -133,9 +141,9 @@ def embed_lfw(lfw: Path, cache: Path, pack: str, workers: int, limit: int | None
     t0 = time.perf_counter()
     ctx = mp.get_context("spawn")
     with ctx.Pool(workers, initializer=_init_worker, initargs=(pack,)) as pool:
-        for i, (vec, nf, dt, err) in enumerate(pool.imap(_embed_one, paths, chunksize=16)):
+        for i, (vec, vec_c, nf, dt, err) in enumerate(pool.imap(_embed_one, paths, chunksize=16)):
             if vec is not None:
-                emb[i] = vec
+                emb[i], emb_c[i] = vec, vec_c
             n_faces[i], seconds[i] = nf, dt
             if err:
                 errors[rel[i]] = err
@@ -144,11 +152,12 @@ def embed_lfw(lfw: Path, cache: Path, pack: str, workers: int, limit: int | None
                 print(f"[embed] {i + 1}/{len(rel)}  {el:.0f}s  ({el / (i + 1) * 1000:.1f} ms/image wall)", flush=True)
     wall = time.perf_counter() - t0
     np.save(f_emb, emb)
+    np.save(f_cen, emb_c)
     np.save(f_nf, n_faces)
     np.save(f_sec, seconds)
     f_meta.write_text(json.dumps({"rel_paths": rel, "fingerprint": fingerprint, "pack": pack,
                                   "wall_seconds": wall, "workers": workers, "errors": errors}))
-    return Embeddings(rel, [r.split("/")[0] for r in rel], emb, n_faces, seconds, wall, workers, fingerprint)
+    return Embeddings(rel, [r.split("/")[0] for r in rel], emb, emb_c, n_faces, seconds, wall, workers, fingerprint)
 
 
 # -- LFW pairs ------------------------------------------------------------------------------
@@ -385,8 +394,10 @@ def print_report(R: dict[str, Any]) -> None:
     print("\n=== facedb threshold calibration on LFW (pack %s) ===" % R["pack"])
     print(f"images: {em['n_images']} of {em['n_people']} people; no face detected in {em['n_undetected']} "
           f"({', '.join(em['undetected'][:8])}{' ...' if em['n_undetected'] > 8 else ''})")
-    print(f"images with >1 face (largest used): {em['n_multi_face']}")
-    print(f"time: {em['ms_per_image_compute']:.1f} ms/image of compute per worker (load+detect+embed), "
+    print(f"images with >1 face: {em['n_multi_face']}; {R['face']} face used; in {em['n_largest_not_central']} "
+          "images the largest face is not the one nearest the centre (LFW's labelled face)")
+    print(f"time: {em['ms_per_image_compute']:.1f} ms/image (median {em['ms_per_image_compute_median']:.1f}) of "
+          "compute per worker (decode + detect + embed every face), "
           f"{em['ms_per_image_wall']:.1f} ms/image wall with {em['workers']} workers"
           + (" (cached run: timings from the original pass)" if em.get("cached") else ""))
     v = R["verification"]
@@ -429,7 +440,7 @@ def print_report(R: dict[str, Any]) -> None:
               f"{rec['threshold_with_margin']:.2f} + margin {rec['margin']:.2f}")
         refs = [k for k in next(iter(D["by_size"].values()))["report"] if k.startswith("ref_")]
         hdr = f"  {'gallery':>7} {'calib@size':>10} | {'thr ' + format(rec['threshold'], '.2f'):^15} | " \
-              f"{'thr+margin':^15} | " + " | ".join(f"{r[4:]:^15}" for r in refs)
+              f"{'+margin ' + format(rec['margin'], '.2f'):^15} | " + " | ".join(f"{r[4:]:^15}" for r in refs)
         print("  REPORT split, FPIR / FNIR:")
         print(hdr)
         for n, row in D["by_size"].items():
@@ -442,7 +453,6 @@ def print_report(R: dict[str, Any]) -> None:
         r = D["by_size"][nmax]["report"]["recommended"]
         print(f"  at gallery {nmax}, thr {rec['threshold']:.2f}: {r['strangers_named']}/{r['n_strangers']} strangers "
               f"named; {r['mated_misnamed']} enrolled probes misnamed + {r['mated_unknown']} unknown of {r['n_mated']}")
-    print(f"\nembedding pass {R['embedding']['wall_seconds']:.0f} s; total run {R['run_seconds']:.0f} s")
 
 
 def _jsonable(o: Any) -> Any:
@@ -460,17 +470,101 @@ def _jsonable(o: Any) -> Any:
     return o
 
 
+def seed_robustness(E: Embeddings, seeds: list[int], target: float, max_enroll: int, margins: list[float],
+                    fixed: list[float]) -> dict[str, Any]:
+    """Design 'full' re-run for several split seeds: calibrated threshold and report-split rates."""
+    per_seed = []
+    for sd in seeds:
+        S = make_split(E, sd, max_enroll)
+        refs = {f"fixed_{t:.2f}": t for t in fixed}
+        D = run_design("full", E, S, [1000, "max"], target, margins, refs)
+        cal = D["calibration"]
+        nmax = str(D["max_gallery_size"])
+        row = {"seed": sd, "threshold": cal["plain"]["threshold"], "calib_fnir": cal["plain"]["fnir"],
+               "margin": cal["with_margin"]["margin"], "margin_threshold": cal["with_margin"]["threshold"],
+               "calib_fnir_with_margin": cal["with_margin"]["fnir"], "report": {}}
+        for n in ("1000", nmax):
+            rp = D["by_size"][n]["report"]
+            row["report"][n] = {
+                "exact": rp["exact_threshold"], "exact_with_margin": rp["exact_threshold_with_margin"],
+                **{k: rp[k] for k in refs},
+            }
+        per_seed.append(row)
+    thr = np.array([r["threshold"] for r in per_seed])
+    return {"seeds": seeds, "per_seed": per_seed, "threshold_median": float(np.median(thr)),
+            "threshold_min": float(thr.min()), "threshold_max": float(thr.max()),
+            "gallery_sizes": ["1000", str(len(make_split(E, seeds[0], max_enroll).people_multi))]}
+
+
+def summarise(rows: list[dict[str, Any]], size: str, key: str) -> dict[str, float]:
+    f = np.array([r["report"][size][key]["fpir"] for r in rows])
+    n = np.array([r["report"][size][key]["fnir"] for r in rows])
+    return {"fpir_mean": float(f.mean()), "fpir_min": float(f.min()), "fpir_max": float(f.max()),
+            "fnir_mean": float(n.mean()), "fnir_min": float(n.min()), "fnir_max": float(n.max())}
+
+
+def print_robustness(R: dict[str, Any]) -> None:
+    rb = R["robustness"]
+    rows = rb["per_seed"]
+    print(f"\n-- robustness: design 'full' over {len(rows)} split seeds {rb['seeds'][0]}..{rb['seeds'][-1]} --")
+    print(f"calibrated threshold (FPIR <= {pct(R['target_fpir'])} on calib, gallery max): median "
+          f"{rb['threshold_median']:.4f}, range {rb['threshold_min']:.4f}..{rb['threshold_max']:.4f}")
+    m = np.array([r["calib_fnir"] - r["calib_fnir_with_margin"] for r in rows])
+    print(f"margin rule: calib FNIR gain of the best margin over none: mean {100 * m.mean():.2f} points "
+          f"(margins chosen: {sorted({r['margin'] for r in rows})})")
+    for size in rb["gallery_sizes"]:
+        e = summarise(rows, size, "exact")
+        em = summarise(rows, size, "exact_with_margin")
+        print(f"  gallery {size:>5}: own calibrated threshold -> report FPIR {pct(e['fpir_mean'])} "
+              f"({pct(e['fpir_min'])}..{pct(e['fpir_max'])}), FNIR {pct(e['fnir_mean'])} "
+              f"({pct(e['fnir_min'])}..{pct(e['fnir_max'])});  with best margin: FPIR {pct(em['fpir_mean'])} "
+              f"FNIR {pct(em['fnir_mean'])}")
+    print("  fixed thresholds, REPORT split, mean (min..max) over seeds:")
+    keys = [k for k in rows[0]["report"][rb["gallery_sizes"][0]] if k.startswith("fixed_")]
+    for k in keys:
+        cells = []
+        for size in rb["gallery_sizes"]:
+            e = summarise(rows, size, k)
+            cells.append(f"gallery {size:>5}: FPIR {pct(e['fpir_mean'])} ({pct(e['fpir_min'])}..{pct(e['fpir_max'])}) "
+                         f"FNIR {pct(e['fnir_mean'])} ({pct(e['fnir_min'])}..{pct(e['fnir_max'])})")
+        print(f"   {k[6:]}  " + "   ".join(cells))
+    rec = R["recommendation"]
+    print(f"\nRECOMMENDED default threshold: {rec['threshold']:.2f} (median calibrated threshold over seeds, floored "
+          f"to 0.01); margin rule: {'worth it' if rec['margin_worth_it'] else 'not worth it'}")
+    for size, v in rec["report"].items():
+        print(f"  gallery {size:>5}: report FPIR {pct(v['fpir_mean'])} ({pct(v['fpir_min'])}..{pct(v['fpir_max'])}), "
+              f"FNIR {pct(v['fnir_mean'])} ({pct(v['fnir_min'])}..{pct(v['fnir_max'])})")
+
+
+def print_sensitivity(R: dict[str, Any]) -> None:
+    sv = R.get("sensitivity")
+    if not sv:
+        return
+    print(f"\n-- sensitivity: embeddings of the {sv['face']} face instead "
+          f"({sv['n_images_differing']} images pick a different face) --")
+    print(f"LFW 10-fold accuracy {100 * sv['accuracy_mean']:.2f} % ± {100 * sv['accuracy_std']:.2f}; "
+          f"1:1 best threshold {sv['best_threshold_all_pairs']:.3f}")
+    for size, v in sv["report"].items():
+        print(f"  gallery {size:>5} at {R['recommendation']['threshold']:.2f}: report FPIR {pct(v['fpir_mean'])}, "
+              f"FNIR {pct(v['fnir_mean'])} (mean over seeds)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--lfw", type=Path, default=DEFAULT_LFW, help="LFW folder (with pairs.txt)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/facedb-lfw-cache"), help="embedding cache dir")
     ap.add_argument("--pack", default="sface")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--face", choices=("largest", "central"), default="largest",
+                    help="which face of a multi-face image is used (the product uses the largest; LFW "
+                         "labels the central one); the other is reported as a sensitivity check")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=10, help="split seeds for the robustness section")
     ap.add_argument("--target-fpir", type=float, default=0.01)
     ap.add_argument("--gallery-sizes", default="100,500,1000,max")
-    ap.add_argument("--margins", default="0.01,0.02,0.03,0.04,0.05,0.06,0.08,0.10,0.12,0.15,0.20",
-                    help="margins (second-best minus best subject distance) tried with the threshold")
+    ap.add_argument("--margins", default="0,0.01,0.02,0.03,0.04,0.05,0.06,0.08,0.10,0.12,0.15,0.20",
+                    help="margins (second-best minus best subject distance) tried with the threshold; "
+                         "0 is the same as no margin rule")
     ap.add_argument("--max-enroll", type=int, default=0, help="cap on enrolled images per person (0: all but one)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N images (smoke test)")
     ap.add_argument("--json", type=Path, default=None, help="write every number as JSON here")
@@ -478,19 +572,23 @@ def main(argv: list[str] | None = None) -> int:
     t_run = time.perf_counter()
 
     E = embed_lfw(a.lfw, a.cache, a.pack, a.workers, a.limit)
+    differing = int(np.sum(np.any(E.emb != E.emb_central, axis=1) & E.detected))
+    if a.face == "central":
+        E.emb, E.emb_central = E.emb_central, E.emb
     from facedb.engine import load_engine
 
     current = float(load_engine(a.pack).info.threshold)
     det = E.detected
-    R: dict[str, Any] = {"pack": a.pack, "fingerprint": E.fingerprint, "seed": a.seed,
+    R: dict[str, Any] = {"pack": a.pack, "fingerprint": E.fingerprint, "seed": a.seed, "face": a.face,
                          "target_fpir": a.target_fpir, "max_enroll": a.max_enroll}
     R["embedding"] = {
         "n_images": len(E.rel_paths), "n_people": len(set(E.people)), "n_undetected": int((~det).sum()),
         "undetected": [r for r, d in zip(E.rel_paths, det) if not d],
-        "n_multi_face": int((E.n_faces > 1).sum()),
+        "n_multi_face": int((E.n_faces > 1).sum()), "n_largest_not_central": differing,
         "ms_per_image_compute": 1000 * float(E.seconds.mean()),
+        "ms_per_image_compute_median": 1000 * float(np.median(E.seconds)),
         "ms_per_image_wall": 1000 * E.wall_seconds / len(E.rel_paths),
-        "wall_seconds": E.wall_seconds, "workers": E.workers,
+        "wall_seconds": E.wall_seconds, "workers": E.workers, "cached": E.cached,
     }
     R["verification"] = verification(E, a.lfw) if a.limit is None else None
     ok = np.flatnonzero(det)
@@ -511,9 +609,43 @@ def main(argv: list[str] | None = None) -> int:
                   "n_people_no_face": S.n_people_no_face},
         "designs": {d: run_design(d, E, S, sizes, a.target_fpir, margins, refs) for d in ("halves", "full")},
     }
+    if R["verification"] and a.repeats > 0:
+        seeds = list(range(a.seed, a.seed + a.repeats))
+        base = R["open_set"]["designs"]["full"]["recommended"]["threshold"]
+        fixed = sorted({round(base + k / 100, 2) for k in range(-3, 4)})
+        rb = seed_robustness(E, seeds, a.target_fpir, a.max_enroll, margins, fixed)
+        rec = floor2(rb["threshold_median"])
+        if f"fixed_{rec:.2f}" not in rb["per_seed"][0]["report"]["1000"]:  # make sure it is measured
+            rb = seed_robustness(E, seeds, a.target_fpir, a.max_enroll, margins, sorted(set(fixed) | {rec}))
+        R["robustness"] = rb
+        rows = rb["per_seed"]
+        gain = float(np.mean([r["calib_fnir"] - r["calib_fnir_with_margin"] for r in rows]))
+        R["recommendation"] = {
+            "threshold": rec,
+            "margin_worth_it": gain >= 0.005,  # at least half a point of FNIR at the same FPIR budget
+            "margin_mean_calib_fnir_gain": gain,
+            "report": {size: summarise(rows, size, f"fixed_{rec:.2f}") for size in rb["gallery_sizes"]},
+        }
+        # sensitivity: the other face choice, same seeds, at the recommended threshold
+        E2 = Embeddings(E.rel_paths, E.people, E.emb_central, E.emb, E.n_faces, E.seconds, E.wall_seconds,
+                        E.workers, E.fingerprint, E.cached)
+        v2 = verification(E2, a.lfw)
+        rb2 = seed_robustness(E2, seeds, a.target_fpir, a.max_enroll, [0.0], [rec])
+        R["sensitivity"] = {
+            "face": "central" if a.face == "largest" else "largest",
+            "n_images_differing": differing,
+            "accuracy_mean": v2["accuracy_mean"], "accuracy_std": v2["accuracy_std"],
+            "best_threshold_all_pairs": v2["best_threshold_all_pairs"],
+            "calibrated_threshold_median": rb2["threshold_median"],
+            "report": {size: summarise(rb2["per_seed"], size, f"fixed_{rec:.2f}") for size in rb2["gallery_sizes"]},
+        }
     R["run_seconds"] = time.perf_counter() - t_run
     if R["verification"]:
         print_report(R)
+        if "robustness" in R:
+            print_robustness(R)
+            print_sensitivity(R)
+        print(f"\nembedding pass {R['embedding']['wall_seconds']:.0f} s; total run {R['run_seconds']:.0f} s")
     else:
         print(json.dumps({k: R[k] for k in ("embedding", "precision_at_2")}, indent=1, default=str))
     if a.json:

@@ -27,7 +27,7 @@ DETECT_MAX_SIDE = 640
 SCORE_THRESHOLD = 0.7
 #: Default 1:N match threshold in cosine distance, calibrated on LFW for identification
 #: (see README "How the default threshold was chosen" and scripts/calibrate_threshold.py).
-DEFAULT_THRESHOLD = 0.58
+DEFAULT_THRESHOLD = 0.50
 
 
 def require_opencv4():

@@ -219,8 +219,14 @@ def open_set(e: Embedded, threshold: float, sizes: list[int | None], target_fpir
     multi = sorted(lab for lab, idx in by.items() if len(idx) >= 2)
     single = sorted(lab for lab, idx in by.items() if len(idx) == 1)
     rng.shuffle(multi)
-    enrolled_pool, held = multi[: len(multi) // 2 + len(multi) % 2], multi[len(multi) // 2 + len(multi) % 2:]
-    stranger_idx = [by[lab][0] for lab in held + single]
+    if single:
+        # LFW-like: every multi-image subject is enrolled; single-image subjects are strangers.
+        enrolled_pool, held = multi, []
+    else:
+        # Yale-like: half of the subjects are enrolled, the other half are strangers.
+        cut = len(multi) - len(multi) // 2
+        enrolled_pool, held = multi[:cut], multi[cut:]
+    stranger_idx = [by[lab][0] for lab in held] + [by[lab][0] for lab in single]
     rows = []
     done: set[int] = set()
     for size in sizes:
@@ -245,8 +251,9 @@ def open_set(e: Embedded, threshold: float, sizes: list[int | None], target_fpir
                      f"at_fpir_{target_fpir:g}": {"threshold": choice.threshold, "fnir": choice.fnir,
                                                   "fpir": choice.fpir}})
     return {"enrolled_pool": len(enrolled_pool), "strangers": len(stranger_idx), "rows": rows,
-            "note": "strangers: one image of each never-enrolled multi-image subject and every "
-                    "single-image subject"}
+            "note": "gallery: all but one image of enrolled subjects (the other is the mated probe); "
+                    "strangers: every single-image subject, or when there are none, one image of each "
+                    "subject of a never-enrolled half"}
 
 
 def database_crosscheck(e: Embedded, pack: str, models_dir: Path | None, threshold: float, seed: int
