@@ -29,7 +29,7 @@ from sqlalchemy import delete, func, select, update
 from . import imaging
 from .catalog.database import Catalog
 from .catalog.models import Face as FaceRow
-from .catalog.models import Failure, Image, Subject
+from .catalog.models import Failure, Image, Setting, Subject
 from .config import DEFAULT_PACK, Settings, ensure_private_dir, make_private_tree, resolve_settings
 from .engine import FaceEngine, PackInfo, load_engine
 from .faults import crash_point
@@ -452,6 +452,9 @@ class FaceDB:
         if not probes:
             return report
         vectors = np.stack([f.embedding for _, f in probes])
+        if reference:
+            from .index.reference import ReferenceIndex  # imports scikit-learn: not under the lock
+            ReferenceIndex.preload()
         with self._locked() as index:
             info = self._checked_info()
             self._require_consistent(index, info)
@@ -562,7 +565,7 @@ class FaceDB:
             n_sub = s.scalar(select(func.count(Subject.id))) or 0
             n_img = s.scalar(select(func.count(Image.id))) or 0
             reasons = dict(s.execute(select(Failure.reason, func.count(Failure.id)).group_by(Failure.reason)).all())
-        size = sum(f.stat().st_size for f in self.settings.home.rglob("*") if f.is_file())
+        size = disk_bytes(self.settings.home)
         return {
             "home": str(self.settings.home), "catalog": self.catalog.safe_url, "pack": self.pack_name,
             "subjects": int(n_sub), "images": int(n_img), "faces_by_model": self.catalog.models_in_use(),
@@ -658,9 +661,10 @@ class FaceDB:
 
     def vacuum(self) -> dict[str, Any]:
         """Rewrite every store so deleted embeddings are physically gone from disk."""
-        before = sum(f.stat().st_size for f in self.settings.home.rglob("*") if f.is_file())
         with self._locked() as index:
-            for model in self.catalog.models_in_use() or {}:
+            before = disk_bytes(self.settings.home)
+            # Every pack this database ever used, even one whose last face was deleted.
+            for model in sorted(set(self.catalog.models_in_use()) | set(self._recorded_packs())):
                 rec = self._pack_record(model)
                 if rec is not None:
                     self._rebuild(index, rec)
@@ -669,8 +673,13 @@ class FaceDB:
             _sqlite_vacuum(self.settings.chroma_path / "chroma.sqlite3")
             _remove_orphan_segments(self.settings.chroma_path)
             self.catalog.compact()
-        after = sum(f.stat().st_size for f in self.settings.home.rglob("*") if f.is_file())
+            after = disk_bytes(self.settings.home)
         return {"bytes_before": before, "bytes_after": after}
+
+    def _recorded_packs(self) -> list[str]:
+        with self.catalog.session() as s:
+            keys = s.scalars(select(Setting.key).where(Setting.key.like("pack:%"))).all()
+        return [k[len("pack:"):] for k in keys]
 
     def reindex(self, progress: ProgressFn | None = None) -> dict[str, Any]:
         """Re-embed every stored image (from its source path) with the loaded pack."""
@@ -790,6 +799,18 @@ def _agrees(a: list[tuple[Any, float]], b: list[tuple[Any, float]], tol: float =
         return all(abs(da - db) <= tol for (_, da), (_, db) in zip(a, b))
     return all(abs(da - db) <= tol for (_, da), (_, db) in zip(a, b)) and (
         {h.subject_id for h, _ in a} == {h.subject_id for h, _ in b})
+
+
+def disk_bytes(root: Path) -> int:
+    """Total size of the files under ``root``; files that vanish meanwhile are skipped."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                continue
+    return total
 
 
 def _sqlite_vacuum(path: Path) -> None:

@@ -10,6 +10,14 @@ from .chroma_index import Neighbour
 class ReferenceIndex:
     """Brute-force exact neighbours, independent of Chroma (built from the catalog)."""
 
+    @staticmethod
+    def preload() -> None:
+        """Import scikit-learn now (about a second), e.g. before taking the home lock."""
+        try:
+            import sklearn.neighbors  # noqa: F401
+        except ImportError:
+            raise DependencyError("the reference mode needs scikit-learn: pip install 'facedb[reference]'") from None
+
     def __init__(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         try:
             from sklearn.neighbors import NearestNeighbors

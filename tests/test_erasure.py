@@ -1,0 +1,325 @@
+"""Erasure: a deleted subject's embeddings leave SQL and Chroma at once, and after ``vacuum``
+(or ``delete --vacuum``) their bytes are physically gone from every file under the home.
+
+The scan looks for each embedding's first 8 components as float32 *and* float64, at every byte
+alignment, with a relative tolerance of 1e-5, so it also finds Chroma's own (re-normalised,
+possibly float64) copies. Every "none found" assertion is paired with a positive control: the
+same scan finds the vectors before the delete (in the catalog and in Chroma's HNSW
+``data_level0.bin``), and finds the surviving subjects' vectors after the vacuum.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import re
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from dbtools import run_json, run_process
+
+#: Components compared per vector (a 32-byte float32 / 64-byte float64 fingerprint).
+PREFIX = 8
+#: More than Chroma's HNSW sync_threshold (1000): forces the index to be written to data_level0.bin.
+FILLER = 1100
+#: A distinctive subject name, so that its bytes can be searched for in the files too.
+VICTIM = "Victim Q7ZX-erasure"
+
+
+# -- real faces ------------------------------------------------------------------------------
+
+def _insightface_images() -> Path:
+    spec = importlib.util.find_spec("insightface")
+    for loc in (spec.submodule_search_locations or []) if spec is not None else []:
+        d = Path(loc) / "data" / "images"
+        if (d / "t1.jpg").is_file():
+            return d
+    pytest.skip("insightface (test extra) is not installed: its sample photos are needed")
+
+
+def make_face_variants(out: Path, n_variants: int = 3) -> dict[str, list[Path]]:
+    """person1..person6 (left to right in insightface's t1.jpg) -> ``n_variants`` JPEG files of
+    that face with different bytes: the crop, mirrored, scaled by 1.1, then re-encoded."""
+    from facedb import imaging
+    from facedb.engine import load_engine
+
+    src = _insightface_images() / "t1.jpg"
+    faces = load_engine("sface").analyze(imaging.load(src).pixels)
+    assert len(faces) == 6
+    faces.sort(key=lambda f: f.bbox[0])
+    out.mkdir(parents=True, exist_ok=True)
+    img = Image.open(src).convert("RGB")
+    people: dict[str, list[Path]] = {}
+    for i, f in enumerate(faces, 1):
+        x1, y1, x2, y2 = f.bbox
+        w, h = x2 - x1, y2 - y1
+        box = (int(max(0, x1 - w)), int(max(0, y1 - h)), int(min(img.width, x2 + w)), int(min(img.height, y2 + h)))
+        crop = img.crop(box)
+        paths = []
+        for v in range(n_variants):
+            pic = ImageOps.mirror(crop) if v == 1 else crop.resize(
+                (int(crop.width * 1.1), int(crop.height * 1.1))) if v == 2 else crop
+            p = out / f"person{i}_v{v}.jpg"
+            pic.save(p, quality=95 - v)
+            paths.append(p)
+        people[f"person{i}"] = paths
+    return people
+
+
+@pytest.fixture(scope="module")
+def people(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
+    return make_face_variants(tmp_path_factory.mktemp("faces"))
+
+
+# -- finding vectors in files ----------------------------------------------------------------------
+
+def _found_in(data: bytes, vectors: np.ndarray, rtol: float = 1e-5) -> set[int]:
+    """Indices of ``vectors`` whose unit-normalised first PREFIX components occur in ``data``
+    as consecutive float32 or float64 values (any alignment)."""
+    units = vectors.astype(np.float64) / np.linalg.norm(vectors.astype(np.float64), axis=1, keepdims=True)
+    found: set[int] = set()
+    with np.errstate(invalid="ignore", over="ignore"):
+        for dtype in (np.float32, np.float64):
+            size = np.dtype(dtype).itemsize
+            for offset in range(size):
+                count = (len(data) - offset) // size
+                if count < PREFIX:
+                    continue
+                arr = np.frombuffer(data, dtype=dtype, count=count, offset=offset).astype(np.float64)
+                for i, u in enumerate(units):
+                    if i in found:
+                        continue
+                    tol = np.abs(u[:PREFIX]) * rtol + 1e-7
+                    cand = np.flatnonzero(np.abs(arr[:count - PREFIX + 1] - u[0]) <= tol[0])
+                    for c in cand:
+                        if np.all(np.abs(arr[c:c + PREFIX] - u[:PREFIX]) <= tol):
+                            found.add(i)
+                            break
+    return found
+
+
+def scan_home(home: Path, vectors: np.ndarray) -> dict[str, list[int]]:
+    """{file relative to home: indices of the vectors found in it} over every file under home."""
+    out: dict[str, list[int]] = {}
+    for f in sorted(home.rglob("*")):
+        if f.is_file() and not f.is_symlink():
+            hit = _found_in(f.read_bytes(), vectors)
+            if hit:
+                out[str(f.relative_to(home))] = sorted(hit)
+    return out
+
+
+def files_containing(home: Path, needle: bytes) -> list[str]:
+    return sorted(str(f.relative_to(home)) for f in home.rglob("*")
+                  if f.is_file() and not f.is_symlink() and needle in f.read_bytes())
+
+
+def _is_hnsw(rel: str) -> bool:
+    return rel.startswith("chroma/") and rel.endswith("/data_level0.bin")
+
+
+def test_scanner_finds_float32_float64_and_renormalised_copies() -> None:
+    rng = np.random.default_rng(1)
+    v = rng.standard_normal((3, 128)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    blob = (b"x" * 3 + v[0].tobytes() + b"y" * 5 + (v[1].astype(np.float64) * 1.0000001).tobytes()
+            + (v[2] * 2.5).astype(np.float32).tobytes())  # unnormalised copy: not a unit vector
+    assert _found_in(blob, v) == {0, 1}
+    assert _found_in(blob, (v[2] * 2.5)[None, :]) == set()  # the probe is normalised, not the data
+    assert _found_in(rng.standard_normal(100_000).astype(np.float32).tobytes(), v) == set()
+
+
+# -- database helpers -------------------------------------------------------------------------------
+
+def subject_vectors(home: Path, name: str) -> np.ndarray:
+    """The subject's stored embeddings (float32, one row per face) from the catalog."""
+    from facedb import FaceDB
+
+    db = FaceDB(home=home)
+    try:
+        with db.catalog.session() as s:
+            sid = db.catalog.subject(s, name).id
+        ids, mat = db.catalog.embeddings(db.pack_name, subject_id=sid)
+    finally:
+        db.close()
+    assert len(ids) > 0 and mat.dtype == np.float32
+    return mat
+
+
+def add_filler_faces(home: Path, n: int) -> None:
+    """Store ``n`` synthetic unit vectors as subject "filler" (SQL rows, not yet indexed), then let
+    facedb's journal replay index them in one batch: more than Chroma's sync threshold, so the
+    HNSW index (with every vector already in it) is written to data_level0.bin."""
+    from facedb import FaceDB
+    from facedb.catalog.models import Face, Image as ImageRow, Subject
+
+    rng = np.random.default_rng(7)
+    vecs = rng.standard_normal((n, 128)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    db = FaceDB(home=home)
+    try:
+        with db.catalog.session() as s:
+            sub = Subject(name="filler")
+            s.add(sub)
+            s.flush()
+            for i, v in enumerate(vecs):
+                img = ImageRow(subject_id=sub.id, path=f"/synthetic/filler{i}.jpg",
+                               sha256=hashlib.sha256(b"filler%d" % i).hexdigest(), size_bytes=0,
+                               width=1, height=1, status="enrolled")
+                s.add(img)
+                s.flush()
+                s.add(Face(image_id=img.id, subject_id=sub.id, model=db.pack_name, x1=0.0, y1=0.0, x2=1.0,
+                           y2=1.0, score=1.0, landmarks=[[0.0, 0.0]] * 5, dim=128, embedding=v.tobytes(),
+                           indexed=False))
+        with db.hold():  # replays the journal: indexes the unindexed faces
+            pass
+    finally:
+        db.close()
+
+
+def assert_private(home: Path) -> None:
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    for p in home.rglob("*"):
+        mode = stat.S_IMODE(p.lstat().st_mode)
+        assert mode == (0o700 if p.is_dir() else 0o600), f"{p} is {oct(mode)}"
+
+
+def pickle_files(home: Path) -> list[str]:
+    """Every *.pickle under the home. Chroma writes its own ``index_metadata.pickle`` next to a
+    persisted HNSW segment (chromadb's format, not facedb's); anything else would be facedb's."""
+    found = sorted(str(p.relative_to(home)) for p in home.rglob("*.pickle"))
+    foreign = [p for p in found if not re.fullmatch(r"chroma/[0-9a-f-]{36}/index_metadata\.pickle", p)]
+    assert not foreign, f"unexpected pickle files (not Chroma's index_metadata): {foreign}"
+    return found
+
+
+def identity_of(home: Path, probe: Path) -> tuple[str | None, list[str], bool | None]:
+    data = run_json(home, "search", str(probe), "-k", "5", "--reference")
+    face = data["results"][0]["faces"][0]
+    return face["identity"], [m["subject"] for m in face["matches"]], face.get("reference_agrees")
+
+
+# -- tests ---------------------------------------------------------------------------------------------
+
+def test_delete_then_vacuum_erases_every_byte(tmp_path: Path, people: dict[str, list[Path]]) -> None:
+    home = tmp_path / "home"
+    victim_imgs, keeper_imgs = people["person1"], people["person2"]
+    assert run_json(home, "enroll", VICTIM, *map(str, victim_imgs), "-q")["enrolled"] == 3
+    assert run_json(home, "enroll", "keeper", *map(str, keeper_imgs), "-q")["enrolled"] == 3
+    add_filler_faces(home, FILLER)
+    assert run_json(home, "check")["clean"] is True
+    victim = subject_vectors(home, VICTIM)
+    keeper = subject_vectors(home, "keeper")
+    name, path = VICTIM.encode(), str(victim_imgs[0].absolute()).encode()
+    # The name is in the catalog and in Chroma's metadata; the image path in the catalog.
+    assert {"facedb.sqlite3", "chroma/chroma.sqlite3"} <= set(files_containing(home, name))
+    assert "facedb.sqlite3" in files_containing(home, path)
+
+    # Positive control: the scan finds every victim vector in the catalog and in Chroma's HNSW file.
+    before = scan_home(home, victim)
+    assert before.get("facedb.sqlite3") == [0, 1, 2], before
+    hnsw = [f for f in before if _is_hnsw(f)]
+    assert hnsw and before[hnsw[0]] == [0, 1, 2], f"victim vectors not in data_level0.bin: {before}"
+
+    rep = run_json(home, "delete", VICTIM, "--yes")
+    assert rep["faces"] == 3 and rep["images"] == 3
+    # At once: gone from the catalog (secure_delete) and from every search...
+    after_delete = scan_home(home, victim)
+    assert "facedb.sqlite3" not in after_delete, after_delete
+    ident, subjects, agrees = identity_of(home, victim_imgs[0])
+    assert ident != VICTIM and VICTIM not in subjects and agrees is True
+    # ...but (Chroma's documented behaviour) still readable in data_level0.bin until the vacuum.
+    assert any(_is_hnsw(f) for f in after_delete), f"expected the HNSW file to keep them: {after_delete}"
+
+    res = run_json(home, "vacuum")
+    assert res["bytes_after"] <= res["bytes_before"], res
+
+    leftover = scan_home(home, victim)
+    assert leftover == {}, f"deleted embeddings still on disk after vacuum: {leftover}"
+    # Nor the subject's name (catalog + Chroma metadata) or its image paths.
+    assert files_containing(home, name) == []
+    assert files_containing(home, path) == []
+    # Negative control: the survivors are still there (rebuilt HNSW + catalog) and searchable.
+    kept = scan_home(home, keeper)
+    assert kept.get("facedb.sqlite3") == [0, 1, 2], kept
+    assert any(_is_hnsw(f) and ids == [0, 1, 2] for f, ids in kept.items()), kept
+    ident, subjects, agrees = identity_of(home, keeper_imgs[1])
+    assert ident == "keeper" and agrees is True
+    report = run_json(home, "check")
+    assert report["clean"] is True and report["catalog_faces"] == report["index_faces"] == 3 + FILLER
+    assert {s["name"]: s["faces"] for s in run_json(home, "subjects")} == {"keeper": 3, "filler": FILLER}
+
+    assert_private(home)
+    pickles = pickle_files(home)
+    print(f"\nChroma's own pickle files (not facedb's): {pickles}")
+
+
+def test_delete_with_vacuum_option(tmp_path: Path, people: dict[str, list[Path]]) -> None:
+    home = tmp_path / "home"
+    victim_imgs, keeper_imgs = people["person3"], people["person4"]
+    assert run_json(home, "enroll", "victim", *map(str, victim_imgs), "-q")["enrolled"] == 3
+    assert run_json(home, "enroll", "keeper", *map(str, keeper_imgs), "-q")["enrolled"] == 3
+    victim = subject_vectors(home, "victim")
+    keeper = subject_vectors(home, "keeper")
+    before = scan_home(home, victim)
+    # Small collection: Chroma still holds the vectors in its SQLite write-ahead queue.
+    assert before.get("facedb.sqlite3") == [0, 1, 2], before
+    assert any(f.startswith("chroma/") and ids == [0, 1, 2] for f, ids in before.items()), before
+
+    proc = run_process(home, "delete", "victim", "--yes", "--vacuum", "--json")  # the real console script
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = json.loads(proc.stdout)
+    assert out["faces"] == 3 and set(out["vacuum"]) == {"bytes_before", "bytes_after"}
+
+    assert scan_home(home, victim) == {}
+    kept = scan_home(home, keeper)
+    assert kept.get("facedb.sqlite3") == [0, 1, 2]
+    assert any(f.startswith("chroma/") and ids == [0, 1, 2] for f, ids in kept.items()), kept
+    ident, subjects, agrees = identity_of(home, keeper_imgs[2])
+    assert ident == "keeper" and agrees is True
+    ident, subjects, agrees = identity_of(home, victim_imgs[0])
+    assert ident is None and subjects == ["keeper"]
+    assert run_json(home, "check")["clean"] is True
+    assert_private(home)
+    pickle_files(home)
+
+
+@pytest.mark.parametrize("filler", [0, FILLER], ids=["queue", "hnsw"])
+def test_vacuum_after_deleting_the_last_subject(tmp_path: Path, people: dict[str, list[Path]], filler: int) -> None:
+    home = tmp_path / "home"
+    imgs = people["person5"]
+    assert run_json(home, "enroll", "only", *map(str, imgs), "-q")["enrolled"] == 3
+    if filler:
+        add_filler_faces(home, filler)  # the HNSW index (with "only" in it) is persisted
+        run_json(home, "delete", "filler", "--yes")
+    vectors = subject_vectors(home, "only")
+    before = scan_home(home, vectors)  # positive control
+    if filler:
+        assert any(_is_hnsw(f) and ids == [0, 1, 2] for f, ids in before.items()), before
+    else:
+        assert before.get("chroma/chroma.sqlite3") == [0, 1, 2], before
+    out = run_json(home, "delete", "only", "--yes", "--vacuum")
+    assert out["faces"] == 3
+    assert run_json(home, "check")["clean"] is True
+    assert run_json(home, "subjects") == []
+    leftover = scan_home(home, vectors)
+    assert leftover == {}, f"deleted embeddings still on disk after vacuum: {leftover}"
+
+
+def test_facedb_never_uses_pickle() -> None:
+    """facedb stores nothing with pickle (Chroma's own index_metadata.pickle is chromadb's business)."""
+    import facedb
+
+    root = Path(facedb.__file__).resolve().parent
+    offenders = []
+    pattern = re.compile(r"^\s*(import\s+(c?pickle|dill|cloudpickle)\b|from\s+(c?pickle|dill|cloudpickle)\s+import)"
+                         r"|pickle\.(loads?|dumps?|Unpickler|Pickler)\b", re.M)
+    for py in sorted(root.rglob("*.py")):
+        text = py.read_text(encoding="utf-8")
+        for m in pattern.finditer(text):
+            offenders.append(f"{py.relative_to(root.parent)}: {m.group(0).strip()}")
+    assert not offenders, offenders
