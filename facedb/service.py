@@ -194,6 +194,11 @@ class FaceDB:
 
     # -- journal replay (crash recovery) ------------------------------------------
     def _replay_journal(self, index: ChromaIndex) -> None:
+        for model in self._recorded_packs():
+            if self.catalog.get_setting(f"rebuilding:{model}"):
+                rec = self._pack_record(model)
+                if rec is not None:
+                    self._rebuild(index, rec)
         for model, ids in self.catalog.pending_deletes().items():
             rec = self._pack_record(model)
             if rec is not None:
@@ -624,11 +629,14 @@ class FaceDB:
                             self._add_from_catalog(self._index, other, None)
                 else:
                     assert self._index is not None
+                    # Replay first (it indexes faces whose Chroma add finished but whose SQL mark
+                    # did not), then compare again: only what is still wrong is drift to fix.
                     self._replay_journal(self._index)
-                    if report.orphans_in_index:
-                        self._index.delete(rec, report.orphans_in_index)
-                    if report.missing_from_index:
-                        self._add_from_catalog(self._index, rec, report.missing_from_index)
+                    sql_now, idx_now = self.catalog.face_ids(info.name), self._index.ids(rec)
+                    if idx_now - sql_now:
+                        self._index.delete(rec, sorted(idx_now - sql_now))
+                    if sql_now - idx_now:
+                        self._add_from_catalog(self._index, rec, sorted(sql_now - idx_now))
                 report.repaired = True
         return report
 
@@ -646,7 +654,11 @@ class FaceDB:
         self.catalog.mark_indexed([r[0] for r in rows])
 
     def _rebuild(self, index: ChromaIndex, info: PackInfo) -> None:
-        """Drop the pack's collection and rebuild it from the catalog's embeddings."""
+        """Drop the pack's collection and rebuild it from the catalog's embeddings.
+
+        Journaled as ``rebuilding:<pack>``: a process killed half-way is finished by the next
+        one to take the lock."""
+        self.catalog.set_setting(f"rebuilding:{info.name}", "1")
         try:
             index.drop(info.name)
         except Exception:
@@ -654,6 +666,7 @@ class FaceDB:
         crash_point("vacuum.after_drop")
         self._replay_journal_sql_only()
         self._add_from_catalog(index, info, None)
+        self.catalog.set_setting(f"rebuilding:{info.name}", "")
 
     def _replay_journal_sql_only(self) -> None:
         for ids in self.catalog.pending_deletes().values():
