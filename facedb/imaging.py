@@ -35,7 +35,7 @@ MAX_PIXELS = 80_000_000
 #: Largest file we read (bytes).
 MAX_FILE_BYTES = 200 * 1024 * 1024
 #: Smallest side that can hold a detectable face.
-MIN_SIDE = 16
+MIN_SIDE = 32
 #: Pillow formats we try, in this order. Only photo formats: weak-magic formats (TGA...) would
 #: "recognise" junk, and some plugins are unsafe on untrusted input (EPS runs Ghostscript).
 ACCEPTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "DIB", "PPM", "JPEG2000", "AVIF", "HEIF")

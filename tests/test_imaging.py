@@ -185,8 +185,8 @@ def test_exif_transpose_matches_pillow(hostile_corpus):
 
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_every_exif_orientation(orientation):
-    base = np.zeros((20, 30, 3), dtype=np.uint8)
-    base[:5, :5] = (255, 0, 0)  # a red top-left corner, as the viewer must show it
+    base = np.zeros((40, 60, 3), dtype=np.uint8)
+    base[:10, :10] = (255, 0, 0)  # a red top-left corner, as the viewer must show it
     upright = Image.fromarray(base)
     inverse = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
                4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90,
@@ -197,7 +197,7 @@ def test_every_exif_orientation(orientation):
     buf = io.BytesIO()
     stored.save(buf, "PNG", exif=exif.tobytes())
     out = imaging.decode(buf.getvalue(), "o.png").pixels
-    assert out.shape == (20, 30, 3)
+    assert out.shape == (40, 60, 3)
     assert tuple(out[1, 1]) == (0, 0, 255) and tuple(out[-2, -2]) == (0, 0, 0)  # BGR red at top-left
 
 

