@@ -30,22 +30,23 @@ class Analysis:
     message: str | None = None
 
 
-_WORKER_PACK: tuple[str, Path | None] | None = None
+_WORKER_PACK: tuple[str, Path | None, int | None] | None = None
 
 
-def _init_worker(pack: str, models_dir: Path | None) -> None:
+def _init_worker(pack: str, models_dir: Path | None, max_faces: int | None) -> None:
     global _WORKER_PACK
     import cv2
 
     cv2.setNumThreads(1)
-    _WORKER_PACK = (pack, models_dir)
+    _WORKER_PACK = (pack, models_dir, max_faces)
     load_engine(pack, models_dir)
 
 
-def analyze_bytes(key: int, data: bytes, name: str, pack: str, models_dir: Path | None) -> Analysis:
+def analyze_bytes(key: int, data: bytes, name: str, pack: str, models_dir: Path | None,
+                  max_faces: int | None = None) -> Analysis:
     try:
         img = imaging.decode(data, name)
-        faces = load_engine(pack, models_dir).analyze(img.pixels)
+        faces = load_engine(pack, models_dir).analyze(img.pixels, max_faces=max_faces)
     except ImageError as exc:
         return Analysis(key, [], reason=exc.reason, message=str(exc))
     except FacedbError:
@@ -68,9 +69,10 @@ def default_workers() -> int:
 class Analyzer:
     """Runs ``analyze_bytes`` over many images; a process pool when ``workers`` > 1."""
 
-    def __init__(self, pack: str, models_dir: Path | None, workers: int = 1) -> None:
+    def __init__(self, pack: str, models_dir: Path | None, workers: int = 1, max_faces: int | None = None) -> None:
         self.pack = pack
         self.models_dir = models_dir
+        self.max_faces = max_faces
         self.workers = max(1, workers)
         self._pool: ProcessPoolExecutor | None = None
 
@@ -89,7 +91,7 @@ class Analyzer:
         """Yield analyses in input order."""
         if self.workers == 1 or n_items < 32:
             for key, data, name in items:
-                yield analyze_bytes(key, data, name, self.pack, self.models_dir)
+                yield analyze_bytes(key, data, name, self.pack, self.models_dir, self.max_faces)
             return
         items = list(items)
         done = 0
@@ -97,7 +99,7 @@ class Analyzer:
             if self._pool is None:
                 ctx = multiprocessing.get_context("spawn")
                 self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
-                                                 initargs=(self.pack, self.models_dir))
+                                                 initargs=(self.pack, self.models_dir, self.max_faces))
             for res in self._pool.map(_worker_task, items, chunksize=4):
                 done += 1
                 yield res
@@ -106,4 +108,4 @@ class Analyzer:
             self.workers = 1
             self.close()
             for key, data, name in items[done:]:
-                yield analyze_bytes(key, data, name, self.pack, self.models_dir)
+                yield analyze_bytes(key, data, name, self.pack, self.models_dir, self.max_faces)

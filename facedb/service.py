@@ -308,7 +308,8 @@ class FaceDB:
         with self._locked(open_index=False):
             self._checked_info(register=True)
         seen: dict[str, str] = {}
-        with Analyzer(info.name, self.settings.models_dir, self.workers) as analyzer:
+        # Enrollment keeps one face per photo: embed only the largest (the others are counted).
+        with Analyzer(info.name, self.settings.models_dir, self.workers, max_faces=1) as analyzer:
             for start in range(0, len(valid), 256):
                 chunk = valid[start:start + 256]
                 todo: list[tuple[int, bytes, str]] = []

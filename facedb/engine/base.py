@@ -17,7 +17,8 @@ class Face:
     bbox: tuple[float, float, float, float]  # x1, y1, x2, y2
     score: float
     landmarks: list[tuple[float, float]]  # 5 points: eyes, nose, mouth corners
-    embedding: np.ndarray = field(repr=False)  # float32, unit length
+    #: float32, unit length; None for faces past ``max_faces`` (detected, not embedded)
+    embedding: np.ndarray | None = field(repr=False)
 
     @property
     def area(self) -> float:
@@ -39,8 +40,9 @@ class PackInfo:
 class FaceEngine(Protocol):
     info: PackInfo
 
-    def analyze(self, bgr: np.ndarray) -> list[Face]:
-        """All faces in an 8-bit BGR image, largest first."""
+    def analyze(self, bgr: np.ndarray, max_faces: int | None = None) -> list[Face]:
+        """All faces in an 8-bit BGR image, largest first; only the first ``max_faces``
+        are embedded (the rest have ``embedding=None``), e.g. 1 when enrolling the largest."""
         ...
 
 

@@ -266,7 +266,8 @@ class InsightFaceEngine:
         side = int(self._rec.input_size[0])  # symbolic output shape: run one blank crop
         return int(np.asarray(self._rec.get_feat(np.zeros((side, side, 3), np.uint8))).size)
 
-    def analyze(self, bgr: np.ndarray) -> list[Face]:
+    def analyze(self, bgr: np.ndarray, max_faces: int | None = None) -> list[Face]:
+        # InsightFace embeds every detected face; ``max_faces`` is accepted for the interface.
         img = np.asarray(bgr)
         if img.ndim == 2:
             img = np.repeat(img[:, :, None], 3, axis=2)

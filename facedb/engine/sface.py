@@ -137,19 +137,21 @@ class SFaceEngine:
             refined.append(best)
         return np.stack(refined) if refined else rows
 
-    def analyze(self, bgr: np.ndarray) -> list[Face]:
+    def analyze(self, bgr: np.ndarray, max_faces: int | None = None) -> list[Face]:
         faces: list[Face] = []
         h, w = bgr.shape[:2]
-        for row in self.detect(bgr):
-            aligned = self._recogniser.alignCrop(bgr, row)
-            feat = self._recogniser.feature(aligned)
+        rows = sorted(self.detect(bgr), key=lambda r: float(r[2] * r[3]), reverse=True)
+        for i, row in enumerate(rows):
+            feat = None
+            if max_faces is None or i < max_faces:
+                feat = self._recogniser.feature(self._recogniser.alignCrop(bgr, row))
             x, y, bw, bh = (float(v) for v in row[:4])
             faces.append(
                 Face(
                     bbox=(max(0.0, x), max(0.0, y), min(float(w), x + bw), min(float(h), y + bh)),
                     score=float(row[14]),
                     landmarks=[(float(row[4 + 2 * i]), float(row[5 + 2 * i])) for i in range(5)],
-                    embedding=normalise(feat),
+                    embedding=None if feat is None else normalise(feat),
                 )
             )
         return sort_largest_first(faces)

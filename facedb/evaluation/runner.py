@@ -81,7 +81,7 @@ def embed(ds: Dataset, pack: str, models_dir: Path | None, workers: int,
             items.append((i, imaging.read_bytes(p), str(p)))
         except imaging.ImageError as exc:
             failures[str(p)] = exc.reason
-    with Analyzer(pack, models_dir, workers) as analyzer:
+    with Analyzer(pack, models_dir, workers, max_faces=1) as analyzer:
         for res in analyzer.run(items, len(items)):
             p = ds.paths[res.key]
             if res.reason or not res.faces:
