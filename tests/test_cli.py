@@ -301,3 +301,26 @@ def test_corrupt_or_missing_index_is_reported_and_rebuilt(enrolled: Path, group:
     data = run_json(enrolled, "search", probe, "--reference")
     face = data["results"][0]["faces"][0]
     assert face["identity"] == "person5" and face["reference_agrees"] is True
+
+
+def test_nothing_reaches_the_network(tmp_path: Path, group: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Enroll, search (with the reference mode), check and delete with every socket connect refused."""
+    import socket
+
+    attempts: list[object] = []
+
+    def refuse(self: socket.socket, address: object) -> None:
+        attempts.append(address)
+        raise OSError("network disabled by the test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: attempts.append(a) or (_ for _ in ()).throw(OSError("no DNS")))
+    home = tmp_path / "home"
+    path, _ = group["crops"]["person3"]
+    assert run_json(home, "enroll", "p3", str(path))["enrolled"] == 1
+    data = run_json(home, "search", str(group["photo"]), "--reference")
+    assert sum(f["identity"] == "p3" for f in data["results"][0]["faces"]) == 1
+    assert run_json(home, "check")["clean"] is True
+    assert run_json(home, "delete", "p3", "--yes")["faces"] == 1
+    assert attempts == [], f"facedb tried to reach the network: {attempts}"
