@@ -119,10 +119,10 @@ class MemoEngine:
         self.info = real.info
         self._memo: dict[tuple[str, tuple[int, ...]], list[Any]] = {}
 
-    def analyze(self, pixels: Any) -> list[Any]:
+    def analyze(self, pixels: Any, max_faces: int | None = None) -> list[Any]:
         key = (hashlib.sha1(pixels.tobytes()).hexdigest(), tuple(pixels.shape))
         if key not in self._memo:
-            self._memo[key] = self._real.analyze(pixels)
+            self._memo[key] = self._real.analyze(pixels)  # all faces embedded: serves any max_faces
         return list(self._memo[key])
 
     def __getattr__(self, name: str) -> Any:
