@@ -19,7 +19,7 @@ from ..errors import IndexCorruptError, ModelError
 from ..faults import crash_point
 
 #: HNSW parameters, recorded in every collection's configuration.
-HNSW = {"space": "cosine", "max_neighbors": 16, "ef_construction": 200, "ef_search": 200}
+HNSW = {"space": "cosine", "max_neighbors": 32, "ef_construction": 200, "ef_search": 200}
 FORMAT_VERSION = "1"
 
 

@@ -91,12 +91,22 @@ def header(title: str, argv: Sequence[str], extra: dict[str, Any] | None = None)
              f"{m['os']}, Python {m['python']}; load average at start {m['loadavg_at_start']} "
              "(the machine is shared with other jobs: numbers are medians, ratios come from the same run).",
              "- Libraries: " + ", ".join(f"{k} {val}" for k, val in v.items())]
+    src = facedb_source()
+    if src != str(REPO / "facedb"):
+        lines.append(f"- facedb imported from `{src}` (PYTHONPATH), not from this checkout")
     for k, val in (extra or {}).items():
         lines.append(f"- {k}: {val}")
     return "\n".join(lines) + "\n"
 
 
 _SECTION_RE = r"<!-- section:(?P<name>[\w-]+) -->.*?<!-- /section:(?P=name) -->"
+
+
+def facedb_source() -> str:
+    import importlib.util
+
+    spec = importlib.util.find_spec("facedb")
+    return str(Path(spec.origin).parent) if spec and spec.origin else "?"
 
 
 def write_report(path: Path, text: str) -> None:
@@ -170,32 +180,8 @@ def subset_tree(paths: Sequence[Path], dest: Path) -> Path:
 
 # -- the model limit ---------------------------------------------------------------------------
 
-def analyze_largest(engine: Any, px: Any) -> list[Any]:
-    """Like ``SFaceEngine.analyze`` but aligns + embeds only the largest detection (what
-    ``--multi-face largest`` keeps); a prototype of a suggested change, sface pack only."""
-    from facedb.engine.base import Face, normalise
-
-    h, w = px.shape[:2]
-    rows = engine.detect(px)
-    if not len(rows):
-        return []
-
-    def box(r: Any) -> tuple[float, float, float, float]:
-        x, y, bw, bh = (float(v) for v in r[:4])
-        return max(0.0, x), max(0.0, y), min(float(w), x + bw), min(float(h), y + bh)
-
-    boxes = [box(r) for r in rows]
-    areas = [max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1]) for b in boxes]
-    i = max(range(len(rows)), key=areas.__getitem__)
-    r = rows[i]
-    feat = engine._recogniser.feature(engine._recogniser.alignCrop(px, r))
-    return [Face(bbox=boxes[i], score=float(r[14]),
-                 landmarks=[(float(r[4 + 2 * k]), float(r[5 + 2 * k])) for k in range(5)],
-                 embedding=normalise(feat))]
-
-
 def _limit_worker(idx: int, paths: list[str], pack: str, chunk: int, counter: Any, barrier: Any, out: Any,
-                  largest_only: bool = False) -> None:
+                  max_faces: int | None = None) -> None:
     import cv2
 
     cv2.setNumThreads(1)
@@ -228,7 +214,7 @@ def _limit_worker(idx: int, paths: list[str], pack: str, chunk: int, counter: An
             n += 1
             try:
                 px = imaging.decode(datas[j], paths[j]).pixels
-                found = analyze_largest(engine, px) if largest_only else engine.analyze(px)
+                found = engine.analyze(px) if max_faces is None else engine.analyze(px, max_faces=max_faces)
             except ImageError:
                 failed += 1
                 continue
@@ -240,8 +226,9 @@ def _limit_worker(idx: int, paths: list[str], pack: str, chunk: int, counter: An
 
 
 def model_limit(paths: Sequence[Path], procs: int, pack: str = "sface", chunk: int = 4,
-                largest_only: bool = False) -> dict[str, Any]:
-    """decode + detect + align + embed over ``paths`` with ``procs`` spawned processes pulling
+                max_faces: int | None = None) -> dict[str, Any]:
+    """decode + detect + align + embed (all faces, or the ``max_faces`` largest: enrollment uses 1)
+    over ``paths`` with ``procs`` spawned processes pulling
     from a shared counter (bytes preloaded, models loaded, then a barrier): images/s, no storage.
 
     Wall time runs from the barrier to the last process finishing (perf_counter is the
@@ -251,7 +238,7 @@ def model_limit(paths: Sequence[Path], procs: int, pack: str = "sface", chunk: i
     barrier = ctx.Barrier(procs)
     out = ctx.Queue()
     strs = [str(p) for p in paths]
-    ps = [ctx.Process(target=_limit_worker, args=(i, strs, pack, chunk, counter, barrier, out, largest_only))
+    ps = [ctx.Process(target=_limit_worker, args=(i, strs, pack, chunk, counter, barrier, out, max_faces))
           for i in range(procs)]
     for p in ps:
         p.start()
@@ -261,7 +248,7 @@ def model_limit(paths: Sequence[Path], procs: int, pack: str = "sface", chunk: i
     wall = max(r["t1"] for r in res) - min(r["t0"] for r in res)
     n = sum(r["images"] for r in res)
     cpu = sum(r["cpu"] for r in res)
-    return {"procs": procs, "largest_only": largest_only, "images": n, "wall_s": wall, "images_per_s": n / wall if wall else float("nan"),
+    return {"procs": procs, "max_faces": max_faces, "images": n, "wall_s": wall, "images_per_s": n / wall if wall else float("nan"),
             "with_face": sum(r["with_face"] for r in res), "faces": sum(r["faces"] for r in res),
             "failed": sum(r["failed"] for r in res), "cpu_s": cpu,
             "cpu_share": cpu / (wall * procs) if wall else float("nan"), "loadavg": loadavg()}

@@ -70,12 +70,12 @@ def _timed(owner: Any, name: str, key: str, record: bool = False) -> None:
     setattr(owner, name, wrapper)
 
 
-def _instr_init_worker(pack: str, models_dir: Any) -> None:
+def _instr_init_worker(*init_args: Any) -> None:
     """Pool initializer in the workers: the normal one, then per-task busy intervals to a file."""
     from facedb import pipeline
 
     t_boot = time.perf_counter()
-    _ORIG_INIT(pack, models_dir)
+    _ORIG_INIT(*init_args)
     trace = open(Path(os.environ[TRACE_ENV]) / f"worker-{os.getpid()}.txt", "a", buffering=1)
     trace.write(f"init {t_boot:.6f} {time.perf_counter():.6f}\n")
     orig = pipeline.analyze_bytes
@@ -90,8 +90,8 @@ def _instr_init_worker(pack: str, models_dir: Any) -> None:
     pipeline.analyze_bytes = analyze_bytes
 
 
-def _instr_proto_init(pack: str, models_dir: Any) -> None:
-    _instr_init_worker(pack, models_dir)
+def _instr_proto_init(*init_args: Any) -> None:
+    _instr_init_worker(*init_args)
 
 
 try:  # only meaningful in the driver and its workers; harmless elsewhere
@@ -179,39 +179,11 @@ def _install_instrumentation(stats_path: Path) -> None:
 # Prototype: a streaming _ingest (a copy of FaceDB._ingest with the suggested changes)
 # ============================================================================================
 
-_PROTO_LARGEST = [False]
-
-
 def _proto_task(batch: list[tuple[int, bytes, str]]) -> list[Any]:
-    """Worker side: analyse a small batch; with largest-only, embed only the largest face."""
+    """Worker side: analyse a small batch of images (one pool task instead of one per image)."""
     from facedb import pipeline
 
-    pack, models_dir = pipeline._WORKER_PACK  # type: ignore[misc]
-    if not _PROTO_LARGEST[0] and os.environ.get("FACEDB_BENCH_LARGEST") != "1":
-        return [pipeline.analyze_bytes(k, d, n, pack, models_dir) for k, d, n in batch]
-    return [_analyze_largest(k, d, n, pack, models_dir) for k, d, n in batch]
-
-
-def _analyze_largest(key: int, data: bytes, name: str, pack: str, models_dir: Any) -> Any:
-    """Like pipeline.analyze_bytes but embeds only the largest detection (multi_face='largest')."""
-    from facedb import imaging, pipeline
-    from facedb.engine import load_engine
-    from facedb.errors import ImageError
-
-    t = time.perf_counter()
-    try:
-        img = imaging.decode(data, name)
-        faces = _util.analyze_largest(load_engine(pack, models_dir), img.pixels)
-        res = pipeline.Analysis(key, faces, img.width, img.height)
-    except ImageError as exc:
-        res = pipeline.Analysis(key, [], reason=exc.reason, message=str(exc))
-    except Exception as exc:  # as pipeline.analyze_bytes: one odd image must never stop a batch
-        res = pipeline.Analysis(key, [], reason="analysis_error", message=f"{name}: {type(exc).__name__}: {exc}")
-    trace_dir = os.environ.get(TRACE_ENV)
-    if trace_dir:
-        with open(Path(trace_dir) / f"worker-{os.getpid()}.txt", "a") as fh:
-            fh.write(f"task {t:.6f} {time.perf_counter():.6f}\n")
-    return res
+    return [pipeline.analyze_bytes(k, d, n, *pipeline._WORKER_PACK) for k, d, n in batch]  # type: ignore[misc]
 
 
 def proto_ingest(self: Any, items: list[Any], multi_face: str, metadata: dict[str, Any], progress: Any) -> Any:
@@ -235,8 +207,6 @@ def proto_ingest(self: Any, items: list[Any], multi_face: str, metadata: dict[st
     hold = os.environ.get("PROTO_HOLD_LOCK") == "1"
     if multi_face not in service.MULTI_FACE_POLICIES:
         raise FacedbError(f"multi_face must be one of {service.MULTI_FACE_POLICIES}")
-    if multi_face != "largest":
-        os.environ["FACEDB_BENCH_LARGEST"] = "0"
     info = self.engine.info
     reports: dict[str, EnrollReport] = {}
     out = ImportReport(model=info.name)
@@ -252,7 +222,7 @@ def proto_ingest(self: Any, items: list[Any], multi_face: str, metadata: dict[st
     init = _instr_proto_init if os.environ.get(TRACE_ENV) else pipeline._init_worker
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=init,
-                               initargs=(info.name, self.settings.models_dir))
+                               initargs=(info.name, self.settings.models_dir, 1))  # largest face only, as HEAD
     warm = [pool.submit(_proto_task, []) for _ in range(self.workers)]  # spawn now, overlap with reading
     with self._locked(open_index=False):
         self._checked_info(register=True)
@@ -338,7 +308,6 @@ def _driver_main(argv: list[str]) -> None:
         from facedb import service
 
         service.FaceDB._ingest = proto_ingest
-        _PROTO_LARGEST[0] = os.environ.get("FACEDB_BENCH_LARGEST") == "1"
     from facedb.cli import cli
 
     sys.argv = ["facedb", *facedb_args]
@@ -379,8 +348,10 @@ def stage_breakdown(paths: list[Path]) -> dict[str, Any]:
         t3 = time.perf_counter()
         eng.detect(img.pixels)
         t4 = time.perf_counter()
-        found = eng.analyze(img.pixels)
+        found = eng.analyze(img.pixels, max_faces=1)  # what enrollment does: embed the largest face
         t5 = time.perf_counter()
+        eng.analyze(img.pixels)  # every face (search does this)
+        t6 = time.perf_counter()
         faces += len(found)
         with_face += bool(found)
         cols["read"].append(t1 - t0)
@@ -388,6 +359,7 @@ def stage_breakdown(paths: list[Path]) -> dict[str, Any]:
         cols["decode"].append(t3 - t2)
         cols["detect"].append(t4 - t3)
         cols["align_embed"].append(max(0.0, (t5 - t4) - (t4 - t3)))
+        cols["align_embed_all"].append(max(0.0, (t6 - t5) - (t4 - t3)))
         cols["model_total"].append((t3 - t2) + (t5 - t4))
     n = len(cols["read"])
     out: dict[str, Any] = {"images": n, "faces_per_image": faces / n if n else 0.0, "with_face": with_face,
@@ -395,7 +367,7 @@ def stage_breakdown(paths: list[Path]) -> dict[str, Any]:
     for k, v in cols.items():
         out[k] = {"mean_ms": 1000 * sum(v) / len(v), "median_ms": 1000 * median(v)}
     emb_faces = out["faces_per_image"]
-    out["embed_per_face_ms"] = out["align_embed"]["mean_ms"] / emb_faces if emb_faces else float("nan")
+    out["embed_per_face_ms"] = out["align_embed_all"]["mean_ms"] / emb_faces if emb_faces else float("nan")
     return out
 
 
@@ -542,7 +514,7 @@ def report(args: argparse.Namespace, ctx: dict[str, Any]) -> str:
     })]
     target = "MET" if ratio >= 0.85 else "NOT MET"
     lines += ["", "## Result", "",
-              "Model limit = decode + detect + align + embed with "
+              "Model limit = decode + detect + align + embed (largest face, as enrollment does) with "
               f"{args.workers} single-threaded processes in parallel, bytes preloaded, models loaded, nothing "
               "stored (`_util.model_limit`). End to end = the whole `facedb import` command on a fresh home "
               "(Python start, imports, model loads, worker spawn, reading, hashing, SQL, Chroma, exit).", "",
@@ -585,16 +557,20 @@ def report(args: argparse.Namespace, ctx: dict[str, Any]) -> str:
               f"{r0['home_bytes'] / 1e6:.1f} MB; {fmt(r0['wall_s'])} s wall, {fmt(r0['cpu_s'])} CPU-s.", ""]
     lines += ["## Per-image breakdown (one process, one OpenCV thread)", "",
               f"{bd['images']} images spread over the set; {bd['faces_per_image']:.2f} faces detected per image "
-              f"({bd['with_face']} with at least one). Every detected face is aligned and embedded, although "
-              "`--multi-face largest` (the default) stores only the largest.", "",
+              f"({bd['with_face']} with at least one). Enrollment aligns and embeds only the largest face "
+              "(`analyze(max_faces=1)`); the all-faces row is what search does.", "",
               "| stage | mean ms | median ms | share of model time |", "| --- | ---: | ---: | ---: |"]
     mt = bd["model_total"]["mean_ms"]
     for k, label in (("read", "read file (main process)"), ("sha256", "sha256 (main process)"),
                      ("decode", "decode (imaging.decode)"), ("detect", "detect (YuNet, engine.detect)"),
-                     ("align_embed", "align + embed, all faces (analyze - detect)"), ("model_total", "model total")):
+                     ("align_embed", "align + embed the largest face (analyze(max_faces=1) - detect)"),
+                     ("model_total", "model total (decode + detect + align + embed, largest face)"),
+                     ("align_embed_all", "for comparison: align + embed every face (analyze - detect)")):
         share = f"{100 * bd[k]['mean_ms'] / mt:.0f} %" if k in ("decode", "detect", "align_embed", "model_total") else ""
+        if k not in bd:
+            continue
         lines.append(f"| {label} | {bd[k]['mean_ms']:.2f} | {bd[k]['median_ms']:.2f} | {share} |")
-    lines.append(f"| align + embed per face | {bd['embed_per_face_ms']:.2f} | | |")
+    lines.append(f"| align + embed per face (all faces / faces) | {bd['embed_per_face_ms']:.2f} | | |")
     single = 1000 / mt
     lines += ["", f"One process: {fmt(single)} images/s from the mean model time.", ""]
     if ctx.get("e2e_instr"):
@@ -638,8 +614,9 @@ def report(args: argparse.Namespace, ctx: dict[str, Any]) -> str:
                   "Streaming ingest: the pool is started first; files are read, hashed and deduplicated in blocks "
                   "of 64 while the workers run; work goes to the pool in tasks of 8 images with a bounded window "
                   "(8 tasks per worker), so there is no chunk barrier; results are written every 256 images "
-                  "(SQL -> Chroma -> SQL under the home lock, unchanged `_write_batch`). 'largest face only' "
-                  "also aligns and embeds only the largest detection in the workers.", ""]
+                  "(SQL -> Chroma -> SQL under the home lock, unchanged `_write_batch`). 'home lock held' also "
+                  "keeps the lock (and so the open Chroma client) for the whole import instead of re-taking it, "
+                  "re-opening Chroma, replaying the journal and chmod-ing the tree for every write.", ""]
         for r in ctx["e2e_proto"]:
             tr = r.get("trace", {})
             wb = write_breakdown(r, n)
@@ -666,10 +643,10 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--breakdown-n", type=int, default=500, help="images for the single-process breakdown")
     ap.add_argument("--repeats", type=int, default=1, help="console-script imports, each followed by a limit run")
     ap.add_argument("--no-instr", action="store_true", help="skip the instrumented import")
-    ap.add_argument("--proto", default="stream,largest",
+    ap.add_argument("--proto", default="stream,hold",
                     help="prototype variants, comma-separated from: stream (streaming ingest, write every 256, "
-                         "lock per write), largest (stream + embed only the largest face), hold (stream + home "
-                         "lock held for the whole import); '' for none [stream,largest]")
+                         "lock per write), hold (stream + home lock held for the whole import); '' for none "
+                         "[stream,hold]")
     ap.add_argument("--keep-home", type=Path, help="keep the (first) console-script import's home here")
     ap.add_argument("--quick", action="store_true",
                     help="smoke-test sizes (8 images, one limit run, no prototype, benchmark lock not taken): checks the "
@@ -707,8 +684,6 @@ def main(argv: list[str]) -> int:
                                "limits": [], "e2e_cli": [], "e2e_proto": [], "limits_largest": []}
         variants = {
             "stream": ("streaming ingest", {"PROTO_WRITE_BATCH": "256"}),
-            "largest": ("streaming ingest + largest face only",
-                        {"PROTO_WRITE_BATCH": "256", "FACEDB_BENCH_LARGEST": "1"}),
             "hold": ("streaming ingest + home lock held for the whole import",
                      {"PROTO_WRITE_BATCH": "256", "PROTO_HOLD_LOCK": "1"}),
         }
@@ -720,10 +695,15 @@ def main(argv: list[str]) -> int:
         with bench_lock("breakdown", enabled=lock):
             ctx["breakdown"] = stage_breakdown(_util.sample_images(paths, args.breakdown_n))
 
+        def checkpoint() -> None:  # the raw numbers so far survive an interrupted run
+            if args.json_out:
+                args.json_out.write_text(json.dumps(ctx, indent=1, default=str))
+
         def limit() -> None:
             with bench_lock("limit", enabled=lock):
-                ctx["limits"].append(_util.model_limit(paths, args.workers))
+                ctx["limits"].append(_util.model_limit(paths, args.workers, max_faces=1))
             ctx["limits"][-1]["t_end"] = time.time()
+            checkpoint()
             log(f"limit: {ctx['limits'][-1]['images_per_s']:.2f} img/s, cpu share {ctx['limits'][-1]['cpu_share']:.2f}")
 
         def e2e(mode: str, env: dict[str, str] | None = None, label: str = "") -> dict[str, Any]:
@@ -732,6 +712,8 @@ def main(argv: list[str]) -> int:
                                keep=args.keep_home if mode == "cli" and not ctx["e2e_cli"] else None)
             r["label"] = label
             r["t_end"] = time.time()
+            ctx.setdefault("_partial", []).append(r)
+            checkpoint()
             log(f"e2e {mode} {label}: {n / r['wall_s']:.2f} img/s, {1000 * r['cpu_s'] / n:.1f} cpu-ms/img")
             return r
 
@@ -748,9 +730,6 @@ def main(argv: list[str]) -> int:
             ctx["e2e_proto"].append(e2e("proto", env, label))
         if (protos or not args.no_instr) and not args.quick:
             limit()
-        if "largest" in protos:
-            with bench_lock("limit-largest", enabled=lock):
-                ctx["limits_largest"].append(_util.model_limit(paths, args.workers, largest_only=True))
         text = report(args, ctx)
         print(text)
         _util.write_report(args.out, text)
