@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,7 +55,13 @@ from .results import (
 
 MULTI_FACE_POLICIES = ("largest", "skip")
 MAX_NAME_LENGTH = 256
-WRITE_BATCH = 64
+#: Analysed images stored per locked write (one SQL transaction + one Chroma upsert), and
+#: the longest wait before a smaller batch is stored anyway (so progress becomes durable).
+WRITE_BATCH = 256
+ENV_WRITE_BATCH = "FACEDB_WRITE_BATCH"
+WRITE_EVERY_S = 20.0
+#: Files read and hashed (and checked against the catalog) at a time.
+READ_BLOCK = 64
 ImageInput = str | os.PathLike[str] | bytes
 ProgressFn = Callable[[int], None]
 
@@ -97,9 +104,19 @@ class FaceDB:
         lock_timeout: float | None = None,
         workers: int | None = None,
         threshold: float | None = None,
+        write_batch: int | None = None,
     ) -> None:
         self.settings: Settings = resolve_settings(home, db_url, pack, models_dir, lock_timeout)
         self.workers = default_workers() if workers is None else max(1, workers)
+        if write_batch is None:
+            raw = os.environ.get(ENV_WRITE_BATCH, "")
+            try:
+                write_batch = int(raw) if raw else WRITE_BATCH
+            except ValueError:
+                raise FacedbError(f"{ENV_WRITE_BATCH}={raw!r} is not a number of images") from None
+        if write_batch < 1:
+            raise FacedbError(f"the write batch must be at least 1 image, not {write_batch}")
+        self.write_batch = write_batch
         self._threshold_override = threshold
         ensure_private_dir(self.settings.home)
         self._lock = HomeLock(self.settings.lock_path, self.settings.lock_timeout)
@@ -216,7 +233,8 @@ class FaceDB:
         if not rows:
             return 0
         ids = [r[0] for r in rows]
-        index.add(info, ids, np.stack([r[1] for r in rows]), [r[2] for r in rows], [r[3] for r in rows])
+        index.add(info, ids, np.stack([r[1] for r in rows]), [r[2] for r in rows], [r[3] for r in rows],
+                  may_exist=True)
         self.catalog.mark_indexed(ids)
         return len(ids)
 
@@ -307,47 +325,66 @@ class FaceDB:
             valid.append(it)
         with self._locked(open_index=False):
             self._checked_info(register=True)
-        seen: dict[str, str] = {}
         # Enrollment keeps one face per photo: embed only the largest (the others are counted).
         with Analyzer(info.name, self.settings.models_dir, self.workers, max_faces=1) as analyzer:
-            for start in range(0, len(valid), 256):
-                chunk = valid[start:start + 256]
-                todo: list[tuple[int, bytes, str]] = []
-                digests: dict[int, str] = {}
-                pending: list[tuple[_Item, str, Analysis]] = []
-                for i, it in enumerate(chunk):
-                    try:
-                        data = imaging.read_bytes(it.path)
-                    except ImageError as exc:
-                        pending.append((it, "", Analysis(i, [], reason=exc.reason, message=str(exc))))
-                        continue
-                    digests[i] = hashlib.sha256(data).hexdigest()
-                    todo.append((i, data, str(it.path)))
-                known = self.catalog.known_sha256(list(digests.values()))
-                fresh: list[tuple[int, bytes, str]] = []
-                for i, data, name in todo:
-                    d = digests[i]
-                    owner = known.get(d) or seen.get(d)
-                    if owner is not None:
-                        self._count_duplicate(reports[chunk[i].subject], chunk[i], owner)
-                    else:
-                        seen[d] = chunk[i].subject
-                        fresh.append((i, data, name))
-                if progress:
-                    progress(len(chunk) - len(fresh) - len(pending))
-                for res in analyzer.run(iter(fresh), len(fresh)):
-                    pending.append((chunk[res.key], digests[res.key], res))
-                    if len(pending) >= WRITE_BATCH:
-                        self._write_batch(pending, multi_face, metadata, reports)
-                        if progress:
-                            progress(len(pending))
-                        pending = []
-                if pending:
-                    self._write_batch(pending, multi_face, metadata, reports)
-                    if progress:
-                        progress(len(pending))
+            analyzer.start(len(valid))
+            todo: dict[int, tuple[_Item, str]] = {}
+            pending: list[tuple[_Item, str, Analysis]] = []
+            fresh = self._fresh_items(valid, reports, todo, pending, progress)
+            last_write = time.monotonic()
+            for res in analyzer.stream(fresh, len(valid)):
+                it, digest = todo.pop(res.key)
+                pending.append((it, digest, res))
+                if len(pending) >= self.write_batch or (time.monotonic() - last_write > WRITE_EVERY_S
+                                                        and len(pending) >= self.write_batch // 8):
+                    self._write_pending(pending, multi_face, metadata, reports, progress)
+                    last_write = time.monotonic()
+            self._write_pending(pending, multi_face, metadata, reports, progress)
         out.subjects = list(reports.values())
         return out
+
+    def _fresh_items(self, valid: list[_Item], reports: dict[str, EnrollReport],
+                     todo: dict[int, tuple[_Item, str]], pending: list[tuple[_Item, str, Analysis]],
+                     progress: ProgressFn | None) -> Iterator[tuple[int, bytes, str]]:
+        """Read, hash and de-duplicate the files lazily, yielding only images to analyse.
+
+        Unreadable files go straight to ``pending`` (stored as failures); duplicates of an
+        enrolled image (or of an earlier file in this run) are counted and skipped."""
+        seen: dict[str, str] = {}
+        for start in range(0, len(valid), READ_BLOCK):
+            block: list[tuple[int, _Item, bytes, str]] = []
+            for i, it in enumerate(valid[start:start + READ_BLOCK], start):
+                try:
+                    data = imaging.read_bytes(it.path)
+                except ImageError as exc:
+                    pending.append((it, "", Analysis(i, [], reason=exc.reason, message=str(exc))))
+                    continue
+                block.append((i, it, data, hashlib.sha256(data).hexdigest()))
+            known = self.catalog.known_sha256([d for *_, d in block])
+            skipped = 0
+            for i, it, data, digest in block:
+                owner = known.get(digest) or seen.get(digest)
+                if owner is not None:
+                    self._count_duplicate(reports[it.subject], it, owner)
+                    skipped += 1
+                    continue
+                seen[digest] = it.subject
+                todo[i] = (it, digest)
+                yield i, data, str(it.path)
+            if progress and skipped:
+                progress(skipped)
+
+    def _write_pending(self, pending: list[tuple[_Item, str, Analysis]], multi_face: str,
+                       metadata: dict[str, dict[str, Any]], reports: dict[str, EnrollReport],
+                       progress: ProgressFn | None) -> None:
+        """Store and empty ``pending`` (a no-op when it is empty)."""
+        if not pending:
+            return
+        batch = list(pending)
+        pending.clear()
+        self._write_batch(batch, multi_face, metadata, reports)
+        if progress:
+            progress(len(batch))
 
     @staticmethod
     def _count_duplicate(rep: EnrollReport, it: _Item, owner: str) -> None:
@@ -366,33 +403,36 @@ class FaceDB:
             crash_point("enroll.before_sql")
             with self.catalog.session() as s:
                 known = self.catalog.known_sha256([d for _, d, _ in batch if d])
+                failed: list[tuple[_Item, str, FailedItem]] = []
+                accepted: list[tuple[_Item, str, Analysis]] = []
                 for it, digest, res in batch:
                     rep = reports[it.subject]
-                    failure = self._failure_for(it, res, multi_face)
-                    if digest and digest in known:
+                    if digest and digest in known:  # stored meanwhile by another process
                         self._count_duplicate(rep, it, known[digest])
                         continue
+                    failure = self._failure_for(it, res, multi_face)
                     if failure is not None:
                         rep.failed.append(failure)
-                        s.execute(delete(Failure).where(Failure.path == str(it.path),
-                                                        Failure.subject_name == it.subject))
-                        s.add(Failure(path=str(it.path), sha256=digest or None, subject_name=it.subject, model=info.name,
-                                      reason=failure.reason, detail=failure.message))
+                        failed.append((it, digest, failure))
                         continue
-                    face = res.faces[0]
-                    sub = self.catalog.get_or_create_subject(s, it.subject, metadata.get(it.subject))
-                    img = Image(subject_id=sub.id, path=str(it.path.absolute()), sha256=digest,
-                                size_bytes=it.path.stat().st_size if it.path.exists() else 0,
-                                width=res.width, height=res.height, status="enrolled")
-                    s.add(img)
-                    s.flush()
-                    row = _face_row(face, img.id, sub.id, info.name)
-                    s.add(row)
-                    s.flush()
-                    s.execute(delete(Failure).where(Failure.path == str(it.path),
-                                                    Failure.subject_name == it.subject))
                     known[digest] = it.subject
-                    new_faces.append((row.id, face.embedding, sub.id, it.subject, rep))
+                    accepted.append((it, digest, res))
+                # A file stored now (as a face or as a failure) replaces its earlier failure record.
+                self.catalog.forget_failures(s, [(str(it.path), it.subject) for it, _, _ in failed + accepted])
+                s.add_all([Failure(path=str(it.path), sha256=digest or None, subject_name=it.subject,
+                                   model=info.name, reason=f.reason, detail=f.message) for it, digest, f in failed])
+                subjects = self.catalog.subjects_by_name(s, [it.subject for it, _, _ in accepted], metadata)
+                images = [Image(subject_id=subjects[it.subject].id, path=str(it.path.absolute()), sha256=digest,
+                                size_bytes=_file_size(it.path), width=res.width, height=res.height,
+                                status="enrolled") for it, digest, res in accepted]
+                s.add_all(images)
+                s.flush()
+                rows = [_face_row(res.faces[0], img.id, img.subject_id, info.name)
+                        for img, (_, _, res) in zip(images, accepted)]
+                s.add_all(rows)
+                s.flush()
+                new_faces = [(row.id, res.faces[0].embedding, row.subject_id, it.subject, reports[it.subject])
+                             for row, (it, _, res) in zip(rows, accepted)]
             crash_point("enroll.after_sql")
             if new_faces:
                 ids = [f[0] for f in new_faces]
@@ -750,6 +790,13 @@ def _load_input(image: ImageInput) -> imaging.LoadedImage:
     if isinstance(image, bytes):
         return imaging.decode(image, "<stdin>")
     return imaging.load(image)
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _face_row(face: Any, image_id: int, subject_id: int, model: str) -> FaceRow:

@@ -30,7 +30,6 @@ import argparse
 import json
 import math
 import multiprocessing as mp
-import os
 import sys
 import time
 from dataclasses import dataclass

@@ -21,11 +21,14 @@ from typing import Any
 from PIL import Image, ImageEnhance, ImageOps
 
 from dbtools import facedb_executable
+from facephotos import t1_people
 from hostile import insightface_images_dir
 
 KILLED = -int(signal.SIGKILL)
 #: Environment variables of the test process that must not reach a killed subprocess.
-_SCRUB = ("FACEDB_CRASH_AT", "FACEDB_HOME", "FACEDB_DB_URL", "FACEDB_PACK", "FACEDB_LOCK_TIMEOUT")
+CRASH_WRITE_BATCH = 64
+_SCRUB = ("FACEDB_CRASH_AT", "FACEDB_HOME", "FACEDB_DB_URL", "FACEDB_PACK", "FACEDB_LOCK_TIMEOUT",
+          "FACEDB_WRITE_BATCH")
 
 
 # -- real faces and junk ---------------------------------------------------------------------
@@ -56,22 +59,12 @@ def make_people(out: Path, engine: Any, wanted: dict[str, int]) -> dict[str, lis
     each with different bytes (crop, mirrored, rescaled, brightened...) and exactly one face."""
     from facedb import imaging
 
-    src = t1_photo()
-    assert src is not None
-    faces = engine.analyze(imaging.load(src).pixels)
-    assert len(faces) == 6, f"t1.jpg: {len(faces)} faces found, expected 6"
-    faces.sort(key=lambda f: f.bbox[0])
     out.mkdir(parents=True, exist_ok=True)
-    img = Image.open(src).convert("RGB")
     people: dict[str, list[Path]] = {}
-    for i, f in enumerate(faces, 1):
-        name = f"person{i}"
+    for person in t1_people(margin=0.5, engine=engine):
+        name, crop = person.name, person.image
         if not wanted.get(name):
             continue
-        x1, y1, x2, y2 = f.bbox
-        w, h = (x2 - x1) / 2, (y2 - y1) / 2
-        crop = img.crop((int(max(0, x1 - w)), int(max(0, y1 - h)), int(min(img.width, x2 + w)),
-                         int(min(img.height, y2 + h))))
         paths = []
         for v in range(8):
             if len(paths) == wanted[name]:
@@ -181,6 +174,9 @@ def run_facedb(home: Path, args: list[str], *, crash_at: str | None = None, kill
     /proc. ``Run.landmark`` records when that first open was seen.
     """
     env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+    # Small write batches, so that one command stores several: the kill points between
+    # batches (a second SQL transaction, a second Chroma upsert) are reached with few images.
+    env["FACEDB_WRITE_BATCH"] = str(CRASH_WRITE_BATCH)
     if crash_at:
         env["FACEDB_CRASH_AT"] = crash_at
     prefix = str(watch.resolve()) + os.sep if watch is not None else None

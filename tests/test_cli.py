@@ -10,40 +10,16 @@ import pytest
 from PIL import Image
 
 from dbtools import run_cli, run_json, run_process
+from facephotos import insightface_photos, save_crops
 from facedb.cli import cli
-
-
-def _insightface_images() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("insightface")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("insightface (test extra) is not installed: its sample photos are needed")
-    return Path(list(spec.submodule_search_locations)[0]) / "data" / "images"
 
 
 @pytest.fixture(scope="module")
 def group(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """t1.jpg (6 people) and one crop per person, named person1..person6 left to right."""
-    from facedb import imaging
-    from facedb.engine import load_engine
-
-    src = _insightface_images() / "t1.jpg"
-    faces = load_engine("sface").analyze(imaging.load(src).pixels)
-    assert len(faces) == 6
-    faces.sort(key=lambda f: f.bbox[0])
-    out = tmp_path_factory.mktemp("crops")
-    img = Image.open(src).convert("RGB")
-    crops = {}
-    for i, f in enumerate(faces, 1):
-        x1, y1, x2, y2 = f.bbox
-        w, h = x2 - x1, y2 - y1
-        box = (int(max(0, x1 - w)), int(max(0, y1 - h)), int(min(img.width, x2 + w)), int(min(img.height, y2 + h)))
-        path = out / f"person{i}.jpg"
-        img.crop(box).save(path, quality=95)
-        crops[f"person{i}"] = (path, f.bbox)
-    return {"photo": src, "crops": crops, "tom": _insightface_images() / "Tom_Hanks_54745.png",
-            "mask": _insightface_images() / "mask_white.jpg"}
+    photos = insightface_photos()
+    return {"photo": photos / "t1.jpg", "crops": save_crops(tmp_path_factory.mktemp("crops")),
+            "tom": photos / "Tom_Hanks_54745.png", "mask": photos / "mask_white.jpg"}
 
 
 @pytest.fixture()

@@ -11,7 +11,6 @@ enrollment does not deduplicate them.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import select
@@ -24,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image, ImageOps
 
 from dbtools import facedb_executable, run_cli, run_json, run_process
+from facephotos import make_face_variants
 
 BUSY = 5
 #: Generous per-command lock wait in the stress test (each holder keeps the lock < 1-2 s).
@@ -35,51 +34,6 @@ MAX_BUSY_RETRIES = 5
 
 
 # -- real faces ------------------------------------------------------------------------------
-
-def _insightface_images() -> Path:
-    spec = importlib.util.find_spec("insightface")
-    for loc in (spec.submodule_search_locations or []) if spec is not None else []:
-        d = Path(loc) / "data" / "images"
-        if (d / "t1.jpg").is_file():
-            return d
-    pytest.skip("insightface (test extra) is not installed: its sample photos are needed")
-
-
-def make_face_variants(out: Path, n_variants: int = 3) -> dict[str, list[Path]]:
-    """person1..person6 (left to right in t1.jpg) -> ``n_variants`` JPEG files of that face.
-
-    Variant 0 is the crop, 1 is mirrored, 2 is scaled by 1.1, 3+ are re-encoded at another
-    quality: different bytes (so different sha256) and each still holds one detectable face.
-    """
-    from facedb import imaging
-    from facedb.engine import load_engine
-
-    src = _insightface_images() / "t1.jpg"
-    faces = load_engine("sface").analyze(imaging.load(src).pixels)
-    assert len(faces) == 6
-    faces.sort(key=lambda f: f.bbox[0])
-    out.mkdir(parents=True, exist_ok=True)
-    img = Image.open(src).convert("RGB")
-    people: dict[str, list[Path]] = {}
-    for i, f in enumerate(faces, 1):
-        x1, y1, x2, y2 = f.bbox
-        w, h = x2 - x1, y2 - y1
-        box = (int(max(0, x1 - w)), int(max(0, y1 - h)), int(min(img.width, x2 + w)), int(min(img.height, y2 + h)))
-        crop = img.crop(box)
-        paths = []
-        for v in range(n_variants):
-            if v == 1:
-                pic = ImageOps.mirror(crop)
-            elif v == 2:
-                pic = crop.resize((int(crop.width * 1.1), int(crop.height * 1.1)))
-            else:
-                pic = crop
-            p = out / f"person{i}_v{v}.jpg"
-            pic.save(p, quality=95 - v)
-            paths.append(p)
-        people[f"person{i}"] = paths
-    return people
-
 
 @pytest.fixture(scope="module")
 def people(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:

@@ -161,7 +161,7 @@ WINDOW = {
 UNREACHABLE = {
     "delete.after_chroma:2": "hit once per model pack of the deleted subject; only the sface pack is available",
     "journal.after_deletes:2": "hit once per model pack with journaled deletes; only the sface pack is available",
-    "index.between_batches-in-enroll": "enroll/import add <= 64 vectors per Chroma call (WRITE_BATCH); "
+    "index.between_batches-in-enroll": "enroll/import add one write batch (256 images, 64 here) per Chroma call, under the 5,000-vector split; "
                                        "reached instead by replaying 5,001 unindexed faces (search-big)",
 }
 

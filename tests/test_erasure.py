@@ -10,7 +10,6 @@ same scan finds the vectors before the delete (in the catalog and in Chroma's HN
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import re
 import stat
@@ -18,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
 
 from dbtools import run_json, run_process
+from facephotos import make_face_variants
 
 #: Components compared per vector (a 32-byte float32 / 64-byte float64 fingerprint).
 PREFIX = 8
@@ -31,44 +30,6 @@ VICTIM = "Victim Q7ZX-erasure"
 
 
 # -- real faces ------------------------------------------------------------------------------
-
-def _insightface_images() -> Path:
-    spec = importlib.util.find_spec("insightface")
-    for loc in (spec.submodule_search_locations or []) if spec is not None else []:
-        d = Path(loc) / "data" / "images"
-        if (d / "t1.jpg").is_file():
-            return d
-    pytest.skip("insightface (test extra) is not installed: its sample photos are needed")
-
-
-def make_face_variants(out: Path, n_variants: int = 3) -> dict[str, list[Path]]:
-    """person1..person6 (left to right in insightface's t1.jpg) -> ``n_variants`` JPEG files of
-    that face with different bytes: the crop, mirrored, scaled by 1.1, then re-encoded."""
-    from facedb import imaging
-    from facedb.engine import load_engine
-
-    src = _insightface_images() / "t1.jpg"
-    faces = load_engine("sface").analyze(imaging.load(src).pixels)
-    assert len(faces) == 6
-    faces.sort(key=lambda f: f.bbox[0])
-    out.mkdir(parents=True, exist_ok=True)
-    img = Image.open(src).convert("RGB")
-    people: dict[str, list[Path]] = {}
-    for i, f in enumerate(faces, 1):
-        x1, y1, x2, y2 = f.bbox
-        w, h = x2 - x1, y2 - y1
-        box = (int(max(0, x1 - w)), int(max(0, y1 - h)), int(min(img.width, x2 + w)), int(min(img.height, y2 + h)))
-        crop = img.crop(box)
-        paths = []
-        for v in range(n_variants):
-            pic = ImageOps.mirror(crop) if v == 1 else crop.resize(
-                (int(crop.width * 1.1), int(crop.height * 1.1))) if v == 2 else crop
-            p = out / f"person{i}_v{v}.jpg"
-            pic.save(p, quality=95 - v)
-            paths.append(p)
-        people[f"person{i}"] = paths
-    return people
-
 
 @pytest.fixture(scope="module")
 def people(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:

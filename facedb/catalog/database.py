@@ -1,7 +1,6 @@
 """Opening the catalog (any SQLAlchemy URL), running migrations, and the queries facedb needs."""
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -9,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import create_engine, delete, event, func, select, update
+from sqlalchemy import create_engine, delete, event, func, select, tuple_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
@@ -114,15 +113,30 @@ class Catalog:
             raise NotFoundError(f"no subject named {name!r} (see `facedb subjects`)")
         return row
 
-    def get_or_create_subject(self, s: Session, name: str, info: dict[str, Any] | None = None) -> Subject:
-        row = s.scalar(select(Subject).where(Subject.name == name))
-        if row is None:
-            row = Subject(name=name, info=info)
-            s.add(row)
+    def subjects_by_name(self, s: Session, names: Sequence[str],
+                         info: dict[str, dict[str, Any]] | None = None) -> dict[str, Subject]:
+        """The named subjects, created when new (one query for the lot); ``info`` merges metadata."""
+        wanted = list(dict.fromkeys(names))
+        found: dict[str, Subject] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            found.update({row.name: row for row in s.scalars(select(Subject).where(Subject.name.in_(chunk)))})
+        new = [Subject(name=n, info=(info or {}).get(n)) for n in wanted if n not in found]
+        if new:
+            s.add_all(new)
             s.flush()
-        elif info:
-            row.info = {**(row.info or {}), **info}
-        return row
+            found.update({row.name: row for row in new})
+        for n, extra in (info or {}).items():
+            if extra and n in found and found[n] not in new:
+                found[n].info = {**(found[n].info or {}), **extra}
+        return found
+
+    def forget_failures(self, s: Session, keys: Sequence[tuple[str, str]]) -> None:
+        """Delete the failure records of these (path, subject name) pairs."""
+        for i in range(0, len(keys), 400):
+            chunk = list(keys[i:i + 400])
+            if chunk:
+                s.execute(delete(Failure).where(tuple_(Failure.path, Failure.subject_name).in_(chunk)))
 
     def subject_rows(self) -> list[dict[str, Any]]:
         with self.session() as s:

@@ -7,6 +7,7 @@ before releasing the lock.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,17 @@ HNSW = {"space": "cosine", "max_neighbors": 32, "ef_construction": 200, "ef_sear
 FORMAT_VERSION = "1"
 
 
+_preloading = False
+
+
 def preload() -> None:
-    """Start importing chromadb (~0.6 s) in a background thread, to overlap with model work."""
+    """Start importing chromadb (~0.7 s) in a background thread, to overlap with model work."""
     import threading
+
+    global _preloading
+    if _preloading or "chromadb" in sys.modules:
+        return
+    _preloading = True
 
     def _import() -> None:
         try:
@@ -120,22 +129,54 @@ class ChromaIndex:
 
     # -- data --------------------------------------------------------------------
     def add(self, info: PackInfo, ids: Sequence[int], vectors: np.ndarray,
-            subject_ids: Sequence[int], subjects: Sequence[str]) -> None:
-        """Insert or overwrite vectors (upsert, so a retried batch is harmless)."""
+            subject_ids: Sequence[int], subjects: Sequence[str], *, may_exist: bool = False) -> None:
+        """Insert vectors for new face ids.
+
+        ``may_exist=True`` (journal replay: a killed process may have written some of them)
+        first asks Chroma which ids it already holds and writes only the missing or changed
+        ones. Chroma 1.5 can leave a record unreachable by ``query()`` after an upsert
+        overwrites an existing id (seen here in the crash tests, reported upstream as
+        chroma-core/chroma#7758), so existing ids are never upserted again.
+        """
         if not len(ids):
             return
         col = self.collection(info)
         self._counts.pop(collection_name(info.name), None)
+        vectors = np.asarray(vectors, dtype=np.float32)
         batch = max(1, min(5000, self._client.get_max_batch_size()))
         for i in range(0, len(ids), batch):
             if i:
                 crash_point("index.between_batches")
             sl = slice(i, i + batch)
-            col.upsert(
-                ids=[str(x) for x in ids[sl]],
-                embeddings=np.asarray(vectors[sl], dtype=np.float32),
-                metadatas=[{"subject_id": int(s), "subject": n} for s, n in zip(subject_ids[sl], subjects[sl])],
-            )
+            keys = [str(x) for x in ids[sl]]
+            vecs = vectors[sl]
+            metas = [{"subject_id": int(s), "subject": n} for s, n in zip(subject_ids[sl], subjects[sl])]
+            if may_exist:
+                keys, vecs, metas = self._missing_only(col, keys, vecs, metas)
+                if not keys:
+                    continue
+            col.upsert(ids=keys, embeddings=vecs, metadatas=metas)
+
+    @staticmethod
+    def _missing_only(col: Any, keys: list[str], vecs: np.ndarray,
+                      metas: list[dict[str, Any]]) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
+        """Drop the entries Chroma already holds with the same vector; fix their metadata."""
+        got = col.get(ids=keys, include=["embeddings", "metadatas"])
+        stored = {k: (np.asarray(e, dtype=np.float32), m)
+                  for k, e, m in zip(got["ids"], got["embeddings"], got["metadatas"])}
+        keep: list[int] = []
+        changed: list[str] = []
+        for j, key in enumerate(keys):
+            if key not in stored:
+                keep.append(j)
+            elif not np.allclose(stored[key][0], vecs[j], atol=1e-6):
+                changed.append(key)
+                keep.append(j)
+            elif stored[key][1] != metas[j]:
+                col.update(ids=[key], metadatas=[metas[j]])
+        if changed:  # never expected (face ids are not reused); delete, then add afresh
+            col.delete(ids=changed)
+        return [keys[j] for j in keep], vecs[keep], [metas[j] for j in keep]
 
     def delete(self, info: PackInfo, ids: Sequence[int]) -> None:
         if not len(ids):

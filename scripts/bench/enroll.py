@@ -10,9 +10,7 @@ Phases (each heavy one under the machine-wide benchmark lock, see _util.bench_lo
 3. ``facedb import`` (the console script) end to end, on a fresh home;
 4. the same import through an instrumented driver (this file, ``--_driver``): SQL and Chroma
    write time, result waits in the main process, and per-task busy intervals in the workers;
-5. a prototype of a streaming ingest (``--_proto``, copy of FaceDB._ingest kept here) to measure
-   suggested changes without editing facedb/;
-6. the model limit again (so drift on this shared machine shows up as a spread).
+5. the model limit again (so drift on this shared machine shows up as a spread).
 
     python scripts/bench/enroll.py                 # full LFW (7,701 images), writes docs/benchmarks/enroll.md
     python scripts/bench/enroll.py --limit 1000    # an evenly spread subset
@@ -30,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -90,10 +88,6 @@ def _instr_init_worker(*init_args: Any) -> None:
     pipeline.analyze_bytes = analyze_bytes
 
 
-def _instr_proto_init(*init_args: Any) -> None:
-    _instr_init_worker(*init_args)
-
-
 try:  # only meaningful in the driver and its workers; harmless elsewhere
     from facedb.pipeline import _init_worker as _ORIG_INIT  # noqa: N812
 except Exception:  # pragma: no cover
@@ -137,10 +131,10 @@ def _install_instrumentation(stats_path: Path) -> None:
 
     service.FaceDB._write_batch = write_batch
 
-    orig_run = pipeline.Analyzer.run
+    orig_stream = pipeline.Analyzer.stream
 
-    def run(self: Any, items: Any, n_items: int) -> Any:
-        gen = orig_run(self, items, n_items)
+    def stream(self: Any, items: Any, n_items: int) -> Any:
+        gen = orig_stream(self, items, n_items)
         t_call = time.perf_counter()
         first = True
         while True:
@@ -159,7 +153,7 @@ def _install_instrumentation(stats_path: Path) -> None:
                 first = False
             yield res
 
-    pipeline.Analyzer.run = run
+    pipeline.Analyzer.stream = stream
     pipeline._init_worker = _instr_init_worker  # the pool reads the module global when it starts
 
     def dump() -> None:
@@ -175,139 +169,11 @@ def _install_instrumentation(stats_path: Path) -> None:
     atexit.register(dump)
 
 
-# ============================================================================================
-# Prototype: a streaming _ingest (a copy of FaceDB._ingest with the suggested changes)
-# ============================================================================================
-
-def _proto_task(batch: list[tuple[int, bytes, str]]) -> list[Any]:
-    """Worker side: analyse a small batch of images (one pool task instead of one per image)."""
-    from facedb import pipeline
-
-    return [pipeline.analyze_bytes(k, d, n, *pipeline._WORKER_PACK) for k, d, n in batch]  # type: ignore[misc]
-
-
-def proto_ingest(self: Any, items: list[Any], multi_face: str, metadata: dict[str, Any], progress: Any) -> Any:
-    """Streaming ingest: the pool starts first, files are read + hashed + deduplicated while the
-    workers run, work is submitted in small tasks with a bounded window (no 256-item barrier),
-    results are consumed as they complete, writes are batched (PROTO_WRITE_BATCH) and, with
-    PROTO_HOLD_LOCK=1, the home lock (and the open Chroma client) is held for the whole import
-    instead of being re-taken (Chroma reopened, journal replayed, tree chmod-ed) per batch."""
-    import hashlib
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from contextlib import nullcontext
-
-    from facedb import imaging, pipeline, service
-    from facedb.errors import FacedbError, ImageError
-    from facedb.results import EnrollReport, FailedItem, ImportReport
-
-    write_batch = int(os.environ.get("PROTO_WRITE_BATCH", "256"))
-    task_size = int(os.environ.get("PROTO_TASK", "8"))
-    window = int(os.environ.get("PROTO_WINDOW", str(8 * self.workers)))
-    hold = os.environ.get("PROTO_HOLD_LOCK") == "1"
-    if multi_face not in service.MULTI_FACE_POLICIES:
-        raise FacedbError(f"multi_face must be one of {service.MULTI_FACE_POLICIES}")
-    info = self.engine.info
-    reports: dict[str, EnrollReport] = {}
-    out = ImportReport(model=info.name)
-    valid = []
-    for it in items:
-        rep = reports.setdefault(it.subject, EnrollReport(subject=it.subject))
-        try:
-            service.validate_subject_name(it.subject)
-        except FacedbError as exc:
-            rep.failed.append(FailedItem(str(it.path), "bad_subject_name", f"{it.path}: {exc}"))
-            continue
-        valid.append(it)
-    init = _instr_proto_init if os.environ.get(TRACE_ENV) else pipeline._init_worker
-    ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=init,
-                               initargs=(info.name, self.settings.models_dir, 1))  # largest face only, as HEAD
-    warm = [pool.submit(_proto_task, []) for _ in range(self.workers)]  # spawn now, overlap with reading
-    with self._locked(open_index=False):
-        self._checked_info(register=True)
-    seen: dict[str, str] = {}
-    inflight: deque[tuple[Any, list[Any]]] = deque()
-    pending: list[tuple[Any, str, Any]] = []
-    ready: deque[list[tuple[int, bytes, str, Any, str]]] = deque()
-    pos = [0]
-
-    def read_block() -> None:
-        block = valid[pos[0]:pos[0] + 64]
-        pos[0] += len(block)
-        rows = []
-        for it in block:
-            try:
-                data = imaging.read_bytes(it.path)
-            except ImageError as exc:
-                pending.append((it, "", pipeline.Analysis(0, [], reason=exc.reason, message=str(exc))))
-                continue
-            rows.append((it, data, hashlib.sha256(data).hexdigest()))
-        known = self.catalog.known_sha256([d for _, _, d in rows])
-        fresh = []
-        for it, data, d in rows:
-            owner = known.get(d) or seen.get(d)
-            if owner is not None:
-                self._count_duplicate(reports[it.subject], it, owner)
-                continue
-            seen[d] = it.subject
-            fresh.append((it, data, d))
-        if progress and len(block) - len(fresh):
-            progress(len(block) - len(fresh))
-        for i in range(0, len(fresh), task_size):
-            ready.append(fresh[i:i + task_size])
-
-    def refill() -> None:
-        while len(inflight) < window:
-            if not ready:
-                if pos[0] >= len(valid):
-                    return
-                read_block()
-                continue
-            task = ready.popleft()
-            fut = pool.submit(_proto_task, [(j, data, str(it.path)) for j, (it, data, _) in enumerate(task)])
-            inflight.append((fut, [(it, d) for it, _, d in task]))
-
-    try:
-        with self._locked() if hold else nullcontext():
-            refill()
-            for w in warm:
-                w.result()
-            while inflight:
-                fut, meta = inflight.popleft()
-                t = time.perf_counter()
-                results = fut.result()
-                _STATS["wait_results"] += time.perf_counter() - t
-                _COUNTS["results"] += len(results)
-                _EVENTS.append(("wait", t, time.perf_counter()))
-                refill()
-                for (it, d), res in zip(meta, results):
-                    pending.append((it, d, res))
-                if len(pending) >= write_batch:
-                    self._write_batch(pending, multi_face, metadata, reports)
-                    if progress:
-                        progress(len(pending))
-                    pending = []
-                    refill()
-            if pending:
-                self._write_batch(pending, multi_face, metadata, reports)
-                if progress:
-                    progress(len(pending))
-    finally:
-        pool.shutdown(cancel_futures=True)
-    out.subjects = list(reports.values())
-    return out
-
-
 def _driver_main(argv: list[str]) -> None:
-    """``enroll.py --_driver STATS [--_proto] -- <facedb args>``: run the CLI instrumented."""
+    """``enroll.py --_driver STATS -- <facedb args>``: run the CLI instrumented."""
     stats_path = Path(argv[argv.index("--_driver") + 1])
     facedb_args = argv[argv.index("--") + 1:]
     _install_instrumentation(stats_path)
-    if "--_proto" in argv:
-        from facedb import service
-
-        service.FaceDB._ingest = proto_ingest
     from facedb.cli import cli
 
     sys.argv = ["facedb", *facedb_args]
@@ -404,7 +270,7 @@ def _worker_trace(trace_dir: Path) -> dict[str, Any]:
 
 def run_import(root: Path, workers: int, mode: str, work: Path, env_extra: dict[str, str] | None = None,
                keep: Path | None = None) -> dict[str, Any]:
-    """One `facedb import` on a fresh home. mode: 'cli' (console script), 'instr', 'proto'."""
+    """One `facedb import` on a fresh home. mode: 'cli' (console script) or 'instr' (instrumented)."""
     home = work / f"home-{mode}-{time.monotonic_ns()}"
     trace_dir = work / f"trace-{mode}-{time.monotonic_ns()}"
     trace_dir.mkdir()
@@ -418,8 +284,6 @@ def run_import(root: Path, workers: int, mode: str, work: Path, env_extra: dict[
     else:
         env[TRACE_ENV] = str(trace_dir)
         cmd = [sys.executable, str(Path(__file__).resolve()), "--_driver", str(stats_path)]
-        if mode == "proto":
-            cmd.append("--_proto")
         cmd += ["--", *args]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     la = _util.loadavg()
@@ -495,7 +359,6 @@ def report(args: argparse.Namespace, ctx: dict[str, Any]) -> str:
     lim_med = median([r["images_per_s"] for r in lim])
     lim_cpu = median([r["cpu_s"] / r["images"] for r in lim])  # CPU-s per image at the limit
     cli_runs = ctx["e2e_cli"]
-    e2e_med = median([n / r["wall_s"] for r in cli_runs])
 
     def bracket(r: dict[str, Any]) -> float:
         """Mean images/s of the limit runs just before and just after an import (same conditions)."""
@@ -528,17 +391,11 @@ def report(args: argparse.Namespace, ctx: dict[str, Any]) -> str:
     lines.append(f"| **model limit, median** | **{fmt(lim_med)}** | 100 % | {1000 * lim_cpu:.1f} | |")
     rows = [("`facedb import` (console script)", r) for r in cli_runs]
     rows += [("`facedb import`, instrumented driver (same code, timers on)", r) for r in ctx.get("e2e_instr", [])]
-    rows += [(f"prototype: {r['label']}", r) for r in ctx.get("e2e_proto", [])]
     for label, r in rows:
         ips = n / r["wall_s"]
         lines.append(f"| {label} | {'**' if r in cli_runs else ''}{fmt(ips)}{'**' if r in cli_runs else ''} | "
                      f"{100 * ips / bracket(r):.0f} % | {1000 * _cpu_per_image(r, n):.1f} | "
                      f"{100 * r['cpu_s'] / (r['wall_s'] * ncores):.0f} % |")
-    lim_l = [r for r in ctx.get("limits_largest", [])]
-    for r in lim_l:
-        lines.append(f"| model limit, largest face only (for the last prototype) | {fmt(r['images_per_s'])} | "
-                     f"{100 * r['images_per_s'] / lim_med:.0f} % | {1000 * r['cpu_s'] / r['images']:.1f} | "
-                     f"{100 * r['cpu_share']:.0f} % |")
     lines += ["", f"**End-to-end / limit = {100 * ratio:.1f} %** (wall-clock images/s of each console-script "
               "import divided by the mean of the limit runs just before and after it, median over the imports"
               + (": " + ", ".join(f"{100 * x:.1f} %" for x in ratios) if len(ratios) > 1 else "")
@@ -580,11 +437,12 @@ def report(args: argparse.Namespace, ctx: dict[str, Any]) -> str:
         per = lambda s: f"{1000 * s / n:.2f}"  # noqa: E731
         lines += ["## Storage and the main process (instrumented `facedb import`)", "",
                   f"Wall {fmt(inst['wall_s'])} s; CPU: main process {fmt(inst['instr']['main_cpu_s'])} s, workers "
-                  f"{fmt(inst['instr']['children_cpu_s'])} s. {wb['batches']} write batches of up to 64 images. "
+                  f"{fmt(inst['instr']['children_cpu_s'])} s. {wb['batches']} write batches of up to "
+                  f"{ctx.get('write_batch', '?')} images. "
                   "Wall-clock times of the main process (it shares the cores with the two workers).", "",
                   "| main-process component | total s | ms per image |", "| --- | ---: | ---: |"]
-        for k, label in (("read_bytes", "read files (serially, before each chunk of 256 is analysed)"),
-                         ("sql_dedupe_before_analysis", "SQL: sha256 dedupe query per chunk"),
+        for k, label in (("read_bytes", "read files (lazily, as the workers need more work)"),
+                         ("sql_dedupe_before_analysis", "SQL: sha256 dedupe query per block of 64 files read"),
                          ("sql_rows", "SQL: insert images/faces/failures (write batch)"),
                          ("sql_mark_indexed", "SQL: mark indexed"),
                          ("replay_journal", "SQL: journal replay on every lock take"),
@@ -604,30 +462,11 @@ def report(args: argparse.Namespace, ctx: dict[str, Any]) -> str:
                       f"the first and the last task ({fmt(tr['span_s'])} s); idle between tasks "
                       f"{fmt(tr['idle_between_tasks_s'])} s in total (both workers), "
                       f"{fmt(tr['idle_in_gaps_over_50ms_s'])} s of it in {tr['gaps_over_50ms']} gaps > 50 ms "
-                      f"(the 256-image chunk barriers: the pool drains while the main process writes the last "
-                      f"batch and reads + hashes the next chunk). First task {fmt(start, 2)} s after the driver "
+                      "(the main process feeds the pool from a bounded window of queued tasks, so the workers "
+                      "only wait when it falls behind). First task {fmt(start, 2)} s after the driver "
                       f"started (imports, DB open, model load in main, spawn, model load in the workers "
                       f"{tr['init_s']} s); after the last task: {fmt(inst['wall_s'] - tr['span_s'] - start, 2)} s "
                       "(last write, pool shutdown, JSON, interpreter exit).", ""]
-    if ctx.get("e2e_proto"):
-        lines += ["## Prototype (`proto_ingest` in this script, swapped in for `FaceDB._ingest`)", "",
-                  "Streaming ingest: the pool is started first; files are read, hashed and deduplicated in blocks "
-                  "of 64 while the workers run; work goes to the pool in tasks of 8 images with a bounded window "
-                  "(8 tasks per worker), so there is no chunk barrier; results are written every 256 images "
-                  "(SQL -> Chroma -> SQL under the home lock, unchanged `_write_batch`). 'home lock held' also "
-                  "keeps the lock (and so the open Chroma client) for the whole import instead of re-taking it, "
-                  "re-opening Chroma, replaying the journal and chmod-ing the tree for every write.", ""]
-        for r in ctx["e2e_proto"]:
-            tr = r.get("trace", {})
-            wb = write_breakdown(r, n)
-            lines.append(f"- {r['label']}: {fmt(n / r['wall_s'])} images/s ({100 * (n / r['wall_s']) / bracket(r):.0f} % "
-                         f"of the bracketing limit runs), {1000 * _cpu_per_image(r, n):.1f} CPU-ms per image; workers busy "
-                         f"{100 * tr.get('utilisation', 0):.1f} %, idle in gaps > 50 ms "
-                         f"{fmt(tr.get('idle_in_gaps_over_50ms_s', 0))} s, first task at "
-                         f"{fmt(tr.get('pool_start_to_first_task_s', 0), 2)} s; writes {fmt(wb['write_total'])} s "
-                         f"in {wb['batches']} batches (Chroma {fmt(wb['chroma_total'])} s, SQL {fmt(wb['sql_total'])} s); "
-                         f"main CPU {fmt(r['instr']['main_cpu_s'])} s; enrolled {r['enrolled']:,}, failed {r['n_failed']}.")
-        lines.append("")
     lines += ["## Commands", "", "```",
               f"# the model limit: _util.model_limit(<the {n} images>, procs={args.workers}) (spawned processes)",
               f"facedb --home <fresh dir> import {ctx['import_root_desc']} --workers {args.workers} -q --json",
@@ -643,13 +482,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--breakdown-n", type=int, default=500, help="images for the single-process breakdown")
     ap.add_argument("--repeats", type=int, default=1, help="console-script imports, each followed by a limit run")
     ap.add_argument("--no-instr", action="store_true", help="skip the instrumented import")
-    ap.add_argument("--proto", default="stream,hold",
-                    help="prototype variants, comma-separated from: stream (streaming ingest, write every 256, "
-                         "lock per write), hold (stream + home lock held for the whole import); '' for none "
-                         "[stream,hold]")
     ap.add_argument("--keep-home", type=Path, help="keep the (first) console-script import's home here")
     ap.add_argument("--quick", action="store_true",
-                    help="smoke-test sizes (8 images, one limit run, no prototype, benchmark lock not taken): checks the "
+                    help="smoke-test sizes (8 images, one limit run, benchmark lock not taken): checks the "
                          "script, measures nothing")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "enroll.md")
     ap.add_argument("--json-out", type=Path, help="also write the raw numbers as JSON")
@@ -657,8 +492,6 @@ def main(argv: list[str]) -> int:
     if args.quick:
         args.limit = args.limit or 8
         args.breakdown_n = min(args.breakdown_n, 4)
-        if args.proto == ap.get_default("proto"):
-            args.proto = ""
     lock = not args.quick
     root = args.dataset or _util.lfw_dir()
     if root is None or not Path(root).is_dir():
@@ -679,18 +512,12 @@ def main(argv: list[str]) -> int:
             data_desc = f"LFW, all of {root}"
             import_root_desc = str(root)
         n = len(paths)
+        from facedb.service import WRITE_BATCH
+
         ctx: dict[str, Any] = {"argv": ["python", "scripts/bench/enroll.py", *argv], "n_images": n,
+                               "write_batch": WRITE_BATCH,
                                "data_desc": data_desc, "import_root_desc": import_root_desc,
-                               "limits": [], "e2e_cli": [], "e2e_proto": [], "limits_largest": []}
-        variants = {
-            "stream": ("streaming ingest", {"PROTO_WRITE_BATCH": "256"}),
-            "hold": ("streaming ingest + home lock held for the whole import",
-                     {"PROTO_WRITE_BATCH": "256", "PROTO_HOLD_LOCK": "1"}),
-        }
-        protos = [v.strip() for v in args.proto.split(",") if v.strip()]
-        for v in protos:
-            if v not in variants:
-                ap.error(f"unknown --proto variant {v!r}")
+                               "limits": [], "e2e_cli": []}
         log(f"{n} images; breakdown on {args.breakdown_n}")
         with bench_lock("breakdown", enabled=lock):
             ctx["breakdown"] = stage_breakdown(_util.sample_images(paths, args.breakdown_n))
@@ -725,10 +552,7 @@ def main(argv: list[str]) -> int:
                 limit()
         if not args.no_instr:
             ctx["e2e_instr"] = [e2e("instr")]
-        for v in protos:
-            label, env = variants[v]
-            ctx["e2e_proto"].append(e2e("proto", env, label))
-        if (protos or not args.no_instr) and not args.quick:
+        if not args.no_instr and not args.quick:
             limit()
         text = report(args, ctx)
         print(text)

@@ -557,7 +557,7 @@ def render(report: dict[str, Any]) -> str:
     if report["skipped"]:
         out += [f"- **{s['kind']} d={s['dim']} N={s['n']:,} was not run**: {s['reason']}" for s in report["skipped"]]
     if not ran_1m:
-        out += [f"- **1M was not run in this run.**"]
+        out += ["- **1M was not run in this run.**"]
     proj = []
     for r in res:
         fit = r.get("load_fit")
