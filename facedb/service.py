@@ -451,6 +451,8 @@ class FaceDB:
             return FailedItem(str(it.path), res.reason, res.message or res.reason)
         if not res.faces:
             return FailedItem(str(it.path), "no_face", f"{it.path}: no face found")
+        if res.faces[0].embedding is None:  # an engine bug; this file fails alone, the batch goes on
+            return FailedItem(str(it.path), "analysis_error", f"{it.path}: the largest face was not embedded")
         if len(res.faces) > 1 and multi_face == "skip":
             return FailedItem(str(it.path), "too_many_faces",
                               f"{it.path}: {len(res.faces)} faces found (--multi-face skip)")
@@ -479,21 +481,17 @@ class FaceDB:
         preload()
         thr = self.threshold if threshold is None else float(threshold)
         info = self.engine.info
-        results: list[ImageResult] = []
-        probes: list[tuple[ImageResult, Any]] = []
-        for image in images:
-            label = "<stdin>" if isinstance(image, bytes) else str(image)
-            res = ImageResult(image=label)
-            results.append(res)
-            try:
-                faces = self.engine.analyze(_load_input(image).pixels)
-            except ImageError as exc:
-                res.error, res.reason = str(exc), exc.reason
-                continue
-            if not faces:
-                res.error, res.reason = f"{label}: no face found", "no_face"
-            for f in faces:
-                probes.append((res, f))
+        images = list(images)
+        results = [ImageResult(image="<stdin>" if isinstance(im, bytes) else str(im)) for im in images]
+        found: dict[int, list[Any]] = {}
+        for a in self._analyse_probes(images, [r.image for r in results]):
+            res = results[a.key]
+            if a.reason:
+                res.error, res.reason = a.message or a.reason, a.reason
+            elif not a.faces:
+                res.error, res.reason = f"{res.image}: no face found", "no_face"
+            found[a.key] = a.faces
+        probes: list[tuple[ImageResult, Any]] = [(results[i], f) for i in sorted(found) for f in found[i]]
         report = SearchReport(model=info.name, threshold=thr, by=by, k=k, results=results, reference=reference)
         if not probes:
             return report
@@ -521,6 +519,30 @@ class FaceDB:
             res.faces.append(FaceResult(bbox=[round(v, 1) for v in face.bbox], score=round(face.score, 4),
                                         identity=identity, matches=out, reference_agrees=ok))
         return report
+
+    def _analyse_probes(self, images: list[ImageInput], labels: list[str]) -> Iterator[Analysis]:
+        """Detect and embed every face of every probe image (in any order; ``key`` = position).
+
+        Many files go through the worker pool (read lazily, one process per core); a few
+        images, or image bytes, are analysed here, which avoids the pool's start-up cost."""
+        info = self.engine.info
+        n_files = sum(not isinstance(im, bytes) for im in images)
+        with Analyzer(info.name, self.settings.models_dir, self.workers) as analyzer:
+            unread: list[Analysis] = []
+
+            def inputs() -> Iterator[tuple[int, bytes, str]]:
+                for i, im in enumerate(images):
+                    if isinstance(im, bytes):
+                        yield i, im, labels[i]
+                        continue
+                    try:
+                        yield i, imaging.read_bytes(im), labels[i]
+                    except ImageError as exc:
+                        unread.append(Analysis(i, [], reason=exc.reason, message=str(exc)))
+
+            for a in analyzer.stream(inputs(), n_files):
+                yield a
+            yield from unread
 
     # -- verification -------------------------------------------------------------
     def verify(self, image: ImageInput, subject: str, *, threshold: float | None = None) -> VerifyResult:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DependencyError, ModelError
-from .base import Face, PackInfo, normalise, register, sort_largest_first
+from .base import Face, PackInfo, normalise, register
 
 DETECTOR_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
 RECOGNISER_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
@@ -138,23 +138,24 @@ class SFaceEngine:
         return np.stack(refined) if refined else rows
 
     def analyze(self, bgr: np.ndarray, max_faces: int | None = None) -> list[Face]:
-        faces: list[Face] = []
         h, w = bgr.shape[:2]
-        rows = sorted(self.detect(bgr), key=lambda r: float(r[2] * r[3]), reverse=True)
-        for i, row in enumerate(rows):
-            feat = None
-            if max_faces is None or i < max_faces:
-                feat = self._recogniser.feature(self._recogniser.alignCrop(bgr, row))
+        found: list[tuple[Face, np.ndarray]] = []
+        for row in self.detect(bgr):
             x, y, bw, bh = (float(v) for v in row[:4])
-            faces.append(
-                Face(
-                    bbox=(max(0.0, x), max(0.0, y), min(float(w), x + bw), min(float(h), y + bh)),
-                    score=float(row[14]),
-                    landmarks=[(float(row[4 + 2 * i]), float(row[5 + 2 * i])) for i in range(5)],
-                    embedding=None if feat is None else normalise(feat),
-                )
+            face = Face(
+                bbox=(max(0.0, x), max(0.0, y), min(float(w), x + bw), min(float(h), y + bh)),
+                score=float(row[14]),
+                landmarks=[(float(row[4 + 2 * i]), float(row[5 + 2 * i])) for i in range(5)],
+                embedding=None,
             )
-        return sort_largest_first(faces)
+            found.append((face, row))
+        # "Largest" is the area inside the image (Face.area), the order every caller sees: a
+        # face cut by the border must not take the embedding from the largest visible one.
+        found.sort(key=lambda fr: fr[0].area, reverse=True)
+        for i, (face, row) in enumerate(found):
+            if max_faces is None or i < max_faces:
+                face.embedding = normalise(self._recogniser.feature(self._recogniser.alignCrop(bgr, row)))
+        return [face for face, _ in found]
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

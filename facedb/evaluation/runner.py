@@ -13,6 +13,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import numpy as np
@@ -75,14 +76,18 @@ def embed(ds: Dataset, pack: str, models_dir: Path | None, workers: int,
     keep_l: list[str] = []
     failures: dict[str, str] = {}
     start = time.perf_counter()
-    items = []
-    for i, p in enumerate(ds.paths):
-        try:
-            items.append((i, imaging.read_bytes(p), str(p)))
-        except imaging.ImageError as exc:
-            failures[str(p)] = exc.reason
+
+    def read_all() -> Iterator[tuple[int, bytes, str]]:  # lazily: the pool pulls as it goes
+        for i, p in enumerate(ds.paths):
+            try:
+                yield i, imaging.read_bytes(p), str(p)
+            except imaging.ImageError as exc:
+                failures[str(p)] = exc.reason
+                if progress:
+                    progress(1)
+
     with Analyzer(pack, models_dir, workers, max_faces=1) as analyzer:
-        for res in analyzer.run(items, len(items)):
+        for res in analyzer.run(read_all(), len(ds.paths)):
             p = ds.paths[res.key]
             if res.reason or not res.faces:
                 failures[str(p)] = res.reason or "no_face"
