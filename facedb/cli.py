@@ -265,14 +265,17 @@ def _print_search(rep: Any) -> None:
               help="Cross-check with exact scikit-learn NearestNeighbors(metric='cosine') over the catalog.")
 @click.option("--paths-from", type=click.Path(allow_dash=True),
               help="Also read image paths, one per line, from this file ('-' = stdin).")
+@click.option("--workers", type=click.IntRange(1, 64),
+              help="Worker processes for detection when searching 32 or more files [default: cores].")
 @json_option
 @pass_state
 def search(state: State, images: tuple[str, ...], k: int, threshold: float | None, by: str, reference: bool,
-           paths_from: str | None, as_json: bool) -> None:
+           paths_from: str | None, workers: int | None, as_json: bool) -> None:
     """Who is in each IMAGE? Lists every face with its nearest subjects.
 
     Use '-' as IMAGE to read one image from stdin. A face whose best distance is above the
-    threshold is 'unknown' (identity null in JSON).
+    threshold is 'unknown' (identity null in JSON). Many files are analysed by worker
+    processes, one per core.
 
     \b
     Examples:
@@ -286,7 +289,7 @@ def search(state: State, images: tuple[str, ...], k: int, threshold: float | Non
         inputs = _read_inputs(images, paths_from)
         if not inputs:
             raise click.UsageError("give at least one IMAGE (or --paths-from)")
-        rep = state.db().search(inputs, k=k, threshold=threshold, by=by, reference=reference)
+        rep = state.db(workers=workers).search(inputs, k=k, threshold=threshold, by=by, reference=reference)
         if as_json:
             emit_json(rep.to_dict())
         else:

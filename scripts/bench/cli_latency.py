@@ -412,7 +412,7 @@ def report(args: argparse.Namespace, res: dict[str, Any], probe: Path, home: Pat
               f"{b['steady_images_per_s']:.1f} images/s after the one-image cold cost; "
               f"{b['with_face']} images with a face.", "",
               "| same images | images/s |", "| --- | ---: |",
-              f"| `facedb search --paths-from -` (serial, main process, OpenCV default threads) | {b['images_per_s']:.1f} |",
+              f"| `facedb search --paths-from -` (worker pool, one process per core, from 32 files) | {b['images_per_s']:.1f} |",
               f"| facedb worker pool (`pipeline.Analyzer`, 2 workers, incl. start-up; no search) | {bp['images_per_s']:.1f} |",
               f"| model limit, 1 process (decode+detect+embed, warm) | {l1['images_per_s']:.1f} |",
               f"| model limit, 2 processes | {l2['images_per_s']:.1f} |", ""]

@@ -463,7 +463,7 @@ def report(args: argparse.Namespace, ctx: dict[str, Any]) -> str:
                       f"{fmt(tr['idle_between_tasks_s'])} s in total (both workers), "
                       f"{fmt(tr['idle_in_gaps_over_50ms_s'])} s of it in {tr['gaps_over_50ms']} gaps > 50 ms "
                       "(the main process feeds the pool from a bounded window of queued tasks, so the workers "
-                      "only wait when it falls behind). First task {fmt(start, 2)} s after the driver "
+                      f"only wait when it falls behind). First task {fmt(start, 2)} s after the driver "
                       f"started (imports, DB open, model load in main, spawn, model load in the workers "
                       f"{tr['init_s']} s); after the last task: {fmt(inst['wall_s'] - tr['span_s'] - start, 2)} s "
                       "(last write, pool shutdown, JSON, interpreter exit).", ""]
