@@ -475,6 +475,9 @@ def stats(state: State, as_json: bool) -> None:
 def check(state: State, repair: bool, as_json: bool) -> None:
     """Compare the catalog with the search index; exit 7 when they disagree (unless repaired).
 
+    Also searches for every indexed face (a random 10,000 in larger databases) with its own
+    vector: a face the index holds but cannot return is drift too; --repair rebuilds the index.
+
     \b
     Example:
       facedb check || facedb check --repair
@@ -486,11 +489,13 @@ def check(state: State, repair: bool, as_json: bool) -> None:
         else:
             click.echo(f"model {rep.model}: catalog {rep.catalog_faces} faces, index {rep.index_faces} vectors")
             if rep.clean:
-                click.echo("clean: catalog and index agree")
+                click.echo(f"clean: catalog and index agree; {rep.reach_checked} faces each found by "
+                           "a search with their own vector")
             else:
                 click.echo(f"drift: {len(rep.missing_from_index)} missing from index, "
                            f"{len(rep.orphans_in_index)} orphans in index, {rep.pending_index} not yet indexed, "
-                           f"{rep.pending_deletes} pending deletes"
+                           f"{rep.pending_deletes} pending deletes, {len(rep.unreachable_in_index)} of "
+                           f"{rep.reach_checked} checked unreachable by search"
                            + (f", index error: {rep.index_error}" if rep.index_error else ""))
                 click.echo("repaired from the catalog" if rep.repaired else "run `facedb check --repair` to fix")
         if not rep.clean and not rep.repaired:

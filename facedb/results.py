@@ -152,12 +152,16 @@ class CheckReport(_Dict):
     pending_index: int
     pending_deletes: int
     index_error: str | None = None
+    #: faces whose own vector was searched for in the index (all of them up to a sample size)
+    reach_checked: int = 0
+    #: faces in the index that a search with their own vector does not find (HNSW graph fault)
+    unreachable_in_index: list[int] = field(default_factory=list)
     repaired: bool = False
 
     @property
     def clean(self) -> bool:
         return not (self.missing_from_index or self.orphans_in_index or self.pending_index
-                    or self.pending_deletes or self.index_error)
+                    or self.pending_deletes or self.index_error or self.unreachable_in_index)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

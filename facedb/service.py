@@ -62,6 +62,8 @@ ENV_WRITE_BATCH = "FACEDB_WRITE_BATCH"
 WRITE_EVERY_S = 20.0
 #: Files read and hashed (and checked against the catalog) at a time.
 READ_BLOCK = 64
+#: ``check`` searches for every indexed face with its own vector up to this many, a sample beyond
+REACH_SAMPLE = 10_000
 ImageInput = str | os.PathLike[str] | bytes
 ProgressFn = Callable[[int], None]
 
@@ -668,9 +670,11 @@ class FaceDB:
             sql_ids = self.catalog.face_ids(info.name)
             error = None
             idx_ids: set[int] = set()
+            checked, unreachable = 0, []
             try:
                 self._index = ChromaIndex(self.settings.chroma_path)
                 idx_ids = self._index.ids(rec)
+                checked, unreachable = self._unreachable(self._index, rec, idx_ids)
             except ModelError:
                 raise
             except Exception as exc:
@@ -678,7 +682,8 @@ class FaceDB:
             report = CheckReport(model=info.name, catalog_faces=len(sql_ids), index_faces=len(idx_ids),
                                  missing_from_index=sorted(sql_ids - idx_ids),
                                  orphans_in_index=sorted(idx_ids - sql_ids), pending_index=pending_idx,
-                                 pending_deletes=pending_del, index_error=error)
+                                 pending_deletes=pending_del, index_error=error, reach_checked=checked,
+                                 unreachable_in_index=unreachable)
             if repair and not report.clean:
                 if error:
                     if self._index is not None:
@@ -700,8 +705,30 @@ class FaceDB:
                         self._index.delete(rec, sorted(idx_now - sql_now))
                     if sql_now - idx_now:
                         self._add_from_catalog(self._index, rec, sorted(sql_now - idx_now))
+                    if report.unreachable_in_index:  # only a new graph reconnects them
+                        self._rebuild(self._index, rec)
                 report.repaired = True
         return report
+
+    def _unreachable(self, index: ChromaIndex, info: PackInfo, idx_ids: set[int]) -> tuple[int, list[int]]:
+        """(faces checked, faces the index holds but cannot find with their own vector).
+
+        Every indexed face up to ``REACH_SAMPLE``, a random sample of that size beyond. A face
+        found unreachable is checked again on a fresh Chroma client before it is reported (a
+        client's first answers can be short right after a crash; see ``ChromaIndex.query``).
+        """
+        ids, mat = self.catalog.embeddings(info.name)
+        keep = np.isin(ids, np.fromiter(idx_ids, dtype=np.int64, count=len(idx_ids)))
+        ids, mat = ids[keep], mat[keep]
+        if len(ids) > REACH_SAMPLE:
+            pick = np.sort(np.random.default_rng().choice(len(ids), REACH_SAMPLE, replace=False))
+            ids, mat = ids[pick], mat[pick]
+        bad = index.unreachable(info, ids, mat)
+        if bad:
+            index.reopen()
+            again = np.isin(ids, bad)
+            bad = index.unreachable(info, ids[again], mat[again])
+        return len(ids), sorted(bad)
 
     def _add_from_catalog(self, index: ChromaIndex, info: PackInfo, face_ids: Sequence[int] | None) -> None:
         with self.catalog.session() as s:

@@ -5,6 +5,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -220,6 +221,42 @@ def test_check_detects_and_repairs_drift(enrolled: Path, group: dict) -> None:
     assert run_json(enrolled, "check", "--repair")["repaired"] is True
     assert run_json(enrolled, "check")["clean"] is True
     assert run_json(enrolled, "search", str(group["tom"]))["results"][0]["faces"]
+
+
+def test_check_finds_faces_the_index_cannot_reach(enrolled: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A face Chroma holds (``get`` finds it) but no query returns: check reports it, --repair
+    rebuilds the collection. The HNSW fault (chroma-core/chroma#7758) is injected by hiding one
+    id from every real Chroma answer."""
+    from facedb import FaceDB
+    from facedb import service
+    from facedb.index.chroma_index import ChromaIndex
+
+    db = FaceDB(home=enrolled)
+    with db.hold():
+        victim = sorted(db._index.ids(db.engine.info))[2]
+    db.close()
+    real = ChromaIndex._query
+
+    def hiding(col: Any, vectors: Any, n: int) -> dict[str, Any]:
+        res = real(col, vectors, n + 1)
+        keep = [[j for j, i in enumerate(row) if i != str(victim)][:n] for row in res["ids"]]
+        return {key: [[row[j] for j in ks] for row, ks in zip(res[key], keep)] for key in ("ids", "distances")}
+
+    monkeypatch.setattr(ChromaIndex, "_query", staticmethod(hiding))
+    data = run_json(enrolled, "check", ok=(7,))
+    assert data["unreachable_in_index"] == [victim] and data["reach_checked"] == 6
+    assert data["missing_from_index"] == [] and data["clean"] is False
+    code, out, _ = run_cli(enrolled, "check")
+    assert code == 7 and "1 of 6 checked unreachable by search" in out
+    rebuilt: list[str] = []
+    real_rebuild = service.FaceDB._rebuild
+    monkeypatch.setattr(service.FaceDB, "_rebuild",
+                        lambda self, index, info: (rebuilt.append(info.name), real_rebuild(self, index, info)))
+    assert run_json(enrolled, "check", "--repair")["repaired"] is True
+    assert rebuilt == ["sface"]
+    monkeypatch.undo()
+    clean = run_json(enrolled, "check")
+    assert clean["clean"] is True and clean["unreachable_in_index"] == [] and clean["reach_checked"] == 6
 
 
 def test_model_mismatch_is_refused_then_reindexed(enrolled: Path, group: dict) -> None:

@@ -6,6 +6,7 @@ before releasing the lock.
 """
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ from ..faults import crash_point
 #: HNSW parameters, recorded in every collection's configuration.
 HNSW = {"space": "cosine", "max_neighbors": 32, "ef_construction": 200, "ef_search": 200}
 FORMAT_VERSION = "1"
+
+log = logging.getLogger(__name__)
 
 
 _preloading = False
@@ -58,25 +61,30 @@ class Neighbour:
 
 class ChromaIndex:
     def __init__(self, path: Path) -> None:
+        self.path = path
+        self._client = self._connect()
+        self._collections: dict[str, Any] = {}
+        # count() costs ~20 ms at 300k vectors: cached while this (locked) session lasts.
+        self._counts: dict[str, int] = {}
+        #: short answers retried on a fresh client during this session (see ``query``)
+        self.retries = 0
+
+    def _connect(self) -> Any:
         try:
             import chromadb
             from chromadb.config import Settings
         except ImportError as exc:  # pragma: no cover
             raise ModelError(f"chromadb is not installed ({exc})") from None
-        self.path = path
         try:
-            self._client = chromadb.PersistentClient(
-                path=str(path), settings=Settings(anonymized_telemetry=False, allow_reset=False)
+            return chromadb.PersistentClient(
+                path=str(self.path), settings=Settings(anonymized_telemetry=False, allow_reset=False)
             )
         except Exception as exc:
             _forget_clients()
             raise IndexCorruptError(
-                f"cannot open the search index at {path}: {exc}. "
+                f"cannot open the search index at {self.path}: {exc}. "
                 "Run `facedb check --repair` to rebuild it from the catalog."
             ) from None
-        self._collections: dict[str, Any] = {}
-        # count() costs ~20 ms at 300k vectors: cached while this (locked) session lasts.
-        self._counts: dict[str, int] = {}
 
     def close(self) -> None:
         self._collections.clear()
@@ -134,9 +142,9 @@ class ChromaIndex:
 
         ``may_exist=True`` (journal replay: a killed process may have written some of them)
         first asks Chroma which ids it already holds and writes only the missing or changed
-        ones. Chroma 1.5 can leave a record unreachable by ``query()`` after an upsert
-        overwrites an existing id (seen here in the crash tests, reported upstream as
-        chroma-core/chroma#7758), so existing ids are never upserted again.
+        ones. Upserts over existing ids (with deletes) can leave records unreachable by
+        ``query()`` in Chroma 1.5 (upstream issue chroma-core/chroma#7758), so existing ids
+        are never upserted again.
         """
         if not len(ids):
             return
@@ -216,22 +224,80 @@ class ChromaIndex:
         return out
 
     def query(self, info: PackInfo, vectors: np.ndarray, k: int) -> list[list[Neighbour]]:
+        """The k nearest faces of each vector.
+
+        HNSW never returns fewer than ``min(k, count)`` live records unless its graph lost some
+        of them, so a short answer is an index fault, not a result. Chroma 1.5.9 gave such
+        answers here, rarely, on the first query of a client opened right after a crash or a
+        write by an earlier client; a fresh client then answered in full. So a short answer is
+        retried once on a fresh client, and if it is still short the index is reported corrupt
+        (``check --repair`` rebuilds it) instead of returning an incomplete ranking.
+        """
         col = self.collection(info, create=False)
         if col is None:
             return [[] for _ in range(len(vectors))]
         n = self.count(info)
         if n == 0:
             return [[] for _ in range(len(vectors))]
-        res = col.query(query_embeddings=np.asarray(vectors, dtype=np.float32), n_results=min(k, n),
-                        include=["distances"])
+        want = min(k, n)
+        vecs = np.asarray(vectors, dtype=np.float32)
+        res = self._query(col, vecs, want)
+        if _short(res, want):
+            self.retries += 1
+            log.warning("Chroma returned fewer than %d neighbours from %d faces; retrying on a fresh client",
+                        want, n)
+            self.reopen()
+            col = self.collection(info, create=False)
+            res = self._query(col, vecs, want) if col is not None else {"ids": [[]], "distances": [[]]}
+            if _short(res, want):
+                raise IndexCorruptError(
+                    f"the search index returned fewer than {want} of its {n} faces for a query: some "
+                    "faces are unreachable in the HNSW graph. Run `facedb check --repair` to rebuild it."
+                )
         return [
             [Neighbour(int(i), max(0.0, float(d))) for i, d in zip(ids, dists)]
             for ids, dists in zip(res["ids"], res["distances"])
         ]
 
+    def unreachable(self, info: PackInfo, ids: Sequence[int], vectors: np.ndarray, k: int = 10,
+                    chunk: int = 1000) -> list[int]:
+        """The ids that a query with their own stored vector does not return among its k nearest.
+
+        Such a face is in the collection (``get`` finds it) but the HNSW graph cannot reach it, so
+        no search would ever return it (chroma-core/chroma#7758 shows this after deletes and
+        upserts). A face crowded out only by exact duplicates of its vector is not counted.
+        """
+        col = self.collection(info, create=False)
+        n = self.count(info)
+        if col is None or n == 0 or not len(ids):
+            return []
+        want = min(k, n)
+        vecs = np.asarray(vectors, dtype=np.float32)
+        bad: list[int] = []
+        for i in range(0, len(ids), chunk):
+            res = self._query(col, vecs[i:i + chunk], want)
+            for fid, row, dists in zip(ids[i:i + chunk], res["ids"], res["distances"]):
+                crowded = len(dists) == want and dists[-1] <= 1e-6
+                if str(int(fid)) not in row and not crowded:
+                    bad.append(int(fid))
+        return bad
+
+    @staticmethod
+    def _query(col: Any, vectors: np.ndarray, n: int) -> dict[str, Any]:
+        return col.query(query_embeddings=vectors, n_results=n, include=["distances"])
+
+    def reopen(self) -> None:
+        """Drop this process's Chroma client and open a fresh one on the same path."""
+        self.close()
+        self._client = self._connect()
+
     def configuration(self, info: PackInfo) -> dict[str, Any]:
         col = self.collection(info, create=False)
         return {} if col is None else dict(col.configuration.get("hnsw") or {})
+
+
+def _short(res: dict[str, Any], want: int) -> bool:
+    return any(len(row) < want for row in res["ids"])
 
 
 def _forget_clients() -> None:
