@@ -12,39 +12,52 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
+    AuthError,
     DatabaseBusyError,
     FacedbError,
     ImageError,
     IndexCorruptError,
     ModelError,
     NotFoundError,
+    UnavailableError,
 )
+from .files import Upload
 
 if TYPE_CHECKING:
+    from .api import FaceDB
     from .results import (
+        AuditEntry,
         CheckReport,
         DeleteReport,
         EnrollReport,
         FaceResult,
         FailedItem,
+        FailureRecord,
         ImageResult,
         ImportReport,
+        KeyInfo,
         Match,
+        PackStatus,
+        ReindexReport,
         SearchReport,
+        Stats,
+        SubjectDetail,
+        SubjectInfo,
+        VacuumReport,
         VerifyResult,
     )
-    from .service import FaceDB
 
-__version__ = "0.1.0"
-_RESULTS = {"CheckReport", "DeleteReport", "EnrollReport", "FaceResult", "FailedItem", "ImageResult",
-            "ImportReport", "Match", "SearchReport", "VerifyResult"}
-__all__ = ["FaceDB", "FacedbError", "ImageError", "NotFoundError", "DatabaseBusyError", "ModelError",
-           "IndexCorruptError", *sorted(_RESULTS)]
+__version__ = "0.2.0"
+_RESULTS = {"AuditEntry", "CheckReport", "DeleteReport", "EnrollReport", "FaceResult", "FailedItem", "FailureRecord",
+            "ImageResult", "ImportReport", "KeyInfo", "Match", "PackStatus", "ReindexReport", "SearchReport", "Stats",
+            "SubjectDetail", "SubjectInfo", "VacuumReport", "VerifyResult"}
+__all__ = ["FaceDB", "Upload", "FacedbError", "ImageError", "NotFoundError", "DatabaseBusyError", "ModelError",
+           "IndexCorruptError", "AuthError", "UnavailableError", *sorted(_RESULTS)]
 
 
 def __getattr__(name: str) -> Any:
     if name == "FaceDB":
-        from .service import FaceDB
+        from .api import FaceDB
 
         return FaceDB
     if name in _RESULTS:

@@ -50,6 +50,11 @@ class Settings:
         return None
 
 
+def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
+    """The home directory: ``home``, else ``FACEDB_HOME``, else the per-user data directory."""
+    return Path(home or os.environ.get(ENV_HOME) or default_home()).expanduser().absolute()
+
+
 def resolve_settings(
     home: str | os.PathLike[str] | None = None,
     db_url: str | None = None,
@@ -58,7 +63,7 @@ def resolve_settings(
     lock_timeout: float | None = None,
 ) -> Settings:
     """Combine explicit arguments, ``FACEDB_*`` environment variables and defaults."""
-    home_path = Path(home or os.environ.get(ENV_HOME) or default_home()).expanduser().absolute()
+    home_path = resolve_home(home)
     url = db_url or os.environ.get(ENV_DB_URL) or f"sqlite:///{home_path / SQLITE_NAME}"
     chosen_pack = pack or os.environ.get(ENV_PACK) or None
     models = models_dir or os.environ.get(ENV_MODELS_DIR)

@@ -1,13 +1,16 @@
-"""Decode + detect + embed, in this process or in a pool of worker processes.
+"""Decode + detect + embed, in this process or in a pool of worker processes started once.
 
-Workers import only imaging and the engine (never Chroma or SQL), each loads its own model
-once, and OpenCV runs single-threaded in each so that N workers use N cores.
+Workers import only imaging and the engine (never Chroma or SQL), each loads its model once,
+and OpenCV runs single-threaded in each so that N workers use N cores. One ``Analyzer`` serves
+every call of a ``FaceDB`` (and every request of a server) from many threads at once: the pool
+is started on first need and kept until ``close()``.
 """
 from __future__ import annotations
 
 import itertools
 import multiprocessing
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import imaging
-from .engine import Face, load_engine
+from .engine import Face, FaceEngine, load_engine
 from .errors import FacedbError, ImageError
 
 
@@ -31,23 +34,38 @@ class Analysis:
     message: str | None = None
 
 
-_WORKER_PACK: tuple[str, Path | None, int | None] | None = None
+#: One input: (key, bytes, name shown in messages).
+Item = tuple[int, bytes, str]
+
+_WORKER_PACK: tuple[str, Path | None] | None = None
+_ENGINE_LOCKS: dict[int, threading.Lock] = {}
+_ENGINE_LOCKS_GUARD = threading.Lock()
 
 
-def _init_worker(pack: str, models_dir: Path | None, max_faces: int | None) -> None:
+def _engine_lock(engine: FaceEngine) -> threading.Lock:
+    """Engines are not thread-safe: one lock per engine object for in-process analysis."""
+    with _ENGINE_LOCKS_GUARD:
+        return _ENGINE_LOCKS.setdefault(id(engine), threading.Lock())
+
+
+def _init_worker(pack: str, models_dir: Path | None) -> None:
     global _WORKER_PACK
     import cv2
 
     cv2.setNumThreads(1)
-    _WORKER_PACK = (pack, models_dir, max_faces)
+    _WORKER_PACK = (pack, models_dir)
     load_engine(pack, models_dir)
 
 
 def analyze_bytes(key: int, data: bytes, name: str, pack: str, models_dir: Path | None,
                   max_faces: int | None = None) -> Analysis:
+    """Decode and analyse one image here; every problem with it becomes a reason, never a raise
+    (except a model problem, which concerns every image)."""
     try:
         img = imaging.decode(data, name)
-        faces = load_engine(pack, models_dir).analyze(img.pixels, max_faces=max_faces)
+        engine = load_engine(pack, models_dir)
+        with _engine_lock(engine):
+            faces = engine.analyze(img.pixels, max_faces=max_faces)
     except ImageError as exc:
         return Analysis(key, [], reason=exc.reason, message=str(exc))
     except FacedbError:
@@ -57,37 +75,44 @@ def analyze_bytes(key: int, data: bytes, name: str, pack: str, models_dir: Path 
     return Analysis(key, faces, img.width, img.height)
 
 
-def _worker_batch(batch: list[tuple[int, bytes, str]]) -> list[Analysis]:
+def _worker_batch(batch: list[Item], max_faces: int | None) -> list[Analysis]:
     """One pool task: a few images (fewer round trips than one task per image)."""
     assert _WORKER_PACK is not None
-    return [analyze_bytes(key, data, name, *_WORKER_PACK) for key, data, name in batch]
+    return [analyze_bytes(key, data, name, *_WORKER_PACK, max_faces) for key, data, name in batch]
 
 
 def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
-#: Images per pool task, and tasks in flight per worker: enough queued work to keep every
-#: worker busy while the caller stores a write batch (~1 s), little enough to bound memory.
+#: Images per pool task, and tasks in flight per worker and per stream: enough queued work to
+#: keep every worker busy while the caller stores a write batch (~1 s), little enough to
+#: bound memory.
 TASK_SIZE = 4
 TASKS_PER_WORKER = 8
-#: Below this many images a pool is not worth its start-up (~1 s per spawned worker).
+#: Below this many images a pool is not worth its start-up (~1 s per spawned worker), unless
+#: it is running already.
 MIN_POOL_ITEMS = 32
 
 
 class Analyzer:
-    """Runs ``analyze_bytes`` over many images; a process pool when ``workers`` > 1.
+    """Runs ``analyze_bytes`` over many images: a process pool when ``workers`` > 1.
 
     ``stream`` pulls its input lazily and yields analyses as workers finish them, so that
-    reading, hashing and storing in the calling process overlap with the model work.
+    reading, hashing and storing in the calling process overlap with the model work. Many
+    threads may stream at once; they share the pool. A pool whose worker died (a decoder crash
+    on a hostile file) is replaced, and the images it held are tried once more; an image that
+    breaks the pool twice fails alone with reason ``analysis_crashed``.
     """
 
-    def __init__(self, pack: str, models_dir: Path | None, workers: int = 1, max_faces: int | None = None) -> None:
+    def __init__(self, pack: str, models_dir: Path | None, workers: int = 1) -> None:
         self.pack = pack
         self.models_dir = models_dir
-        self.max_faces = max_faces
         self.workers = max(1, workers)
         self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        #: whether the current pool has finished a task (see ``_replace_broken``)
+        self._worked = False
 
     def __enter__(self) -> Analyzer:
         return self
@@ -95,68 +120,118 @@ class Analyzer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def running(self) -> bool:
+        return self._pool is not None
+
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-            self._pool = None
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
-    def start(self, n_items: int) -> None:
-        """Spawn the workers now (they load their models while the caller reads files)."""
-        if self.workers > 1 and n_items >= MIN_POOL_ITEMS and self._pool is None:
-            ctx = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
-                                             initargs=(self.pack, self.models_dir, self.max_faces))
-            for _ in range(self.workers):
-                self._pool.submit(_worker_batch, [])
+    def start(self, n_items: int | None = None) -> None:
+        """Spawn the workers now (they load their models while the caller reads files);
+        ``n_items`` below ``MIN_POOL_ITEMS`` does not (one process is quicker)."""
+        if self.workers < 2 or (n_items is not None and n_items < MIN_POOL_ITEMS):
+            return
+        with self._lock:
+            if self._pool is None:
+                self._pool = self._spawn()
 
-    def _inline(self, items: Iterable[tuple[int, bytes, str]]) -> Iterator[Analysis]:
+    def _spawn(self) -> ProcessPoolExecutor:
+        ctx = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(self.pack, self.models_dir))
+        for _ in range(self.workers):
+            pool.submit(_worker_batch, [], None)
+        self._worked = False
+        return pool
+
+    def _replace_broken(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor | None:
+        """A new pool in place of a broken one; None (analyse here from now on) when the broken
+        pool never finished a task: its workers cannot start (``__main__`` not importable...)."""
+        with self._lock:
+            if self._pool is broken:
+                broken.shutdown(wait=False, cancel_futures=True)
+                if self._worked:
+                    self._pool = self._spawn()
+                else:
+                    self._pool, self.workers = None, 1
+            return self._pool
+
+    def _inline(self, items: Iterable[Item], max_faces: int | None) -> Iterator[Analysis]:
         for key, data, name in items:
-            yield analyze_bytes(key, data, name, self.pack, self.models_dir, self.max_faces)
+            yield analyze_bytes(key, data, name, self.pack, self.models_dir, max_faces)
 
-    def stream(self, items: Iterable[tuple[int, bytes, str]], n_items: int) -> Iterator[Analysis]:
+    def stream(self, items: Iterable[Item], n_items: int, max_faces: int | None = None) -> Iterator[Analysis]:
         """Yield one analysis per item, in completion order (match them by ``key``)."""
         self.start(n_items)
-        if self._pool is None:
-            yield from self._inline(items)
-            return
+        pool = self._pool
         source = iter(items)
         window = self.workers * TASKS_PER_WORKER
-        inflight: dict[Future[list[Analysis]], list[tuple[int, bytes, str]]] = {}
+        inflight: dict[Future[list[Analysis]], list[Item]] = {}
+        retried: set[int] = set()
         exhausted = False
-        try:
-            while True:
-                while not exhausted and len(inflight) < window:
-                    task = list(itertools.islice(source, TASK_SIZE))
-                    if not task:
-                        exhausted = True
-                        break
-                    inflight[self._pool.submit(_worker_batch, task)] = task
-                if not inflight:
-                    return
-                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
-                for fut in done:
+        while pool is not None:
+            while not exhausted and len(inflight) < window:
+                task = list(itertools.islice(source, TASK_SIZE))
+                if not task:
+                    exhausted = True
+                    break
+                inflight[self._submit(pool, task, max_faces)] = task
+            if not inflight:
+                return
+            done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+            for fut in done:
+                task = inflight.pop(fut)
+                try:
                     results = fut.result()
-                    del inflight[fut]
-                    yield from results
-        except BrokenProcessPool:
-            # Workers could not start (e.g. __main__ is not importable) or died: finish here.
-            self.workers = 1
-            left = [item for task in inflight.values() for item in task]
-            self.close()
-            yield from self._inline(itertools.chain(left, source))
+                except BrokenProcessPool:
+                    pool = self._replace_broken(pool)
+                    if pool is None:  # finish everything here
+                        source = itertools.chain(task, *inflight.values(), source)
+                        inflight.clear()
+                        break
+                    yield from self._retry_alone(pool, task, retried, max_faces, inflight)
+                    continue
+                self._worked = True
+                yield from results
+        yield from self._inline(source, max_faces)
 
-    def run(self, items: Iterable[tuple[int, bytes, str]], n_items: int) -> Iterator[Analysis]:
+    def _submit(self, pool: ProcessPoolExecutor, task: list[Item], max_faces: int | None) -> Future[list[Analysis]]:
+        try:
+            return pool.submit(_worker_batch, task, max_faces)
+        except BrokenProcessPool:  # noticed at submit: the result will say so again
+            fut: Future[list[Analysis]] = Future()
+            fut.set_exception(BrokenProcessPool("the analysis pool is broken"))
+            return fut
+        except RuntimeError:  # shut down by close()
+            raise FacedbError("the analysis workers were stopped (the database is closing)") from None
+
+    def _retry_alone(self, pool: ProcessPoolExecutor, task: list[Item], retried: set[int], max_faces: int | None,
+                     inflight: dict[Future[list[Analysis]], list[Item]]) -> Iterator[Analysis]:
+        """Items of a task lost with a broken pool: each once more on its own, then failed."""
+        for item in task:
+            if item[0] in retried:
+                yield Analysis(item[0], [], reason="analysis_crashed",
+                               message=f"{item[2]}: the image analysis crashed on this file")
+                continue
+            retried.add(item[0])
+            inflight[self._submit(pool, [item], max_faces)] = [item]
+
+    def run(self, items: Iterable[Item], n_items: int, max_faces: int | None = None) -> Iterator[Analysis]:
         """Yield analyses in input order."""
         order: list[int] = []
 
-        def keyed() -> Iterator[tuple[int, bytes, str]]:
+        def keyed() -> Iterator[Item]:
             for item in items:
                 order.append(item[0])
                 yield item
 
         waiting: dict[int, Analysis] = {}
         pos = 0
-        for res in self.stream(keyed(), n_items):
+        for res in self.stream(keyed(), n_items, max_faces):
             waiting[res.key] = res
             while pos < len(order) and order[pos] in waiting:
                 yield waiting.pop(order[pos])

@@ -1,36 +1,81 @@
-"""The dataclasses the Python API returns; ``to_dict()`` gives the documented JSON shapes."""
+"""What the Python API returns: dataclasses whose ``to_dict()`` is the documented JSON (the
+CLI's ``--json`` and the server's responses are these dicts), and ``from_dict()`` rebuilds
+them (the thin client). Light on purpose: no numpy, SQLAlchemy or Chroma here.
+"""
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T", bound="Result")
 
 
-class _Dict:
+class Result:
+    """Base of every result: ``to_dict`` / ``from_dict`` round-trip the JSON shape."""
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)  # type: ignore[call-overload]
+        return asdict(self)  # type: ignore[call-overload, no-any-return]
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        """Rebuild from ``to_dict()`` output; keys that are not fields (derived ones) are ignored."""
+        hints = typing.get_type_hints(cls)
+        kwargs = {f.name: _build(hints[f.name], data[f.name])
+                  for f in dataclasses.fields(cls) if f.init and f.name in data}  # type: ignore[arg-type]
+        return cls(**kwargs)
+
+
+def _build(tp: Any, value: Any) -> Any:
+    """``value`` as type ``tp``: Result dataclasses and lists / optionals of them are rebuilt."""
+    if value is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return [_build(item, v) for v in value]
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        for arg in typing.get_args(tp):
+            if arg is not type(None):
+                return _build(arg, value)
+    if isinstance(tp, type) and issubclass(tp, Result):
+        return tp.from_dict(value)
+    return value
 
 
 @dataclass
-class FailedItem(_Dict):
+class FailedItem(Result):
+    """An input that could not be used."""
+
     path: str
-    reason: str  # stable code: no_face, too_many_faces, not_an_image, corrupt_image, ...
+    #: stable code: no_face, too_many_faces, not_an_image, corrupt_image, ... (README)
+    reason: str
     message: str
 
 
 @dataclass
-class EnrollReport(_Dict):
+class EnrollReport(Result):
+    """What enrolling photos into one subject did."""
+
     subject: str
+    #: photos whose face was stored
     enrolled: int = 0
+    #: photos skipped because the same bytes are already enrolled for this subject
     duplicates: int = 0
     failed: list[FailedItem] = field(default_factory=list)
+    #: ids of the faces stored now
     face_ids: list[int] = field(default_factory=list)
 
 
 @dataclass
-class ImportReport(_Dict):
+class ImportReport(Result):
+    """What a bulk import (or an enroll, in its JSON) did, per subject."""
+
     model: str
     subjects: list[EnrollReport] = field(default_factory=list)
-    failed: list[FailedItem] = field(default_factory=list)  # items not attributable to a subject
+    #: inputs not attributable to a subject (a loose file in an import root)
+    failed: list[FailedItem] = field(default_factory=list)
 
     @property
     def enrolled(self) -> int:
@@ -51,20 +96,30 @@ class ImportReport(_Dict):
 
 
 @dataclass
-class Match(_Dict):
+class Match(Result):
+    """One candidate for a face: a subject (``by="subject"``) or an enrolled face."""
+
     subject: str
+    #: cosine distance (1 - cosine similarity; 0 = identical)
     distance: float
+    #: distance <= the threshold in force
     match: bool
+    #: the enrolled face closest to the probe, and the image it came from
     face_id: int
     image: str
 
 
 @dataclass
-class FaceResult(_Dict):
-    bbox: list[float]
+class FaceResult(Result):
+    """One face found in a probe image."""
+
+    bbox: list[float]  # x1, y1, x2, y2 in image pixels
+    #: detector confidence
     score: float
+    #: the best subject when it matches, else None ("unknown")
     identity: str | None
     matches: list[Match]
+    #: with ``reference=True``: whether exact scikit-learn neighbours gave the same answer
     reference_agrees: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,7 +130,9 @@ class FaceResult(_Dict):
 
 
 @dataclass
-class ImageResult(_Dict):
+class ImageResult(Result):
+    """One probe image: its faces, or why it could not be used."""
+
     image: str
     error: str | None = None
     reason: str | None = None
@@ -87,7 +144,9 @@ class ImageResult(_Dict):
 
 
 @dataclass
-class SearchReport(_Dict):
+class SearchReport(Result):
+    """The answer to "who is in these photos?"."""
+
     model: str
     threshold: float
     by: str
@@ -105,7 +164,9 @@ class SearchReport(_Dict):
 
 
 @dataclass
-class VerifyResult(_Dict):
+class VerifyResult(Result):
+    """1:1: the distance from the image's largest face to the subject's closest sample."""
+
     image: str
     subject: str
     model: str
@@ -118,14 +179,25 @@ class VerifyResult(_Dict):
 
 
 @dataclass
-class DeleteReport(_Dict):
+class DeleteReport(Result):
+    """What deleting a subject removed (with ``vacuum``: the stores were rewritten too)."""
+
     subject: str
     images: int
     faces: int
+    vacuum: VacuumReport | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if self.vacuum is None:
+            d.pop("vacuum")
+        return d
 
 
 @dataclass
-class SubjectInfo(_Dict):
+class SubjectInfo(Result):
+    """One enrolled subject, with counts."""
+
     name: str
     images: int
     faces: int
@@ -134,7 +206,9 @@ class SubjectInfo(_Dict):
 
 
 @dataclass
-class SubjectDetail(_Dict):
+class SubjectDetail(Result):
+    """One subject: metadata, images (each with its faces) and failed images."""
+
     name: str
     metadata: dict[str, Any] | None
     created_at: str | None
@@ -143,7 +217,21 @@ class SubjectDetail(_Dict):
 
 
 @dataclass
-class CheckReport(_Dict):
+class FailureRecord(Result):
+    """An image that could not be enrolled, as the catalog keeps it."""
+
+    path: str
+    subject: str | None
+    reason: str
+    message: str
+    model: str | None
+    created_at: str | None
+
+
+@dataclass
+class CheckReport(Result):
+    """How the index compares with the catalog (the system of record)."""
+
     model: str
     catalog_faces: int
     index_faces: int
@@ -157,6 +245,9 @@ class CheckReport(_Dict):
     #: faces in the index that a search with their own vector does not find (HNSW graph fault)
     unreachable_in_index: list[int] = field(default_factory=list)
     repaired: bool = False
+    #: what ``repair`` did: "reset the index", "replayed the journal", "removed N orphans",
+    #: "added N missing", "rebuilt the collection"
+    repairs: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -167,3 +258,80 @@ class CheckReport(_Dict):
         d = asdict(self)
         d["clean"] = self.clean
         return d
+
+
+@dataclass
+class VacuumReport(Result):
+    """Disk use of the home before and after rewriting the stores."""
+
+    bytes_before: int
+    bytes_after: int
+
+
+@dataclass
+class ReindexReport(Result):
+    """Re-embedding the stored images with the loaded pack."""
+
+    model: str
+    reindexed: int
+    failed: list[FailedItem] = field(default_factory=list)
+
+
+@dataclass
+class Stats(Result):
+    """Counts, disk use and where the data lives."""
+
+    home: str
+    catalog: str
+    pack: str
+    subjects: int
+    images: int
+    faces_by_model: dict[str, int]
+    failures_by_reason: dict[str, int]
+    disk_bytes: int
+
+
+@dataclass
+class PackStatus(Result):
+    """A model pack: whether it is active, and how many faces this database holds for it."""
+
+    name: str
+    description: str
+    faces: int
+    active: bool
+    dim: int | None
+    fingerprint: str | None
+
+
+@dataclass
+class KeyInfo(Result):
+    """An API key of ``facedb serve`` (``key`` only once, when it is created)."""
+
+    name: str
+    scope: str
+    created_at: str | None = None
+    revoked_at: str | None = None
+    last_used_at: str | None = None
+    active: bool = True
+    key: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if self.key is None:
+            d.pop("key")
+        return d
+
+
+@dataclass
+class AuditEntry(Result):
+    """One audited call: who (API key name, or ``local``), what, on which subject, how it ended."""
+
+    id: int
+    at: str | None
+    actor: str
+    action: str
+    subject: str | None
+    images: int
+    faces: int
+    outcome: str
+    detail: str | None

@@ -93,7 +93,7 @@ def write_junk(path: Path, i: int, salt: str = "") -> None:
 
 def mixed_folder(folder: Path, n_items: int, faces: dict[int, Path]) -> None:
     """``n_items`` files sorted by name; position p holds a copy of ``faces[p]`` or junk. Analysed
-    items are written in batches of 64 (service.WRITE_BATCH), so the positions choose which
+    items are written in batches of 64 (ingest.WRITE_BATCH), so the positions choose which
     batch stores which face."""
     folder.mkdir(parents=True, exist_ok=True)
     for pos in range(n_items):
@@ -328,12 +328,12 @@ def verify_home(home: Path, expect: Expect, flow: str, deleting_ids: dict[int, s
     search and the reference mode agree on every probe face, by face and by subject.
     """
     from facedb.errors import IndexCorruptError
-    from facedb.service import FaceDB
+    from facedb import FaceDB
 
     out = Outcome(flow)
     db = FaceDB(home=home, workers=1)  # reopening works (schema check, settings) or raises
     try:
-        info = db.engine.info
+        info = db.pack.info
         probes = list(expect.probes)
         first = None
         if flow == "check":
@@ -365,8 +365,7 @@ def verify_home(home: Path, expect: Expect, flow: str, deleting_ids: dict[int, s
         out.faces = len(sql)
         assert not db.catalog.unindexed_faces(info.name), "faces left unindexed"
         assert not db.catalog.pending_deletes(), "delete journal not empty"
-        with db.hold():
-            chroma = db._index.ids(info)
+        chroma = db.index_face_ids()
         assert chroma == set(sql), (f"Chroma ids != catalog ids: only in Chroma {sorted(chroma - set(sql))[:10]}, "
                                     f"only in SQL {sorted(set(sql) - chroma)[:10]}")
         banned = dict(expect.deleted)

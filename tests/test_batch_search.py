@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from facedb.pipeline import MIN_POOL_ITEMS
-from facedb.service import FaceDB
+from facedb import FaceDB
 from facephotos import make_face_variants
 
 

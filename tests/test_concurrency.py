@@ -236,10 +236,9 @@ def test_concurrent_enrollers_and_searchers(tmp_path: Path, people: dict[str, li
     db = FaceDB(home=home, lock_timeout=30)
     try:
         with db.hold():
-            info = db.engine.info
+            info = db.pack.info
             sql_ids = db.catalog.face_ids(info.name)
-            assert db._index is not None
-            assert db._index.ids(info) == sql_ids and len(sql_ids) == 18
+            assert db.index_face_ids() == sql_ids and len(sql_ids) == 18
             assert db.catalog.unindexed_faces(info.name) == []
             assert db.catalog.pending_deletes() == {}
     finally:
@@ -364,7 +363,7 @@ def test_stats_survives_a_file_removed_by_another_process(small_home: Path, monk
     saw it, exactly as when another process's vacuum deletes an obsolete Chroma segment."""
     from facedb import FaceDB
 
-    import facedb.service as service
+    import facedb.maintenance as maintenance
 
     db = FaceDB(home=small_home)
     real_stat = os.stat
@@ -377,11 +376,11 @@ def test_stats_survives_a_file_removed_by_another_process(small_home: Path, monk
             os.unlink(path)
         return real_stat(path, *args, **kwargs)
 
-    monkeypatch.setattr(service.os, "stat", stat_after_removal_by_other_process)
+    monkeypatch.setattr(maintenance.os, "stat", stat_after_removal_by_other_process)
     try:
         stats = db.stats()
     finally:
         monkeypatch.undo()
         db.close()
     assert removed, "the home had no Chroma segment file to remove"
-    assert stats["subjects"] == 1 and stats["disk_bytes"] > 0
+    assert stats.subjects == 1 and stats.disk_bytes > 0

@@ -5,7 +5,7 @@ Kill points (each one a real console-script subprocess on its own copy of a pre-
 
 * named: every crash point of ``facedb.faults.POINTS`` (``FACEDB_CRASH_AT=NAME:N``), with hit
   counts N = 1, 2, 3 for the enroll points, so kills land in the first, a middle and the last
-  write batch of an ``enroll`` and of an ``import`` (service.WRITE_BATCH = 64 analysed items;
+  write batch of an ``enroll`` and of an ``import`` (ingest.WRITE_BATCH = 64 analysed items;
   the folders mix 6 real faces with cheap junk files so that 3 batches cost little analysis);
   ``delete.*`` during ``delete``; ``vacuum.after_drop`` during ``vacuum`` and ``delete
   --vacuum``; ``journal.after_deletes`` during the journal replay that the *next* command runs
@@ -213,7 +213,7 @@ class Lab:
     # -- data --------------------------------------------------------------------------------
     def build(self) -> None:
         from facedb.engine import load_engine
-        from facedb.service import FaceDB
+        from facedb import FaceDB
 
         engine = load_engine("sface")
         self.people = make_people(self.root / "faces", engine, {
@@ -254,7 +254,7 @@ class Lab:
         from sqlalchemy import insert, select
 
         from facedb.catalog.models import Face, Image, Subject
-        from facedb.service import FaceDB
+        from facedb import FaceDB
 
         self.big = self.root / "big"
         shutil.copytree(self.base, self.big)
@@ -429,7 +429,7 @@ def _images_of(db: Any, names: tuple[str, ...]) -> tuple[dict[int, str], dict[in
 
 def _rerun_to_completion(lab: Lab, case: Case, home: Path, expect: Expect) -> Outcome:
     """Run the killed enroll/import again (in this process): it must finish what was cut off."""
-    from facedb.service import FaceDB
+    from facedb import FaceDB
 
     with FaceDB(home=home, workers=1) as db:
         if case.command == "enroll":

@@ -269,6 +269,9 @@ def test_bomb_memory_stays_bounded(hostile_corpus):
 def test_too_large_file_and_bytes(monkeypatch, tmp_path):
     p = tmp_path / "big.jpg"
     p.write_bytes(b"\xff\xd8" + b"\x00" * 200)
+    from facedb import files
+
+    monkeypatch.setattr(files, "MAX_FILE_BYTES", 100)
     monkeypatch.setattr(imaging, "MAX_FILE_BYTES", 100)
     assert reason_of(p) == "too_large"
     with pytest.raises(ImageError) as info:

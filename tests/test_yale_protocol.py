@@ -120,13 +120,13 @@ def test_delete_then_no_probe_returns_its_faces(tmp_path: Path, yale_dir: Path) 
     from facedb import FaceDB
 
     db = FaceDB(home=home)
-    with db.hold():
-        index = db._index
-        info = db.engine.info
+    with db.store.reading() as index:
+        info = db.pack.info
         assert not (index.ids(info) & doomed_ids)
         vec = np.stack([f.embedding for f in db.detect(probes["subject02"])])
         got = {nb.face_id for row in index.query(info, vec, 100) for nb in row}
         assert got and not (got & doomed_ids)
+    db.close()
     code, _, err = run_cli(home, "show", "subject02")
     assert code == 4 and "no subject named" in err
     assert run_json(home, "check")["clean"] is True

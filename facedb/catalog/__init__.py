@@ -1,5 +1,4 @@
-"""The system of record: subjects, images, faces (with embeddings) and failed detections."""
-from .models import Base, Face, Failure, Image, PendingDelete, Setting, Subject
+"""The system of record: subjects, images, faces (with embeddings), failures, keys and audit."""
+from .models import ApiKey, AuditEntry, Base, Face, Failure, Image, PendingDelete, Setting, Subject
 
-
-__all__ = ["Base", "Catalog", "Face", "Failure", "Image", "PendingDelete", "Setting", "Subject"]
+__all__ = ["ApiKey", "AuditEntry", "Base", "Face", "Failure", "Image", "PendingDelete", "Setting", "Subject"]

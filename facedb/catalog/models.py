@@ -25,6 +25,13 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC (SQLite gives the stored times back without their zone)."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -59,6 +66,9 @@ class Image(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(32), default="enrolled")
+    #: "file": ``path`` is a file the owner's process read (reindex and thumbnails may open it);
+    #: "upload": ``path`` is only the label a remote client sent, never opened by facedb.
+    source: Mapped[str] = mapped_column(String(16), default="file", server_default="file")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     subject: Mapped[Subject] = relationship(back_populates="images")
     faces: Mapped[list[Face]] = relationship(
@@ -116,3 +126,33 @@ class PendingDelete(Base):
     __tablename__ = "pending_deletes"
     face_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model: Mapped[str] = mapped_column(String(512))
+
+
+class ApiKey(Base):
+    """An API key of ``facedb serve``: only the SHA-256 of the secret is stored."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    scope: Mapped[str] = mapped_column(String(16))  # read | write | admin
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AuditEntry(Base):
+    """One write or search: who (key name), what, on which subject, how many, how it ended.
+
+    Never image bytes, embeddings or the identities a search returned."""
+
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    images: Mapped[int] = mapped_column(Integer, default=0)
+    faces: Mapped[int] = mapped_column(Integer, default=0)
+    outcome: Mapped[str] = mapped_column(String(16))  # ok | partial | error
+    detail: Mapped[str | None] = mapped_column(String(128), nullable=True)

@@ -2,7 +2,8 @@
 
 Chroma's embedded client is not process-safe: callers must hold the home lock
 (``facedb.locking``) for the whole time a ``ChromaIndex`` is open, and ``close()`` it
-before releasing the lock.
+before releasing the lock. Inside one process it is thread-safe: Chroma's client is, and the
+client is only swapped (``reopen``) once the queries using it have finished.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import fasteners
 import numpy as np
 
 from ..engine.base import PackInfo
@@ -64,9 +66,13 @@ class ChromaIndex:
         self.path = path
         self._client = self._connect()
         self._collections: dict[str, Any] = {}
-        # count() costs ~20 ms at 300k vectors: cached while this (locked) session lasts.
+        # count() costs ~20 ms at 300k vectors: cached while this index stays open (the caller
+        # holds the home, and every write goes through ``add``/``delete``, which forget it).
         self._counts: dict[str, int] = {}
-        #: short answers retried on a fresh client during this session (see ``query``)
+        #: queries share the client; ``reopen`` waits for them and swaps it (see ``query``)
+        self._client_lock = fasteners.ReaderWriterLock()
+        self._generation = 0
+        #: short answers retried on a fresh client since this index was opened (see ``query``)
         self.retries = 0
 
     def _connect(self) -> Any:
@@ -80,16 +86,22 @@ class ChromaIndex:
                 path=str(self.path), settings=Settings(anonymized_telemetry=False, allow_reset=False)
             )
         except Exception as exc:
-            _forget_clients()
+            _forget_system(self.path)
             raise IndexCorruptError(
                 f"cannot open the search index at {self.path}: {exc}. "
                 "Run `facedb check --repair` to rebuild it from the catalog."
             ) from None
 
     def close(self) -> None:
+        """Release this process's Chroma client (and its files, once no other client shares it)."""
         self._collections.clear()
         self._counts.clear()
-        _forget_clients()
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # pragma: no cover - a client broken by a damaged index
+                log.debug("closing the Chroma client failed", exc_info=True)
 
     # -- collections -------------------------------------------------------------
     def collection(self, info: PackInfo, create: bool = True) -> Any | None:
@@ -233,27 +245,27 @@ class ChromaIndex:
         retried once on a fresh client, and if it is still short the index is reported corrupt
         (``check --repair`` rebuilds it) instead of returning an incomplete ranking.
         """
-        col = self.collection(info, create=False)
-        if col is None:
-            return [[] for _ in range(len(vectors))]
-        n = self.count(info)
-        if n == 0:
-            return [[] for _ in range(len(vectors))]
-        want = min(k, n)
         vecs = np.asarray(vectors, dtype=np.float32)
-        res = self._query(col, vecs, want)
-        if _short(res, want):
-            self.retries += 1
-            log.warning("Chroma returned fewer than %d neighbours from %d faces; retrying on a fresh client",
-                        want, n)
-            self.reopen()
-            col = self.collection(info, create=False)
-            res = self._query(col, vecs, want) if col is not None else {"ids": [[]], "distances": [[]]}
-            if _short(res, want):
+        for attempt in (1, 2):
+            with self._client_lock.read_lock():
+                generation = self._generation
+                col = self.collection(info, create=False)
+                n = self.count(info) if col is not None else 0
+                if n == 0:
+                    return [[] for _ in range(len(vecs))]
+                want = min(k, n)
+                res = self._query(col, vecs, want)
+            if not _short(res, want):
+                break
+            if attempt == 2:
                 raise IndexCorruptError(
                     f"the search index returned fewer than {want} of its {n} faces for a query: some "
                     "faces are unreachable in the HNSW graph. Run `facedb check --repair` to rebuild it."
                 )
+            self.retries += 1
+            log.warning("Chroma returned fewer than %d neighbours from %d faces; retrying on a fresh client",
+                        want, n)
+            self.reopen(if_generation=generation)
         return [
             [Neighbour(int(i), max(0.0, float(d))) for i, d in zip(ids, dists)]
             for ids, dists in zip(res["ids"], res["distances"])
@@ -286,10 +298,16 @@ class ChromaIndex:
     def _query(col: Any, vectors: np.ndarray, n: int) -> dict[str, Any]:
         return col.query(query_embeddings=vectors, n_results=n, include=["distances"])
 
-    def reopen(self) -> None:
-        """Drop this process's Chroma client and open a fresh one on the same path."""
-        self.close()
-        self._client = self._connect()
+    def reopen(self, if_generation: int | None = None) -> None:
+        """Drop this process's Chroma client and open a fresh one on the same path, once the
+        queries using the old one have finished. With ``if_generation``, only if nobody else
+        has reopened it since that generation (two threads seeing one fault reopen once)."""
+        with self._client_lock.write_lock():
+            if if_generation is not None and if_generation != self._generation:
+                return
+            self.close()
+            self._client = self._connect()
+            self._generation += 1
 
     def configuration(self, info: PackInfo) -> dict[str, Any]:
         col = self.collection(info, create=False)
@@ -300,14 +318,19 @@ def _short(res: dict[str, Any], want: int) -> bool:
     return any(len(row) < want for row in res["ids"])
 
 
-def _forget_clients() -> None:
-    """Stop and forget every cached Chroma system in this process (releases the files)."""
+def _forget_system(path: Path) -> None:
+    """Drop Chroma's cached system for ``path`` after a failed open: chromadb keeps a broken
+    (stopped) one, and every later client on that path in this process would reuse it."""
     try:
-        from chromadb.api.shared_system_client import SharedSystemClient
+        from chromadb.api.shared_system_client import SharedSystemClient as Shared
 
-        SharedSystemClient.clear_system_cache()
-    except Exception:  # pragma: no cover - best effort
-        pass
+        with Shared._refcount_lock:
+            system = Shared._identifier_to_system.pop(str(path), None)
+            Shared._identifier_to_refcount.pop(str(path), None)
+        if system is not None:
+            system.stop()
+    except Exception:  # pragma: no cover - best effort on a broken system
+        log.debug("forgetting the Chroma system of %s failed", path, exc_info=True)
 
 
 def _is_missing(exc: Exception) -> bool:

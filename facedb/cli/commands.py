@@ -1,120 +1,14 @@
-"""The ``facedb`` command line: parse, call the FaceDB API, print human text or JSON.
-
-Exit codes: 0 success; 1 error; 2 usage error; 3 some inputs failed (the rest was done);
-4 subject not found; 5 database busy; 6 model or dependency problem;
-7 search index inconsistent (see ``facedb check``).
-"""
+"""The database commands: each one is one call on the backend (``FaceDB`` or the server's client)."""
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-from .errors import FacedbError
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_NOT_FOUND, EXIT_BUSY, EXIT_MODEL, EXIT_INDEX = range(8)
-
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-class State:
-    """Global options; the database is opened on first use so ``--help`` stays instant."""
-
-    def __init__(self, **opts: Any) -> None:
-        self.opts = opts
-        self._db: Any = None
-
-    def db(self, **extra: Any) -> Any:
-        if self._db is None:
-            from .service import FaceDB
-
-            self._db = FaceDB(**self.opts, **extra)
-        return self._db
-
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-
-pass_state = click.make_pass_decorator(State)
-
-
-def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON (stable keys) instead of text.")(f)
-
-
-def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
-
-
-@contextmanager
-def handle_errors(as_json: bool = False) -> Iterator[None]:
-    """Turn facedb exceptions into one clear line on stderr and a documented exit code."""
-    try:
-        yield
-    except FacedbError as exc:
-        if as_json:
-            emit_json({"error": str(exc), "reason": getattr(exc, "reason", None), "exit_code": exc.exit_code})
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-
-
-def progress_bar(total: int, quiet: bool, label: str) -> Any:
-    """Click's progress bar on stderr, or a no-op when quiet or stderr is not a terminal."""
-    if quiet or total < 2 or not sys.stderr.isatty():
-        return _NoBar()
-    return click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True)
-
-
-class _NoBar:
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def update(self, n: int) -> None:
-        return None
-
-
-@click.group(context_settings=CONTEXT_SETTINGS)
-@click.version_option(package_name="facedb")
-@click.option("--home", type=click.Path(file_okay=False), envvar="FACEDB_HOME",
-              help="Database home directory [env FACEDB_HOME; default: per-user data dir].")
-@click.option("--db-url", envvar="FACEDB_DB_URL",
-              help="SQLAlchemy URL of the catalog [env FACEDB_DB_URL; default: SQLite file in the home].")
-@click.option("--pack", envvar="FACEDB_PACK",
-              help="Model pack: sface (default, offline), buffalo_l, buffalo_s, antelopev2, or a directory "
-                   "of InsightFace ONNX files [env FACEDB_PACK].")
-@click.option("--models-dir", type=click.Path(file_okay=False), envvar="FACEDB_MODELS_DIR",
-              help="Root of InsightFace packs (<dir>/models/<pack>/) [env FACEDB_MODELS_DIR; default ~/.insightface].")
-@click.option("--lock-timeout", type=float, envvar="FACEDB_LOCK_TIMEOUT", show_default=True,
-              help="Seconds to wait while another facedb process uses the database [default 60].")
-@click.pass_context
-def cli(ctx: click.Context, home: str | None, db_url: str | None, pack: str | None, models_dir: str | None,
-        lock_timeout: float | None) -> None:
-    """facedb: who is in this photo? Enroll known faces, then search photos for them.
-
-    \b
-    Example:
-      facedb enroll "Ada Lovelace" photos/ada/
-      facedb search party.jpg
-      facedb search party.jpg --json | jq '.results[].faces[].identity'
-
-    Distances are cosine distances (1 - cosine similarity, 0 = identical); a face matches a
-    subject when the distance is at most the threshold, which every search output echoes.
-
-    \b
-    Exit codes: 0 success, 1 error, 2 usage error, 3 some inputs failed (the rest was done),
-    4 subject not found, 5 database busy, 6 model or dependency problem, 7 index inconsistent.
-    """
-    ctx.obj = State(home=home, db_url=db_url, pack=pack, models_dir=models_dir, lock_timeout=lock_timeout)
-    ctx.call_on_close(ctx.obj.close)
+from . import EXIT_INDEX, EXIT_PARTIAL, State, cli, emit_json, handle_errors, json_option, pass_state, progress_bar
 
 
 # -- enroll / import -------------------------------------------------------------------
@@ -128,7 +22,7 @@ def _print_enroll(rep: Any) -> None:
 
 def _run_ingest(state: State, quiet: bool, workers: int | None, total: int, label: str,
                 fn: Callable[[Any, Callable[[int], None]], Any]) -> Any:
-    db = state.db(workers=workers)
+    db = state.backend(workers=workers)
     with progress_bar(total, quiet, label) as bar:
         return fn(db, bar.update)
 
@@ -163,14 +57,14 @@ def enroll(state: State, name: str, paths: tuple[str, ...], multi_face: str, met
                 raise click.BadParameter(f"not valid JSON ({exc})", param_hint="--metadata") from None
             if not isinstance(meta, dict):
                 raise click.BadParameter("must be a JSON object", param_hint="--metadata")
-        from .imaging import iter_image_files
+        from ..files import iter_image_files
 
         total = len(iter_image_files(list(paths)))
         rep = _run_ingest(state, quiet, workers, total, f"enrolling {name}",
                           lambda db, cb: db.enroll(name, list(paths), multi_face=multi_face, metadata=meta,
                                                    progress=cb))
         if as_json:
-            emit_json({"model": state.db().pack_name, "subjects": [rep.to_dict()],
+            emit_json({"model": state.backend().pack_name, "subjects": [rep.to_dict()],
                        "enrolled": rep.enrolled, "duplicates": rep.duplicates, "n_failed": len(rep.failed)})
         else:
             _print_enroll(rep)
@@ -198,7 +92,7 @@ def import_(state: State, directory: str, name_from: str, multi_face: str, worke
       facedb import yalefaces/ --name-from prefix
     """
     with handle_errors(as_json):
-        from .imaging import iter_image_files
+        from ..files import iter_image_files
 
         total = len(iter_image_files([directory]))
         rep = _run_ingest(state, quiet, workers, total, "importing",
@@ -289,7 +183,7 @@ def search(state: State, images: tuple[str, ...], k: int, threshold: float | Non
         inputs = _read_inputs(images, paths_from)
         if not inputs:
             raise click.UsageError("give at least one IMAGE (or --paths-from)")
-        rep = state.db(workers=workers).search(inputs, k=k, threshold=threshold, by=by, reference=reference)
+        rep = state.backend(workers=workers).search(inputs, k=k, threshold=threshold, by=by, reference=reference)
         if as_json:
             emit_json(rep.to_dict())
         else:
@@ -315,7 +209,7 @@ def verify(state: State, image: str, subject: str, threshold: float | None, as_j
     """
     with handle_errors(as_json):
         data = _read_inputs((image,), None)[0]
-        res = state.db().verify(data, subject, threshold=threshold)
+        res = state.backend().verify(data, subject, threshold=threshold)
         if as_json:
             emit_json(res.to_dict())
         else:
@@ -349,13 +243,9 @@ def delete(state: State, subject: str, yes: bool, vacuum: bool, as_json: bool) -
             if not sys.stdin.isatty():
                 raise click.UsageError("refusing to delete without confirmation: add --yes")
             click.confirm(f"Delete subject {subject!r} and all its faces?", abort=True)
-        db = state.db()
-        rep = db.delete(subject)
-        out = rep.to_dict()
-        if vacuum:
-            out["vacuum"] = db.vacuum()
+        rep = state.backend().delete(subject, vacuum=vacuum)
         if as_json:
-            emit_json(out)
+            emit_json(rep.to_dict())
         else:
             click.echo(f"deleted {rep.subject}: {rep.images} images, {rep.faces} faces"
                        + (" (stores vacuumed)" if vacuum else ""))
@@ -374,7 +264,7 @@ def rename(state: State, old: str, new: str, as_json: bool) -> None:
       facedb rename "Ada" "Ada Lovelace"
     """
     with handle_errors(as_json):
-        state.db().rename(old, new)
+        state.backend().rename(old, new)
         if as_json:
             emit_json({"old": old, "new": new})
         else:
@@ -392,7 +282,7 @@ def subjects(state: State, as_json: bool) -> None:
       facedb subjects --json
     """
     with handle_errors(as_json):
-        rows = state.db().subjects()
+        rows = state.backend().subjects()
         if as_json:
             emit_json([r.to_dict() for r in rows])
         else:
@@ -413,7 +303,7 @@ def show(state: State, subject: str, as_json: bool) -> None:
       facedb show "Ada Lovelace"
     """
     with handle_errors(as_json):
-        d = state.db().show(subject)
+        d = state.backend().show(subject)
         if as_json:
             emit_json(d.to_dict())
             return
@@ -440,12 +330,12 @@ def failures(state: State, subject: str | None, reason: str | None, as_json: boo
       facedb failures --reason no_face
     """
     with handle_errors(as_json):
-        rows = state.db().failures(subject=subject, reason=reason)
+        rows = state.backend().failures(subject=subject, reason=reason)
         if as_json:
-            emit_json(rows)
+            emit_json([r.to_dict() for r in rows])
         else:
             for r in rows:
-                click.echo(f"[{r['reason']}] {r['subject']}: {r['message']}")
+                click.echo(f"[{r.reason}] {r.subject}: {r.message}")
             click.echo(f"{len(rows)} failures")
 
 
@@ -460,7 +350,7 @@ def stats(state: State, as_json: bool) -> None:
       facedb stats
     """
     with handle_errors(as_json):
-        s = state.db().stats()
+        s = state.backend().stats().to_dict()
         if as_json:
             emit_json(s)
         else:
@@ -483,7 +373,7 @@ def check(state: State, repair: bool, as_json: bool) -> None:
       facedb check || facedb check --repair
     """
     with handle_errors(as_json):
-        rep = state.db().check(repair=repair)
+        rep = state.backend().check(repair=repair)
         if as_json:
             emit_json(rep.to_dict())
         else:
@@ -513,11 +403,11 @@ def vacuum(state: State, as_json: bool) -> None:
       facedb vacuum
     """
     with handle_errors(as_json):
-        res = state.db().vacuum()
+        res = state.backend().vacuum()
         if as_json:
-            emit_json(res)
+            emit_json(res.to_dict())
         else:
-            click.echo(f"vacuumed: {res['bytes_before']} -> {res['bytes_after']} bytes")
+            click.echo(f"vacuumed: {res.bytes_before} -> {res.bytes_after} bytes")
 
 
 @cli.command()
@@ -534,17 +424,16 @@ def reindex(state: State, quiet: bool, as_json: bool) -> None:
       facedb --pack sface reindex
     """
     with handle_errors(as_json):
-        db = state.db()
-        total = db.stats()["images"]
-        with progress_bar(total, quiet, "reindexing") as bar:
+        db = state.backend()
+        with progress_bar(db.stats().images, quiet, "reindexing") as bar:
             res = db.reindex(progress=bar.update)
         if as_json:
-            emit_json(res)
+            emit_json(res.to_dict())
         else:
-            click.echo(f"{res['model']}: {res['reindexed']} images re-embedded, {len(res['failed'])} failed")
-            for f in res["failed"]:
-                click.echo(f"  failed [{f['reason']}] {f['message']}")
-        if res["failed"]:
+            click.echo(f"{res.model}: {res.reindexed} images re-embedded, {len(res.failed)} failed")
+            for f in res.failed:
+                click.echo(f"  failed [{f.reason}] {f.message}")
+        if res.failed:
             sys.exit(EXIT_PARTIAL)
 
 
@@ -559,145 +448,12 @@ def models(state: State, as_json: bool) -> None:
       facedb models
     """
     with handle_errors(as_json):
-        rows = state.db().models()
+        rows = state.backend().models()
         if as_json:
-            emit_json(rows)
+            emit_json([r.to_dict() for r in rows])
         else:
             for r in rows:
-                mark = "*" if r["active"] else " "
-                click.echo(f"{mark} {r['name']:<12} {r['faces']:>7} faces  {r['description']}")
+                mark = "*" if r.active else " "
+                click.echo(f"{mark} {r.name:<12} {r.faces:>7} faces  {r.description}")
 
 
-@cli.command("eval")
-@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
-@click.option("--name-from", type=click.Choice(["dir", "prefix"]), default="dir", show_default=True,
-              help="dir: DATASET/<subject>/<images>; prefix: flat folder (subject01.happy -> subject01).")
-@click.option("--lfw-pairs", type=click.Path(exists=True, dir_okay=False),
-              help="LFW pairs.txt: also report the standard 10-fold pairs accuracy.")
-@click.option("--splits", type=click.IntRange(1, 1000), default=5, show_default=True,
-              help="Random probe/gallery splits for the tutorial protocol.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--threshold", type=click.FloatRange(0.0, 2.0), help="Threshold to evaluate [default: the pack's].")
-@click.option("--target-fpir", type=click.FloatRange(0.0, 1.0), default=0.01, show_default=True,
-              help="Open-set: also report the threshold giving this stranger false-positive rate.")
-@click.option("--gallery-sizes", default="100,500,1000,max", show_default=True,
-              help="Open-set gallery sizes (subjects), comma-separated; 'max' = all enrolled candidates.")
-@click.option("--limit", type=click.IntRange(1), help="Only the first N images (quick look).")
-@click.option("--workers", type=click.IntRange(1, 64), help="Worker processes for detection [default: cores].")
-@click.option("--plot", "plot_file", type=click.Path(dir_okay=False),
-              help="Write distance histograms and the DET curve to this PNG (needs matplotlib).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-@json_option
-@pass_state
-def eval_(state: State, dataset: str, name_from: str, lfw_pairs: str | None, splits: int, seed: int,
-          threshold: float | None, target_fpir: float, gallery_sizes: str, limit: int | None,
-          workers: int | None, plot_file: str | None, quiet: bool, as_json: bool) -> None:
-    """Measure the model pack on a labelled DATASET (never touches your database).
-
-    Reports the tutorial protocol (precision@1/@2 over random splits), leave-one-out rank-1,
-    verification (TAR at FAR 1e-3/1e-2, EER; LFW 10-fold with --lfw-pairs), open-set
-    identification (FNIR/FPIR at the threshold in force, and the threshold for --target-fpir),
-    detection failures and time per image.
-
-    \b
-    Examples:
-      facedb eval ../shared/datasets/yalefaces --name-from prefix
-      facedb eval ../shared/datasets/lfw --lfw-pairs ../shared/datasets/lfw/pairs.txt --json
-    """
-    with handle_errors(as_json):
-        from pathlib import Path
-
-        from .engine import load_engine
-        from .evaluation import runner
-        from .pipeline import default_workers
-
-        if plot_file:
-            runner.require_matplotlib()
-        opts = state.opts
-        pack = opts.get("pack") or "sface"
-        models_dir = Path(opts["models_dir"]) if opts.get("models_dir") else None
-        thr = threshold if threshold is not None else load_engine(pack, models_dir).info.threshold
-        sizes = [None if s.strip() == "max" else int(s) for s in gallery_sizes.split(",") if s.strip()]
-        total = len(runner.load_dataset(Path(dataset), name_from, limit).paths)
-        with progress_bar(total, quiet, "embedding") as bar:
-            rep = runner.evaluate(Path(dataset), pack=pack, models_dir=models_dir, threshold=thr,
-                                  name_from=name_from, lfw_pairs_file=Path(lfw_pairs) if lfw_pairs else None,
-                                  splits=splits, seed=seed, gallery_sizes=sizes, target_fpir=target_fpir,
-                                  workers=workers or default_workers(), limit=limit, progress=bar.update)
-        if plot_file:
-            runner.plot(rep, Path(plot_file))
-            rep["plot"] = plot_file
-        rep.pop("_distances", None)
-        if as_json:
-            emit_json(rep)
-        else:
-            _print_eval(rep)
-
-
-def _print_eval(r: dict[str, Any]) -> None:
-    pct = lambda x: "n/a" if x is None else f"{100 * x:.2f} %"  # noqa: E731
-    click.echo(f"{r['dataset']}: {r['images']} images, {r['subjects']} subjects, {r['faces_found']} faces found; "
-               f"model {r['model']}, threshold {r['threshold']:.3f}")
-    if r["failures"]:
-        click.echo("failures: " + ", ".join(f"{k} {v}" for k, v in r["failures"].items()))
-    click.echo(f"time per image: {1000 * r['seconds_per_image']:.1f} ms ({r['workers']} workers)")
-    t = r["tutorial"]
-    click.echo(f"tutorial protocol ({t['splits']} splits): precision@1 {pct(t['precision_at_1'])}, "
-               f"precision@2 {pct(t['precision_at_2'])}")
-    if "database_crosscheck" in t:
-        c = t["database_crosscheck"]
-        click.echo(f"  through a scratch database: precision@2 {pct(c['precision_at_2'])}, "
-                   f"reference agrees on {c['reference_agrees']}/{c['probes']}")
-    click.echo(f"leave-one-out rank-1: {pct(r['leave_one_out']['rank1_accuracy'])} "
-               f"({r['leave_one_out']['probes']} probes)")
-    v = r["verification"]
-    if "eer" in v:
-        click.echo(f"verification: TAR@FAR=1e-3 {pct(v['tar_at_far_0.001'])}, TAR@FAR=1e-2 {pct(v['tar_at_far_0.01'])}, "
-                   f"EER {pct(v['eer'])} (at {v['eer_threshold']:.3f}); at threshold: TAR {pct(v['at_threshold']['tar'])}, "
-                   f"FAR {pct(v['at_threshold']['far'])}")
-    if "lfw_pairs" in r:
-        lp = r["lfw_pairs"]
-        click.echo(f"LFW pairs 10-fold: {pct(lp['accuracy_mean'])} ± {pct(lp['accuracy_std'])} "
-                   f"({lp['pairs_without_face']} pairs without a face, counted wrong)")
-    click.echo("open-set identification:")
-    for row in r["open_set"]["rows"]:
-        at = row["at_threshold"]
-        key = next(k for k in row if k.startswith("at_fpir_"))
-        ch = row[key]
-        click.echo(f"  gallery {row['gallery_subjects']:>5} subjects: at {at['threshold']:.3f} FNIR {pct(at['fnir'])} "
-                   f"FPIR {pct(at['fpir'])}; FPIR<={key[8:]} at {ch['threshold']:.3f}: FNIR {pct(ch['fnir'])}")
-
-
-def main() -> None:
-    """Console-script entry point.
-
-    Once the command has finished (its output flushed, the lock released, the database
-    closed) the process leaves with ``os._exit``: the interpreter's own teardown of the
-    loaded libraries (Chroma's Rust runtime, OpenCV, SQLAlchemy) costs about 0.25 s and does
-    no work facedb needs.
-    """
-    try:
-        cli.main(prog_name="facedb")
-        code: int = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        if isinstance(exc.code, str):
-            click.echo(exc.code, err=True)
-    _fast_exit(code)
-
-
-def _fast_exit(code: int) -> None:
-    import logging
-    import os
-
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:  # a closed pipe (e.g. `| head`): nothing left to say
-            code = code or EXIT_ERROR
-    os._exit(code)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -1,0 +1,96 @@
+"""Who may do what: API keys with scopes, and the audit trail of writes and searches.
+
+Keys are random secrets (``fdb_`` + 43 URL-safe characters, 256 bits); the catalog stores only
+their SHA-256, so a copy of the database gives no usable key. A presented key is hashed and
+looked up by that hash, then compared with ``hmac.compare_digest``: no timing depends on how
+much of a guess was right. Each request looks the key up again, so a revoked key fails at once.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Literal
+
+from .catalog.database import Catalog
+from .errors import AuthError, FacedbError, ForbiddenError
+
+Scope = Literal["read", "write", "admin"]
+#: Each scope includes the ones before it.
+SCOPES: tuple[Scope, ...] = ("read", "write", "admin")
+KEY_PREFIX = "fdb_"
+LOCAL_ACTOR = "local"
+
+log = logging.getLogger(__name__)
+_actor: ContextVar[str] = ContextVar("facedb_actor", default=LOCAL_ACTOR)
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def allows(have: str, need: Scope) -> bool:
+    return have in SCOPES and SCOPES.index(have) >= SCOPES.index(need)  # type: ignore[arg-type]
+
+
+def validate_key_name(name: str) -> str:
+    if not isinstance(name, str) or not name.strip() or name != name.strip() or len(name) > 128 \
+            or any(not ch.isprintable() for ch in name):
+        raise FacedbError(f"key name {name!r}: use 1-128 printable characters, no leading/trailing blanks")
+    return name
+
+
+def validate_scope(scope: str) -> Scope:
+    if scope not in SCOPES:
+        raise FacedbError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+    return scope  # type: ignore[return-value]
+
+
+@contextmanager
+def acting_as(actor: str) -> Iterator[None]:
+    """Audit the calls made inside as ``actor`` (an API key's name); the default is ``local``."""
+    token = _actor.set(actor)
+    try:
+        yield
+    finally:
+        _actor.reset(token)
+
+
+def current_actor() -> str:
+    return _actor.get()
+
+
+class Gatekeeper:
+    """Checks API keys against the catalog and records the audit trail."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def authenticate(self, presented: str | None, need: Scope) -> str:
+        """The name of the key, if it is active and its scope allows ``need``."""
+        if not presented:
+            raise AuthError("an API key is required: send the header 'Authorization: Bearer <key>'")
+        digest = key_hash(presented)
+        found = self.catalog.active_key(digest)
+        if found is None or not hmac.compare_digest(found[2], digest):
+            raise AuthError("unknown or revoked API key")
+        name, scope, _ = found
+        if not allows(scope, need):
+            raise ForbiddenError(f"API key {name!r} has scope {scope!r}; this call needs {need!r}")
+        return name
+
+    def record(self, action: str, subject: str | None = None, images: int = 0, faces: int = 0,
+               outcome: str = "ok", detail: str | None = None) -> None:
+        """Append one audit entry; never fails the call it describes (a failure is logged)."""
+        try:
+            self.catalog.add_audit(current_actor(), action, subject, images, faces, outcome, detail)
+        except Exception:  # pragma: no cover - e.g. a read-only database
+            log.exception("could not record the audit entry for %s", action)

@@ -1,0 +1,235 @@
+"""``FaceDB``: the Python API. The CLI and the HTTP server are thin layers over it.
+
+It is a facade: each verb is one call into a module with one job — ``ingest`` (enrollment),
+``search`` (1:N, 1:1), ``maintenance`` (check, repair, vacuum, reindex), ``store`` (the
+catalog, the index and the home lock), ``access`` (API keys, audit). Thread-safe: searches run
+in parallel, writes one at a time, and every write and search is audited.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from . import access
+from .catalog.core import DEFAULT_PACK_KEY
+from .config import DEFAULT_PACK, Settings, resolve_settings
+from .engine import Face
+from .errors import FacedbError
+from .files import Upload
+from .ingest import Ingestor, MultiFace, validate_subject_name, write_batch_size
+from .maintenance import Maintenance
+from .packs import ActivePack
+from .pipeline import Analyzer, default_workers
+from .results import (AuditEntry, CheckReport, DeleteReport, EnrollReport, FailureRecord, ImportReport, KeyInfo,
+                      PackStatus, ReindexReport, SearchReport, Stats, SubjectDetail, SubjectInfo, VacuumReport,
+                      VerifyResult)
+from .search import By, ImageInput, Searcher
+from .store import Store
+
+ProgressFn = Callable[[int], None]
+PathLike = str | os.PathLike[str]
+
+
+class FaceDB:
+    """A face database in a home directory.
+
+    By default the home is locked only while a call runs, so several processes can share it;
+    ``exclusive=True`` (what ``facedb serve`` uses) holds it, with the index open and the worker
+    pool started, until ``close()``.
+
+    >>> db = FaceDB(home="faces")                       # doctest: +SKIP
+    >>> db.enroll("alice", ["alice1.jpg", "alice2.jpg"])  # doctest: +SKIP
+    >>> db.search(["party.jpg"]).results[0].faces[0].identity  # doctest: +SKIP
+    'alice'
+    """
+
+    def __init__(self, home: PathLike | None = None, *, db_url: str | None = None, pack: str | None = None,
+                 models_dir: PathLike | None = None, lock_timeout: float | None = None, workers: int | None = None,
+                 threshold: float | None = None, write_batch: int | None = None, exclusive: bool = False) -> None:
+        self.settings: Settings = resolve_settings(home, db_url, pack, models_dir, lock_timeout)
+        batch = write_batch_size(write_batch)
+        self.store = Store(self.settings, exclusive=exclusive)
+        self.catalog = self.store.catalog
+        with self.store.writing(open_index=False):
+            self.catalog.upgrade()
+            if self.catalog.get_setting(DEFAULT_PACK_KEY) is None:
+                self.catalog.set_setting(DEFAULT_PACK_KEY, self.settings.pack or DEFAULT_PACK)
+        self.pack_name: str = self.settings.pack or self.catalog.get_setting(DEFAULT_PACK_KEY) or DEFAULT_PACK
+        self.pack = ActivePack(self.catalog, self.pack_name, self.settings.models_dir, threshold)
+        self.analyzer = Analyzer(self.pack_name, self.settings.models_dir,
+                                 default_workers() if workers is None else max(1, workers))
+        self.gate = access.Gatekeeper(self.catalog)
+        self._ingest = Ingestor(self.store, self.pack, self.analyzer, batch)
+        self._search = Searcher(self.store, self.pack, self.analyzer)
+        self._maint = Maintenance(self.store, self.pack, self.analyzer)
+        if exclusive:  # a server: load the model, replay the journal, start the workers now
+            self.pack.contract()
+            with self.store.writing():
+                pass
+            self.analyzer.start()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        self.analyzer.close()
+        self.store.close()
+
+    def __enter__(self) -> FaceDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def hold(self) -> Iterator[FaceDB]:
+        """Keep the home locked and the index open across several calls."""
+        with self.store.hold():
+            yield self
+
+    @property
+    def threshold(self) -> float:
+        return self.pack.threshold
+
+    # -- enrollment ------------------------------------------------------------------------
+    def enroll(self, subject: str, paths: Sequence[PathLike | Upload], *, multi_face: MultiFace = "largest",
+               metadata: dict[str, Any] | None = None, progress: ProgressFn | None = None) -> EnrollReport:
+        """Add the faces in ``paths`` (files, directories, or uploaded bytes) to ``subject``,
+        creating it if new. Photos already stored (same SHA-256) are skipped."""
+        with self._audited("enroll", subject) as note:
+            rep = self._ingest.enroll(subject, paths, multi_face=multi_face, metadata=metadata, progress=progress)
+            note(rep.enrolled + rep.duplicates + len(rep.failed), rep.enrolled, bool(rep.failed))
+        return rep
+
+    def import_dir(self, root: PathLike, *, name_from: Literal["dir", "prefix"] = "dir",
+                   multi_face: MultiFace = "largest", progress: ProgressFn | None = None) -> ImportReport:
+        """Bulk-enroll ``root/<subject>/<images>`` (``name_from='dir'``) or a flat folder whose file
+        names start with the subject (``'prefix'``: ``subject01.happy``, ``Ann_Lee_0001.jpg``)."""
+        with self._audited("import") as note:
+            rep = self._ingest.import_dir(root, name_from=name_from, multi_face=multi_face, progress=progress)
+            note(rep.enrolled + rep.duplicates + rep.n_failed, rep.enrolled, bool(rep.n_failed))
+        return rep
+
+    # -- search ------------------------------------------------------------------------------
+    def detect(self, image: ImageInput) -> list[Face]:
+        """All faces in one image (path, bytes or ``Upload``), largest first."""
+        return self._search.detect(image)
+
+    def search(self, images: Sequence[ImageInput], *, k: int = 3, threshold: float | None = None,
+               by: By = "subject", reference: bool = False) -> SearchReport:
+        """Who is in each image? Every face, with its top-k subjects (or faces with by='face')."""
+        with self._audited("search") as note:
+            rep = self._search.search(images, k=k, threshold=threshold, by=by, reference=reference)
+            faces = [f for r in rep.results for f in r.faces]
+            note(len(rep.results), len(faces), bool(rep.n_failed),
+                 f"named {sum(f.identity is not None for f in faces)} of {len(faces)} faces")
+        return rep
+
+    def verify(self, image: ImageInput, subject: str, *, threshold: float | None = None) -> VerifyResult:
+        """1:1 — is the (largest) face in ``image`` this subject?"""
+        with self._audited("verify", subject) as note:
+            res = self._search.verify(image, subject, threshold=threshold)
+            note(1, 1, False, "match" if res.match else "no match")
+        return res
+
+    # -- management ---------------------------------------------------------------------------
+    def delete(self, subject: str, *, vacuum: bool = False) -> DeleteReport:
+        """Remove a subject, its images, faces and vectors: no search returns them afterwards.
+        ``vacuum`` also rewrites the stores so the bytes are erased now."""
+        with self._audited("delete", subject) as note:
+            with self.store.writing() as index:
+                n_images, n_faces = self.store.journal.delete_subject(index, subject)
+            note(n_images, n_faces)
+        rep = DeleteReport(subject=subject, images=n_images, faces=n_faces)
+        if vacuum:
+            rep.vacuum = self.vacuum()
+        return rep
+
+    def rename(self, old: str, new: str) -> None:
+        validate_subject_name(new)
+        with self._audited("rename", old) as note, self.store.writing() as index:
+            self.store.journal.rename_subject(index, old, new)
+            note(0, 0, False, f"renamed to {new}"[:128])
+
+    def subjects(self) -> list[SubjectInfo]:
+        return [SubjectInfo(**row) for row in self.catalog.subject_rows()]
+
+    def show(self, subject: str) -> SubjectDetail:
+        return SubjectDetail(**self.catalog.subject_detail(subject))
+
+    def failures(self, subject: str | None = None, reason: str | None = None) -> list[FailureRecord]:
+        return [FailureRecord(**f) for f in self.catalog.failures(subject=subject, reason=reason)]
+
+    def stats(self) -> Stats:
+        return self._maint.stats()
+
+    def models(self) -> list[PackStatus]:
+        return self._maint.models()
+
+    # -- integrity -----------------------------------------------------------------------------
+    def check(self, repair: bool = False) -> CheckReport:
+        """Compare the catalog with the index; ``repair`` fixes drift from the catalog."""
+        if not repair:
+            return self._maint.check(repair=False)
+        with self._audited("repair") as note:
+            rep = self._maint.check(repair=True)
+            note(0, rep.catalog_faces, False, "clean" if rep.clean else "repaired")
+        return rep
+
+    def index_face_ids(self) -> set[int]:
+        """Face ids the search index holds for the active pack (a diagnostic: ``check``
+        compares them with the catalog's)."""
+        with self.store.reading() as index:
+            return index.ids(self.pack.contract())
+
+    def vacuum(self) -> VacuumReport:
+        """Rewrite every store so deleted embeddings are physically gone from disk."""
+        with self._audited("vacuum"):
+            return self._maint.vacuum()
+
+    def reindex(self, progress: ProgressFn | None = None) -> ReindexReport:
+        """Re-embed every stored image (from its source file) with the loaded pack."""
+        with self._audited("reindex") as note:
+            rep = self._maint.reindex(progress)
+            note(rep.reindexed + len(rep.failed), rep.reindexed, bool(rep.failed))
+        return rep
+
+    # -- API keys and audit --------------------------------------------------------------------
+    def create_key(self, name: str, scope: access.Scope) -> KeyInfo:
+        """A new API key for ``facedb serve``; the secret is in the result, and nowhere else."""
+        access.validate_key_name(name)
+        access.validate_scope(scope)
+        key = access.new_key()
+        with self._audited("key_create", detail=f"{name} ({scope})"):
+            row = self.catalog.create_key(name, scope, access.key_hash(key))
+        return KeyInfo(**row, key=key)
+
+    def keys(self) -> list[KeyInfo]:
+        return [KeyInfo(**row) for row in self.catalog.keys()]
+
+    def revoke_key(self, name: str) -> KeyInfo:
+        with self._audited("key_revoke", detail=name):
+            return KeyInfo(**self.catalog.revoke_key(name))
+
+    def audit(self, since: datetime | None = None, limit: int | None = None) -> list[AuditEntry]:
+        if since is not None:
+            since = since.astimezone(timezone.utc) if since.tzinfo else since.replace(tzinfo=timezone.utc)
+        return [AuditEntry(**row) for row in self.catalog.audit(since, limit)]
+
+    @contextmanager
+    def _audited(self, action: str, subject: str | None = None, detail: str | None = None
+                 ) -> Iterator[Callable[..., None]]:
+        """Record one audit entry for the call inside: its counts via ``note(images, faces,
+        partial, detail)``, or the error kind it raised."""
+        counts: dict[str, Any] = {"images": 0, "faces": 0, "outcome": "ok", "detail": detail}
+
+        def note(images: int, faces: int, partial: bool = False, text: str | None = None) -> None:
+            counts.update(images=images, faces=faces, outcome="partial" if partial else "ok", detail=text or detail)
+
+        try:
+            yield note
+        except FacedbError as exc:
+            self.gate.record(action, subject, counts["images"], counts["faces"], "error", exc.reason)
+            raise
+        self.gate.record(action, subject, counts["images"], counts["faces"], counts["outcome"], counts["detail"])

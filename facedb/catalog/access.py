@@ -1,0 +1,77 @@
+"""API keys (stored as SHA-256 hashes only) and the audit trail."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import AlreadyExistsError, NotFoundError
+from .core import CatalogCore
+from .models import ApiKey, AuditEntry, iso, utcnow
+
+
+
+def _key_dict(k: ApiKey) -> dict[str, Any]:
+    return {"name": k.name, "scope": k.scope, "created_at": iso(k.created_at), "revoked_at": iso(k.revoked_at),
+            "last_used_at": iso(k.last_used_at), "active": k.revoked_at is None}
+
+
+class AccessQueries(CatalogCore):
+    # -- API keys ------------------------------------------------------------------
+    def create_key(self, name: str, scope: str, key_hash: str) -> dict[str, Any]:
+        try:
+            with self.session() as s:
+                if s.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
+                    raise AlreadyExistsError(f"an API key named {name!r} already exists (see `facedb keys list`)")
+                row = ApiKey(name=name, scope=scope, key_hash=key_hash)
+                s.add(row)
+                s.flush()
+                return _key_dict(row)
+        except IntegrityError:  # created meanwhile by another process
+            raise AlreadyExistsError(f"an API key named {name!r} already exists") from None
+
+    def keys(self) -> list[dict[str, Any]]:
+        with self.session() as s:
+            return [_key_dict(k) for k in s.scalars(select(ApiKey).order_by(ApiKey.name))]
+
+    def revoke_key(self, name: str) -> dict[str, Any]:
+        with self.session() as s:
+            row = s.scalar(select(ApiKey).where(ApiKey.name == name))
+            if row is None:
+                raise NotFoundError(f"no API key named {name!r} (see `facedb keys list`)")
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+            return _key_dict(row)
+
+    def active_key(self, key_hash: str) -> tuple[str, str, str] | None:
+        """(name, scope, stored hash) of the unrevoked key with this hash, else None."""
+        with self.session() as s:
+            row = s.execute(select(ApiKey.name, ApiKey.scope, ApiKey.key_hash)
+                            .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))).first()
+        return (row[0], row[1], row[2]) if row is not None else None
+
+    def touch_key(self, name: str) -> None:
+        with self.session() as s:
+            s.execute(update(ApiKey).where(ApiKey.name == name).values(last_used_at=utcnow()))
+
+    # -- audit trail ------------------------------------------------------------------
+    def add_audit(self, actor: str, action: str, subject: str | None, images: int, faces: int, outcome: str,
+                  detail: str | None = None) -> None:
+        with self.session() as s:
+            s.add(AuditEntry(actor=actor[:128], action=action, subject=subject[:256] if subject else None,
+                             images=images, faces=faces, outcome=outcome, detail=(detail or None) and detail[:128]))
+
+    def audit(self, since: datetime | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Audit entries, oldest first (the newest ``limit`` of them)."""
+        with self.session() as s:
+            q = select(AuditEntry).order_by(AuditEntry.id.desc())
+            if since is not None:  # an aware UTC time; SQLite stores them without the zone
+                q = q.where(AuditEntry.at >= (since.replace(tzinfo=None) if self.is_sqlite else since))
+            if limit is not None:
+                q = q.limit(limit)
+            rows = list(s.scalars(q))
+        return [{"id": r.id, "at": iso(r.at), "actor": r.actor, "action": r.action, "subject": r.subject,
+                 "images": r.images, "faces": r.faces, "outcome": r.outcome, "detail": r.detail}
+                for r in reversed(rows)]

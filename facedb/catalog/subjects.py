@@ -1,0 +1,134 @@
+"""Subject queries: lookup, creation, listing, detail, rename, delete, and failure records."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from ..errors import AlreadyExistsError, NotFoundError
+from .core import CatalogCore
+from .models import Face, Failure, Image, PendingDelete, Subject, iso
+
+
+
+def failure_dict(f: Failure) -> dict[str, Any]:
+    return {"path": f.path, "subject": f.subject_name, "reason": f.reason, "message": f.detail,
+            "model": f.model, "created_at": iso(f.created_at)}
+
+
+class SubjectQueries(CatalogCore):
+    def subject(self, s: Session, name: str) -> Subject:
+        row = s.scalar(select(Subject).where(Subject.name == name))
+        if row is None:
+            raise NotFoundError(f"no subject named {name!r} (see `facedb subjects`)")
+        return row
+
+    def subjects_by_name(self, s: Session, names: Sequence[str],
+                         info: dict[str, dict[str, Any]] | None = None) -> dict[str, Subject]:
+        """The named subjects, created when new (one query for the lot); ``info`` merges metadata."""
+        wanted = list(dict.fromkeys(names))
+        found: dict[str, Subject] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            found.update({row.name: row for row in s.scalars(select(Subject).where(Subject.name.in_(chunk)))})
+        new = [Subject(name=n, info=(info or {}).get(n)) for n in wanted if n not in found]
+        if new:
+            s.add_all(new)
+            s.flush()
+            found.update({row.name: row for row in new})
+        for n, extra in (info or {}).items():
+            if extra and n in found and found[n] not in new:
+                found[n].info = {**(found[n].info or {}), **extra}
+        return found
+
+    def subject_rows(self) -> list[dict[str, Any]]:
+        """Every subject with its image and face counts, by name."""
+        with self.session() as s:
+            faces = select(Face.subject_id, func.count(Face.id).label("n")).group_by(Face.subject_id).subquery()
+            images = select(Image.subject_id, func.count(Image.id).label("n")).group_by(Image.subject_id).subquery()
+            q = (
+                select(Subject, func.coalesce(images.c.n, 0), func.coalesce(faces.c.n, 0))
+                .outerjoin(images, images.c.subject_id == Subject.id)
+                .outerjoin(faces, faces.c.subject_id == Subject.id)
+                .order_by(Subject.name)
+            )
+            return [{"name": sub.name, "images": int(ni), "faces": int(nf), "metadata": sub.info,
+                     "created_at": iso(sub.created_at)} for sub, ni, nf in s.execute(q)]
+
+    def subject_detail(self, name: str) -> dict[str, Any]:
+        """One subject: metadata, images with their faces, and its failure records."""
+        with self.session() as s:
+            sub = self.subject(s, name)
+            images = []
+            for img in s.scalars(select(Image).where(Image.subject_id == sub.id).order_by(Image.id)):
+                faces = s.scalars(select(Face).where(Face.image_id == img.id).order_by(Face.id)).all()
+                images.append({
+                    "image_id": img.id, "path": img.path, "sha256": img.sha256, "size_bytes": img.size_bytes,
+                    "width": img.width, "height": img.height, "status": img.status,
+                    "faces": [{"face_id": f.id, "model": f.model, "bbox": [round(v, 1) for v in f.bbox],
+                               "score": round(f.score, 4), "indexed": f.indexed} for f in faces],
+                })
+            fails = s.scalars(select(Failure).where(Failure.subject_name == name).order_by(Failure.id)).all()
+            return {"name": sub.name, "metadata": sub.info, "created_at": iso(sub.created_at), "images": images,
+                    "failures": [failure_dict(f) for f in fails]}
+
+    def rename_subject(self, old: str, new: str) -> tuple[int, dict[str, list[int]]]:
+        """Rename; returns the subject id and its face ids per pack (for the index metadata)."""
+        with self.session() as s:
+            sub = self.subject(s, old)
+            if s.scalar(select(Subject.id).where(Subject.name == new)) is not None:
+                raise AlreadyExistsError(f"a subject named {new!r} already exists")
+            sub.name = new
+            s.execute(update(Failure).where(Failure.subject_name == old).values(subject_name=new))
+            rows = s.execute(select(Face.id, Face.model).where(Face.subject_id == sub.id)).all()
+            return sub.id, _by_model(rows)
+
+    def delete_subject(self, name: str) -> tuple[int, dict[str, list[int]]]:
+        """Remove a subject and everything of it, journaling its face ids per pack for the index.
+
+        Returns (images removed, face ids per pack)."""
+        with self.session() as s:
+            sub = self.subject(s, name)
+            n_images = s.scalar(select(func.count(Image.id)).where(Image.subject_id == sub.id)) or 0
+            rows = s.execute(select(Face.id, Face.model).where(Face.subject_id == sub.id)).all()
+            by_model = _by_model(rows)
+            s.add_all([PendingDelete(face_id=fid, model=model) for fid, model in rows])
+            s.execute(delete(Face).where(Face.subject_id == sub.id))
+            s.execute(delete(Image).where(Image.subject_id == sub.id))
+            s.execute(delete(Failure).where(Failure.subject_name == name))
+            s.delete(sub)
+        return int(n_images), by_model
+
+    # -- failures --------------------------------------------------------------
+    def forget_failures(self, s: Session, keys: Sequence[tuple[str, str]]) -> None:
+        """Delete the failure records of these (path, subject name) pairs."""
+        for i in range(0, len(keys), 400):
+            chunk = list(keys[i:i + 400])
+            if chunk:
+                s.execute(delete(Failure).where(tuple_(Failure.path, Failure.subject_name).in_(chunk)))
+
+    def failures(self, subject: str | None = None, reason: str | None = None) -> list[dict[str, Any]]:
+        with self.session() as s:
+            q = select(Failure).order_by(Failure.id)
+            if subject:
+                q = q.where(Failure.subject_name == subject)
+            if reason:
+                q = q.where(Failure.reason == reason)
+            return [failure_dict(f) for f in s.scalars(q)]
+
+    def counts(self) -> tuple[int, int, dict[str, int]]:
+        """(subjects, images, failures per reason)."""
+        with self.session() as s:
+            n_sub = s.scalar(select(func.count(Subject.id))) or 0
+            n_img = s.scalar(select(func.count(Image.id))) or 0
+            reasons = s.execute(select(Failure.reason, func.count(Failure.id)).group_by(Failure.reason)).all()
+        return int(n_sub), int(n_img), {str(k): int(v) for k, v in reasons}
+
+
+def _by_model(rows: Sequence[Any]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for fid, model in rows:
+        out.setdefault(model, []).append(int(fid))
+    return out

@@ -1,0 +1,130 @@
+"""Reading input files safely, without decoding them (no numpy, no Pillow: the thin client uses it).
+
+Every problem with one input becomes an ``ImageError`` whose ``reason`` is a stable code
+(``not_found``, ``unreadable``, ``is_directory``, ``not_a_file``, ``empty_file``, ``too_large``;
+see ``facedb.imaging`` for the codes decoding adds).
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ImageError
+
+#: Largest file we read (bytes).
+MAX_FILE_BYTES = 200 * 1024 * 1024
+
+
+def display_name(name: str | os.PathLike[str]) -> str:
+    """``name`` safe to print on one line: control characters (a newline in a file name...)
+    and undecodable bytes are shown as escapes; spaces and non-ASCII letters are kept."""
+    s = os.fspath(name)
+    if isinstance(s, bytes):  # pragma: no cover - callers pass str paths
+        s = os.fsdecode(s)
+    if all(c.isprintable() for c in s):
+        return s
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
+
+
+def _os_error(p: Path, exc: OSError) -> ImageError:
+    shown = display_name(p)
+    if exc.errno == errno.ELOOP:
+        return ImageError("unreadable", f"{shown}: cannot read (symbolic link loop)")
+    if exc.errno == errno.ENOTDIR:
+        return ImageError("unreadable", f"{shown}: cannot read (a parent of this path is not a directory)")
+    if exc.errno == errno.EISDIR:
+        return ImageError("is_directory", f"{shown}: is a directory, not an image")
+    return ImageError("unreadable", f"{shown}: cannot read ({exc.strerror or exc})")
+
+
+def _check_stat(p: Path, st: os.stat_result) -> None:
+    shown = display_name(p)
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageError("is_directory", f"{shown}: is a directory, not an image")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageError("not_a_file", f"{shown}: not a regular file (a pipe, socket or device)")
+    if st.st_size == 0:
+        raise ImageError("empty_file", f"{shown}: empty file (0 bytes)")
+    if st.st_size > MAX_FILE_BYTES:
+        raise ImageError("too_large", f"{shown}: file is {st.st_size} bytes, over the {MAX_FILE_BYTES} limit")
+
+
+def read_bytes(path: str | os.PathLike[str]) -> bytes:
+    """Read a file's bytes, turning every OS problem into an ``ImageError``.
+
+    Never blocks on a FIFO or device (checked before opening, and again on the open
+    descriptor in case the path was swapped), and never reads more than ``MAX_FILE_BYTES``.
+    """
+    p = Path(path)
+    shown = display_name(p)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        if os.path.islink(p):
+            raise ImageError("not_found", f"{shown}: broken symbolic link (its target does not exist)") from None
+        raise ImageError("not_found", f"{shown}: no such file") from None
+    except OSError as exc:
+        raise _os_error(p, exc) from None
+    except ValueError as exc:  # embedded NUL byte, unencodable characters
+        raise ImageError("not_found", f"{shown}: not a valid file path ({exc})") from None
+    _check_stat(p, st)
+    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(p, flags)
+    except FileNotFoundError:
+        raise ImageError("not_found", f"{shown}: no such file") from None
+    except OSError as exc:
+        raise _os_error(p, exc) from None
+    try:
+        with open(fd, "rb", closefd=True) as fh:
+            _check_stat(p, os.fstat(fh.fileno()))
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise _os_error(p, exc) from None
+    if not data:
+        raise ImageError("empty_file", f"{shown}: empty file (0 bytes)")
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError("too_large", f"{shown}: file is over the {MAX_FILE_BYTES} byte limit")
+    return data
+
+
+def iter_image_files(paths: "list[str | os.PathLike[str]]") -> list[Path]:
+    """Expand files and directories into a list of candidate image paths.
+
+    Directories are walked recursively in sorted order; symlinked directories are not
+    followed (so symlink loops are harmless) and hidden entries are skipped. Every other
+    file is a candidate: one that is not an image is reported by ``decode``, not ignored.
+    A path that is not a directory (missing, a file, a FIFO...) is returned as given, so
+    that ``load`` reports what is wrong with it.
+    """
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        try:
+            is_dir = p.is_dir()
+        except (OSError, ValueError):
+            is_dir = False
+        if is_dir:
+            for dirpath, dirnames, filenames in os.walk(p, followlinks=False):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                out.extend(Path(dirpath) / fn for fn in sorted(filenames) if not fn.startswith("."))
+        else:
+            out.append(p)
+    return out
+
+
+@dataclass(frozen=True)
+class Upload:
+    """Image bytes that arrived without a file facedb may open: a server upload, or stdin.
+
+    ``name`` labels the image in results and messages. ``path`` is set only by a trusted local
+    client (the owner's CLI over the home's socket) for bytes it read from that file: the
+    catalog then records the file as the image's source, so ``reindex`` and thumbnails can
+    open it later. facedb never opens a path a remote client names."""
+
+    name: str
+    data: bytes
+    path: str | None = None

@@ -1,0 +1,269 @@
+"""Enrollment: files or uploads -> analysis (the worker pool) -> batched crash-safe writes.
+
+Files are read and hashed lazily while the workers detect and embed; duplicates (same SHA-256)
+are skipped before analysis; results are stored in write batches, each one short exclusive
+write (SQL, Chroma, SQL: see ``facedb.journal``), so searches interleave with a long import.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from . import files
+from .catalog.faces import StoredItem
+from .errors import FacedbError, ImageError
+from .files import Upload
+from .packs import ActivePack
+from .pipeline import Analysis, Analyzer
+from .results import EnrollReport, FailedItem, ImportReport
+from .store import Store
+
+MultiFace = Literal["largest", "skip"]
+MULTI_FACE_POLICIES: tuple[MultiFace, ...] = ("largest", "skip")
+MAX_NAME_LENGTH = 256
+#: Analysed images stored per write (one SQL transaction + one Chroma upsert), and the longest
+#: wait before a smaller batch is stored anyway (so that progress becomes durable).
+WRITE_BATCH = 256
+ENV_WRITE_BATCH = "FACEDB_WRITE_BATCH"
+WRITE_EVERY_S = 20.0
+#: Files read and hashed (and checked against the catalog) at a time.
+READ_BLOCK = 64
+ProgressFn = Callable[[int], None]
+
+
+def validate_subject_name(name: str) -> str:
+    """Subject names: 1-256 printable characters, no leading/trailing blanks."""
+    if not isinstance(name, str) or not name.strip():
+        raise FacedbError("subject name is empty")
+    if name != name.strip():
+        raise FacedbError(f"subject name {name!r} has leading or trailing blanks")
+    if len(name) > MAX_NAME_LENGTH:
+        raise FacedbError(f"subject name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}")
+    if any(not ch.isprintable() for ch in name):
+        raise FacedbError(f"subject name {name!r} contains control characters")
+    return name
+
+
+def subject_from_filename(name: str) -> str:
+    """``subject01.happy`` -> ``subject01``; ``Ann_Lee_0001.jpg`` -> ``Ann_Lee``."""
+    stem = name.split(".", 1)[0]
+    head, sep, tail = stem.rpartition("_")
+    if sep and tail.isdigit() and head:
+        return head
+    return stem
+
+
+def write_batch_size(explicit: int | None) -> int:
+    """The write batch: ``explicit``, else ``FACEDB_WRITE_BATCH``, else ``WRITE_BATCH``."""
+    if explicit is None:
+        raw = os.environ.get(ENV_WRITE_BATCH, "")
+        try:
+            explicit = int(raw) if raw else WRITE_BATCH
+        except ValueError:
+            raise FacedbError(f"{ENV_WRITE_BATCH}={raw!r} is not a number of images") from None
+    if explicit < 1:
+        raise FacedbError(f"the write batch must be at least 1 image, not {explicit}")
+    return explicit
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One input: a file to read, or bytes already here (an upload)."""
+
+    subject: str
+    label: str
+    path: Path | None = None
+    data: bytes | None = None
+    source: str = "file"
+
+    @property
+    def stored_path(self) -> str:
+        return str(self.path.absolute()) if self.path is not None else self.label
+
+    def read(self) -> bytes:
+        return self.data if self.data is not None else files.read_bytes(self.path)  # type: ignore[arg-type]
+
+
+def upload_item(subject: str, up: Upload) -> _Item:
+    if up.path:
+        return _Item(subject, up.name, data=up.data, source="file", path=Path(up.path))
+    return _Item(subject, up.name, data=up.data, source="upload")
+
+
+class Ingestor:
+    def __init__(self, store: Store, pack: ActivePack, analyzer: Analyzer, write_batch: int) -> None:
+        self.store = store
+        self.pack = pack
+        self.analyzer = analyzer
+        self.write_batch = write_batch
+
+    def enroll(self, subject: str, inputs: Sequence[str | os.PathLike[str] | Upload], *, multi_face: MultiFace,
+               metadata: dict[str, Any] | None, progress: ProgressFn | None) -> EnrollReport:
+        validate_subject_name(subject)
+        paths = [p for p in inputs if not isinstance(p, Upload)]
+        items = [_Item(subject, str(p), path=p) for p in files.iter_image_files(paths)]
+        items += [upload_item(subject, up) for up in inputs if isinstance(up, Upload)]
+        report = self.ingest(items, multi_face, {subject: metadata} if metadata else {}, progress)
+        return report.subjects[0] if report.subjects else EnrollReport(subject=subject)
+
+    def import_dir(self, root: str | os.PathLike[str], *, name_from: Literal["dir", "prefix"], multi_face: MultiFace,
+                   progress: ProgressFn | None) -> ImportReport:
+        base = Path(root)
+        if not base.is_dir():
+            raise FacedbError(f"{base}: not a directory")
+        items: list[_Item] = []
+        bad: list[FailedItem] = []
+        if name_from == "dir":
+            for child in sorted(base.iterdir()):
+                if child.name.startswith("."):
+                    continue
+                if child.is_dir() and not child.is_symlink():
+                    items.extend(_Item(child.name, str(p), path=p) for p in files.iter_image_files([child]))
+                else:
+                    bad.append(FailedItem(str(child), "no_subject",
+                                          f"{child}: not inside a subject folder (expected {base}/<subject>/<image>)"))
+        elif name_from == "prefix":
+            items = [_Item(subject_from_filename(p.name), str(p), path=p) for p in files.iter_image_files([base])]
+        else:
+            raise FacedbError(f"--name-from must be 'dir' or 'prefix', not {name_from!r}")
+        report = self.ingest(items, multi_face, {}, progress)
+        report.failed.extend(bad)
+        return report
+
+    def ingest(self, items: list[_Item], multi_face: MultiFace, metadata: dict[str, dict[str, Any]],
+               progress: ProgressFn | None) -> ImportReport:
+        if multi_face not in MULTI_FACE_POLICIES:
+            raise FacedbError(f"multi_face must be one of {MULTI_FACE_POLICIES}, not {multi_face!r}")
+        info = self.pack.info
+        reports: dict[str, EnrollReport] = {}
+        valid: list[_Item] = []
+        for it in items:
+            rep = reports.setdefault(it.subject, EnrollReport(subject=it.subject))
+            try:
+                validate_subject_name(it.subject)
+            except FacedbError as exc:
+                rep.failed.append(FailedItem(it.label, "bad_subject_name", f"{it.label}: {exc}"))
+                continue
+            valid.append(it)
+        with self.store.writing(open_index=False):
+            self.pack.contract(register=True)
+        todo: dict[int, tuple[_Item, str, int]] = {}
+        pending: list[tuple[_Item, str, int, Analysis]] = []
+        fresh = self._fresh_items(valid, reports, todo, pending, progress)
+        last_write = time.monotonic()
+        # Enrollment keeps one face per photo: embed only the largest (the others are counted).
+        for res in self.analyzer.stream(fresh, len(valid), max_faces=1):
+            it, digest, size = todo.pop(res.key)
+            pending.append((it, digest, size, res))
+            if len(pending) >= self.write_batch or (time.monotonic() - last_write > WRITE_EVERY_S
+                                                    and len(pending) >= self.write_batch // 8):
+                self._write_pending(pending, multi_face, metadata, reports, progress)
+                last_write = time.monotonic()
+        self._write_pending(pending, multi_face, metadata, reports, progress)
+        return ImportReport(model=info.name, subjects=list(reports.values()))
+
+    def _fresh_items(self, valid: list[_Item], reports: dict[str, EnrollReport], todo: dict[int, tuple[_Item, str, int]],
+                     pending: list[tuple[_Item, str, int, Analysis]], progress: ProgressFn | None
+                     ) -> Iterator[tuple[int, bytes, str]]:
+        """Read, hash and de-duplicate the inputs lazily, yielding only images to analyse.
+
+        Unreadable files go straight to ``pending`` (stored as failures); duplicates of an
+        enrolled image (or of an earlier input of this run) are counted and skipped."""
+        seen: dict[str, str] = {}
+        for start in range(0, len(valid), READ_BLOCK):
+            block: list[tuple[int, _Item, bytes, str]] = []
+            for i, it in enumerate(valid[start:start + READ_BLOCK], start):
+                try:
+                    data = it.read()
+                except ImageError as exc:
+                    pending.append((it, "", 0, Analysis(i, [], reason=exc.reason, message=str(exc))))
+                    continue
+                block.append((i, it, data, hashlib.sha256(data).hexdigest()))
+            known = self.store.catalog.known_sha256([d for *_, d in block])
+            skipped = 0
+            for i, it, data, digest in block:
+                owner = known.get(digest) or seen.get(digest)
+                if owner is not None:
+                    _count_duplicate(reports[it.subject], it, owner)
+                    skipped += 1
+                    continue
+                seen[digest] = it.subject
+                todo[i] = (it, digest, len(data))
+                yield i, data, it.label
+            if progress and skipped:
+                progress(skipped)
+
+    def _write_pending(self, pending: list[tuple[_Item, str, int, Analysis]], multi_face: MultiFace,
+                       metadata: dict[str, dict[str, Any]], reports: dict[str, EnrollReport],
+                       progress: ProgressFn | None) -> None:
+        """Store and empty ``pending`` (a no-op when it is empty)."""
+        if not pending:
+            return
+        batch = list(pending)
+        pending.clear()
+        self._write_batch(batch, multi_face, metadata, reports)
+        if progress:
+            progress(len(batch))
+
+    def _write_batch(self, batch: list[tuple[_Item, str, int, Analysis]], multi_face: MultiFace,
+                     metadata: dict[str, dict[str, Any]], reports: dict[str, EnrollReport]) -> None:
+        """Store one batch: SQL (not yet indexed) -> Chroma -> SQL indexed, under the write lock."""
+        from .faults import crash_point
+
+        info = self.pack.info
+        rows = [_stored_item(it, digest, size, res, multi_face) for it, digest, size, res in batch]
+        with self.store.writing() as index:
+            crash_point("enroll.before_sql")
+            try:
+                new_faces = self.store.catalog.store_batch(rows, info.name, metadata)
+                crash_point("enroll.after_sql")
+                self.store.journal.index_new_faces(index, info, new_faces)
+            except BaseException:
+                self.store.mark_dirty()
+                raise
+        for it, row in zip(batch, rows):
+            rep = reports[it[0].subject]
+            if row.outcome == "duplicate":
+                _count_duplicate(rep, it[0], row.owner or "")
+            elif row.outcome == "failed":
+                reason, message = row.failure or ("no_face", f"{it[0].label}: no face found")
+                rep.failed.append(FailedItem(it[0].label, reason, message))
+            else:
+                rep.enrolled += 1
+                rep.face_ids.append(int(row.face_id or 0))
+
+
+def _count_duplicate(rep: EnrollReport, it: _Item, owner: str) -> None:
+    if owner == it.subject:
+        rep.duplicates += 1
+    else:
+        rep.failed.append(FailedItem(it.label, "enrolled_as_other",
+                                     f"{it.label}: the same image is already enrolled as {owner!r}"))
+
+
+def _stored_item(it: _Item, digest: str, size: int, res: Analysis, multi_face: MultiFace) -> StoredItem:
+    row = StoredItem(subject=it.subject, label=it.label, path=it.stored_path, digest=digest, source=it.source, size_bytes=size,
+                     width=res.width, height=res.height)
+    failure = _failure_for(it, res, multi_face)
+    if failure is not None:
+        row.failure = (failure.reason, failure.message)
+    else:
+        row.face = res.faces[0]
+    return row
+
+
+def _failure_for(it: _Item, res: Analysis, multi_face: MultiFace) -> FailedItem | None:
+    if res.reason:
+        return FailedItem(it.label, res.reason, res.message or res.reason)
+    if not res.faces:
+        return FailedItem(it.label, "no_face", f"{it.label}: no face found")
+    if res.faces[0].embedding is None:  # an engine bug; this file fails alone, the batch goes on
+        return FailedItem(it.label, "analysis_error", f"{it.label}: the largest face was not embedded")
+    if len(res.faces) > 1 and multi_face == "skip":
+        return FailedItem(it.label, "too_many_faces", f"{it.label}: {len(res.faces)} faces found (--multi-face skip)")
+    return None

@@ -1,0 +1,125 @@
+"""The write order across the two stores, and recovery from a write that did not finish.
+
+- enroll: (1) one SQL transaction stores images + faces with ``indexed = false``
+  (``Catalog.store_batch``); (2) the vectors go into Chroma; (3) SQL marks them indexed.
+- delete: (1) one SQL transaction removes the subject's rows and journals their face ids in
+  ``pending_deletes``; (2) Chroma deletes them; (3) the journal rows are cleared.
+- rebuild (vacuum, repair): journaled as the flag ``rebuilding:<pack>``.
+
+Every search hit is re-read from SQL, so a vector that is in Chroma but not (or no longer)
+indexed in SQL is never returned; ``replay`` finishes or undoes what a killed process left.
+Callers hold the store's write access (``Store.writing``) around every method here.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .catalog.core import REBUILDING, REINDEXING
+from .catalog.database import Catalog
+from .catalog.faces import NewFace
+from .engine.base import PackInfo
+from .faults import crash_point
+from .index.chroma_index import ChromaIndex
+
+#: Vectors per Chroma call when rebuilding (Chroma's own limit is 5,461).
+ADD_CHUNK = 5000
+
+
+class Journal:
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    # -- the write order ---------------------------------------------------------------
+    def index_new_faces(self, index: ChromaIndex, info: PackInfo, faces: Sequence[NewFace]) -> None:
+        """Steps 2 and 3 of an enrollment: the faces ``store_batch`` stored go into Chroma."""
+        if not faces:
+            return
+        ids = [f.face_id for f in faces]
+        index.add(info, ids, np.stack([f.embedding for f in faces]), [f.subject_id for f in faces],
+                  [f.subject for f in faces])
+        crash_point("enroll.after_chroma")
+        self.catalog.mark_indexed(ids)
+        crash_point("enroll.after_mark")
+
+    def delete_subject(self, index: ChromaIndex, name: str) -> tuple[int, int]:
+        """Remove a subject from SQL (journaled) and then from the index; (images, faces)."""
+        n_images, by_model = self.catalog.delete_subject(name)
+        crash_point("delete.after_sql")
+        for model, ids in by_model.items():
+            self._delete_vectors(index, model, ids)
+            crash_point("delete.after_chroma")
+            self.catalog.clear_pending_deletes(ids)
+        return n_images, sum(len(v) for v in by_model.values())
+
+    def rename_subject(self, index: ChromaIndex, old: str, new: str) -> None:
+        subject_id, by_model = self.catalog.rename_subject(old, new)
+        for model, ids in by_model.items():
+            rec = self.catalog.pack_record(model)
+            if rec is not None:
+                index.rename_subject(rec, ids, subject_id, new)
+
+    def _delete_vectors(self, index: ChromaIndex, model: str, ids: Sequence[int]) -> None:
+        rec = self.catalog.pack_record(model)
+        if rec is not None:
+            index.delete(rec, ids)
+
+    # -- recovery --------------------------------------------------------------------------
+    def replay(self, index: ChromaIndex) -> None:
+        """Finish interrupted rebuilds, apply journaled deletes, index faces stored but not indexed."""
+        for model in self.catalog.recorded_packs():
+            if self.catalog.flag(REBUILDING, model):
+                rec = self.catalog.pack_record(model)
+                if rec is not None:
+                    self.rebuild(index, rec)
+        for model, ids in self.catalog.pending_deletes().items():
+            self._delete_vectors(index, model, ids)
+            crash_point("journal.after_deletes")
+            self.catalog.clear_pending_deletes(ids)
+        for model in self.catalog.models_in_use():
+            rec = self.catalog.pack_record(model)
+            if rec is None or self.catalog.flag(REINDEXING, model):
+                continue
+            self.index_pending(index, rec)
+
+    def index_pending(self, index: ChromaIndex, info: PackInfo) -> int:
+        """Index the pack's faces stored but not marked indexed (their add may have happened:
+        ``may_exist`` writes only the vectors Chroma lacks)."""
+        faces = self.catalog.unindexed_faces(info.name)
+        if not faces:
+            return 0
+        ids = [f.face_id for f in faces]
+        index.add(info, ids, np.stack([f.embedding for f in faces]), [f.subject_id for f in faces],
+                  [f.subject for f in faces], may_exist=True)
+        self.catalog.mark_indexed(ids)
+        return len(ids)
+
+    def add_from_catalog(self, index: ChromaIndex, info: PackInfo, face_ids: Sequence[int] | None = None) -> None:
+        """Put the pack's faces (all, or these ids) into the index from SQL's copy, and mark them."""
+        faces = self.catalog.faces_for_index(info.name, face_ids)
+        for i in range(0, len(faces), ADD_CHUNK):
+            part = faces[i:i + ADD_CHUNK]
+            index.add(info, [f.face_id for f in part], np.stack([f.embedding for f in part]),
+                      [f.subject_id for f in part], [f.subject for f in part])
+        self.catalog.mark_indexed([f.face_id for f in faces])
+
+    def rebuild(self, index: ChromaIndex, info: PackInfo) -> None:
+        """Drop the pack's collection and rebuild it from the catalog's embeddings.
+
+        Journaled as ``rebuilding:<pack>``: a process killed half-way is finished by the next
+        one to open the index."""
+        self.catalog.set_flag(REBUILDING, info.name, True)
+        try:
+            index.drop(info.name)
+        except Exception:  # an unloadable collection is dropped by the reset that follows
+            pass
+        crash_point("vacuum.after_drop")
+        self.forget_pending_deletes()
+        self.add_from_catalog(index, info)
+        self.catalog.set_flag(REBUILDING, info.name, False)
+
+    def forget_pending_deletes(self) -> None:
+        """Clear the delete journal without touching the index (it is being rebuilt from SQL)."""
+        for ids in self.catalog.pending_deletes().values():
+            self.catalog.clear_pending_deletes(ids)

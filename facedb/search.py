@@ -1,0 +1,210 @@
+"""Search (1:N): every face of every probe, its nearest enrolled subjects or faces, exactly;
+verification (1:1); and the scikit-learn reference cross-check."""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from . import files
+from .catalog.database import Catalog, FaceHit
+from .engine import Face, PackInfo
+from .errors import FacedbError, ImageError, IndexCorruptError, ModelError, NotFoundError
+from .files import Upload
+from .index.chroma_index import ChromaIndex, Neighbour, preload
+from .packs import ActivePack
+from .pipeline import Analysis, Analyzer
+from .results import FaceResult, ImageResult, Match, SearchReport, VerifyResult
+from .store import Store
+
+ImageInput = str | os.PathLike[str] | bytes | Upload
+By = Literal["subject", "face"]
+QueryFn = Callable[[np.ndarray, int], list[list[Neighbour]]]
+
+
+def label_of(image: ImageInput) -> str:
+    """How an input is named in results: its path, an upload's name, or ``<stdin>``."""
+    if isinstance(image, Upload):
+        return image.name
+    if isinstance(image, bytes):
+        return "<stdin>"
+    return str(image)
+
+
+class Searcher:
+    def __init__(self, store: Store, pack: ActivePack, analyzer: Analyzer) -> None:
+        self.store = store
+        self.pack = pack
+        self.analyzer = analyzer
+
+    # -- analysis ---------------------------------------------------------------------
+    def analyse(self, images: Sequence[ImageInput], max_faces: int | None = None) -> Iterator[Analysis]:
+        """Detect and embed every face of every image (in any order; ``key`` = position).
+
+        Files are read lazily; many files go through the worker pool (always, once it runs)."""
+        unread: list[Analysis] = []
+        n_files = sum(not isinstance(im, (bytes, Upload)) for im in images)
+
+        def inputs() -> Iterator[tuple[int, bytes, str]]:
+            for i, im in enumerate(images):
+                if isinstance(im, Upload):
+                    yield i, im.data, im.name
+                elif isinstance(im, bytes):
+                    yield i, im, "<stdin>"
+                else:
+                    try:
+                        yield i, files.read_bytes(im), str(im)
+                    except ImageError as exc:
+                        unread.append(Analysis(i, [], reason=exc.reason, message=str(exc)))
+
+        yield from self.analyzer.stream(inputs(), n_files, max_faces)
+        yield from unread
+
+    def detect(self, image: ImageInput, max_faces: int | None = None) -> list[Face]:
+        """All faces in one image, largest first, the first ``max_faces`` embedded (raises
+        ``ImageError`` when it cannot be read)."""
+        a = next(iter(self.analyse([image], max_faces)))
+        if a.reason:
+            raise ImageError(a.reason, a.message or a.reason)
+        return a.faces
+
+    # -- 1:N ----------------------------------------------------------------------------
+    def search(self, images: Sequence[ImageInput], *, k: int, threshold: float | None, by: By,
+               reference: bool) -> SearchReport:
+        if by not in ("subject", "face"):
+            raise FacedbError(f"by must be 'subject' or 'face', not {by!r}")
+        if k < 1:
+            raise FacedbError("k must be at least 1")
+        preload()
+        thr = self.pack.threshold if threshold is None else float(threshold)
+        info = self.pack.info
+        images = list(images)
+        results = [ImageResult(image=label_of(im)) for im in images]
+        found: dict[int, list[Face]] = {}
+        for a in self.analyse(images):
+            res = results[a.key]
+            if a.reason:
+                res.error, res.reason = a.message or a.reason, a.reason
+            elif not a.faces:
+                res.error, res.reason = f"{res.image}: no face found", "no_face"
+            found[a.key] = a.faces
+        probes = [(results[i], f) for i in sorted(found) for f in found[i]]
+        report = SearchReport(model=info.name, threshold=thr, by=by, k=k, results=results, reference=reference)
+        if not probes:
+            return report
+        vectors = np.stack([f.embedding for _, f in probes])
+        if reference:
+            from .index.reference import ReferenceIndex  # imports scikit-learn: not under the lock
+
+            ReferenceIndex.preload()
+        with self.store.reading() as index:
+            info = self.pack.contract()
+            total = self._require_consistent(index, info)
+            catalog = self.store.catalog
+            ranked = ranked_hits(lambda v, n: index.query(info, v, n), vectors, k, by, total, catalog)
+            agree: list[bool | None] = [None] * len(probes)
+            if reference:
+                from .index.reference import ReferenceIndex
+
+                ids, mat = catalog.embeddings(info.name)
+                ref = ReferenceIndex(ids, mat)
+                ref_ranked = ranked_hits(ref.query, vectors, k, by, len(ids), catalog)
+                agree = [same_answer(a, b) for a, b in zip(ranked, ref_ranked)]
+        for (res, face), matches, ok in zip(probes, ranked, agree):
+            out = [Match(h.subject, round(d, 6), d <= thr, h.face_id, h.image_path) for h, d in matches]
+            identity = out[0].subject if out and out[0].match else None
+            res.faces.append(FaceResult(bbox=[round(v, 1) for v in face.bbox], score=round(face.score, 4),
+                                        identity=identity, matches=out, reference_agrees=ok))
+        return report
+
+    def _require_consistent(self, index: ChromaIndex, info: PackInfo) -> int:
+        """Cheap invariant before a search: the index holds exactly the indexed SQL faces.
+        Returns that number."""
+        try:
+            n_index = index.count(info)
+        except (ModelError, IndexCorruptError):
+            raise
+        except Exception as exc:
+            raise IndexCorruptError(
+                f"the search index cannot be read ({exc}); run `facedb check --repair` to rebuild it"
+            ) from None
+        n_sql = self.store.catalog.count_indexed(info.name)
+        if n_index != n_sql:
+            raise IndexCorruptError(
+                f"the search index holds {n_index} faces but the catalog has {n_sql} for pack "
+                f"{info.name!r}; run `facedb check --repair` to rebuild the index from the catalog"
+            )
+        return n_index
+
+    # -- 1:1 ----------------------------------------------------------------------------
+    def verify(self, image: ImageInput, subject: str, *, threshold: float | None) -> VerifyResult:
+        thr = self.pack.threshold if threshold is None else float(threshold)
+        info = self.pack.info
+        catalog = self.store.catalog
+        sub_id = catalog.subject_id(subject)
+        label = label_of(image)
+        faces = self.detect(image, max_faces=1)
+        if not faces:
+            raise ImageError("no_face", f"{label}: no face found")
+        ids, mat = catalog.embeddings(info.name, subject_id=sub_id)
+        if not len(ids):
+            raise NotFoundError(f"subject {subject!r} has no faces enrolled with pack {info.name!r}")
+        self.pack.contract()
+        assert faces[0].embedding is not None
+        dists = 1.0 - mat @ faces[0].embedding
+        j = int(np.argmin(dists))
+        d = max(0.0, float(dists[j]))
+        hit = catalog.hits([int(ids[j])])[int(ids[j])]
+        return VerifyResult(image=label, subject=subject, model=info.name, threshold=thr, distance=round(d, 6),
+                            match=d <= thr, face_id=int(ids[j]), matched_image=hit.image_path,
+                            faces_in_image=len(faces))
+
+
+def ranked_hits(query: QueryFn, vectors: np.ndarray, k: int, by: By, total: int, catalog: Catalog
+                ) -> list[list[tuple[FaceHit, float]]]:
+    """Top-k (hit, distance) per probe: nearest faces, or nearest subjects by their best face.
+
+    For subjects, neighbours are fetched until k distinct subjects are seen (or all faces):
+    any subject not seen then is farther than every face seen, so the answer is exact.
+    Hits that SQL does not know as indexed are dropped (never a searchable orphan).
+    """
+    out: list[list[tuple[FaceHit, float]]] = [[] for _ in range(len(vectors))]
+    todo = list(range(len(vectors)))
+    n = k if by == "face" else max(4 * k, 32)
+    while todo and total > 0:
+        n = min(n, total)
+        neigh = query(vectors[todo], n)
+        hits = catalog.hits(list({nb.face_id for row in neigh for nb in row}))
+        again = []
+        for pos, row in zip(todo, neigh):
+            chosen: list[tuple[FaceHit, float]] = []
+            seen: set[int] = set()
+            for nb in row:
+                h = hits.get(nb.face_id)
+                if h is None or not h.indexed:
+                    continue
+                if by == "subject":
+                    if h.subject_id in seen:
+                        continue
+                    seen.add(h.subject_id)
+                chosen.append((h, nb.distance))
+                if len(chosen) == k:
+                    break
+            out[pos] = chosen
+            if len(chosen) < k and n < total:
+                again.append(pos)
+        todo = again
+        n *= 4
+    return out
+
+
+def same_answer(a: list[tuple[Any, float]], b: list[tuple[Any, float]], tol: float = 1e-4) -> bool:
+    """Same ranked answer (ids), allowing reordering only between near-equal distances."""
+    if len(a) != len(b):
+        return False
+    if [h.face_id for h, _ in a] == [h.face_id for h, _ in b]:
+        return all(abs(da - db) <= tol for (_, da), (_, db) in zip(a, b))
+    return all(abs(da - db) <= tol for (_, da), (_, db) in zip(a, b)) and (
+        {h.subject_id for h, _ in a} == {h.subject_id for h, _ in b})
