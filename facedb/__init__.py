@@ -48,11 +48,13 @@ if TYPE_CHECKING:
     )
 
 __version__ = "0.2.0"
-_RESULTS = {"AuditEntry", "CheckReport", "DeleteReport", "EnrollReport", "FaceResult", "FailedItem", "FailureRecord",
-            "ImageResult", "ImportReport", "KeyInfo", "Match", "PackStatus", "ReindexReport", "SearchReport", "Stats",
-            "SubjectDetail", "SubjectInfo", "VacuumReport", "VerifyResult"}
-__all__ = ["FaceDB", "Upload", "FacedbError", "ImageError", "NotFoundError", "DatabaseBusyError", "ModelError",
-           "IndexCorruptError", "AuthError", "UnavailableError", *sorted(_RESULTS)]
+__all__ = [
+    "AuditEntry", "AuthError", "CheckReport", "DatabaseBusyError", "DeleteReport", "EnrollReport", "FaceDB",
+    "FaceResult", "FacedbError", "FailedItem", "FailureRecord", "ImageError", "ImageResult", "ImportReport",
+    "IndexCorruptError", "KeyInfo", "Match", "ModelError", "NotFoundError", "PackStatus", "ReindexReport",
+    "SearchReport", "Stats", "SubjectDetail", "SubjectInfo", "UnavailableError", "Upload", "VacuumReport",
+    "VerifyResult",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -60,7 +62,7 @@ def __getattr__(name: str) -> Any:
         from .api import FaceDB
 
         return FaceDB
-    if name in _RESULTS:
+    if name in __all__:  # the result dataclasses (errors and Upload are imported above)
         from . import results
 
         return getattr(results, name)

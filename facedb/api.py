@@ -15,11 +15,13 @@ from typing import Any, Literal
 
 from . import access
 from .catalog.core import DEFAULT_PACK_KEY
+from .catalog.subjects import deleted_label
 from .config import DEFAULT_PACK, Settings, resolve_settings
 from .engine import Face
 from .errors import FacedbError
 from .files import Upload
-from .ingest import Ingestor, MultiFace, validate_subject_name, write_batch_size
+from .ingest import Ingestor, MultiFace, write_batch_size
+from .names import validate_subject_name
 from .maintenance import Maintenance
 from .packs import ActivePack
 from .pipeline import Analyzer, default_workers
@@ -139,8 +141,8 @@ class FaceDB:
         ``vacuum`` also rewrites the stores so the bytes are erased now."""
         with self._audited("delete", subject) as note:
             with self.store.writing() as index:
-                n_images, n_faces = self.store.journal.delete_subject(index, subject)
-            note(n_images, n_faces)
+                sid, n_images, n_faces = self.store.journal.delete_subject(index, subject)
+            note(n_images, n_faces, subject=deleted_label(sid))
         rep = DeleteReport(subject=subject, images=n_images, faces=n_faces)
         if vacuum:
             rep.vacuum = self.vacuum()
@@ -150,7 +152,7 @@ class FaceDB:
         validate_subject_name(new)
         with self._audited("rename", old) as note, self.store.writing() as index:
             self.store.journal.rename_subject(index, old, new)
-            note(0, 0, False, f"renamed to {new}"[:128])
+            note(0, 0, False, f"renamed from {old}"[:128], subject=new)
 
     def subjects(self) -> list[SubjectInfo]:
         return [SubjectInfo(**row) for row in self.catalog.subject_rows()]
@@ -160,6 +162,13 @@ class FaceDB:
 
     def failures(self, subject: str | None = None, reason: str | None = None) -> list[FailureRecord]:
         return [FailureRecord(**f) for f in self.catalog.failures(subject=subject, reason=reason)]
+
+    def face_thumbnail(self, face_id: int, size: int = 112) -> bytes | None:
+        """A JPEG of an enrolled face, cropped from its source photo while that file is on disk
+        and unchanged; None when it is not (facedb keeps no copy of photos)."""
+        from .thumbnails import face_thumbnail
+
+        return face_thumbnail(self.catalog, face_id, size)
 
     def stats(self) -> Stats:
         return self._maint.stats()
@@ -222,14 +231,18 @@ class FaceDB:
                  ) -> Iterator[Callable[..., None]]:
         """Record one audit entry for the call inside: its counts via ``note(images, faces,
         partial, detail)``, or the error kind it raised."""
-        counts: dict[str, Any] = {"images": 0, "faces": 0, "outcome": "ok", "detail": detail}
+        counts: dict[str, Any] = {"images": 0, "faces": 0, "outcome": "ok", "detail": detail, "subject": subject}
 
-        def note(images: int, faces: int, partial: bool = False, text: str | None = None) -> None:
+        def note(images: int, faces: int, partial: bool = False, text: str | None = None,
+                 subject: str | None = None) -> None:
             counts.update(images=images, faces=faces, outcome="partial" if partial else "ok", detail=text or detail)
+            if subject is not None:  # a renamed or deleted subject is recorded under its new label
+                counts["subject"] = subject
 
         try:
             yield note
         except FacedbError as exc:
-            self.gate.record(action, subject, counts["images"], counts["faces"], "error", exc.reason)
+            self.gate.record(action, counts["subject"], counts["images"], counts["faces"], "error", exc.reason)
             raise
-        self.gate.record(action, subject, counts["images"], counts["faces"], counts["outcome"], counts["detail"])
+        self.gate.record(action, counts["subject"], counts["images"], counts["faces"], counts["outcome"],
+                         counts["detail"])

@@ -1,16 +1,37 @@
 """The thin client: the CLI's backend when a ``facedb serve`` owns the home, or ``--server URL``.
 
-It imports no numpy, OpenCV, Chroma or SQLAlchemy: files are read here and sent as bytes, and
-the answers are rebuilt as the same result dataclasses ``FaceDB`` returns.
+It offers the verbs of ``FaceDB`` and returns the same result dataclasses, so every command
+prints and exits the same way through a server as directly. It imports no numpy, OpenCV,
+Chroma or SQLAlchemy: files are read here and sent as bytes (in requests within the server's
+limits), and the answers are rebuilt from their JSON.
 """
 from __future__ import annotations
 
+import http.client
+import json
 import os
+import secrets
 import socket
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+from . import files
+from .errors import FacedbError, ImageError, TooLargeError, UnavailableError, error_from
+from .files import Upload
+from .names import subject_from_filename, validate_subject_name
+from .results import (AuditEntry, CheckReport, DeleteReport, EnrollReport, FailedItem, FailureRecord, ImageResult,
+                      ImportReport, KeyInfo, PackStatus, ReindexReport, SearchReport, Stats, SubjectDetail,
+                      SubjectInfo, VacuumReport, VerifyResult)
 
 SOCKET_NAME = "facedb.sock"
+#: Images and bytes per request at most (within the server's default limits; a server with
+#: lower ones answers 413 and the chunk is split).
+CHUNK_FILES = 32
+CHUNK_BYTES = 48 * 1024 * 1024
+ProgressFn = Callable[[int], None]
 
 
 def socket_path(home: str | os.PathLike[str] | None) -> Path:
@@ -35,6 +56,360 @@ def server_listening(path: Path) -> bool:
         s.close()
 
 
-def connect(server: str | None, api_key: str | None, home: str | os.PathLike[str] | None) -> Any | None:
+def connect(server: str | None, api_key: str | None, home: str | os.PathLike[str] | None) -> Client | None:
     """A client for ``server`` (a URL), or for the server owning ``home``; None: use FaceDB."""
+    if server:
+        return Client(server, api_key=api_key)
+    path = socket_path(home)
+    if server_listening(path):
+        return Client("http://facedb.local", uds=path)
     return None
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over the home's unix socket."""
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__("facedb.local", timeout=timeout)
+        self._path = str(path)
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+def _quote_header(value: str) -> str:
+    """A multipart header parameter, escaped as browsers do (HTML: ``"`` CR LF as %22 %0D %0A)."""
+    return value.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def encode_multipart(files: Sequence[tuple[str, Upload]], fields: dict[str, str]) -> tuple[bytes, str]:
+    """(body, content type) of a ``multipart/form-data`` request."""
+    boundary = secrets.token_hex(16)
+    out = bytearray()
+    for name, value in fields.items():
+        out += (f'--{boundary}\r\nContent-Disposition: form-data; name="{_quote_header(name)}"\r\n\r\n'
+                .encode()) + value.encode() + b"\r\n"
+    for name, up in files:
+        out += (f'--{boundary}\r\nContent-Disposition: form-data; name="{_quote_header(name)}"; '
+                f'filename="{_quote_header(up.name)}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+                .encode("utf-8", "surrogateescape")) + up.data + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return bytes(out), f"multipart/form-data; boundary={boundary}"
+
+
+class Client:
+    """The verbs of ``FaceDB``, over HTTP (a URL with an API key, or the home's unix socket).
+
+    Built on the standard library's ``http.client``: importing an HTTP client library costs
+    more than the whole request (httpx: about 0.3 s), and a scripted search must stay quick."""
+
+    TIMEOUT_S = 3600.0
+
+    def __init__(self, base_url: str, *, api_key: str | None = None, uds: Path | None = None) -> None:
+        self.local = uds is not None
+        self._uds = uds
+        url = urlsplit(base_url)
+        if not self.local and (url.scheme not in ("http", "https") or not url.hostname):
+            raise FacedbError(f"--server must be an http:// or https:// URL, not {base_url!r}")
+        self._url = url
+        self._prefix = url.path.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key and not self.local else {}
+        self._where = str(uds) if uds is not None else base_url
+        self._conn: http.client.HTTPConnection | None = None
+        self._health: dict[str, Any] | None = None
+        self._pack: str | None = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- transport ------------------------------------------------------------------------------
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            if self._uds is not None:
+                self._conn = _UnixConnection(self._uds, self.TIMEOUT_S)
+            elif self._url.scheme == "https":
+                self._conn = http.client.HTTPSConnection(self._url.hostname or "", self._url.port, timeout=self.TIMEOUT_S)
+            else:
+                self._conn = http.client.HTTPConnection(self._url.hostname or "", self._url.port, timeout=self.TIMEOUT_S)
+        return self._conn
+
+    def _request(self, method: str, path: str, *, params: dict[str, str] | None = None,
+                 json_body: Any = None, files: Sequence[tuple[str, Upload]] = (),
+                 data: dict[str, str] | None = None) -> Any:
+        target = self._prefix + path + (f"?{urlencode(params)}" if params else "")
+        headers = dict(self._headers)
+        body: bytes | None = None
+        if files or data:
+            body, headers["Content-Type"] = encode_multipart(files, data or {})
+        elif json_body is not None:
+            body, headers["Content-Type"] = json.dumps(json_body).encode(), "application/json"
+        for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile: once more
+            conn = self._connection()
+            try:
+                try:
+                    conn.request(method, target, body=body, headers=headers)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the server may have answered early (413) and closed: read that answer
+                resp = conn.getresponse()
+                raw = resp.read()
+                if resp.will_close:
+                    self.close()
+                break
+            except (ConnectionError, http.client.HTTPException, OSError) as exc:
+                self.close()
+                if attempt == 2 or not isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError,
+                                                        ConnectionResetError)):
+                    raise UnavailableError(f"cannot reach the facedb server at {self._where}: {exc}") from None
+        try:
+            answer = json.loads(raw) if raw else None
+        except ValueError:
+            answer = None
+        if resp.status >= 400:
+            if isinstance(answer, dict) and "error" in answer:
+                raise error_from(answer.get("kind"), str(answer["error"]), answer.get("reason"))
+            raise UnavailableError(f"the facedb server at {self._where} answered HTTP {resp.status}")
+        return answer
+
+    def health(self) -> dict[str, Any]:
+        if self._health is None:
+            self._health = self._request("GET", "/healthz")
+        return self._health
+
+    @property
+    def pack_name(self) -> str:
+        if self._pack is None:
+            self._pack = str(self.health()["pack"])
+        return self._pack
+
+    @property
+    def threshold(self) -> float:
+        return float(self.health()["threshold"])
+
+    def _chunks(self, uploads: Iterator[tuple[int, Upload | FailedItem]]
+                ) -> Iterator[tuple[int, FailedItem] | list[tuple[int, Upload]]]:
+        """Group keyed uploads into requests of at most ``CHUNK_FILES`` images and
+        ``CHUNK_BYTES`` bytes; failures (files unreadable here) come out alone, as (key, item)."""
+        chunk: list[tuple[int, Upload]] = []
+        size = 0
+        for key, up in uploads:
+            if isinstance(up, FailedItem):
+                yield key, up
+                continue
+            if chunk and (len(chunk) >= CHUNK_FILES or size + len(up.data) > CHUNK_BYTES):
+                yield chunk
+                chunk, size = [], 0
+            chunk.append((key, up))
+            size += len(up.data)
+        if chunk:
+            yield chunk
+
+    def _post_images(self, path: str, field: str, chunk: list[tuple[int, Upload]], data: dict[str, str],
+                     ) -> Iterator[tuple[list[tuple[int, Upload]], Any] | tuple[int, FailedItem]]:
+        """POST a chunk of images; a chunk the server finds too large (413: its limits may be
+        lower than ours) is split until each image goes alone, and an image still too large
+        fails alone with the server's reason."""
+        fields = dict(data)
+        if self.local and field == "images" and "/subjects/" in path:  # the files the owner's server may reopen
+            fields["source_paths"] = json.dumps([up.path for _, up in chunk])
+        try:
+            yield chunk, self._request("POST", path, files=[(field, up) for _, up in chunk], data=fields)
+        except TooLargeError as exc:
+            if len(chunk) == 1:
+                key, up = chunk[0]
+                yield key, FailedItem(up.name, "too_large", f"{up.name}: {exc}")
+                return
+            half = len(chunk) // 2
+            yield from self._post_images(path, field, chunk[:half], data)
+            yield from self._post_images(path, field, chunk[half:], data)
+
+    def _read(self, paths: Sequence[str | os.PathLike[str]]) -> Iterator[Upload | FailedItem]:
+        """Each file's bytes (with its absolute path for the owner's server), or why not."""
+        for p in paths:
+            label = str(p)
+            try:
+                data = files.read_bytes(p)
+            except ImageError as exc:
+                yield FailedItem(label, exc.reason, str(exc))
+                continue
+            yield Upload(label, data, str(Path(p).absolute()) if self.local else None)
+
+    @staticmethod
+    def _multipart(field: str, uploads: Sequence[Upload]) -> list[tuple[str, Upload]]:
+        return [(field, up) for up in uploads]
+
+    @staticmethod
+    def _upload(image: str | os.PathLike[str] | bytes | Upload) -> Upload:
+        if isinstance(image, Upload):
+            return image
+        if isinstance(image, bytes):
+            return Upload("<stdin>", image)
+        return Upload(str(image), files.read_bytes(image))
+
+    # -- enrollment ------------------------------------------------------------------------------
+    def enroll(self, subject: str, paths: Sequence[str | os.PathLike[str] | Upload], *, multi_face: str = "largest",
+               metadata: dict[str, Any] | None = None, progress: ProgressFn | None = None) -> EnrollReport:
+        validate_subject_name(subject)
+        rep = EnrollReport(subject=subject)
+        local = files.iter_image_files([p for p in paths if not isinstance(p, Upload)])
+        given = [p for p in paths if isinstance(p, Upload)]
+
+        def inputs() -> Iterator[tuple[int, Upload | FailedItem]]:
+            yield from enumerate(self._read(local))
+            for up in given:
+                yield 0, up
+
+        data: dict[str, str] = {"multi_face": multi_face}
+        if metadata:
+            data["metadata"] = json.dumps(metadata)
+        path = f"/v1/subjects/{quote(subject, safe='')}/images"
+        for chunk in self._chunks(inputs()):
+            sent = [chunk] if isinstance(chunk, tuple) else self._post_images(path, "images", chunk, data)
+            for done in sent:
+                if isinstance(done[0], int):  # (key, FailedItem)
+                    rep.failed.append(done[1])
+                    if progress:
+                        progress(1)
+                    continue
+                part_chunk, body = done
+                self._pack = body["model"]
+                part = EnrollReport.from_dict(body["subjects"][0])
+                rep.enrolled += part.enrolled
+                rep.duplicates += part.duplicates
+                rep.failed.extend(part.failed)
+                rep.face_ids.extend(part.face_ids)
+                if progress:
+                    progress(len(part_chunk))
+        return rep
+
+    def import_dir(self, root: str | os.PathLike[str], *, name_from: str = "dir", multi_face: str = "largest",
+                   progress: ProgressFn | None = None) -> ImportReport:
+        base = Path(root)
+        if not base.is_dir():
+            raise FacedbError(f"{base}: not a directory")
+        groups: dict[str, list[Path]] = {}
+        loose: list[FailedItem] = []
+        if name_from == "dir":
+            for child in sorted(base.iterdir()):
+                if child.name.startswith("."):
+                    continue
+                if child.is_dir() and not child.is_symlink():
+                    groups.setdefault(child.name, []).extend(files.iter_image_files([child]))
+                else:
+                    loose.append(FailedItem(str(child), "no_subject",
+                                            f"{child}: not inside a subject folder (expected {base}/<subject>/<image>)"))
+        elif name_from == "prefix":
+            for p in files.iter_image_files([base]):
+                groups.setdefault(subject_from_filename(p.name), []).append(p)
+        else:
+            raise FacedbError(f"--name-from must be 'dir' or 'prefix', not {name_from!r}")
+        out = ImportReport(model=self.pack_name, failed=loose)
+        for subject, paths in groups.items():
+            try:
+                validate_subject_name(subject)
+            except FacedbError as exc:
+                out.subjects.append(EnrollReport(subject, failed=[
+                    FailedItem(str(p), "bad_subject_name", f"{p}: {exc}") for p in paths]))
+                continue
+            out.subjects.append(self.enroll(subject, paths, multi_face=multi_face, progress=progress))
+        return out
+
+    # -- search ------------------------------------------------------------------------------------
+    def search(self, images: Sequence[str | os.PathLike[str] | bytes | Upload], *, k: int = 3,
+               threshold: float | None = None, by: str = "subject", reference: bool = False) -> SearchReport:
+        results: list[ImageResult | None] = [None] * len(images)
+
+        def inputs() -> Iterator[tuple[int, Upload | FailedItem]]:
+            for i, im in enumerate(images):
+                try:
+                    yield i, self._upload(im)
+                except ImageError as exc:
+                    yield i, FailedItem(str(im), exc.reason, str(exc))
+
+        header: dict[str, Any] | None = None
+        fields = {"k": str(k), "by": by, "reference": "true" if reference else "false"}
+        if threshold is not None:
+            fields["threshold"] = repr(float(threshold))
+        for chunk in self._chunks(inputs()):
+            for done in ([chunk] if isinstance(chunk, tuple) else self._post_images("/v1/search", "images", chunk, fields)):
+                if isinstance(done[0], int):
+                    i, bad = done
+                    results[i] = ImageResult(image=bad.path, error=bad.message, reason=bad.reason)
+                    continue
+                part_chunk, body = done
+                header = {key: body[key] for key in ("model", "threshold", "by", "k", "reference")}
+                for (i, _), res in zip(part_chunk, body["results"]):
+                    results[i] = ImageResult.from_dict(res)
+        if header is None:  # nothing reached the server: it still says which pack and threshold
+            header = {"model": self.pack_name, "threshold": self.threshold if threshold is None else threshold,
+                      "by": by, "k": k, "reference": reference}
+        return SearchReport(results=[r for r in results if r is not None], **header)
+
+    def verify(self, image: str | os.PathLike[str] | bytes | Upload, subject: str, *,
+               threshold: float | None = None) -> VerifyResult:
+        up = self._upload(image)
+        data = {"subject": subject}
+        if threshold is not None:
+            data["threshold"] = repr(float(threshold))
+        return VerifyResult.from_dict(self._request("POST", "/v1/verify", files=self._multipart("image", [up]),
+                                                    data=data))
+
+    # -- management -------------------------------------------------------------------------------
+    def delete(self, subject: str, *, vacuum: bool = False) -> DeleteReport:
+        params = {"vacuum": "true"} if vacuum else {}
+        return DeleteReport.from_dict(self._request("DELETE", f"/v1/subjects/{quote(subject, safe='')}", params=params))
+
+    def rename(self, old: str, new: str) -> None:
+        self._request("PATCH", f"/v1/subjects/{quote(old, safe='')}", json_body={"name": new})
+
+    def subjects(self) -> list[SubjectInfo]:
+        return [SubjectInfo.from_dict(d) for d in self._request("GET", "/v1/subjects")]
+
+    def show(self, subject: str) -> SubjectDetail:
+        return SubjectDetail.from_dict(self._request("GET", f"/v1/subjects/{quote(subject, safe='')}"))
+
+    def failures(self, subject: str | None = None, reason: str | None = None) -> list[FailureRecord]:
+        params = {k: v for k, v in (("subject", subject), ("reason", reason)) if v}
+        return [FailureRecord.from_dict(d) for d in self._request("GET", "/v1/failures", params=params)]
+
+    def stats(self) -> Stats:
+        return Stats.from_dict(self._request("GET", "/v1/stats"))
+
+    def models(self) -> list[PackStatus]:
+        return [PackStatus.from_dict(d) for d in self._request("GET", "/v1/models")]
+
+    def check(self, repair: bool = False) -> CheckReport:
+        if repair:
+            return CheckReport.from_dict(self._request("POST", "/v1/check/repair"))
+        return CheckReport.from_dict(self._request("GET", "/v1/check"))
+
+    def vacuum(self) -> VacuumReport:
+        return VacuumReport.from_dict(self._request("POST", "/v1/vacuum"))
+
+    def reindex(self, progress: ProgressFn | None = None) -> ReindexReport:
+        rep = ReindexReport.from_dict(self._request("POST", "/v1/reindex"))
+        if progress:
+            progress(rep.reindexed + len(rep.failed))
+        return rep
+
+    # -- keys and audit -----------------------------------------------------------------------------
+    def create_key(self, name: str, scope: str) -> KeyInfo:
+        return KeyInfo.from_dict(self._request("POST", "/v1/keys", json_body={"name": name, "scope": scope}))
+
+    def keys(self) -> list[KeyInfo]:
+        return [KeyInfo.from_dict(d) for d in self._request("GET", "/v1/keys")]
+
+    def revoke_key(self, name: str) -> KeyInfo:
+        return KeyInfo.from_dict(self._request("DELETE", f"/v1/keys/{quote(name, safe='')}"))
+
+    def audit(self, since: datetime | None = None, limit: int | None = None) -> list[AuditEntry]:
+        params: dict[str, str] = {}
+        if since is not None:
+            params["since"] = since.isoformat()
+        if limit is not None:
+            params["limit"] = str(limit)
+        return [AuditEntry.from_dict(d) for d in self._request("GET", "/v1/audit", params=params)]

@@ -18,6 +18,7 @@ from . import files
 from .catalog.faces import StoredItem
 from .errors import FacedbError, ImageError
 from .files import Upload
+from .names import subject_from_filename, validate_subject_name
 from .packs import ActivePack
 from .pipeline import Analysis, Analyzer
 from .results import EnrollReport, FailedItem, ImportReport
@@ -25,7 +26,6 @@ from .store import Store
 
 MultiFace = Literal["largest", "skip"]
 MULTI_FACE_POLICIES: tuple[MultiFace, ...] = ("largest", "skip")
-MAX_NAME_LENGTH = 256
 #: Analysed images stored per write (one SQL transaction + one Chroma upsert), and the longest
 #: wait before a smaller batch is stored anyway (so that progress becomes durable).
 WRITE_BATCH = 256
@@ -34,28 +34,6 @@ WRITE_EVERY_S = 20.0
 #: Files read and hashed (and checked against the catalog) at a time.
 READ_BLOCK = 64
 ProgressFn = Callable[[int], None]
-
-
-def validate_subject_name(name: str) -> str:
-    """Subject names: 1-256 printable characters, no leading/trailing blanks."""
-    if not isinstance(name, str) or not name.strip():
-        raise FacedbError("subject name is empty")
-    if name != name.strip():
-        raise FacedbError(f"subject name {name!r} has leading or trailing blanks")
-    if len(name) > MAX_NAME_LENGTH:
-        raise FacedbError(f"subject name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}")
-    if any(not ch.isprintable() for ch in name):
-        raise FacedbError(f"subject name {name!r} contains control characters")
-    return name
-
-
-def subject_from_filename(name: str) -> str:
-    """``subject01.happy`` -> ``subject01``; ``Ann_Lee_0001.jpg`` -> ``Ann_Lee``."""
-    stem = name.split(".", 1)[0]
-    head, sep, tail = stem.rpartition("_")
-    if sep and tail.isdigit() and head:
-        return head
-    return stem
 
 
 def write_batch_size(explicit: int | None) -> int:

@@ -43,15 +43,15 @@ class Journal:
         self.catalog.mark_indexed(ids)
         crash_point("enroll.after_mark")
 
-    def delete_subject(self, index: ChromaIndex, name: str) -> tuple[int, int]:
-        """Remove a subject from SQL (journaled) and then from the index; (images, faces)."""
-        n_images, by_model = self.catalog.delete_subject(name)
+    def delete_subject(self, index: ChromaIndex, name: str) -> tuple[int, int, int]:
+        """Remove a subject from SQL (journaled) and then from the index; (subject id, images, faces)."""
+        sid, n_images, by_model = self.catalog.delete_subject(name)
         crash_point("delete.after_sql")
         for model, ids in by_model.items():
             self._delete_vectors(index, model, ids)
             crash_point("delete.after_chroma")
             self.catalog.clear_pending_deletes(ids)
-        return n_images, sum(len(v) for v in by_model.values())
+        return sid, n_images, sum(len(v) for v in by_model.values())
 
     def rename_subject(self, index: ChromaIndex, old: str, new: str) -> None:
         subject_id, by_model = self.catalog.rename_subject(old, new)

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import AlreadyExistsError, NotFoundError
 from .core import CatalogCore
-from .models import ApiKey, AuditEntry, iso, utcnow
+from .models import ApiKey, AuditEntry, Subject, iso, utcnow
 
 
 
@@ -59,9 +59,13 @@ class AccessQueries(CatalogCore):
     # -- audit trail ------------------------------------------------------------------
     def add_audit(self, actor: str, action: str, subject: str | None, images: int, faces: int, outcome: str,
                   detail: str | None = None) -> None:
+        """One audit row; a subject that exists is also recorded by id (so that deleting it can
+        scrub its name from every row, renamed or not)."""
         with self.session() as s:
+            sid = s.scalar(select(Subject.id).where(Subject.name == subject)) if subject else None
             s.add(AuditEntry(actor=actor[:128], action=action, subject=subject[:256] if subject else None,
-                             images=images, faces=faces, outcome=outcome, detail=(detail or None) and detail[:128]))
+                             subject_id=sid, images=images, faces=faces, outcome=outcome,
+                             detail=(detail or None) and detail[:128]))
 
     def audit(self, since: datetime | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Audit entries, oldest first (the newest ``limit`` of them)."""

@@ -144,7 +144,8 @@ class ApiKey(Base):
 class AuditEntry(Base):
     """One write or search: who (key name), what, on which subject, how many, how it ended.
 
-    Never image bytes, embeddings or the identities a search returned."""
+    Never image bytes, embeddings or the identities a search returned. Deleting a subject
+    replaces its name in these rows by ``deleted subject #<id>``: delete means gone."""
 
     __tablename__ = "audit"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -152,6 +153,7 @@ class AuditEntry(Base):
     actor: Mapped[str] = mapped_column(String(128))
     action: Mapped[str] = mapped_column(String(32))
     subject: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    subject_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     images: Mapped[int] = mapped_column(Integer, default=0)
     faces: Mapped[int] = mapped_column(Integer, default=0)
     outcome: Mapped[str] = mapped_column(String(16))  # ok | partial | error

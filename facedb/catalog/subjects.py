@@ -4,13 +4,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import delete, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from ..errors import AlreadyExistsError, NotFoundError
 from .core import CatalogCore
-from .models import Face, Failure, Image, PendingDelete, Subject, iso
+from .models import AuditEntry, Face, Failure, Image, PendingDelete, Subject, iso
 
+
+
+def deleted_label(subject_id: int) -> str:
+    """What the audit trail calls a subject once it is deleted."""
+    return f"deleted subject #{subject_id}"
 
 
 def failure_dict(f: Failure) -> dict[str, Any]:
@@ -85,12 +90,15 @@ class SubjectQueries(CatalogCore):
             rows = s.execute(select(Face.id, Face.model).where(Face.subject_id == sub.id)).all()
             return sub.id, _by_model(rows)
 
-    def delete_subject(self, name: str) -> tuple[int, dict[str, list[int]]]:
+    def delete_subject(self, name: str) -> tuple[int, int, dict[str, list[int]]]:
         """Remove a subject and everything of it, journaling its face ids per pack for the index.
+        Its name leaves the audit trail too (``deleted subject #<id>``).
 
-        Returns (images removed, face ids per pack)."""
+        Returns (subject id, images removed, face ids per pack)."""
         with self.session() as s:
             sub = self.subject(s, name)
+            s.execute(update(AuditEntry).where(or_(AuditEntry.subject_id == sub.id, AuditEntry.subject == name))
+                      .values(subject=deleted_label(sub.id), detail=None))
             n_images = s.scalar(select(func.count(Image.id)).where(Image.subject_id == sub.id)) or 0
             rows = s.execute(select(Face.id, Face.model).where(Face.subject_id == sub.id)).all()
             by_model = _by_model(rows)
@@ -98,8 +106,9 @@ class SubjectQueries(CatalogCore):
             s.execute(delete(Face).where(Face.subject_id == sub.id))
             s.execute(delete(Image).where(Image.subject_id == sub.id))
             s.execute(delete(Failure).where(Failure.subject_name == name))
+            sid = int(sub.id)
             s.delete(sub)
-        return int(n_images), by_model
+        return sid, int(n_images), by_model
 
     # -- failures --------------------------------------------------------------
     def forget_failures(self, s: Session, keys: Sequence[tuple[str, str]]) -> None:

@@ -8,6 +8,48 @@ import click
 from . import State, cli, emit_json, handle_errors, json_option, pass_state
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (keep it loopback or private: put a TLS proxy in front otherwise).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="TCP port (0: any free one).")
+@click.option("--max-file-mb", type=click.FloatRange(0.01), default=20, show_default=True,
+              help="Largest uploaded image (413 above).")
+@click.option("--max-request-mb", type=click.FloatRange(0.01), default=64, show_default=True,
+              help="Largest request body (413 above).")
+@click.option("--queue", type=click.IntRange(1, 4096), default=32, show_default=True,
+              help="Heavy requests (search, enroll, maintenance) in progress at once; more get 503 + Retry-After.")
+@click.option("--grace", type=click.FloatRange(0), default=30, show_default=True,
+              help="Seconds in-flight requests get to finish after SIGTERM.")
+@click.option("--workers", type=click.IntRange(1, 64), help="Analysis worker processes [default: cores].")
+@pass_state
+def serve(state: State, host: str, port: int, max_file_mb: float, max_request_mb: float, queue: int,
+          grace: float, workers: int | None) -> None:
+    """Run the HTTP API (and the web page at /) in the foreground; logs go to stderr.
+
+    The server owns the home for its whole life: while it runs, every `facedb` command on the
+    home goes through it (the home's socket facedb.sock, no key needed). Over TCP every /v1
+    call needs an API key: `facedb keys create NAME --scope read|write|admin`.
+
+    \b
+    Example:
+      facedb serve --port 8765 &
+      facedb keys create scripts --scope write
+      curl -H "Authorization: Bearer $KEY" -F images=@party.jpg http://127.0.0.1:8765/v1/search
+    """
+    with handle_errors():
+        from ..server.app import ServerConfig
+        from ..server.run import ServeOptions
+        from ..server.run import serve as run_server
+        from ..server.uploads import Limits
+
+        limits = Limits(max_file_bytes=int(max_file_mb * 1024 * 1024),
+                        max_request_bytes=int(max_request_mb * 1024 * 1024))
+        options = ServeOptions(host=host, port=port, grace=grace, config=ServerConfig(limits=limits, queue=queue))
+        from ..config import resolve_home
+
+        run_server(lambda: state.local(exclusive=True, workers=workers), resolve_home(state.opts.get("home")), options)
+
+
 @cli.group()
 def keys() -> None:
     """API keys for `facedb serve`: create, list, revoke.

@@ -43,7 +43,7 @@ class Embedded:
 
 def load_dataset(root: Path, name_from: str = "dir", limit: int | None = None) -> Dataset:
     """``root/<subject>/<images>`` or, with ``name_from='prefix'``, a flat folder."""
-    from ..service import subject_from_filename
+    from ..names import subject_from_filename
 
     if not root.is_dir():
         raise FacedbError(f"{root}: not a directory")
@@ -86,8 +86,8 @@ def embed(ds: Dataset, pack: str, models_dir: Path | None, workers: int,
                 if progress:
                     progress(1)
 
-    with Analyzer(pack, models_dir, workers, max_faces=1) as analyzer:
-        for res in analyzer.run(read_all(), len(ds.paths)):
+    with Analyzer(pack, models_dir, workers) as analyzer:
+        for res in analyzer.run(read_all(), len(ds.paths), max_faces=1):
             p = ds.paths[res.key]
             if res.reason or not res.faces:
                 failures[str(p)] = res.reason or "no_face"
@@ -264,7 +264,7 @@ def open_set(e: Embedded, threshold: float, sizes: list[int | None], target_fpir
 def database_crosscheck(e: Embedded, pack: str, models_dir: Path | None, threshold: float, seed: int
                         ) -> dict[str, Any]:
     """The tutorial protocol (split ``seed``) end to end through a scratch FaceDB."""
-    from ..service import FaceDB
+    from ..api import FaceDB
 
     by: dict[str, list[Path]] = defaultdict(list)
     for p, lab in zip(e.paths, e.labels):

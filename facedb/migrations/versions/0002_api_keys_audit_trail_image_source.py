@@ -36,6 +36,7 @@ def upgrade() -> None:
     sa.Column('actor', sa.String(length=128), nullable=False),
     sa.Column('action', sa.String(length=32), nullable=False),
     sa.Column('subject', sa.String(length=256), nullable=True),
+    sa.Column('subject_id', sa.Integer(), nullable=True),
     sa.Column('images', sa.Integer(), nullable=False),
     sa.Column('faces', sa.Integer(), nullable=False),
     sa.Column('outcome', sa.String(length=16), nullable=False),
@@ -44,6 +45,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('audit', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_audit_at'), ['at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_audit_subject_id'), ['subject_id'], unique=False)
 
     with op.batch_alter_table('images', schema=None) as batch_op:
         batch_op.add_column(sa.Column('source', sa.String(length=16), server_default='file', nullable=False))
@@ -57,6 +59,7 @@ def downgrade() -> None:
         batch_op.drop_column('source')
 
     with op.batch_alter_table('audit', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_audit_subject_id'))
         batch_op.drop_index(batch_op.f('ix_audit_at'))
 
     op.drop_table('audit')

@@ -1,0 +1,77 @@
+"""Who is calling, what they may do, and how much work the server takes on at once.
+
+- A request on the home's unix socket comes from the home's owner (the socket is 0600 in a
+  0700 directory): it acts as ``local`` with every scope. Every request over TCP needs an API
+  key (``Authorization: Bearer <key>``) whose scope allows the call.
+- Heavy calls (analysis, writes) are admitted up to a bound; beyond it the server answers
+  503 with ``Retry-After`` instead of queueing without limit.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from ..access import LOCAL_ACTOR, Gatekeeper, Scope
+from ..errors import OverloadedError
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated caller of one request."""
+
+    actor: str
+    local: bool
+
+
+def is_local(request: Request) -> bool:
+    """Whether the request arrived on a unix socket (uvicorn gives its server address as (path, None))."""
+    server = request.scope.get("server")
+    return bool(server) and server[1] is None  # type: ignore[index]
+
+
+class KeyCheck:
+    """Checks keys against the catalog; notes each key's last use at most once a minute."""
+
+    TOUCH_EVERY_S = 60.0
+
+    def __init__(self, gate: Gatekeeper) -> None:
+        self.gate = gate
+        self._touched: dict[str, float] = {}
+
+    def __call__(self, need: Scope) -> Callable[[Request], Awaitable[Caller]]:
+        async def dependency(request: Request) -> Caller:
+            if is_local(request):
+                return Caller(LOCAL_ACTOR, True)
+            header = request.headers.get("authorization", "")
+            scheme, _, key = header.partition(" ")
+            presented = key.strip() if scheme.lower() == "bearer" else None
+            name = await run_in_threadpool(self.gate.authenticate, presented, need)
+            now = time.monotonic()
+            if now - self._touched.get(name, -1e9) > self.TOUCH_EVERY_S:
+                self._touched[name] = now
+                await run_in_threadpool(self.gate.catalog.touch_key, name)
+            return Caller(name, False)
+
+        return dependency
+
+
+class Admission:
+    """At most ``limit`` heavy requests in the server at once; the next one gets 503."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.inflight = 0
+
+    async def __call__(self) -> AsyncIterator[None]:
+        if self.inflight >= self.limit:
+            raise OverloadedError(f"the server is busy ({self.inflight} requests in progress); "
+                                  "retry after the time in Retry-After", retry_after=1)
+        self.inflight += 1
+        try:
+            yield
+        finally:
+            self.inflight -= 1
