@@ -16,13 +16,13 @@ class ReferenceIndex:
         try:
             import sklearn.neighbors  # noqa: F401
         except ImportError:
-            raise DependencyError("the reference mode needs scikit-learn: pip install 'facedb[reference]'") from None
+            raise DependencyError("the reference mode needs scikit-learn (a dependency of facedb): reinstall facedb, or pip install scikit-learn") from None
 
     def __init__(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         try:
             from sklearn.neighbors import NearestNeighbors
         except ImportError:
-            raise DependencyError("the reference mode needs scikit-learn: pip install 'facedb[reference]'") from None
+            raise DependencyError("the reference mode needs scikit-learn (a dependency of facedb): reinstall facedb, or pip install scikit-learn") from None
         self._ids = ids
         self._nn = None
         if len(ids):

@@ -7,10 +7,14 @@ accepting, let in-flight requests finish (up to ``grace`` seconds), close the da
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +75,29 @@ def configure_logging() -> None:
     root.propagate = False
 
 
+def _server_class() -> Any:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, except that a SIGTERM/SIGINT it handled gracefully is not raised
+        again afterwards (uvicorn does, which kills the process before the database is closed
+        and gives exit code 143): ``serve`` closes everything and the process exits 0."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+
+    return Server
+
+
 def serve(db_factory: Any, home: Path, options: ServeOptions) -> None:
     """Listen first (so that clients queue instead of going for the home lock), then open the
     database with ``db_factory()`` (an exclusive ``FaceDB``) and serve until stopped."""
@@ -89,7 +116,7 @@ def serve(db_factory: Any, home: Path, options: ServeOptions) -> None:
         log.info("facedb serving %s (pack %s) on http://%s:%d and %s", home, db.pack_name, host, port, sock_path)
         uv = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
                             timeout_graceful_shutdown=options.grace, server_header=False)
-        uvicorn.Server(uv).run(sockets=sockets)
+        _server_class()(uv).run(sockets=sockets)
     finally:
         for s in sockets:
             s.close()
