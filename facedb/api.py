@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from . import access
+from . import access, trace
 from .catalog.core import DEFAULT_PACK_KEY
 from .catalog.subjects import deleted_label
 from .config import DEFAULT_PACK, Settings, resolve_settings
@@ -51,6 +51,12 @@ class FaceDB:
     def __init__(self, home: PathLike | None = None, *, db_url: str | None = None, pack: str | None = None,
                  models_dir: PathLike | None = None, lock_timeout: float | None = None, workers: int | None = None,
                  threshold: float | None = None, write_batch: int | None = None, exclusive: bool = False) -> None:
+        with trace.span("facedb.open"):
+            self._open(home, db_url, pack, models_dir, lock_timeout, workers, threshold, write_batch, exclusive)
+
+    def _open(self, home: PathLike | None, db_url: str | None, pack: str | None, models_dir: PathLike | None,
+              lock_timeout: float | None, workers: int | None, threshold: float | None, write_batch: int | None,
+              exclusive: bool) -> None:
         self.settings: Settings = resolve_settings(home, db_url, pack, models_dir, lock_timeout)
         batch = write_batch_size(write_batch)
         self.store = Store(self.settings, exclusive=exclusive)

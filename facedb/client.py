@@ -21,12 +21,12 @@ from urllib.parse import quote, urlencode, urlsplit
 from . import files
 from .errors import FacedbError, ImageError, TooLargeError, UnavailableError, error_from
 from .files import Upload
+from .locking import server_listening
 from .names import subject_from_filename, validate_subject_name
 from .results import (AuditEntry, CheckReport, DeleteReport, EnrollReport, FailedItem, FailureRecord, ImageResult,
                       ImportReport, KeyInfo, PackStatus, ReindexReport, SearchReport, Stats, SubjectDetail,
                       SubjectInfo, VacuumReport, VerifyResult)
 
-SOCKET_NAME = "facedb.sock"
 #: Images and bytes per request at most (within the server's default limits; a server with
 #: lower ones answers 413 and the chunk is split).
 CHUNK_FILES = 32
@@ -35,25 +35,9 @@ ProgressFn = Callable[[int], None]
 
 
 def socket_path(home: str | os.PathLike[str] | None) -> Path:
-    from .config import resolve_home
+    from .config import SOCKET_NAME, resolve_home
 
     return resolve_home(home) / SOCKET_NAME
-
-
-def server_listening(path: Path) -> bool:
-    """Whether a server accepts connections on the unix socket ``path`` (a stale file left by a
-    killed server does not count)."""
-    if not path.exists():
-        return False
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(2.0)
-    try:
-        s.connect(str(path))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 def connect(server: str | None, api_key: str | None, home: str | os.PathLike[str] | None) -> Client | None:

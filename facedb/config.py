@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
+from . import trace
 
 ENV_HOME = "FACEDB_HOME"
 ENV_DB_URL = "FACEDB_DB_URL"
@@ -18,6 +19,7 @@ DEFAULT_LOCK_TIMEOUT = 60.0
 SQLITE_NAME = "facedb.sqlite3"
 CHROMA_DIR = "chroma"
 LOCK_NAME = "facedb.lock"
+SOCKET_NAME = "facedb.sock"
 
 
 def default_home() -> Path:
@@ -40,6 +42,11 @@ class Settings:
     @property
     def lock_path(self) -> Path:
         return self.home / LOCK_NAME
+
+    @property
+    def socket_path(self) -> Path:
+        """Where ``facedb serve`` listens for the home's owner while it runs."""
+        return self.home / SOCKET_NAME
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -85,6 +92,7 @@ def ensure_private_dir(path: Path) -> None:
     os.chmod(path, 0o700)
 
 
+@trace.traced("home.chmod")
 def make_private_tree(root: Path) -> None:
     """chmod every directory under ``root`` to 0700 and every file to 0600."""
     if not root.exists():

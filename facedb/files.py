@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ImageError
+from . import trace
 
 #: Largest file we read (bytes).
 MAX_FILE_BYTES = 200 * 1024 * 1024
@@ -52,6 +53,7 @@ def _check_stat(p: Path, st: os.stat_result) -> None:
         raise ImageError("too_large", f"{shown}: file is {st.st_size} bytes, over the {MAX_FILE_BYTES} limit")
 
 
+@trace.traced("file.read")
 def read_bytes(path: str | os.PathLike[str]) -> bytes:
     """Read a file's bytes, turning every OS problem into an ``ImageError``.
 

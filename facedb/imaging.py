@@ -27,6 +27,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageError
 from .files import MAX_FILE_BYTES, display_name, iter_image_files, read_bytes
+from . import trace
 
 __all__ = ["LoadedImage", "decode", "load", "read_bytes", "iter_image_files", "display_name", "MAX_FILE_BYTES"]
 
@@ -90,6 +91,7 @@ def _open(buf: io.BytesIO) -> Image.Image:
         return Image.open(buf, formats=_accepted_formats())
 
 
+@trace.traced("image.decode")
 def decode(data: bytes, name: str = "<image>") -> LoadedImage:
     """Decode image bytes into an upright 8-bit BGR array, refusing bombs and junk.
 

@@ -23,6 +23,7 @@ from .packs import ActivePack
 from .pipeline import Analysis, Analyzer
 from .results import EnrollReport, FailedItem, ImportReport
 from .store import Store
+from . import trace
 
 MultiFace = Literal["largest", "skip"]
 MULTI_FACE_POLICIES: tuple[MultiFace, ...] = ("largest", "skip")
@@ -113,6 +114,7 @@ class Ingestor:
         report.failed.extend(bad)
         return report
 
+    @trace.traced("ingest.total")
     def ingest(self, items: list[_Item], multi_face: MultiFace, metadata: dict[str, dict[str, Any]],
                progress: ProgressFn | None) -> ImportReport:
         if multi_face not in MULTI_FACE_POLICIES:
@@ -188,6 +190,7 @@ class Ingestor:
         if progress:
             progress(len(batch))
 
+    @trace.traced("ingest.write_batch")
     def _write_batch(self, batch: list[tuple[_Item, str, int, Analysis]], multi_face: MultiFace,
                      metadata: dict[str, dict[str, Any]], reports: dict[str, EnrollReport]) -> None:
         """Store one batch: SQL (not yet indexed) -> Chroma -> SQL indexed, under the write lock."""

@@ -22,6 +22,7 @@ from .catalog.faces import NewFace
 from .engine.base import PackInfo
 from .faults import crash_point
 from .index.chroma_index import ChromaIndex
+from . import trace
 
 #: Vectors per Chroma call when rebuilding (Chroma's own limit is 5,461).
 ADD_CHUNK = 5000
@@ -66,6 +67,7 @@ class Journal:
             index.delete(rec, ids)
 
     # -- recovery --------------------------------------------------------------------------
+    @trace.traced("journal.replay")
     def replay(self, index: ChromaIndex) -> None:
         """Finish interrupted rebuilds, apply journaled deletes, index faces stored but not indexed."""
         for model in self.catalog.recorded_packs():

@@ -20,6 +20,7 @@ from pathlib import Path
 from . import imaging
 from .engine import Face, FaceEngine, load_engine
 from .errors import FacedbError, ImageError
+from . import trace
 
 
 @dataclass
@@ -57,6 +58,7 @@ def _init_worker(pack: str, models_dir: Path | None) -> None:
     load_engine(pack, models_dir)
 
 
+@trace.traced("analysis.image")
 def analyze_bytes(key: int, data: bytes, name: str, pack: str, models_dir: Path | None,
                   max_faces: int | None = None) -> Analysis:
     """Decode and analyse one image here; every problem with it becomes a reason, never a raise
@@ -182,7 +184,8 @@ class Analyzer:
                 inflight[self._submit(pool, task, max_faces)] = task
             if not inflight:
                 return
-            done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+            with trace.span("analysis.wait"):
+                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
             for fut in done:
                 task = inflight.pop(fut)
                 try:

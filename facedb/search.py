@@ -18,6 +18,7 @@ from .packs import ActivePack
 from .pipeline import Analysis, Analyzer
 from .results import FaceResult, ImageResult, Match, SearchReport, VerifyResult
 from .store import Store
+from . import trace
 
 ImageInput = str | os.PathLike[str] | bytes | Upload
 By = Literal["subject", "face"]
@@ -71,6 +72,7 @@ class Searcher:
         return a.faces
 
     # -- 1:N ----------------------------------------------------------------------------
+    @trace.traced("search.total")
     def search(self, images: Sequence[ImageInput], *, k: int, threshold: float | None, by: By,
                reference: bool) -> SearchReport:
         if by not in ("subject", "face"):

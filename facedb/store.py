@@ -33,7 +33,8 @@ class Store:
         ensure_private_dir(settings.home)
         self.catalog = Catalog(settings.db_url)
         self.journal = Journal(self.catalog)
-        self._home_lock = HomeLock(settings.lock_path, settings.lock_timeout)
+        self._home_lock = HomeLock(settings.lock_path, settings.lock_timeout,
+                                   None if exclusive else settings.socket_path)
         self._rw = fasteners.ReaderWriterLock()
         self._mutex = threading.Lock()
         self._users = 0

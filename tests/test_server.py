@@ -525,3 +525,39 @@ def test_sigterm_lets_an_inflight_enroll_finish(tmp_path: Path) -> None:
     res = run_process(home, "subjects", "--json", env=clean_env())
     (everyone,) = json.loads(res.stdout)
     assert everyone["faces"] == result["body"]["enrolled"]
+
+
+def test_a_command_waiting_for_the_home_hands_over_to_a_server_that_takes_it(
+        tmp_path: Path, people: dict[str, list[Path]]) -> None:
+    """A CLI command blocked on the home lock notices the server that appears meanwhile (its
+    socket) and sends its request there instead of timing out with "database busy"."""
+    home = tmp_path / "home"
+    _enroll_direct(home, people, ("person1",))
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys\nfrom facedb import FaceDB\ndb = FaceDB(sys.argv[1])\n"
+        "with db.hold():\n    print('held', flush=True)\n    sys.stdin.readline()\n"), str(home)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=clean_env())
+    srv = FacedbServer(home, workers=1)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
+        search = subprocess.Popen([*facedb_executable(), "--home", str(home), "search", str(people["person1"][0]),
+                                   "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
+        time.sleep(2.0)  # the command is waiting for the lock
+        assert search.poll() is None
+        log = open(srv.log_path, "ab")
+        srv.proc = subprocess.Popen([*facedb_executable(), "--home", str(home), "serve", *srv.args],
+                                    stdout=log, stderr=log, env=srv.env)
+        log.close()
+        deadline = time.monotonic() + 60
+        while not (home / "facedb.sock").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(1.5)  # the waiting command sees the socket and hands over
+        holder.communicate(b"\n", timeout=30)  # now the server gets the home
+        out, err = search.communicate(timeout=180)
+        assert search.returncode == 0, err.decode()
+        assert json.loads(out)["results"][0]["faces"][0]["identity"] == "person1"
+        assert "POST /v1/search 200" in srv.log(), "the command did not go through the server"
+    finally:
+        holder.kill()
+        srv.kill()

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..engine.base import PackInfo
 from ..errors import FacedbError
 from .models import Setting
+from .. import trace
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 #: The newest migration's revision id (a test checks it equals Alembic's head).
@@ -63,6 +64,7 @@ class CatalogCore:
         except (OperationalError, ProgrammingError):
             return None
 
+    @trace.traced("sql.upgrade")
     def upgrade(self) -> None:
         """Create or upgrade the schema to the newest Alembic revision.
 

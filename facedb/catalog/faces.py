@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from .subjects import SubjectQueries
 from .models import Face, Failure, Image, PendingDelete, Subject
+from .. import trace
 
 #: Rows per ``IN (...)`` list: well under SQLite's and PostgreSQL's parameter limits.
 CHUNK = 500
@@ -76,6 +77,7 @@ class FaceQueries(SubjectQueries):
     """Builds on the subject queries (an enrollment creates subjects and clears failures)."""
 
     # -- enrollment --------------------------------------------------------------
+    @trace.traced("sql.known_sha256")
     def known_sha256(self, digests: Sequence[str], s: Session | None = None) -> dict[str, str]:
         """Map each already-stored digest to the name of the subject that owns it."""
         if s is None:
@@ -88,6 +90,7 @@ class FaceQueries(SubjectQueries):
             out.update({d: n for d, n in s.execute(q)})
         return out
 
+    @trace.traced("sql.store_batch")
     def store_batch(self, items: Sequence[StoredItem], model: str,
                     metadata: dict[str, dict[str, Any]] | None = None) -> list[NewFace]:
         """Step 1 of the enrollment write order, in one transaction: failures are recorded, new
@@ -128,6 +131,7 @@ class FaceQueries(SubjectQueries):
                                    it.subject))
         return new
 
+    @trace.traced("sql.mark_indexed")
     def mark_indexed(self, face_ids: Sequence[int]) -> None:
         ids = list(face_ids)
         with self.session() as s:
@@ -152,6 +156,7 @@ class FaceQueries(SubjectQueries):
                 for fid, emb, sid, name in rows if wanted is None or fid in wanted]
 
     # -- search --------------------------------------------------------------------
+    @trace.traced("sql.hits")
     def hits(self, face_ids: Sequence[int]) -> dict[int, FaceHit]:
         ids = list(face_ids)
         out: dict[int, FaceHit] = {}
@@ -189,6 +194,7 @@ class FaceQueries(SubjectQueries):
         with self.session() as s:
             return set(s.scalars(select(Face.id).where(Face.model == model, Face.indexed.is_(True))))
 
+    @trace.traced("sql.count_indexed")
     def count_indexed(self, model: str) -> int:
         with self.session() as s:
             return int(s.scalar(select(func.count(Face.id)).where(Face.model == model, Face.indexed.is_(True))) or 0)

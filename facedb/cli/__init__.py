@@ -39,15 +39,20 @@ class State:
         self._backend: Any = None
 
     def backend(self, **extra: Any) -> Any:
-        """The server's client when a server owns the home (or ``--server``), else a ``FaceDB``."""
+        """The server's client when a server owns the home (or ``--server``), else a ``FaceDB``
+        that hands over to the server if one takes the home while the command waits for it."""
         if self._backend is None:
             from ..client import connect
+            from ..locking import ServedElsewhere
 
             self._backend = connect(self.server, self.api_key, self.opts.get("home"))
             if self._backend is None:
                 from ..api import FaceDB
 
-                self._backend = FaceDB(**self.opts, **extra)
+                try:
+                    self._backend = _HandOver(self, FaceDB(**self.opts, **extra))
+                except ServedElsewhere:
+                    self._backend = connect(None, None, self.opts.get("home"))
         return self._backend
 
     def local(self, **extra: Any) -> Any:
@@ -60,6 +65,39 @@ class State:
         if self._backend is not None:
             self._backend.close()
             self._backend = None
+
+
+class _HandOver:
+    """A local ``FaceDB`` whose calls go to the server instead if a ``facedb serve`` took the
+    home while the call waited for it (nothing was written by then: it never got the lock)."""
+
+    def __init__(self, state: State, local: Any) -> None:
+        self._state = state
+        self._local = local
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._local, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            from ..client import connect
+            from ..locking import ServedElsewhere
+
+            try:
+                return attr(*args, **kwargs)
+            except ServedElsewhere:
+                client = connect(None, None, self._state.opts.get("home"))
+                if client is None:
+                    raise
+                self._local.close()
+                self._local = client
+                return getattr(client, name)(*args, **kwargs)
+
+        return call
+
+    def close(self) -> None:
+        self._local.close()
 
 
 pass_state = click.make_pass_decorator(State)

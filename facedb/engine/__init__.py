@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import ModelError
 from .base import Face, FaceEngine, PackInfo, known_packs
+from .. import trace
 
 __all__ = ["Face", "FaceEngine", "PackInfo", "load_engine", "known_packs", "is_insightface_pack"]
 
@@ -29,6 +30,13 @@ def load_engine(name: str, models_dir: Path | None = None) -> FaceEngine:
     key = (name, str(models_dir or ""))
     if key in _CACHE:
         return _CACHE[key]
+    with trace.span("engine.load", pack=name):
+        engine = _load(name, models_dir)
+    _CACHE[key] = engine
+    return engine
+
+
+def _load(name: str, models_dir: Path | None) -> FaceEngine:
     _load_builtin_packs()
     from .base import _FACTORIES
 
@@ -43,5 +51,4 @@ def load_engine(name: str, models_dir: Path | None = None) -> FaceEngine:
             f"unknown model pack {name!r}; known packs: {', '.join(sorted(_FACTORIES))} "
             "(or give a directory of InsightFace ONNX files)"
         )
-    _CACHE[key] = engine
     return engine

@@ -21,6 +21,7 @@ import numpy as np
 from ..engine.base import PackInfo
 from ..errors import IndexCorruptError, ModelError
 from ..faults import crash_point
+from .. import trace
 
 #: HNSW parameters, recorded in every collection's configuration.
 HNSW = {"space": "cosine", "max_neighbors": 32, "ef_construction": 200, "ef_search": 200}
@@ -62,6 +63,7 @@ class Neighbour:
 
 
 class ChromaIndex:
+    @trace.traced("chroma.open")
     def __init__(self, path: Path) -> None:
         self.path = path
         self._client = self._connect()
@@ -92,6 +94,7 @@ class ChromaIndex:
                 "Run `facedb check --repair` to rebuild it from the catalog."
             ) from None
 
+    @trace.traced("chroma.close")
     def close(self) -> None:
         """Release this process's Chroma client (and its files, once no other client shares it)."""
         self._collections.clear()
@@ -148,6 +151,7 @@ class ChromaIndex:
                 raise
 
     # -- data --------------------------------------------------------------------
+    @trace.traced("chroma.add")
     def add(self, info: PackInfo, ids: Sequence[int], vectors: np.ndarray,
             subject_ids: Sequence[int], subjects: Sequence[str], *, may_exist: bool = False) -> None:
         """Insert vectors for new face ids.
@@ -198,6 +202,7 @@ class ChromaIndex:
             col.delete(ids=changed)
         return [keys[j] for j in keep], vecs[keep], [metas[j] for j in keep]
 
+    @trace.traced("chroma.delete")
     def delete(self, info: PackInfo, ids: Sequence[int]) -> None:
         if not len(ids):
             return
@@ -216,6 +221,7 @@ class ChromaIndex:
             chunk = [str(x) for x in ids[i:i + 5000]]
             col.update(ids=chunk, metadatas=[{"subject_id": subject_id, "subject": new_name}] * len(chunk))
 
+    @trace.traced("chroma.count")
     def count(self, info: PackInfo) -> int:
         name = collection_name(info.name)
         if name not in self._counts:
@@ -235,6 +241,7 @@ class ChromaIndex:
             out.update(int(x) for x in got["ids"])
         return out
 
+    @trace.traced("chroma.query")
     def query(self, info: PackInfo, vectors: np.ndarray, k: int) -> list[list[Neighbour]]:
         """The k nearest faces of each vector.
 

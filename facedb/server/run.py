@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..client import SOCKET_NAME, server_listening
+from ..config import SOCKET_NAME
+from ..locking import server_listening
 from ..errors import DatabaseBusyError, FacedbError
 from .app import ServerConfig, create_app
 
