@@ -77,6 +77,12 @@ class OverloadedError(DatabaseBusyError):
         self.retry_after = retry_after
 
 
+class ServedElsewhere(DatabaseBusyError):
+    """A ``facedb serve`` took the home while this process waited for it: ask the server."""
+
+    kind = "served"
+
+
 class ModelError(FacedbError):
     """A model pack is missing, malformed, or does not match the database."""
 
@@ -133,7 +139,7 @@ class TooLargeError(FacedbError):
 #: Every error kind, in the order the docs list them.
 ERRORS: tuple[type[FacedbError], ...] = (
     FacedbError, UsageError, ImageError, NotFoundError, AlreadyExistsError, DatabaseBusyError,
-    OverloadedError, ModelError, DependencyError, IndexCorruptError, UnavailableError, AuthError,
+    OverloadedError, ServedElsewhere, ModelError, DependencyError, IndexCorruptError, UnavailableError, AuthError,
     ForbiddenError, TooLargeError,
 )
 _BY_KIND = {cls.kind: cls for cls in ERRORS}

@@ -8,17 +8,11 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from .errors import DatabaseBusyError
+from .errors import DatabaseBusyError, ServedElsewhere
 from . import trace
 
 #: How often a process waiting for the home looks whether a server took it meanwhile.
 POLL_S = 0.5
-
-
-class ServedElsewhere(DatabaseBusyError):
-    """A ``facedb serve`` owns the home now: send the request to it instead."""
-
-    kind = "served"
 
 
 def server_listening(path: Path) -> bool:

@@ -43,7 +43,7 @@ class State:
         that hands over to the server if one takes the home while the command waits for it."""
         if self._backend is None:
             from ..client import connect
-            from ..locking import ServedElsewhere
+            from ..errors import ServedElsewhere
 
             self._backend = connect(self.server, self.api_key, self.opts.get("home"))
             if self._backend is None:
@@ -82,7 +82,7 @@ class _HandOver:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             from ..client import connect
-            from ..locking import ServedElsewhere
+            from ..errors import ServedElsewhere
 
             try:
                 return attr(*args, **kwargs)
