@@ -11,10 +11,10 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Literal
+from typing import Any, Literal
 
 from .catalog.database import Catalog
 from .errors import AuthError, FacedbError, ForbiddenError
@@ -86,6 +86,26 @@ class Gatekeeper:
         if not allows(scope, need):
             raise ForbiddenError(f"API key {name!r} has scope {scope!r}; this call needs {need!r}")
         return name
+
+    @contextmanager
+    def audited(self, action: str, subject: str | None = None, detail: str | None = None
+                ) -> Iterator[Callable[..., None]]:
+        """Record one audit entry for the call inside: its counts via ``note(images, faces,
+        partial, detail, subject=...)``, or the error kind it raised."""
+        entry: dict[str, Any] = {"images": 0, "faces": 0, "outcome": "ok", "detail": detail, "subject": subject}
+
+        def note(images: int, faces: int, partial: bool = False, text: str | None = None,
+                 subject: str | None = None) -> None:
+            entry.update(images=images, faces=faces, outcome="partial" if partial else "ok", detail=text or detail)
+            if subject is not None:  # a renamed or deleted subject is recorded under its new label
+                entry["subject"] = subject
+
+        try:
+            yield note
+        except FacedbError as exc:
+            self.record(action, entry["subject"], entry["images"], entry["faces"], "error", exc.reason)
+            raise
+        self.record(action, entry["subject"], entry["images"], entry["faces"], entry["outcome"], entry["detail"])
 
     def record(self, action: str, subject: str | None = None, images: int = 0, faces: int = 0,
                outcome: str = "ok", detail: str | None = None) -> None:

@@ -23,6 +23,7 @@ from .files import Upload
 from .ingest import Ingestor, MultiFace, write_batch_size
 from .names import validate_subject_name
 from .maintenance import Maintenance
+from .migrate import MigrateReport
 from .packs import ActivePack
 from .pipeline import Analyzer, default_workers
 from .results import (AuditEntry, CheckReport, DeleteReport, EnrollReport, FailureRecord, ImportReport, KeyInfo,
@@ -50,14 +51,15 @@ class FaceDB:
 
     def __init__(self, home: PathLike | None = None, *, db_url: str | None = None, pack: str | None = None,
                  models_dir: PathLike | None = None, lock_timeout: float | None = None, workers: int | None = None,
-                 threshold: float | None = None, write_batch: int | None = None, exclusive: bool = False) -> None:
+                 threshold: float | None = None, write_batch: int | None = None, exclusive: bool = False,
+                 chroma_url: str | None = None) -> None:
         with trace.span("facedb.open"):
-            self._open(home, db_url, pack, models_dir, lock_timeout, workers, threshold, write_batch, exclusive)
+            self._open(resolve_settings(home, db_url, pack, models_dir, lock_timeout, chroma_url), workers,
+                       threshold, write_batch, exclusive)
 
-    def _open(self, home: PathLike | None, db_url: str | None, pack: str | None, models_dir: PathLike | None,
-              lock_timeout: float | None, workers: int | None, threshold: float | None, write_batch: int | None,
+    def _open(self, settings: Settings, workers: int | None, threshold: float | None, write_batch: int | None,
               exclusive: bool) -> None:
-        self.settings: Settings = resolve_settings(home, db_url, pack, models_dir, lock_timeout)
+        self.settings = settings
         batch = write_batch_size(write_batch)
         self.store = Store(self.settings, exclusive=exclusive)
         self.catalog = self.store.catalog
@@ -105,7 +107,7 @@ class FaceDB:
                metadata: dict[str, Any] | None = None, progress: ProgressFn | None = None) -> EnrollReport:
         """Add the faces in ``paths`` (files, directories, or uploaded bytes) to ``subject``,
         creating it if new. Photos already stored (same SHA-256) are skipped."""
-        with self._audited("enroll", subject) as note:
+        with self.gate.audited("enroll", subject) as note:
             rep = self._ingest.enroll(subject, paths, multi_face=multi_face, metadata=metadata, progress=progress)
             note(rep.enrolled + rep.duplicates + len(rep.failed), rep.enrolled, bool(rep.failed))
         return rep
@@ -114,7 +116,7 @@ class FaceDB:
                    multi_face: MultiFace = "largest", progress: ProgressFn | None = None) -> ImportReport:
         """Bulk-enroll ``root/<subject>/<images>`` (``name_from='dir'``) or a flat folder whose file
         names start with the subject (``'prefix'``: ``subject01.happy``, ``Ann_Lee_0001.jpg``)."""
-        with self._audited("import") as note:
+        with self.gate.audited("import") as note:
             rep = self._ingest.import_dir(root, name_from=name_from, multi_face=multi_face, progress=progress)
             note(rep.enrolled + rep.duplicates + rep.n_failed, rep.enrolled, bool(rep.n_failed))
         return rep
@@ -127,7 +129,7 @@ class FaceDB:
     def search(self, images: Sequence[ImageInput], *, k: int = 3, threshold: float | None = None,
                by: By = "subject", reference: bool = False) -> SearchReport:
         """Who is in each image? Every face, with its top-k subjects (or faces with by='face')."""
-        with self._audited("search") as note:
+        with self.gate.audited("search") as note:
             rep = self._search.search(images, k=k, threshold=threshold, by=by, reference=reference)
             faces = [f for r in rep.results for f in r.faces]
             note(len(rep.results), len(faces), bool(rep.n_failed),
@@ -136,7 +138,7 @@ class FaceDB:
 
     def verify(self, image: ImageInput, subject: str, *, threshold: float | None = None) -> VerifyResult:
         """1:1 — is the (largest) face in ``image`` this subject?"""
-        with self._audited("verify", subject) as note:
+        with self.gate.audited("verify", subject) as note:
             res = self._search.verify(image, subject, threshold=threshold)
             note(1, 1, False, "match" if res.match else "no match")
         return res
@@ -145,7 +147,7 @@ class FaceDB:
     def delete(self, subject: str, *, vacuum: bool = False) -> DeleteReport:
         """Remove a subject, its images, faces and vectors: no search returns them afterwards.
         ``vacuum`` also rewrites the stores so the bytes are erased now."""
-        with self._audited("delete", subject) as note:
+        with self.gate.audited("delete", subject) as note:
             with self.store.writing() as index:
                 sid, n_images, n_faces = self.store.journal.delete_subject(index, subject)
             note(n_images, n_faces, subject=deleted_label(sid))
@@ -156,7 +158,7 @@ class FaceDB:
 
     def rename(self, old: str, new: str) -> None:
         validate_subject_name(new)
-        with self._audited("rename", old) as note, self.store.writing() as index:
+        with self.gate.audited("rename", old) as note, self.store.writing() as index:
             self.store.journal.rename_subject(index, old, new)
             note(0, 0, False, f"renamed from {old}"[:128], subject=new)
 
@@ -187,7 +189,7 @@ class FaceDB:
         """Compare the catalog with the index; ``repair`` fixes drift from the catalog."""
         if not repair:
             return self._maint.check(repair=False)
-        with self._audited("repair") as note:
+        with self.gate.audited("repair") as note:
             rep = self._maint.check(repair=True)
             note(0, rep.catalog_faces, False, "clean" if rep.clean else "repaired")
         return rep
@@ -200,15 +202,35 @@ class FaceDB:
 
     def vacuum(self) -> VacuumReport:
         """Rewrite every store so deleted embeddings are physically gone from disk."""
-        with self._audited("vacuum"):
+        with self.gate.audited("vacuum"):
             return self._maint.vacuum()
 
     def reindex(self, progress: ProgressFn | None = None) -> ReindexReport:
         """Re-embed every stored image (from its source file) with the loaded pack."""
-        with self._audited("reindex") as note:
+        with self.gate.audited("reindex") as note:
             rep = self._maint.reindex(progress)
             note(rep.reindexed + len(rep.failed), rep.reindexed, bool(rep.failed))
         return rep
+
+    def migrate_to(self, *, db_url: str | None = None, chroma_url: str | None = None,
+                   home: PathLike | None = None) -> MigrateReport:
+        """Copy this database to other stores (e.g. PostgreSQL + a Chroma server, or a new
+        embedded home), verified by ``check`` there; this one is left as it is."""
+        from pathlib import Path
+
+        from .migrate import migrate
+
+        target_home = Path(home).expanduser().absolute() if home else self.settings.home
+        if not chroma_url and target_home == self.settings.home:
+            raise FacedbError("give the target: --to-chroma-url (a Chroma server) or --to-home (a new directory)")
+        if not db_url and not home:
+            raise FacedbError("give the target catalog: --to-db-url, or --to-home for a SQLite file in it")
+        target = FaceDB(home=target_home, db_url=db_url, chroma_url=chroma_url, pack=self.pack_name, workers=1)
+        try:
+            with self.gate.audited("migrate", detail=f"to {target.catalog.safe_url}"[:128]):
+                return migrate(self, target)
+        finally:
+            target.close()
 
     # -- API keys and audit --------------------------------------------------------------------
     def create_key(self, name: str, scope: access.Scope) -> KeyInfo:
@@ -216,7 +238,7 @@ class FaceDB:
         access.validate_key_name(name)
         access.validate_scope(scope)
         key = access.new_key()
-        with self._audited("key_create", detail=f"{name} ({scope})"):
+        with self.gate.audited("key_create", detail=f"{name} ({scope})"):
             row = self.catalog.create_key(name, scope, access.key_hash(key))
         return KeyInfo(**row, key=key)
 
@@ -224,31 +246,10 @@ class FaceDB:
         return [KeyInfo(**row) for row in self.catalog.keys()]
 
     def revoke_key(self, name: str) -> KeyInfo:
-        with self._audited("key_revoke", detail=name):
+        with self.gate.audited("key_revoke", detail=name):
             return KeyInfo(**self.catalog.revoke_key(name))
 
     def audit(self, since: datetime | None = None, limit: int | None = None) -> list[AuditEntry]:
         if since is not None:
             since = since.astimezone(timezone.utc) if since.tzinfo else since.replace(tzinfo=timezone.utc)
         return [AuditEntry(**row) for row in self.catalog.audit(since, limit)]
-
-    @contextmanager
-    def _audited(self, action: str, subject: str | None = None, detail: str | None = None
-                 ) -> Iterator[Callable[..., None]]:
-        """Record one audit entry for the call inside: its counts via ``note(images, faces,
-        partial, detail)``, or the error kind it raised."""
-        counts: dict[str, Any] = {"images": 0, "faces": 0, "outcome": "ok", "detail": detail, "subject": subject}
-
-        def note(images: int, faces: int, partial: bool = False, text: str | None = None,
-                 subject: str | None = None) -> None:
-            counts.update(images=images, faces=faces, outcome="partial" if partial else "ok", detail=text or detail)
-            if subject is not None:  # a renamed or deleted subject is recorded under its new label
-                counts["subject"] = subject
-
-        try:
-            yield note
-        except FacedbError as exc:
-            self.gate.record(action, counts["subject"], counts["images"], counts["faces"], "error", exc.reason)
-            raise
-        self.gate.record(action, counts["subject"], counts["images"], counts["faces"], counts["outcome"],
-                         counts["detail"])

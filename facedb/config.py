@@ -13,6 +13,7 @@ ENV_DB_URL = "FACEDB_DB_URL"
 ENV_PACK = "FACEDB_PACK"
 ENV_MODELS_DIR = "FACEDB_MODELS_DIR"
 ENV_LOCK_TIMEOUT = "FACEDB_LOCK_TIMEOUT"
+ENV_CHROMA_URL = "FACEDB_CHROMA_URL"
 
 DEFAULT_PACK = "sface"
 DEFAULT_LOCK_TIMEOUT = 60.0
@@ -34,6 +35,8 @@ class Settings:
     pack: str | None  # None = the pack recorded in the database (or the default)
     models_dir: Path | None
     lock_timeout: float
+    #: a Chroma server (``http://host:port``) instead of the embedded index in the home
+    chroma_url: str | None = None
 
     @property
     def chroma_path(self) -> Path:
@@ -68,6 +71,7 @@ def resolve_settings(
     pack: str | None = None,
     models_dir: str | os.PathLike[str] | None = None,
     lock_timeout: float | None = None,
+    chroma_url: str | None = None,
 ) -> Settings:
     """Combine explicit arguments, ``FACEDB_*`` environment variables and defaults."""
     home_path = resolve_home(home)
@@ -83,6 +87,7 @@ def resolve_settings(
         pack=chosen_pack,
         models_dir=Path(models).expanduser() if models else None,
         lock_timeout=timeout,
+        chroma_url=(chroma_url or os.environ.get(ENV_CHROMA_URL) or "").rstrip("/") or None,
     )
 
 

@@ -41,7 +41,9 @@ class Journal:
         index.add(info, ids, np.stack([f.embedding for f in faces]), [f.subject_id for f in faces],
                   [f.subject for f in faces])
         crash_point("enroll.after_chroma")
-        self.catalog.mark_indexed(ids)
+        gone = self.catalog.mark_indexed(ids)
+        if gone:  # a delete of the subject (another process) ran between steps 1 and 3
+            index.delete(info, sorted(gone))
         crash_point("enroll.after_mark")
 
     def delete_subject(self, index: ChromaIndex, name: str) -> tuple[int, int, int]:
@@ -94,7 +96,9 @@ class Journal:
         ids = [f.face_id for f in faces]
         index.add(info, ids, np.stack([f.embedding for f in faces]), [f.subject_id for f in faces],
                   [f.subject for f in faces], may_exist=True)
-        self.catalog.mark_indexed(ids)
+        gone = self.catalog.mark_indexed(ids)
+        if gone:
+            index.delete(info, sorted(gone))
         return len(ids)
 
     def add_from_catalog(self, index: ChromaIndex, info: PackInfo, face_ids: Sequence[int] | None = None) -> None:
@@ -111,7 +115,7 @@ class Journal:
 
         Journaled as ``rebuilding:<pack>``: a process killed half-way is finished by the next
         one to open the index."""
-        self.catalog.set_flag(REBUILDING, info.name, True)
+        self.catalog.set_flag(REBUILDING, info.name, True)  # searches of other processes wait
         try:
             index.drop(info.name)
         except Exception:  # an unloadable collection is dropped by the reset that follows
@@ -119,6 +123,7 @@ class Journal:
         crash_point("vacuum.after_drop")
         self.forget_pending_deletes()
         self.add_from_catalog(index, info)
+        self.catalog.bump_generation()  # before the flag goes: no search can miss the rebuild
         self.catalog.set_flag(REBUILDING, info.name, False)
 
     def forget_pending_deletes(self) -> None:

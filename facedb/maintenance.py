@@ -39,7 +39,7 @@ class Maintenance:
         """
         info = self.pack.info
         catalog = self.store.catalog
-        with self.store.writing(open_index=False, recover=False):
+        with self.store.exclusive(open_index=False, recover=False):
             rec = catalog.pack_record(info.name) or info
             pending_del = sum(len(v) for v in catalog.pending_deletes().values())
             pending_idx = len(catalog.unindexed_faces(info.name))
@@ -120,17 +120,18 @@ class Maintenance:
     def vacuum(self) -> VacuumReport:
         """Rewrite every store so deleted embeddings are physically gone from disk."""
         catalog, home = self.store.catalog, self.store.settings.home
-        with self.store.writing() as index:
+        with self.store.exclusive() as index:
             before = disk_bytes(home)
             # Every pack this database ever used, even one whose last face was deleted.
             for model in sorted(set(catalog.models_in_use()) | set(catalog.recorded_packs())):
                 rec = catalog.pack_record(model)
                 if rec is not None:
                     self.store.journal.rebuild(index, rec)
-            self.store.close_index()
-            chroma = self.store.settings.chroma_path
-            _sqlite_vacuum(chroma / "chroma.sqlite3")
-            _remove_orphan_segments(chroma)
+            if not self.store.settings.chroma_url:  # the embedded index's own files
+                self.store.close_index()
+                chroma = self.store.settings.chroma_path
+                _sqlite_vacuum(chroma / "chroma.sqlite3")
+                _remove_orphan_segments(chroma)
             catalog.compact()
             after = disk_bytes(home)
         return VacuumReport(bytes_before=before, bytes_after=after)
@@ -144,13 +145,13 @@ class Maintenance:
         they are reported and their faces of this pack dropped."""
         info = self.pack.info
         catalog = self.store.catalog
-        with self.store.writing(open_index=False):
+        with self.store.exclusive(open_index=False):
             catalog.set_flag(REINDEXING, info.name, True)
             catalog.record_pack(info)
         images = catalog.images_for_reindex()
         failed: list[FailedItem] = []
         done = 0
-        with self.store.writing() as index:
+        with self.store.exclusive() as index:
             index.drop(info.name)
             readable: dict[int, tuple[int, int, str, str]] = {}
 

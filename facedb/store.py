@@ -1,14 +1,17 @@
 """The store: the catalog, the search index and the right to use them, in one place.
 
-Chroma's embedded store is not process-safe, so a process uses the index only while it holds
-the home lock (``facedb.lock``). Inside the process the store is thread-safe:
+Inside a process the store is thread-safe: ``reading()`` (searches) may run in many threads at
+once; ``writing()`` and ``exclusive()`` run alone. Across processes, a coordinator decides
+(``facedb.coordination``):
 
-- ``reading()`` (searches) may run in many threads at once; ``writing()`` runs alone.
-- The home lock is taken when the first thread starts using the store and released when the
-  last one is done, unless the store is *held* (``hold()``, or ``exclusive=True`` for a server,
-  which owns its home for its whole life): the index then stays open between calls.
-- Whenever the index is opened, the journal is replayed first (``Journal.replay``), so a
-  write that a killed process left half-done is finished or undone before anything else runs.
+- an **embedded** Chroma index lives in the home and is not process-safe: the process holds the
+  home lock (``facedb.lock``) from the first thread's use to the last one's, unless the store is
+  *held* (``hold()``, or ``exclusive=True`` for a server, which owns its home for its life);
+- with the catalog in **PostgreSQL** and the index on a **Chroma server**, many processes share
+  the stores: writes hold a shared PostgreSQL claim, replay and maintenance an exclusive one.
+
+The journal is replayed before the index is first used (``Journal.replay``), so a write that a
+killed process left half-done is finished or undone before anything else runs.
 """
 from __future__ import annotations
 
@@ -20,44 +23,69 @@ import fasteners
 
 from .catalog.database import Catalog
 from .config import Settings, ensure_private_dir, make_private_tree
+from .coordination import HomeCoordinator, SharedCoordinator
+from .errors import DatabaseBusyError
 from .index.chroma_index import ChromaIndex
 from .journal import Journal
 from .locking import HomeLock
 
 
 class Store:
-    """Owns the catalog, the home lock and the (embedded) Chroma index of one database."""
+    """Owns the catalog, the coordinator and the Chroma index (embedded or a server) of one database."""
 
     def __init__(self, settings: Settings, *, exclusive: bool = False) -> None:
         self.settings = settings
         ensure_private_dir(settings.home)
         self.catalog = Catalog(settings.db_url)
         self.journal = Journal(self.catalog)
-        self._home_lock = HomeLock(settings.lock_path, settings.lock_timeout,
-                                   None if exclusive else settings.socket_path)
+        self.coordinator: HomeCoordinator | SharedCoordinator
+        if settings.chroma_url and not self.catalog.is_sqlite:
+            self.coordinator = SharedCoordinator(self.catalog.engine, settings.lock_timeout)
+        else:
+            self.coordinator = HomeCoordinator(HomeLock(settings.lock_path, settings.lock_timeout,
+                                                        None if exclusive else settings.socket_path))
+        self.shared = self.coordinator.shared
         self._rw = fasteners.ReaderWriterLock()
         self._mutex = threading.Lock()
         self._users = 0
         self._index: ChromaIndex | None = None
         self._recovered = False
-        self._held: list[object] = []
+        self._held = False
         if exclusive:
-            self._take()
-            self._held.append(self)
+            with self._mutex:
+                self._take()
+                self._held = True
 
     # -- who may use the stores ---------------------------------------------------------
     @contextmanager
     def reading(self) -> Iterator[ChromaIndex]:
-        """Shared use of the index (searches); journal replayed if it was just opened."""
+        """Shared use of the index (searches). With shared stores, a search that overlapped a
+        rebuild in another process is refused as busy (the caller retries)."""
+        self._recover_if_needed()
         with self._rw.read_lock(), self._using(open_index=True, recover=True, alone=False) as index:
             assert index is not None
+            before = self._generation()
             yield index
+            if before != self._generation():
+                raise DatabaseBusyError("the search index was being rebuilt (vacuum, reindex or repair); "
+                                        "retry in a moment")
 
     @contextmanager
     def writing(self, *, open_index: bool = True, recover: bool = True) -> Iterator[ChromaIndex]:
-        """Exclusive use. ``open_index=False`` for SQL-only work (the index is not opened, but
-        may be open already); ``recover=False`` to look at the stores before any replay."""
-        with self._rw.write_lock(), self._using(open_index=open_index, recover=recover, alone=True) as index:
+        """One write (enroll batch, delete, rename). ``open_index=False`` for SQL-only work (the
+        index is not opened, but may be open already); ``recover=False`` to look at the stores
+        before any replay."""
+        if recover:
+            self._recover_if_needed()
+        with self._rw.write_lock(), self.coordinator.claim("write"), \
+                self._using(open_index=open_index, recover=recover, alone=True) as index:
+            yield index  # type: ignore[misc]
+
+    @contextmanager
+    def exclusive(self, *, open_index: bool = True, recover: bool = True) -> Iterator[ChromaIndex]:
+        """Maintenance (check, repair, vacuum, reindex): no write of any process runs meanwhile."""
+        with self._rw.write_lock(), self.coordinator.claim("exclusive"), \
+                self._using(open_index=open_index, recover=recover, alone=True) as index:
             yield index  # type: ignore[misc]
 
     @contextmanager
@@ -67,7 +95,7 @@ class Store:
             yield
 
     def open_index(self, recover: bool = True) -> ChromaIndex:
-        """The index, opened now if it is not open yet. Caller holds ``writing()``."""
+        """The index, opened now if it is not open yet. Caller holds ``writing()``/``exclusive()``."""
         with self._mutex:
             self._open_index(recover)
             assert self._index is not None
@@ -78,17 +106,25 @@ class Store:
         with self._mutex:
             self._recovered = True
 
+    def mark_dirty(self) -> None:
+        """A write failed half-way: replay the journal before the index is used again."""
+        with self._mutex:
+            self._recovered = False
+
     def reset_index(self) -> ChromaIndex:
-        """Close the index, delete its files and open an empty one (``check --repair`` of an
-        index that will not open). Caller holds ``writing()``."""
+        """Close the index, delete it (the embedded files, or the server's collections) and open
+        an empty one (``check --repair`` of an index that will not open). Caller holds ``exclusive()``."""
         import shutil
 
         with self._mutex:
             if self._index is not None:
                 self._index.close()
                 self._index = None
-            shutil.rmtree(self.settings.chroma_path, ignore_errors=True)
-            self._index = ChromaIndex(self.settings.chroma_path)
+            if self.settings.chroma_url:
+                ChromaIndex.wipe_server(self.settings.chroma_url, self.catalog.recorded_packs())
+            else:
+                shutil.rmtree(self.settings.chroma_path, ignore_errors=True)
+            self._index = self._new_index()
             return self._index
 
     def close_index(self) -> None:
@@ -103,11 +139,42 @@ class Store:
         """Release everything: the index, the home lock, the catalog's connections."""
         with self._mutex:
             if self._held:
-                self._held.clear()
+                self._held = False
                 self._leave()
+            if self._index is not None:  # a Chroma server's client stays open between calls
+                self._index.close()
+                self._index = None
         self.catalog.dispose()
 
+    def recover_now(self) -> bool:
+        """Replay the journal if no write of any process is in flight (a server's background
+        check for what a dead process left); whether it ran."""
+        if not self.coordinator.try_exclusive():
+            return False
+        try:
+            with self._rw.write_lock(), self._using(open_index=True, recover=False, alone=True) as index:
+                self.journal.replay(index)
+                self._recovered = True
+        finally:
+            self.coordinator.release_exclusive()
+        return True
+
     # -- internals --------------------------------------------------------------------------
+    def _generation(self) -> str | None:
+        return self.catalog.index_generation() if self.shared else None
+
+    def _recover_if_needed(self) -> None:
+        """Shared stores: replay under the exclusive claim, before this thread's own claim."""
+        if self.shared and not self._recovered:
+            with self.exclusive(recover=False) as index:
+                self.journal.replay(index)
+                self._recovered = True
+
+    def _new_index(self) -> ChromaIndex:
+        if self.settings.chroma_url:
+            return ChromaIndex(url=self.settings.chroma_url)
+        return ChromaIndex(self.settings.chroma_path)
+
     @contextmanager
     def _using(self, *, open_index: bool, recover: bool, alone: bool) -> Iterator[ChromaIndex | None]:
         """``alone``: the caller holds the write lock, so no other thread uses the stores."""
@@ -129,7 +196,7 @@ class Store:
 
     def _take(self) -> None:
         if self._users == 0:
-            self._home_lock.acquire()
+            self.coordinator.enter()
         self._users += 1
 
     def _leave(self) -> None:
@@ -137,23 +204,19 @@ class Store:
         if self._users:
             return
         try:
-            if self._index is not None:
+            if self._index is not None and not self.shared:
                 self._index.close()
                 self._index = None
                 self._recovered = False
             make_private_tree(self.settings.home)
         finally:
-            self._home_lock.release()
+            self.coordinator.leave()
 
     def _open_index(self, recover: bool) -> None:
         if self._index is None:
-            self._index = ChromaIndex(self.settings.chroma_path)
-            self._recovered = False
-        if recover and not self._recovered:
+            self._index = self._new_index()
+            if not self.shared:
+                self._recovered = False
+        if recover and not self._recovered and not self.shared:
             self.journal.replay(self._index)
             self._recovered = True
-
-    def mark_dirty(self) -> None:
-        """A write failed half-way: replay the journal before the index is used again."""
-        with self._mutex:
-            self._recovered = False

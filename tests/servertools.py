@@ -42,7 +42,7 @@ class FacedbServer:
     def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None, workers: int = 2) -> None:
         self.home = home
         self.port = free_port()
-        self.args = ["--port", str(self.port), "--workers", str(workers), *args]
+        self.args = ["--port", str(self.port), "--analysis-workers", str(workers), *args]
         self.env = clean_env(**(env or {}))
         self.log_path = home.parent / f"serve-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None

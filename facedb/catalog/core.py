@@ -13,11 +13,11 @@ from typing import Any
 
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..engine.base import PackInfo
-from ..errors import FacedbError
+from ..errors import DatabaseBusyError, FacedbError, UnavailableError
 from .models import Setting
 from .. import trace
 
@@ -31,6 +31,7 @@ DEFAULT_PACK_KEY = "default_pack"
 PACK_PREFIX = "pack:"
 REBUILDING = "rebuilding"
 REINDEXING = "reindexing"
+GENERATION_KEY = "index_generation"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -49,7 +50,10 @@ class CatalogCore:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         connect_args: dict[str, Any] = {"timeout": 30, "check_same_thread": False} if self.is_sqlite else {}
-        self.engine: Engine = create_engine(url, connect_args=connect_args)
+        extra: dict[str, Any] = {} if self.is_sqlite else {
+            # a server restarted meanwhile: test pooled connections before use (recovers by itself)
+            "pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+        self.engine: Engine = create_engine(url, connect_args=connect_args, **extra)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -94,8 +98,23 @@ class CatalogCore:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._sessions() as s, s.begin():
-            yield s
+        """One transaction; a database server that cannot be reached is ``UnavailableError``."""
+        try:
+            with self._sessions() as s, s.begin():
+                yield s
+        except (OperationalError, InterfaceError) as exc:
+            raise self.unreachable(exc) from None
+
+    def unreachable(self, exc: DBAPIError) -> FacedbError:
+        """The error a user can act on for a connection-level failure of the catalog."""
+        text = str(exc.orig)
+        if self.is_sqlite:
+            if "locked" in text or "busy" in text:
+                return DatabaseBusyError(f"the catalog {self.safe_url} is locked by another process: {text}")
+            return FacedbError(f"the catalog {self.safe_url} cannot be used: {text}")
+        first = text.strip().splitlines()[0] if text.strip() else type(exc.orig).__name__
+        return UnavailableError(f"the catalog database {self.safe_url} cannot be reached ({first}); "
+                                "facedb retries on the next request")
 
     def compact(self) -> None:
         """Rewrite the SQLite file so no freed page keeps old bytes (VACUUM)."""
@@ -141,6 +160,27 @@ class CatalogCore:
         with self.session() as s:
             keys = s.scalars(select(Setting.key).where(Setting.key.like(PACK_PREFIX + "%"))).all()
         return sorted(k[len(PACK_PREFIX):] for k in keys)
+
+    def index_generation(self) -> str:
+        """A counter bumped when a rebuild ends (before its ``rebuilding`` flag is cleared); busy
+        while such a flag is set. A search that reads it before and after its query and sees
+        the same value did not overlap a rebuild (see ``Store.reading``)."""
+        with self.session() as s:
+            rows = dict(s.execute(select(Setting.key, Setting.value).where(
+                (Setting.key == GENERATION_KEY) | Setting.key.like(REBUILDING + ":%"))).all())
+        if any(v for k, v in rows.items() if k != GENERATION_KEY):
+            from ..errors import DatabaseBusyError
+
+            raise DatabaseBusyError("the search index is being rebuilt (vacuum, reindex or repair); retry in a moment")
+        return rows.get(GENERATION_KEY) or "0"
+
+    def bump_generation(self) -> None:
+        with self.session() as s:
+            row = s.get(Setting, GENERATION_KEY)
+            if row is None:
+                s.add(Setting(key=GENERATION_KEY, value="1"))
+            else:
+                row.value = str(int(row.value) + 1)
 
     def flag(self, kind: str, pack: str) -> bool:
         """Whether a journaled ``rebuilding`` / ``reindexing`` of ``pack`` is unfinished."""

@@ -132,11 +132,17 @@ class FaceQueries(SubjectQueries):
         return new
 
     @trace.traced("sql.mark_indexed")
-    def mark_indexed(self, face_ids: Sequence[int]) -> None:
+    def mark_indexed(self, face_ids: Sequence[int]) -> set[int]:
+        """Step 3 of the write order. Returns the ids that are gone from the catalog (deleted by
+        another process since they were stored): their vectors must leave the index too."""
         ids = list(face_ids)
+        found: set[int] = set()
         with self.session() as s:
             for i in range(0, len(ids), CHUNK):
-                s.execute(update(Face).where(Face.id.in_(ids[i:i + CHUNK])).values(indexed=True))
+                chunk = ids[i:i + CHUNK]
+                s.execute(update(Face).where(Face.id.in_(chunk)).values(indexed=True))
+                found.update(s.scalars(select(Face.id).where(Face.id.in_(chunk))))
+        return set(ids) - found
 
     def unindexed_faces(self, model: str) -> list[NewFace]:
         """Faces of a pack stored but not yet in the index (a write that did not finish)."""

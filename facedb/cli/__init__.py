@@ -154,13 +154,16 @@ class _NoBar:
               help="Root of InsightFace packs (<dir>/models/<pack>/) [env FACEDB_MODELS_DIR; default ~/.insightface].")
 @click.option("--lock-timeout", type=float, envvar="FACEDB_LOCK_TIMEOUT", show_default=True,
               help="Seconds to wait while another facedb process uses the database [default 60].")
+@click.option("--chroma-url", envvar="FACEDB_CHROMA_URL", metavar="URL",
+              help="Keep the index on this Chroma server (http://host:port) instead of the home "
+                   "[env FACEDB_CHROMA_URL]; with a PostgreSQL --db-url, several facedb processes share both.")
 @click.option("--server", envvar="FACEDB_SERVER", metavar="URL",
               help="Send every command to this facedb server (http://host:port) [env FACEDB_SERVER].")
 @click.option("--api-key", envvar="FACEDB_API_KEY", metavar="KEY",
               help="API key for --server [env FACEDB_API_KEY; better than the flag, which other users can see].")
 @click.pass_context
 def cli(ctx: click.Context, home: str | None, db_url: str | None, pack: str | None, models_dir: str | None,
-        lock_timeout: float | None, server: str | None, api_key: str | None) -> None:
+        lock_timeout: float | None, chroma_url: str | None, server: str | None, api_key: str | None) -> None:
     """facedb: who is in this photo? Enroll known faces, then search photos for them.
 
     \b
@@ -181,7 +184,7 @@ def cli(ctx: click.Context, home: str | None, db_url: str | None, pack: str | No
     8 server or store unreachable, 9 API key refused.
     """
     ctx.obj = State(home=home, db_url=db_url, pack=pack, models_dir=models_dir, lock_timeout=lock_timeout,
-                    server=server, api_key=api_key)
+                    chroma_url=chroma_url, server=server, api_key=api_key)
     ctx.call_on_close(ctx.obj.close)
 
 

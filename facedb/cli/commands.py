@@ -457,3 +457,35 @@ def models(state: State, as_json: bool) -> None:
                 click.echo(f"{mark} {r.name:<12} {r.faces:>7} faces  {r.description}")
 
 
+
+
+@cli.command()
+@click.option("--to-db-url", metavar="URL", help="Target catalog (e.g. postgresql+psycopg://facedb@db/faces).")
+@click.option("--to-chroma-url", metavar="URL", help="Target Chroma server (http://host:8000).")
+@click.option("--to-home", type=click.Path(file_okay=False), help="Target home for an embedded index (and SQLite).")
+@json_option
+@pass_state
+def migrate(state: State, to_db_url: str | None, to_chroma_url: str | None, to_home: str | None,
+            as_json: bool) -> None:
+    """Copy this database to other stores, then check them; the source stays as it is.
+
+    Rows (subjects, images, faces with their embeddings, failures, keys, audit) are copied with
+    their ids, and the target index is built from the copied embeddings. Stop the server that
+    owns the home first. Exit 7 when the target does not check clean.
+
+    \b
+    Examples:
+      facedb migrate --to-db-url postgresql+psycopg://facedb@127.0.0.1/faces --to-chroma-url http://127.0.0.1:8000
+      facedb --db-url postgresql+psycopg://... --chroma-url http://... migrate --to-home ~/faces-copy
+    """
+    with handle_errors(as_json):
+        rep = state.backend().migrate_to(db_url=to_db_url, chroma_url=to_chroma_url, home=to_home)
+        if as_json:
+            emit_json(rep.to_dict())
+        else:
+            rows = ", ".join(f"{n} {t}" for t, n in rep.rows.items() if n)
+            click.echo(f"copied {rows} to {rep.target_catalog}; indexed {rep.indexed_faces} faces in "
+                       f"{rep.target_index} ({rep.seconds:.1f} s)")
+            click.echo("check: clean" if rep.check and rep.check.clean else "check: NOT clean (see --json)")
+        if not (rep.check and rep.check.clean):
+            sys.exit(EXIT_INDEX)

@@ -20,10 +20,13 @@ from . import State, cli, emit_json, handle_errors, json_option, pass_state
               help="Heavy requests (search, enroll, maintenance) in progress at once; more get 503 + Retry-After.")
 @click.option("--grace", type=click.FloatRange(0), default=30, show_default=True,
               help="Seconds in-flight requests get to finish after SIGTERM.")
-@click.option("--workers", type=click.IntRange(1, 64), help="Analysis worker processes [default: cores].")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Server processes on the same port; more than 1 needs a PostgreSQL --db-url and a --chroma-url.")
+@click.option("--analysis-workers", type=click.IntRange(1, 64),
+              help="Processes that detect and embed faces, per server process [default: cores / --workers].")
 @pass_state
 def serve(state: State, host: str, port: int, max_file_mb: float, max_request_mb: float, queue: int,
-          grace: float, workers: int | None) -> None:
+          grace: float, workers: int, analysis_workers: int | None) -> None:
     """Run the HTTP API (and the web page at /) in the foreground; logs go to stderr.
 
     The server owns the home for its whole life: while it runs, every `facedb` command on the
@@ -37,17 +40,26 @@ def serve(state: State, host: str, port: int, max_file_mb: float, max_request_mb
       curl -H "Authorization: Bearer $KEY" -F images=@party.jpg http://127.0.0.1:8765/v1/search
     """
     with handle_errors():
+        import os
+
+        from ..config import resolve_home, resolve_settings
+        from ..errors import UsageError
         from ..server.app import ServerConfig
         from ..server.run import ServeOptions
         from ..server.run import serve as run_server
         from ..server.uploads import Limits
 
+        settings = resolve_settings(state.opts.get("home"), state.opts.get("db_url"), chroma_url=state.opts.get("chroma_url"))
+        if workers > 1 and (not settings.chroma_url or settings.db_url.startswith("sqlite")):
+            raise UsageError("--workers above 1 needs shared stores: the catalog in PostgreSQL (--db-url "
+                             "postgresql+psycopg://...) and the index on a Chroma server (--chroma-url); "
+                             "the embedded index allows one process")
         limits = Limits(max_file_bytes=int(max_file_mb * 1024 * 1024),
                         max_request_bytes=int(max_request_mb * 1024 * 1024))
-        options = ServeOptions(host=host, port=port, grace=grace, config=ServerConfig(limits=limits, queue=queue))
-        from ..config import resolve_home
-
-        run_server(lambda: state.local(exclusive=True, workers=workers), resolve_home(state.opts.get("home")), options)
+        options = ServeOptions(host=host, port=port, grace=grace, config=ServerConfig(limits=limits, queue=queue),
+                               processes=workers)
+        per_process = analysis_workers or max(1, (os.cpu_count() or 1) // workers)
+        run_server({**state.opts, "workers": per_process}, resolve_home(state.opts.get("home")), options)
 
 
 @cli.group()

@@ -7,19 +7,21 @@ client is only swapped (``reopen``) once the queries using it have finished.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import fasteners
 import numpy as np
 
 from ..engine.base import PackInfo
-from ..errors import IndexCorruptError, ModelError
+from ..errors import FacedbError, IndexCorruptError, ModelError, UnavailableError
 from ..faults import crash_point
 from .. import trace
 
@@ -28,6 +30,7 @@ HNSW = {"space": "cosine", "max_neighbors": 32, "ef_construction": 200, "ef_sear
 FORMAT_VERSION = "1"
 
 log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 _preloading = False
@@ -62,14 +65,36 @@ class Neighbour:
     distance: float
 
 
+def _guarded(fn: F) -> F:
+    """Turn a Chroma server that cannot be reached into ``UnavailableError`` (503, exit 8)."""
+    @functools.wraps(fn)
+    def wrapper(self: ChromaIndex, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except (IndexCorruptError, ModelError, UnavailableError):
+            raise
+        except Exception as exc:
+            if self.url and _unreachable_server(exc):
+                raise UnavailableError(f"the Chroma server at {self.url} cannot be reached ({exc}); "
+                                       "facedb retries on the next request") from None
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
 class ChromaIndex:
+    """The index: embedded (``path``, a folder in the home) or a Chroma server (``url``)."""
+
     @trace.traced("chroma.open")
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | None = None, *, url: str | None = None) -> None:
         self.path = path
+        self.url = url
+        #: other processes write to a server meanwhile: nothing about it is cached here
+        self.shared = url is not None
         self._client = self._connect()
         self._collections: dict[str, Any] = {}
-        # count() costs ~20 ms at 300k vectors: cached while this index stays open (the caller
-        # holds the home, and every write goes through ``add``/``delete``, which forget it).
+        # count() costs ~20 ms at 300k vectors: cached while an embedded index stays open (the
+        # caller holds the home, and every write goes through ``add``/``delete``, which forget it).
         self._counts: dict[str, int] = {}
         #: queries share the client; ``reopen`` waits for them and swaps it (see ``query``)
         self._client_lock = fasteners.ReaderWriterLock()
@@ -83,6 +108,8 @@ class ChromaIndex:
             from chromadb.config import Settings
         except ImportError as exc:  # pragma: no cover
             raise ModelError(f"chromadb is not installed ({exc})") from None
+        if self.url:
+            return self._connect_server(chromadb, Settings)
         try:
             return chromadb.PersistentClient(
                 path=str(self.path), settings=Settings(anonymized_telemetry=False, allow_reset=False)
@@ -93,6 +120,28 @@ class ChromaIndex:
                 f"cannot open the search index at {self.path}: {exc}. "
                 "Run `facedb check --repair` to rebuild it from the catalog."
             ) from None
+
+    def _connect_server(self, chromadb: Any, settings_cls: Any) -> Any:
+        assert self.url is not None
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise FacedbError(f"--chroma-url must look like http://host:port, not {self.url!r}")
+        try:
+            return chromadb.HttpClient(host=parts.hostname, port=parts.port or (443 if parts.scheme == "https" else 8000),
+                                       ssl=parts.scheme == "https",
+                                       settings=settings_cls(anonymized_telemetry=False))
+        except Exception as exc:
+            raise UnavailableError(f"the Chroma server at {self.url} cannot be reached ({exc})") from None
+
+    @classmethod
+    def wipe_server(cls, url: str, packs: Sequence[str]) -> None:
+        """Delete facedb's collections on a Chroma server (repair of an index that will not load)."""
+        index = cls(url=url)
+        try:
+            for pack in packs:
+                index.drop(pack)
+        finally:
+            index.close()
 
     @trace.traced("chroma.close")
     def close(self) -> None:
@@ -107,6 +156,7 @@ class ChromaIndex:
                 log.debug("closing the Chroma client failed", exc_info=True)
 
     # -- collections -------------------------------------------------------------
+    @_guarded
     def collection(self, info: PackInfo, create: bool = True) -> Any | None:
         """The pack's collection; refuses one built with other weights or dimension."""
         name = collection_name(info.name)
@@ -122,13 +172,18 @@ class ChromaIndex:
                 ) from None
             if not create:
                 return None
-            col = self._client.create_collection(
-                name,
-                embedding_function=None,
-                configuration={"hnsw": dict(HNSW)},
-                metadata={"pack": info.name, "dim": info.dim, "fingerprint": info.fingerprint,
-                          "format": FORMAT_VERSION},
-            )
+            try:
+                col = self._client.create_collection(
+                    name,
+                    embedding_function=None,
+                    configuration={"hnsw": dict(HNSW)},
+                    metadata={"pack": info.name, "dim": info.dim, "fingerprint": info.fingerprint,
+                              "format": FORMAT_VERSION},
+                )
+            except Exception as exc:  # another process of a shared index created it meanwhile
+                if not (self.shared and "exist" in str(exc).lower()):
+                    raise
+                col = self._client.get_collection(name)
         meta = col.metadata or {}
         if meta.get("fingerprint") != info.fingerprint or int(meta.get("dim", -1)) != info.dim:
             raise ModelError(
@@ -140,6 +195,7 @@ class ChromaIndex:
         self._collections[name] = col
         return col
 
+    @_guarded
     def drop(self, pack: str) -> None:
         name = collection_name(pack)
         self._collections.pop(name, None)
@@ -152,6 +208,7 @@ class ChromaIndex:
 
     # -- data --------------------------------------------------------------------
     @trace.traced("chroma.add")
+    @_guarded
     def add(self, info: PackInfo, ids: Sequence[int], vectors: np.ndarray,
             subject_ids: Sequence[int], subjects: Sequence[str], *, may_exist: bool = False) -> None:
         """Insert vectors for new face ids.
@@ -203,6 +260,7 @@ class ChromaIndex:
         return [keys[j] for j in keep], vecs[keep], [metas[j] for j in keep]
 
     @trace.traced("chroma.delete")
+    @_guarded
     def delete(self, info: PackInfo, ids: Sequence[int]) -> None:
         if not len(ids):
             return
@@ -213,6 +271,7 @@ class ChromaIndex:
         for i in range(0, len(ids), 5000):
             col.delete(ids=[str(x) for x in ids[i:i + 5000]])
 
+    @_guarded
     def rename_subject(self, info: PackInfo, ids: Sequence[int], subject_id: int, new_name: str) -> None:
         col = self.collection(info, create=False)
         if col is None or not len(ids):
@@ -222,13 +281,15 @@ class ChromaIndex:
             col.update(ids=chunk, metadatas=[{"subject_id": subject_id, "subject": new_name}] * len(chunk))
 
     @trace.traced("chroma.count")
+    @_guarded
     def count(self, info: PackInfo) -> int:
         name = collection_name(info.name)
-        if name not in self._counts:
+        if name not in self._counts or self.shared:
             col = self.collection(info, create=False)
             self._counts[name] = 0 if col is None else int(col.count())
         return self._counts[name]
 
+    @_guarded
     def ids(self, info: PackInfo) -> set[int]:
         col = self.collection(info, create=False)
         if col is None:
@@ -242,6 +303,7 @@ class ChromaIndex:
         return out
 
     @trace.traced("chroma.query")
+    @_guarded
     def query(self, info: PackInfo, vectors: np.ndarray, k: int) -> list[list[Neighbour]]:
         """The k nearest faces of each vector.
 
@@ -278,6 +340,7 @@ class ChromaIndex:
             for ids, dists in zip(res["ids"], res["distances"])
         ]
 
+    @_guarded
     def unreachable(self, info: PackInfo, ids: Sequence[int], vectors: np.ndarray, k: int = 10,
                     chunk: int = 1000) -> list[int]:
         """The ids that a query with their own stored vector does not return among its k nearest.
@@ -316,6 +379,7 @@ class ChromaIndex:
             self._client = self._connect()
             self._generation += 1
 
+    @_guarded
     def configuration(self, info: PackInfo) -> dict[str, Any]:
         col = self.collection(info, create=False)
         return {} if col is None else dict(col.configuration.get("hnsw") or {})
@@ -338,6 +402,15 @@ def _forget_system(path: Path) -> None:
             system.stop()
     except Exception:  # pragma: no cover - best effort on a broken system
         log.debug("forgetting the Chroma system of %s failed", path, exc_info=True)
+
+
+def _unreachable_server(exc: BaseException) -> bool:
+    """Whether an exception from chromadb's HTTP client means the server is not reachable."""
+    names = {type(e).__name__ for e in (exc, exc.__cause__, exc.__context__) if e is not None}
+    text = str(exc).lower()
+    return bool(names & {"ConnectError", "ConnectTimeout", "ReadTimeout", "RemoteProtocolError", "ReadError",
+                         "WriteError", "PoolTimeout", "ConnectionError", "ConnectionRefusedError"}) \
+        or "could not connect" in text or "connection refused" in text
 
 
 def _is_missing(exc: Exception) -> bool:

@@ -34,6 +34,8 @@ class ServeOptions:
     #: seconds in-flight requests get to finish after SIGTERM
     grace: float = 30.0
     config: ServerConfig = ServerConfig()
+    #: server processes on the same sockets (shared stores only: PostgreSQL + a Chroma server)
+    processes: int = 1
 
 
 def _tcp_socket(host: str, port: int) -> socket.socket:
@@ -99,30 +101,94 @@ def _server_class() -> Any:
     return Server
 
 
-def serve(db_factory: Any, home: Path, options: ServeOptions) -> None:
+def serve(db_options: dict[str, Any], home: Path, options: ServeOptions) -> None:
     """Listen first (so that clients queue instead of going for the home lock), then open the
-    database with ``db_factory()`` (an exclusive ``FaceDB``) and serve until stopped."""
-    import uvicorn
-
+    database (an exclusive ``FaceDB(**db_options)``) and serve until stopped. With
+    ``options.processes`` > 1 (shared stores only), that many server processes share the
+    sockets; this one supervises them."""
     configure_logging()
     sock_path = home / SOCKET_NAME
     sockets = [_tcp_socket(options.host, options.port)]
-    db = None
     try:
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
         sockets.append(_unix_socket(sock_path))
-        db = db_factory()
-        app = create_app(db, options.config)
         host, port = sockets[0].getsockname()[:2]
-        log.info("facedb serving %s (pack %s) on http://%s:%d and %s", home, db.pack_name, host, port, sock_path)
-        uv = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=options.grace, server_header=False)
-        _server_class()(uv).run(sockets=sockets)
+        log.info("facedb serving %s on http://%s:%d and %s (%d process%s)", home, host, port, sock_path,
+                 options.processes, "es" if options.processes > 1 else "")
+        if options.processes == 1:
+            _serve_here(db_options, sockets, options)
+        else:
+            _supervise(db_options, sockets, options)
     finally:
         for s in sockets:
             s.close()
         if len(sockets) > 1:
             sock_path.unlink(missing_ok=True)
-        if db is not None:
-            db.close()
         log.info("facedb server stopped")
+
+
+def _serve_here(db_options: dict[str, Any], sockets: list[socket.socket], options: ServeOptions) -> None:
+    """One server process: open the database, run uvicorn on the sockets, close the database."""
+    import uvicorn
+
+    from ..api import FaceDB
+
+    db = FaceDB(**db_options, exclusive=True)
+    try:
+        app = create_app(db, options.config)
+        log.info("process %d ready (pack %s)", os.getpid(), db.pack_name)
+        uv = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=options.grace, server_header=False)
+        _server_class()(uv).run(sockets=sockets)
+    finally:
+        db.close()
+
+
+def _child(db_options: dict[str, Any], sockets: list[socket.socket], options: ServeOptions) -> None:
+    configure_logging()
+    try:
+        _serve_here(db_options, sockets, options)
+    except FacedbError as exc:
+        log.error("server process %d: %s", os.getpid(), exc)
+        sys.exit(exc.exit_code)
+
+
+def _supervise(db_options: dict[str, Any], sockets: list[socket.socket], options: ServeOptions) -> None:
+    """Run ``options.processes`` children on the shared sockets; restart one that dies; on
+    SIGTERM/SIGINT pass it on and wait for them (each finishes its requests, up to ``grace``)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    stopping = threading.Event()
+
+    def start() -> Any:
+        proc = ctx.Process(target=_child, args=(db_options, sockets, options), daemon=False)
+        proc.start()
+        return proc
+
+    def on_signal(sig: int, _frame: Any) -> None:
+        stopping.set()
+
+    original = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    children = [start() for _ in range(options.processes)]
+    try:
+        while not stopping.wait(0.5):
+            for i, proc in enumerate(children):
+                if not proc.is_alive() and not stopping.is_set():
+                    if proc.exitcode in (5, 6):  # busy or model problem: restarting cannot help
+                        log.error("server process %d exited with %d; stopping", proc.pid, proc.exitcode)
+                        stopping.set()
+                        break
+                    log.warning("server process %d exited with %s; starting another", proc.pid, proc.exitcode)
+                    children[i] = start()
+    finally:
+        for sig, handler in original.items():
+            signal.signal(sig, handler)
+        for proc in children:
+            if proc.is_alive():
+                os.kill(proc.pid, signal.SIGTERM)
+        for proc in children:
+            proc.join(options.grace + 30)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
