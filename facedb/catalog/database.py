@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import FacedbError, NotFoundError
-from .models import Face, Failure, Image, PendingDelete, Setting, Subject
+from .models import Base, Face, Failure, Image, PendingDelete, Setting, Subject
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 #: The newest migration's revision id (a test checks it equals Alembic's head).
@@ -50,7 +50,9 @@ class Catalog:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         connect_args: dict[str, Any] = {"timeout": 30} if self.is_sqlite else {}
-        self.engine: Engine = create_engine(url, connect_args=connect_args)
+        # pool_pre_ping: after a database server restart, pooled connections are dead; test each
+        # on checkout instead of failing the first call made on it (not needed for a file).
+        self.engine: Engine = create_engine(url, connect_args=connect_args, pool_pre_ping=not self.is_sqlite)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -154,11 +156,14 @@ class Catalog:
                 .outerjoin(faces, faces.c.subject_id == Subject.id)
                 .order_by(Subject.name)
             )
-            return [
+            rows = [
                 {"name": sub.name, "images": int(ni), "faces": int(nf), "metadata": sub.info,
                  "created_at": sub.created_at.isoformat() if sub.created_at else None}
                 for sub, ni, nf in s.execute(q)
             ]
+        # Code-point order on every database (ORDER BY follows the database's collation, which
+        # is linguistic on a typical PostgreSQL server and byte order on SQLite).
+        return sorted(rows, key=lambda r: r["name"])
 
     # -- images and faces ------------------------------------------------------
     def known_sha256(self, digests: Sequence[str]) -> dict[str, str]:
@@ -261,7 +266,12 @@ class Catalog:
             return list(s.scalars(q))
 
     def compact(self) -> None:
-        """Rewrite the SQLite file so no freed page keeps old bytes (VACUUM)."""
+        """Rewrite the SQLite file so no freed page keeps old bytes (VACUUM); on PostgreSQL,
+        VACUUM FULL writes every catalog table to new files without the deleted rows."""
+        if self.engine.dialect.name == "postgresql":
+            tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql(f"VACUUM FULL {tables}")
         if self.is_sqlite:
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -19,10 +19,33 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` that always reads back an aware UTC datetime.
+
+    SQLite stores no offset (it returned naive values) and PostgreSQL returns ``timestamptz`` in
+    the server's TimeZone; both now give the same UTC instant. SQLite keeps its naive-UTC text.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 class Base(DeclarativeBase):
@@ -42,7 +65,7 @@ class Subject(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(256), unique=True)
     info: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     images: Mapped[list[Image]] = relationship(
         back_populates="subject", cascade="all, delete-orphan", passive_deletes=True
     )
@@ -59,7 +82,7 @@ class Image(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(32), default="enrolled")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     subject: Mapped[Subject] = relationship(back_populates="images")
     faces: Mapped[list[Face]] = relationship(
         back_populates="image", cascade="all, delete-orphan", passive_deletes=True
@@ -85,7 +108,7 @@ class Face(Base):
     dim: Mapped[int] = mapped_column(Integer)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
     indexed: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     image: Mapped[Image] = relationship(back_populates="faces")
 
     @property
@@ -107,12 +130,13 @@ class Failure(Base):
     model: Mapped[str | None] = mapped_column(String(512), nullable=True)
     reason: Mapped[str] = mapped_column(String(64), index=True)
     detail: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class PendingDelete(Base):
     """Face ids removed from SQL whose vectors may still be in the index (crash journal)."""
 
     __tablename__ = "pending_deletes"
-    face_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Always a face's id, never generated (without this PostgreSQL would give it a sequence).
+    face_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     model: Mapped[str] = mapped_column(String(512))
