@@ -71,8 +71,8 @@ class AccessQueries(CatalogCore):
         """Audit entries, oldest first (the newest ``limit`` of them)."""
         with self.session() as s:
             q = select(AuditEntry).order_by(AuditEntry.id.desc())
-            if since is not None:  # an aware UTC time; SQLite stores them without the zone
-                q = q.where(AuditEntry.at >= (since.replace(tzinfo=None) if self.is_sqlite else since))
+            if since is not None:
+                q = q.where(AuditEntry.at >= since)
             if limit is not None:
                 q = q.limit(limit)
             rows = list(s.scalars(q))

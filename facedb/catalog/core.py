@@ -65,10 +65,13 @@ class CatalogCore:
             with self.engine.connect() as conn:
                 rev: str | None = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
                 return rev
-        except (OperationalError, ProgrammingError):
+        except ProgrammingError:  # PostgreSQL: no such table yet
             return None
+        except OperationalError as exc:
+            if "no such table" in str(exc.orig):  # SQLite
+                return None
+            raise self.unreachable(exc) from None
 
-    @trace.traced("sql.upgrade")
     def upgrade(self) -> None:
         """Create or upgrade the schema to the newest Alembic revision.
 
@@ -86,7 +89,9 @@ class CatalogCore:
             with self.engine.begin() as conn:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
-        except (OperationalError, ProgrammingError) as exc:
+        except OperationalError as exc:
+            raise self.unreachable(exc) from None
+        except ProgrammingError as exc:
             raise FacedbError(f"cannot open or upgrade the catalog database {self.safe_url}: {exc.orig}") from None
 
     @property
@@ -117,7 +122,15 @@ class CatalogCore:
                                 "facedb retries on the next request")
 
     def compact(self) -> None:
-        """Rewrite the SQLite file so no freed page keeps old bytes (VACUUM)."""
+        """Rewrite the SQLite file so no freed page keeps old bytes (VACUUM); on PostgreSQL,
+        VACUUM FULL writes every catalog table to new files without the deleted rows."""
+        if self.engine.dialect.name == "postgresql":
+            from .models import Base
+
+            tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql(f"VACUUM FULL {tables}")
+            return
         if not self.is_sqlite:
             return
         with self.engine.connect() as conn:

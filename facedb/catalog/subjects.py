@@ -59,8 +59,11 @@ class SubjectQueries(CatalogCore):
                 .outerjoin(faces, faces.c.subject_id == Subject.id)
                 .order_by(Subject.name)
             )
-            return [{"name": sub.name, "images": int(ni), "faces": int(nf), "metadata": sub.info,
+            rows = [{"name": sub.name, "images": int(ni), "faces": int(nf), "metadata": sub.info,
                      "created_at": iso(sub.created_at)} for sub, ni, nf in s.execute(q)]
+        # Code-point order on every database (ORDER BY follows the database's collation, which
+        # is linguistic on a typical PostgreSQL server and byte order on SQLite).
+        return sorted(rows, key=lambda r: r["name"])
 
     def subject_detail(self, name: str) -> dict[str, Any]:
         """One subject: metadata, images with their faces, and its failure records."""

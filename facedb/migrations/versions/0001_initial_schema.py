@@ -34,7 +34,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_failures_subject_name'), ['subject_name'], unique=False)
 
     op.create_table('pending_deletes',
-    sa.Column('face_id', sa.Integer(), nullable=False),
+    sa.Column('face_id', sa.Integer(), autoincrement=False, nullable=False),
     sa.Column('model', sa.String(length=512), nullable=False),
     sa.PrimaryKeyConstraint('face_id')
     )

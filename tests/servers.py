@@ -1,0 +1,672 @@
+"""Real servers for tests: a throw-away PostgreSQL cluster and a ``chroma run`` server.
+
+Both listen on 127.0.0.1 only, on a free port, with their files in a private temporary folder,
+and are stopped by the fixtures (also when a test fails) and, as a last resort, at interpreter
+exit. Nothing here is used by facedb itself; ``scripts/experiments`` reuses the classes.
+
+PostgreSQL comes from the server binaries of the machine (Debian's ``postgresql-15``:
+``/usr/lib/postgresql/15/bin``; override with ``FACEDB_PG_BIN``). ``initdb`` refuses to run as
+root, so as root the cluster is created and run by the ``postgres`` OS user, in a folder that
+user owns. Where the binaries (or psycopg, or the ``chroma`` executable) are missing the fixtures
+skip with the reason, unless ``FACEDB_REQUIRE_SERVERS=1`` (set by ``.ci/run``) turns that into
+a failure, so CI can never skip them silently.
+
+The test cluster is deliberately not the friendliest possible one: its default collation is
+ICU ``en-US`` (linguistic order, as on a typical production server, not byte order) and its
+``TimeZone`` is ``Europe/Paris``, so code that only works with C collation or a UTC server shows
+up here. Durability settings are relaxed for speed (``fsync=off``): that survives the process
+kills the outage tests do (the kernel keeps the written pages), not a power cut.
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import itertools
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ENV_PG_BIN = "FACEDB_PG_BIN"
+ENV_REQUIRE = "FACEDB_REQUIRE_SERVERS"
+DEBIAN_PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_SUPERUSER = "postgres"
+HOST = "127.0.0.1"
+
+# -- bookkeeping: everything started here is stopped at exit -------------------------------------
+
+_live: list[Any] = []
+_live_lock = threading.Lock()
+
+
+def _register(server: Any) -> None:
+    with _live_lock:
+        if server not in _live:
+            _live.append(server)
+
+
+def _unregister(server: Any) -> None:
+    with _live_lock:
+        if server in _live:
+            _live.remove(server)
+
+
+@atexit.register
+def _stop_everything() -> None:  # pragma: no cover - only reached when a fixture did not run
+    for server in list(_live):
+        with contextlib.suppress(Exception):
+            server.cleanup()
+
+
+def _sigterm_to_keyboard_interrupt() -> None:
+    """Make SIGTERM unwind like Ctrl-C, so fixture finalizers stop the servers (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        owner = os.getpid()
+
+        def _handler(signum: int, frame: Any) -> None:
+            if os.getpid() != owner:  # a forked child inherited this: die as SIGTERM would
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+                return
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        signal.signal(signal.SIGTERM, _handler)
+
+
+# -- small helpers -------------------------------------------------------------------------------
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, host: str = HOST, timeout: float = 0.2) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        return s.connect_ex((host, port)) == 0
+
+
+def pid_alive(pid: int) -> bool:
+    """True when ``pid`` runs (a zombie, killed but not yet reaped, counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
+
+
+def _exists(pid: int) -> bool:
+    """True while ``pid`` exists at all, zombies included."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (Linux /proc; empty elsewhere)."""
+    out = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid:
+            out.append(int(entry))
+    return out
+
+
+def processes_mentioning(text: str) -> list[tuple[int, str]]:
+    """(pid, command line) of every live process whose command line contains ``text``."""
+    found = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmd = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if text in cmd and pid_alive(int(entry)):
+            found.append((int(entry), cmd))
+    return found
+
+
+def _wait_gone(pids: list[int], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    left = [p for p in pids if pid_alive(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = [p for p in left if pid_alive(p)]
+    return left
+
+
+def _reachable_by_others(path: Path) -> bool:
+    """Every ancestor of ``path`` lets other users traverse it (o+x)."""
+    for p in [path, *path.parents]:
+        try:
+            if not os.stat(p).st_mode & stat.S_IXOTH:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _tail(path: Path, n: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def require_or_skip(reason: str) -> None:
+    """Skip the test, or fail it when ``FACEDB_REQUIRE_SERVERS=1`` (CI must not skip)."""
+    if os.environ.get(ENV_REQUIRE, "") not in ("", "0"):
+        pytest.fail(f"{reason} (and {ENV_REQUIRE}=1 forbids skipping)", pytrace=False)
+    pytest.skip(reason)
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------------
+
+def find_pg_bin() -> Path | None:
+    """The folder with initdb/pg_ctl/postgres: ``$FACEDB_PG_BIN``, Debian's PG 15, or ``$PATH``."""
+    candidates = []
+    if os.environ.get(ENV_PG_BIN):
+        candidates.append(Path(os.environ[ENV_PG_BIN]))
+    candidates.append(DEBIAN_PG_BIN)
+    on_path = shutil.which("initdb")
+    if on_path:
+        candidates.append(Path(on_path).resolve().parent)
+    for c in candidates:
+        if all((c / exe).is_file() and os.access(c / exe, os.X_OK) for exe in ("initdb", "pg_ctl", "postgres")):
+            return c
+    return None
+
+
+def postgres_unavailable() -> str | None:
+    """Why a PostgreSQL cluster cannot be started here, or None when it can."""
+    if find_pg_bin() is None:
+        return (f"PostgreSQL server binaries not found (looked in ${ENV_PG_BIN}, {DEBIAN_PG_BIN}, $PATH); "
+                "install Debian's postgresql-15 to run the PostgreSQL tests")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return "psycopg (3) is not installed: pip install 'psycopg[binary]>=3.1'"
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            pwd.getpwnam(PG_SUPERUSER)
+        except KeyError:
+            return f"running as root and there is no {PG_SUPERUSER!r} OS user to run initdb as"
+    return None
+
+
+class PostgresCluster:
+    """A private PostgreSQL cluster: ``initdb`` once, then ``pg_ctl`` start/stop/restart, kill.
+
+    >>> pg = PostgresCluster(); pg.start()                    # doctest: +SKIP
+    >>> url = pg.create_database()                            # postgresql+psycopg://...
+    >>> pg.kill(); pg.start(); pg.cleanup()                   # doctest: +SKIP
+    """
+
+    _names = itertools.count(1)
+
+    def __init__(self, bin_dir: Path | None = None, *, port: int | None = None,
+                 icu_locale: str | None = "en-US", timezone: str = "Europe/Paris",
+                 parent: Path | None = None) -> None:
+        found = bin_dir or find_pg_bin()
+        if found is None:
+            raise RuntimeError(postgres_unavailable() or "PostgreSQL binaries not found")
+        self.bin = Path(found)
+        self.port = port or free_port()
+        self._fixed_port = port is not None
+        self.icu_locale = icu_locale
+        self.timezone = timezone
+        self.as_root = os.geteuid() == 0
+        self.base = self._make_base(parent)
+        self.data = self.base / "data"
+        self.log = self.base / "postgres.log"
+        self._initialised = False
+        self._databases: set[str] = set()
+        _register(self)
+
+    # -- files and processes ---------------------------------------------------------------------
+    def _make_base(self, parent: Path | None) -> Path:
+        """A folder the server's OS user owns (as root: chowned to ``postgres``), mode 0700."""
+        if parent is None:
+            parent = Path(tempfile.gettempdir())
+            if self.as_root and not _reachable_by_others(parent):
+                parent = Path("/tmp")
+        base = Path(tempfile.mkdtemp(prefix="facedb-pg-", dir=parent))
+        if self.as_root:
+            if not _reachable_by_others(parent):
+                shutil.rmtree(base, ignore_errors=True)
+                raise RuntimeError(f"{parent} is not reachable by the {PG_SUPERUSER} user: pass parent=")
+            import pwd
+
+            pw = pwd.getpwnam(PG_SUPERUSER)
+            os.chown(base, pw.pw_uid, pw.pw_gid)
+        os.chmod(base, 0o700)
+        return base
+
+    def _run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run a PostgreSQL binary as the cluster's OS user (``postgres`` when we are root)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env.update(LC_ALL="C", LANG="C", TZ="UTC")
+        kwargs: dict[str, Any] = {}
+        if self.as_root:
+            import pwd
+
+            pw = pwd.getpwnam(PG_SUPERUSER)
+            kwargs.update(user=pw.pw_uid, group=pw.pw_gid, extra_groups=[])
+            env["HOME"] = str(self.base)
+        proc = subprocess.run([str(self.bin / args[0]), *args[1:]], cwd=self.base, env=env, capture_output=True,
+                              text=True, timeout=timeout, **kwargs)
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"{args[0]} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}\n"
+                               f"server log:\n{_tail(self.log)}")
+        return proc
+
+    def _initdb(self) -> None:
+        args = ["initdb", "-D", str(self.data), "-U", PG_SUPERUSER, "-A", "trust", "-E", "UTF8",
+                "--locale=C", "--no-sync", "--no-instructions"]
+        if self.icu_locale:
+            args += ["--locale-provider=icu", f"--icu-locale={self.icu_locale}"]
+        self._run(*args)
+        # Trust, and only on the private socket folder and loopback.
+        (self.data / "pg_hba.conf").write_text(
+            "# facedb test cluster: loopback and the private socket folder only\n"
+            "local all all trust\n"
+            "host  all all 127.0.0.1/32 trust\n"
+        )
+        with open(self.data / "postgresql.conf", "a") as fh:
+            fh.write(
+                "\n# facedb test cluster\n"
+                "listen_addresses = '127.0.0.1'\n"
+                f"unix_socket_directories = '{self.base}'\n"
+                f"timezone = '{self.timezone}'\n"
+                "fsync = off\n"
+                "full_page_writes = off\n"
+                "max_connections = 100\n"
+                "shared_buffers = 32MB\n"
+                "log_min_messages = warning\n"
+            )
+        self._initialised = True
+
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's pid from ``postmaster.pid`` (None when there is none or it is dead)."""
+        try:
+            pid = int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+        return pid if pid_alive(pid) else None
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self, timeout: float = 60) -> PostgresCluster:
+        """initdb (first time) and ``pg_ctl start`` on ``self.port``; waits until it accepts connections."""
+        if not self._initialised:
+            self._initdb()
+        if self.running:
+            return self
+        self._remove_stale_locks()
+        for attempt in range(5):
+            proc = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", str(int(timeout)),
+                             "-o", f"-p {self.port}", "start", check=False, timeout=timeout + 30)
+            if proc.returncode == 0:
+                break
+            log = _tail(self.log)
+            if "Address already in use" in log and not self._fixed_port and attempt < 4:
+                self.port = free_port()
+                continue
+            raise RuntimeError(f"pg_ctl start failed: {proc.stderr.strip() or proc.stdout.strip()}\n{log}")
+        _sigterm_to_keyboard_interrupt()
+        return self
+
+    def ensure_running(self) -> PostgresCluster:
+        return self if self.running else self.start()
+
+    def stop(self, mode: str = "fast", timeout: float = 60) -> None:
+        """``pg_ctl stop -m fast`` (disconnects clients, clean shutdown)."""
+        if not self.running:
+            return
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", str(int(timeout)), "stop",
+                  timeout=timeout + 30)
+
+    def restart(self) -> PostgresCluster:
+        self.stop()
+        return self.start()
+
+    def kill(self, timeout: float = 20) -> None:
+        """SIGKILL the postmaster (an outage); waits until its backends noticed and exited."""
+        pid = self.pid
+        if pid is None:
+            return
+        kids = _children(pid)
+        os.kill(pid, signal.SIGKILL)
+        left = _wait_gone([pid, *kids], timeout)
+        for p in left:  # backends exit on postmaster death; never leave one behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
+        _wait_gone(left, 5)
+        # The killed postmaster is reaped by init, which can take a moment; until then it is a
+        # zombie that still "exists" for the next postmaster's lock-file check.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _exists(pid):
+            time.sleep(0.05)
+
+    def _remove_stale_locks(self) -> None:
+        """Delete lock files left by a postmaster that is dead (or a zombie awaiting its reaper)."""
+        for lock in (self.data / "postmaster.pid", self.base / f".s.PGSQL.{self.port}.lock"):
+            try:
+                pid = int(lock.read_text().split("\n", 1)[0])
+            except (OSError, ValueError):
+                continue
+            if not pid_alive(pid):
+                with contextlib.suppress(OSError):
+                    lock.unlink()
+
+    def cleanup(self) -> None:
+        """Stop (or kill) the server and delete every file of the cluster."""
+        try:
+            if self.running:
+                try:
+                    self.stop(mode="immediate", timeout=20)
+                except Exception:
+                    self.kill()
+        finally:
+            shutil.rmtree(self.base, ignore_errors=True)
+            _unregister(self)
+
+    # -- connections and databases -----------------------------------------------------------------
+    def url_for(self, dbname: str) -> str:
+        return f"postgresql+psycopg://{PG_SUPERUSER}@{HOST}:{self.port}/{dbname}"
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL of the maintenance database ``postgres``."""
+        return self.url_for("postgres")
+
+    def connect(self, dbname: str = "postgres", **kwargs: Any) -> Any:
+        """A psycopg 3 connection (autocommit) over TCP loopback."""
+        import psycopg
+
+        return psycopg.connect(host=HOST, port=self.port, user=PG_SUPERUSER, dbname=dbname, autocommit=True,
+                               connect_timeout=10, **kwargs)
+
+    def create_database(self, name: str | None = None, template: str = "template1") -> str:
+        """A new empty database (copied from ``template``); returns its SQLAlchemy URL."""
+        from psycopg import sql
+
+        name = name or f"t{os.getpid()}_{next(self._names)}"
+        with self.connect() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name),
+                                                                         sql.Identifier(template)))
+        self._databases.add(name)
+        return self.url_for(name)
+
+    def drop_database(self, name: str) -> None:
+        from psycopg import sql
+
+        with self.connect() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        self._databases.discard(name)
+
+    def __repr__(self) -> str:
+        return f"PostgresCluster(port={self.port}, base={self.base}, running={self.running})"
+
+
+# -- Chroma server ---------------------------------------------------------------------------------
+
+def find_chroma() -> Path | None:
+    """The ``chroma`` executable next to this interpreter (the venv's), else on ``$PATH``."""
+    beside = Path(sys.executable).parent / "chroma"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which("chroma")
+    return Path(found) if found else None
+
+
+def chroma_unavailable() -> str | None:
+    if find_chroma() is None:
+        return "the `chroma` executable (shipped by the chromadb wheel) was not found next to python or on $PATH"
+    return None
+
+
+class ChromaServer:
+    """``chroma run --path DIR --host 127.0.0.1 --port P`` as a child process.
+
+    ``restart()`` keeps the same path and port, so clients keep their URL.
+    """
+
+    def __init__(self, path: Path | None = None, *, port: int | None = None, exe: Path | None = None) -> None:
+        found = exe or find_chroma()
+        if found is None:
+            raise RuntimeError(chroma_unavailable() or "chroma not found")
+        self.exe = Path(found)
+        self._own_dir = path is None
+        self.root = Path(tempfile.mkdtemp(prefix="facedb-chroma-")) if path is None else Path(path).parent
+        self.path = self.root / "data" if path is None else Path(path)
+        self.port = port or free_port()
+        self._fixed_port = port is not None
+        self.log = self.root / f"chroma-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        _register(self)
+
+    @property
+    def host(self) -> str:
+        return HOST
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
+
+    def heartbeat(self, timeout: float = 1.0) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/api/v2/heartbeat", timeout=timeout) as r:
+                return r.status == 200
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+
+    def start(self, timeout: float = 60) -> ChromaServer:
+        """Start the server and wait for its heartbeat."""
+        if self.running:
+            return self
+        for attempt in range(5):
+            if port_open(self.port) and not self._fixed_port:
+                self.port = free_port()
+            self.log = self.root / f"chroma-{self.port}.log"
+            self.path.mkdir(parents=True, exist_ok=True)
+            with open(self.log, "ab") as log:
+                self.proc = subprocess.Popen(
+                    [str(self.exe), "run", "--path", str(self.path), "--host", HOST, "--port", str(self.port)],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                    env={**os.environ, "NO_COLOR": "1"},
+                )
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                if self.heartbeat():
+                    self.starts += 1
+                    _sigterm_to_keyboard_interrupt()
+                    return self
+                time.sleep(0.05)
+            code = self.proc.poll()
+            if code is None:  # no heartbeat in time
+                self.kill()
+                raise RuntimeError(f"chroma run gave no heartbeat within {timeout}s:\n{_tail(self.log)}")
+            self.proc = None
+            log_text = _tail(self.log)
+            if "in use" in log_text.lower() and not self._fixed_port and attempt < 4:
+                self.port = free_port()
+                continue
+            raise RuntimeError(f"chroma run exited with {code}:\n{log_text}")
+        raise RuntimeError("chroma run did not start")  # pragma: no cover
+
+    def ensure_running(self) -> ChromaServer:
+        return self if self.running else self.start()
+
+    def stop(self, timeout: float = 30) -> int | None:
+        """SIGTERM (graceful), SIGKILL after ``timeout``; returns the exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL the server (and anything in its session), then reap it."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+        self.proc.wait(10)
+        self.proc = None
+
+    def restart(self, graceful: bool = True, timeout: float = 60) -> ChromaServer:
+        """Stop (SIGTERM, or SIGKILL with ``graceful=False``) and start again on the same path and port."""
+        if graceful:
+            self.stop()
+        else:
+            self.kill()
+        fixed, self._fixed_port = self._fixed_port, True
+        try:
+            return self.start(timeout)
+        finally:
+            self._fixed_port = fixed
+
+    def client(self, **settings: Any) -> Any:
+        import chromadb
+        from chromadb.config import Settings
+
+        return chromadb.HttpClient(host=HOST, port=self.port,
+                                   settings=Settings(anonymized_telemetry=False, **settings))
+
+    def cleanup(self) -> None:
+        try:
+            self.stop(timeout=10)
+        finally:
+            if self._own_dir:
+                shutil.rmtree(self.root, ignore_errors=True)
+            _unregister(self)
+
+    def __repr__(self) -> str:
+        return f"ChromaServer(url={self.url}, path={self.path}, running={self.running})"
+
+
+# -- pytest fixtures -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    """One PostgreSQL cluster for the session (skips, or fails under CI, when unavailable).
+
+    A test that stops or kills it must start it again; ``pg_url`` restarts it if one did not."""
+    reason = postgres_unavailable()
+    if reason:
+        require_or_skip(reason)
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.cleanup()
+
+
+@pytest.fixture()
+def pg_url(pg_cluster: PostgresCluster) -> Iterator[str]:
+    """A fresh, empty database of the session cluster; dropped after the test."""
+    pg_cluster.ensure_running()
+    url = pg_cluster.create_database()
+    try:
+        yield url
+    finally:
+        with contextlib.suppress(Exception):
+            pg_cluster.ensure_running()
+            pg_cluster.drop_database(url.rsplit("/", 1)[1])
+
+
+@pytest.fixture(scope="session")
+def chroma_server() -> Iterator[ChromaServer]:
+    """One ``chroma run`` server for the session on a free loopback port (restarted by ``chroma_client``
+    if a test left it down)."""
+    reason = chroma_unavailable()
+    if reason:
+        require_or_skip(reason)
+    server = ChromaServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture()
+def chroma_client(chroma_server: ChromaServer) -> Iterator[Any]:
+    """An ``HttpClient`` on the session server; collections it created are deleted afterwards."""
+    chroma_server.ensure_running()
+    client = chroma_server.client()
+    before = {c.name for c in client.list_collections()}
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(Exception):
+            chroma_server.ensure_running()
+            fresh = chroma_server.client()
+            for c in fresh.list_collections():
+                if c.name not in before:
+                    fresh.delete_collection(c.name)
