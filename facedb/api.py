@@ -63,7 +63,7 @@ class FaceDB:
         batch = write_batch_size(write_batch)
         self.store = Store(self.settings, exclusive=exclusive)
         self.catalog = self.store.catalog
-        with self.store.writing(open_index=False):
+        with self.store.exclusive(open_index=False, recover=False):  # one process migrates at a time
             self.catalog.upgrade()
             if self.catalog.get_setting(DEFAULT_PACK_KEY) is None:
                 self.catalog.set_setting(DEFAULT_PACK_KEY, self.settings.pack or DEFAULT_PACK)

@@ -8,7 +8,7 @@ The source is not changed, and no write reaches it meanwhile (it is held exclusi
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -32,6 +32,11 @@ class MigrateReport(Result):
     indexed_faces: int = 0
     seconds: float = 0.0
     check: CheckReport | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["check"] = self.check.to_dict() if self.check else None
+        return d
 
 
 def migrate(source: Any, target: Any) -> MigrateReport:

@@ -3,6 +3,7 @@ verification (1:1); and the scikit-learn reference cross-check."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
@@ -11,7 +12,7 @@ import numpy as np
 from . import files
 from .catalog.database import Catalog, FaceHit
 from .engine import Face, PackInfo
-from .errors import FacedbError, ImageError, IndexCorruptError, ModelError, NotFoundError
+from .errors import FacedbError, ImageError, IndexCorruptError, ModelError, NotFoundError, UnavailableError
 from .files import Upload
 from .index.chroma_index import ChromaIndex, Neighbour, preload
 from .packs import ActivePack
@@ -122,23 +123,32 @@ class Searcher:
         return report
 
     def _require_consistent(self, index: ChromaIndex, info: PackInfo) -> int:
-        """Cheap invariant before a search: the index holds exactly the indexed SQL faces.
-        Returns that number."""
-        try:
-            n_index = index.count(info)
-        except (ModelError, IndexCorruptError):
-            raise
-        except Exception as exc:
-            raise IndexCorruptError(
-                f"the search index cannot be read ({exc}); run `facedb check --repair` to rebuild it"
-            ) from None
-        n_sql = self.store.catalog.count_indexed(info.name)
-        if n_index != n_sql:
-            raise IndexCorruptError(
-                f"the search index holds {n_index} faces but the catalog has {n_sql} for pack "
-                f"{info.name!r}; run `facedb check --repair` to rebuild the index from the catalog"
-            )
-        return n_index
+        """Cheap invariant before a search: the index holds the indexed SQL faces. Returns how
+        many faces the index holds.
+
+        With an index of its own (the home lock), the two counts are equal. On shared stores other
+        processes write meanwhile, and both write orders keep Chroma's count at least the
+        catalog's (a face enters Chroma before SQL marks it, and leaves SQL before Chroma) when
+        the catalog is counted first; a delete finishing between the two counts can break that for
+        a moment, so a shortfall is counted again before it is reported."""
+        for attempt in range(3 if index.shared else 1):
+            n_sql = self.store.catalog.count_indexed(info.name)
+            try:
+                n_index = index.count(info)
+            except (ModelError, IndexCorruptError, UnavailableError):
+                raise
+            except Exception as exc:
+                raise IndexCorruptError(
+                    f"the search index cannot be read ({exc}); run `facedb check --repair` to rebuild it"
+                ) from None
+            if n_index == n_sql or (index.shared and n_index > n_sql):
+                return n_index
+            if attempt < 2 and index.shared:
+                time.sleep(0.05)
+        raise IndexCorruptError(
+            f"the search index holds {n_index} faces but the catalog has {n_sql} for pack "
+            f"{info.name!r}; run `facedb check --repair` to rebuild the index from the catalog"
+        )
 
     # -- 1:1 ----------------------------------------------------------------------------
     def verify(self, image: ImageInput, subject: str, *, threshold: float | None) -> VerifyResult:

@@ -72,6 +72,7 @@ class CatalogCore:
                 return None
             raise self.unreachable(exc) from None
 
+    @trace.traced("sql.upgrade")
     def upgrade(self) -> None:
         """Create or upgrade the schema to the newest Alembic revision.
 
