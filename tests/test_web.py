@@ -208,6 +208,7 @@ def test_a_key_revoked_while_signed_in_sends_the_user_back_with_a_message(pages:
     page = pages()
     sign_in(page, served, key)
     assert served.cli("keys", "revoke", "short-lived").returncode == 0
+    assert httpx.get(served.url + "/v1/whoami", headers=bearer(key)).status_code == 401
     page.click("#nav a[data-view='people']")
     expect(page.locator("#view-signin")).to_be_visible()
     expect(page.locator("#signin-error")).to_contain_text("no longer accepted")
@@ -330,6 +331,31 @@ def test_a_yale_probe_shows_its_subjects_name(pages: Callable[..., Any], served:
     finally:
         for s in subjects:
             httpx.delete(served.url + f"/v1/subjects/{s}", headers=bearer(served.keys["write"]))
+
+
+def test_boxes_follow_the_exif_orientation(pages: Callable[..., Any], served: FacedbServer,
+                                           people: dict[str, list[Path]], tmp_path: Path) -> None:
+    """A phone photo stored sideways with an EXIF Orientation tag: the box is on the upright face."""
+    from PIL import Image
+
+    upright = Image.open(people["person2"][0])
+    stored = upright.rotate(90, expand=True)  # the pixels as a camera held sideways writes them
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display: rotate 90 degrees clockwise
+    path = tmp_path / "sideways.jpg"
+    stored.save(path, exif=exif, quality=95)
+    page = pages()
+    sign_in(page, served, served.keys["read"])
+    assert search(page, path, faces=1) == ["person2"]
+    size = page.locator("#photo").evaluate("(img) => [img.naturalWidth, img.naturalHeight]")
+    assert size == [upright.width, upright.height]
+    photo = page.locator("#photo").bounding_box()
+    box = page.locator("#face-boxes .face-box").bounding_box()
+    assert photo and box and inside(box, photo)
+    # The face is in the middle of the crop (a margin of one face size on each side).
+    cx = (box["x"] + box["width"] / 2 - photo["x"]) / photo["width"]
+    cy = (box["y"] + box["height"] / 2 - photo["y"]) / photo["height"]
+    assert 0.3 < cx < 0.7 and 0.3 < cy < 0.7, (cx, cy)
 
 
 # -- people -----------------------------------------------------------------------------------------
@@ -461,6 +487,28 @@ def test_enroll_through_the_page_then_named_renamed_deleted_unknown(
     assert search(page, probe, faces=1) == ["unknown"]
 
 
+def test_a_write_with_a_read_only_key_is_refused_with_a_message(pages: Callable[..., Any], served: FacedbServer,
+                                                                people: dict[str, list[Path]]) -> None:
+    """Against a server without /v1/whoami the page cannot know the key's scope: it offers
+    every control, and the server's 403 becomes a clear message."""
+    page = pages()
+    page.route("**/v1/whoami", lambda route: route.fulfill(
+        status=404, json={"error": "Not Found", "reason": "http", "status": 404, "kind": "http"}))
+    sign_in(page, served, served.keys["read"])
+    expect(page.locator("#who-text")).to_have_text("Signed in as this key")
+    page.click("#nav a[data-view='enroll']")
+    page.fill("#enroll-name", "Not Allowed")
+    page.set_input_files("#enroll-files", [str(people["person6"][0]), str(people["person6"][1])])
+    page.click("#enroll-submit")
+    expect(page.locator("#alert")).to_have_text(
+        "Your key may not do this: API key 'read-key' has scope 'read'; this call needs 'write'.")
+    states = page.locator("#enroll-list li").evaluate_all("(lis) => lis.map((li) => li.dataset.state)")
+    assert states == ["stopped", "stopped"]
+    expect(page.locator("#enroll-list li").first).to_contain_text("not enrolled: API key 'read-key' has scope 'read'")
+    expect(page.locator("#enroll-list li").nth(1)).to_contain_text("not sent")
+    expect(page.locator("#enroll-summary")).to_have_text("Not Allowed: 0 enrolled, 0 rejected, 2 not sent.")
+
+
 # -- layout and privacy ----------------------------------------------------------------------------
 
 def test_phone_width_layout(pages: Callable[..., Any], served: FacedbServer) -> None:
@@ -493,16 +541,33 @@ def test_phone_width_layout(pages: Callable[..., Any], served: FacedbServer) -> 
     assert small == []
 
 
-def test_every_control_has_a_label(pages: Callable[..., Any], served: FacedbServer) -> None:
-    page = pages()
-    sign_in(page, served, served.keys["write"])
-    unlabelled = page.evaluate("""() => Array.from(document.querySelectorAll('input, select, textarea, button'))
+def unlabelled(page: Any) -> list[str]:
+    """Controls on the page (shown or not) without a label, an ARIA name or button text."""
+    return page.evaluate("""() => Array.from(document.querySelectorAll('input, select, textarea, button'))
         .filter((e) => {
           if (e.labels && e.labels.length) return false;
           if (e.getAttribute('aria-label') || e.getAttribute('aria-labelledby')) return false;
           return !(e.tagName === 'BUTTON' && e.textContent.trim());
         }).map((e) => e.outerHTML.slice(0, 80))""")
-    assert unlabelled == []
+
+
+def test_every_control_has_a_label(pages: Callable[..., Any], served: FacedbServer,
+                                   people: dict[str, list[Path]]) -> None:
+    page = pages()
+    sign_in(page, served, served.keys["write"])
+    assert unlabelled(page) == []
+    search(page, people["person2"][1], faces=1)  # face buttons, candidates
+    expect(page.locator("#matches-list .match")).to_have_count(3)
+    assert unlabelled(page) == []
+    page.click("#nav a[data-view='enroll']")
+    page.set_input_files("#enroll-files", [str(p) for p in people["person6"]])  # file rows, remove buttons
+    expect(page.locator("#enroll-list li")).to_have_count(3)
+    assert unlabelled(page) == []
+    page.locator("#enroll-list .remove").first.click()
+    expect(page.locator("#enroll-list li")).to_have_count(2)
+    expect(page.locator("#enroll-summary")).to_have_text("2 photos ready to enroll.")
+    page.click("#enroll-clear")
+    expect(page.locator("#enroll-progress")).to_be_hidden()
     live = page.evaluate("""() => ({status: document.querySelector('#status').getAttribute('aria-live'),
         alert: document.querySelector('#alert').getAttribute('role')})""")
     assert live == {"status": "polite", "alert": "alert"}

@@ -688,6 +688,7 @@ function askDelete() {
   $("#delete-desc").textContent = `This removes ${d.name}, ${plural(d.images.length, "photo")} and ${plural(faces, "face")} `
     + "from the database: searches will no longer find this person. This cannot be undone.";
   $("#delete-confirm").textContent = `Delete ${d.name}`;
+  $("#delete-dialog").returnValue = "";
   $("#delete-dialog").showModal();
   $("#delete-cancel").focus();
 }
@@ -942,6 +943,7 @@ async function enroll(event) {
   }
   e.busy = false;
   e.xhr = null;
+  if (!state.key) return;  // signed out meanwhile: nothing more to show
   $("#enroll-submit").disabled = false;
   $("#enroll-clear").disabled = false;
   const parts = [`${counts.enrolled} enrolled`];
