@@ -74,8 +74,8 @@ class Gatekeeper:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
 
-    def authenticate(self, presented: str | None, need: Scope) -> str:
-        """The name of the key, if it is active and its scope allows ``need``."""
+    def authenticate(self, presented: str | None, need: Scope) -> tuple[str, str]:
+        """(name, scope) of the key, if it is active and its scope allows ``need``."""
         if not presented:
             raise AuthError("an API key is required: send the header 'Authorization: Bearer <key>'")
         digest = key_hash(presented)
@@ -85,7 +85,7 @@ class Gatekeeper:
         name, scope, _ = found
         if not allows(scope, need):
             raise ForbiddenError(f"API key {name!r} has scope {scope!r}; this call needs {need!r}")
-        return name
+        return name, scope
 
     @contextmanager
     def audited(self, action: str, subject: str | None = None, detail: str | None = None

@@ -198,6 +198,7 @@ ENDPOINTS: list[tuple[str, str, str, dict[str, Any]]] = [
     ("GET", "/v1/models", "read", {}),
     ("GET", "/v1/check", "read", {}),
     ("GET", "/v1/faces/1/thumbnail", "read", {}),
+    ("GET", "/v1/whoami", "read", {}),
     ("POST", "/v1/subjects/nobody/images", "write", {"data": {"multi_face": "largest"}}),
     ("PATCH", "/v1/subjects/nobody", "write", {"json": {"name": "still nobody"}}),
     ("DELETE", "/v1/subjects/nobody", "write", {}),

@@ -212,6 +212,12 @@ def create_app(db: FaceDB, config: ServerConfig | None = None) -> FastAPI:
         res = await call(caller, db.verify, Upload(*images[0]), subject, threshold=threshold)
         return res.to_dict()
 
+    @app.get("/v1/whoami", tags=["keys"])
+    async def whoami(caller: Caller = Depends(keys("read"))) -> dict[str, Any]:
+        """The caller's key name and scope (the web page shows it and hides what the key may
+        not do); on the unix socket: ``local`` with scope ``admin``."""
+        return {"name": caller.actor, "scope": caller.scope}
+
     @app.get("/v1/subjects", tags=["subjects"])
     async def subjects(caller: Caller = Depends(keys("read"))) -> list[dict[str, Any]]:
         return [s.to_dict() for s in await call(caller, db.subjects)]

@@ -25,6 +25,7 @@ class Caller:
 
     actor: str
     local: bool
+    scope: str
 
 
 def is_local(request: Request) -> bool:
@@ -45,16 +46,16 @@ class KeyCheck:
     def __call__(self, need: Scope) -> Callable[[Request], Awaitable[Caller]]:
         async def dependency(request: Request) -> Caller:
             if is_local(request):
-                return Caller(LOCAL_ACTOR, True)
+                return Caller(LOCAL_ACTOR, True, "admin")
             header = request.headers.get("authorization", "")
             scheme, _, key = header.partition(" ")
             presented = key.strip() if scheme.lower() == "bearer" else None
-            name = await run_in_threadpool(self.gate.authenticate, presented, need)
+            name, scope = await run_in_threadpool(self.gate.authenticate, presented, need)
             now = time.monotonic()
             if now - self._touched.get(name, -1e9) > self.TOUCH_EVERY_S:
                 self._touched[name] = now
                 await run_in_threadpool(self.gate.catalog.touch_key, name)
-            return Caller(name, False)
+            return Caller(name, False, scope)
 
         return dependency
 

@@ -1,0 +1,1078 @@
+// The facedb web page: plain JavaScript, no dependencies, nothing fetched from elsewhere.
+//
+// It talks to the /v1 API of `facedb serve` with the API key the user typed, which is the only
+// thing it keeps (sessionStorage, this tab only). Photos, thumbnails and results live in memory
+// for the current view: leaving a view aborts its requests, revokes its object URLs and drops
+// the photo, and signing out clears everything.
+
+const KEY_STORE = "facedb.api_key";
+const REASONS = {
+  not_found: "file not found",
+  unreadable: "the file could not be read",
+  is_directory: "a folder, not a file",
+  not_a_file: "not a regular file",
+  empty_file: "the file is empty",
+  too_large: "the file is too large",
+  too_many_pixels: "the image has too many pixels",
+  not_an_image: "not an image",
+  corrupt_image: "the image is damaged",
+  too_small: "the image is too small",
+  no_face: "no face found",
+  too_many_faces: "more than one face",
+  enrolled_as_other: "already enrolled as someone else",
+  bad_subject_name: "the name is not allowed",
+  no_subject: "no person given",
+};
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+
+const state = {
+  key: null,          // the API key (also in sessionStorage)
+  who: null,          // {name, scope} from /v1/whoami
+  health: null,       // /healthz: pack, threshold, limits
+  view: null,
+  urls: new Set(),    // object URLs of the current view
+  abort: new AbortController(),  // requests of the current view
+  search: { file: null, report: null, faces: [], selected: -1, seq: 0, thumbs: new Map() },
+  people: [],
+  subject: null,
+  enroll: { items: [], busy: false, xhr: null, prefill: null, seq: 0 },
+};
+
+// -- small helpers ---------------------------------------------------------------------------
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else if (k === "dataset") Object.assign(node.dataset, v);
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (k in node && typeof v !== "string") node[k] = v;
+    else node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children) if (c !== null && c !== undefined) node.append(c);
+  return node;
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const fmt = (x, d = 2) => (typeof x === "number" ? x.toFixed(d) : "–");
+const plural = (n, one, many = one + "s") => `${n} ${n === 1 ? one : many}`;
+const basename = (p) => String(p || "").split(/[\\/]/).pop() || String(p || "");
+const enc = (name) => encodeURIComponent(name);
+
+function when(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  return isNaN(d) ? iso : d.toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" });
+}
+
+function megabytes(n) {
+  return n >= 1048576 ? `${(n / 1048576).toFixed(1)} MB` : `${Math.max(1, Math.round(n / 1024))} KB`;
+}
+
+function reasonText(reason) {
+  return REASONS[reason] || (reason ? reason.replace(/_/g, " ") : "refused");
+}
+
+function track(url) {
+  state.urls.add(url);
+  return url;
+}
+
+function dropUrls() {
+  for (const u of state.urls) URL.revokeObjectURL(u);
+  state.urls.clear();
+}
+
+function say(text) {
+  $("#status").textContent = text || "";
+}
+
+function warn(text) {
+  $("#alert").textContent = text || "";
+}
+
+function limiter(n) {
+  let active = 0;
+  const queue = [];
+  const next = () => {
+    if (active >= n || !queue.length) return;
+    active++;
+    const { fn, resolve, reject } = queue.shift();
+    fn().then(resolve, reject).finally(() => { active--; next(); });
+  };
+  return (fn) => new Promise((resolve, reject) => { queue.push({ fn, resolve, reject }); next(); });
+}
+const thumbSlots = limiter(4);
+
+// -- the API ---------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, body, message) {
+    super(message);
+    this.status = status;
+    this.body = body || {};
+  }
+  get reason() { return this.body.reason || null; }
+}
+
+function retryAfterMs(value) {
+  const s = Number(value);
+  return 1000 * (Number.isFinite(s) && s > 0 ? Math.min(s, 10) : 1);
+}
+
+function errorFromBody(status, body) {
+  const msg = body && typeof body.error === "string" ? body.error : `the server answered HTTP ${status}`;
+  return new ApiError(status, body, msg);
+}
+
+async function api(path, { method = "GET", body, json, signal, raw = false, key = state.key } = {}) {
+  const headers = { Authorization: `Bearer ${key}` };
+  if (json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(json);
+  }
+  for (let attempt = 0; ; attempt++) {
+    let res;
+    try {
+      res = await fetch(path, { method, headers, body, signal, cache: "no-store", credentials: "omit" });
+    } catch (e) {
+      if (e.name === "AbortError") throw e;
+      throw new ApiError(0, null, "the server did not answer (is facedb serve still running?)");
+    }
+    if (res.status === 503 && attempt < 3) {  // busy: wait as the server asks, then retry
+      await sleep(retryAfterMs(res.headers.get("Retry-After")));
+      continue;
+    }
+    if (res.ok) return raw ? res : res.json();
+    let data = null;
+    try { data = await res.json(); } catch { /* not JSON */ }
+    throw errorFromBody(res.status, data);
+  }
+}
+
+/** Show what went wrong; a key that is no longer accepted signs the user out. */
+function report(err, what) {
+  if (!err || err.name === "AbortError") return;
+  if (err.status === 401) {
+    signOut("Your API key is no longer accepted (it is wrong or has been revoked). Sign in again.");
+    return;
+  }
+  if (err.status === 403) {
+    warn(`Your key may not do this: ${err.message}.`);
+    return;
+  }
+  warn(`${what ? what + ": " : ""}${err.message}`);
+}
+
+const canWrite = () => !state.who || !state.who.scope || ["write", "admin"].includes(state.who.scope);
+
+// -- views -----------------------------------------------------------------------------------
+
+const VIEWS = ["signin", "search", "people", "subject", "enroll"];
+
+/** Leave the current view: stop its requests, revoke its object URLs, forget its photo. */
+function leaveView() {
+  state.abort.abort();
+  state.abort = new AbortController();
+  clearSearch();
+  clearSubject();
+  if (!state.enroll.busy) clearEnrollFiles();
+  dropUrls();
+}
+
+function show(view, { focus = false } = {}) {
+  leaveView();
+  say("");
+  state.view = view;
+  for (const v of VIEWS) $(`#view-${v}`).hidden = v !== view;
+  const tab = view === "subject" ? "people" : view;
+  for (const a of $$("#nav a")) {
+    if (a.dataset.view === tab) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  document.title = `${{ signin: "Sign in", search: "Search", people: "People", subject: "Person",
+                        enroll: "Enroll" }[view]} – facedb`;
+  if (focus) {
+    const h = $(`#view-${view} h1`);
+    h.setAttribute("tabindex", "-1");
+    h.focus();
+  }
+}
+
+function route({ focus = false } = {}) {
+  warn("");
+  if (!state.key) {
+    show("signin");
+    return;
+  }
+  const where = location.hash.replace(/^#/, "");
+  if (where === "people") openPeople({ focus });
+  else if (where === "enroll") openEnroll({ focus });
+  else openSearch({ focus });
+}
+
+// -- sign in ---------------------------------------------------------------------------------
+
+async function whoami(key) {
+  try {
+    return await api("/v1/whoami", { key });
+  } catch (e) {
+    if (e.status !== 404) throw e;
+    await api("/v1/subjects", { key });  // an older server: the key works, its scope is unknown
+    return { name: "this key", scope: null };
+  }
+}
+
+function setSignedIn(who) {
+  state.who = who;
+  $("#nav").hidden = false;
+  $("#who").hidden = false;
+  const scope = who.scope ? ` (${who.scope})` : "";
+  $("#who-text").textContent = `Signed in as ${who.name}${scope}`;
+  const write = canWrite();
+  for (const c of $$(".needs-write")) c.disabled = !write;
+  $("#enroll-fieldset").disabled = !write;
+  const note = write ? "" : `Your key “${who.name}” has ${who.scope} scope: you can search and browse, but enrolling, `
+    + "renaming and deleting need a key with write scope.";
+  for (const p of $$(".scope-note")) {
+    p.textContent = note;
+    p.hidden = write;
+  }
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const input = $("#api-key");
+  const error = $("#signin-error");
+  const key = input.value.trim();
+  error.textContent = "";
+  input.removeAttribute("aria-invalid");
+  if (!key) {
+    error.textContent = "Enter an API key.";
+    input.setAttribute("aria-invalid", "true");
+    input.focus();
+    return;
+  }
+  const button = $("#signin-submit");
+  button.disabled = true;
+  say("Checking the key…");
+  try {
+    const who = await whoami(key);
+    state.key = key;
+    sessionStorage.setItem(KEY_STORE, key);
+    input.value = "";
+    setSignedIn(who);
+    if (!location.hash || location.hash === "#") history.replaceState(null, "", "#search");
+    route({ focus: true });
+    say(`Signed in as ${who.name}${who.scope ? ` with ${who.scope} scope` : ""}.`);
+  } catch (e) {
+    say("");
+    if (e.status === 401) error.textContent = "This key was not accepted: it is wrong or it has been revoked.";
+    else if (e.status === 403) error.textContent = `This key may not use this page: ${e.message}.`;
+    else error.textContent = `Could not sign in: ${e.message}.`;
+    input.setAttribute("aria-invalid", "true");
+    input.focus();
+    input.select();
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function signOut(message) {
+  const wasSignedIn = state.key !== null;
+  sessionStorage.removeItem(KEY_STORE);
+  state.key = null;
+  state.who = null;
+  if (state.enroll.xhr) state.enroll.xhr.abort();
+  state.enroll.busy = false;
+  leaveView();
+  clearEnrollFiles();
+  state.people = [];
+  $("#people-rows").replaceChildren();
+  $("#people-count").textContent = "";
+  $("#people-filter").value = "";
+  $("#enroll-names").replaceChildren();
+  $("#enroll-list").replaceChildren();
+  $("#enroll-progress").hidden = true;
+  $("#enroll-name").value = "";
+  $("#enroll-metadata").value = "";
+  $("#nav").hidden = true;
+  $("#who").hidden = true;
+  $("#who-text").textContent = "";
+  show("signin");
+  warn("");
+  $("#signin-error").textContent = message || "";
+  if (message) $("#api-key").setAttribute("aria-invalid", "true");
+  say(message ? "" : wasSignedIn ? "Signed out." : "");
+  $("#api-key").focus();
+}
+
+// -- search ----------------------------------------------------------------------------------
+
+function openSearch({ focus = false } = {}) {
+  show("search", { focus });
+  const t = state.health && state.health.threshold;
+  $("#default-threshold").textContent = typeof t === "number" ? ` (${fmt(t)})` : "";
+}
+
+function clearSearch() {
+  const s = state.search;
+  s.seq++;
+  s.file = null;
+  s.report = null;
+  s.faces = [];
+  s.selected = -1;
+  s.thumbs.clear();
+  const img = $("#photo");
+  img.removeAttribute("src");
+  img.alt = "";
+  $("#face-boxes").replaceChildren();
+  $("#face-list").replaceChildren();
+  $("#matches-list").replaceChildren();
+  $("#matches").hidden = true;
+  $("#search-result").hidden = true;
+  $("#search-summary").textContent = "";
+  $("#photo-caption").textContent = "";
+}
+
+function searchOptions() {
+  const k = $("#search-k");
+  const t = $("#search-threshold");
+  if (!k.checkValidity() || !k.value) return { error: "Candidates per face must be a whole number from 1 to 20.", field: k };
+  if (!t.checkValidity()) return { error: "The threshold must be a number from 0 to 2.", field: t };
+  return { k: k.value, threshold: t.value };
+}
+
+async function runSearch(file) {
+  if (!file) return;
+  warn("");
+  const opts = searchOptions();
+  if (opts.error) {
+    warn(opts.error);
+    opts.field.focus();
+    return;
+  }
+  // A new photo replaces the old one: its URL, thumbnails and result go now.
+  state.abort.abort();
+  state.abort = new AbortController();
+  clearSearch();
+  dropUrls();
+  const s = state.search;
+  const seq = s.seq;
+  s.file = file;
+  const signal = state.abort.signal;
+  const limit = state.health && state.health.limits && state.health.limits.max_file_bytes;
+  if (limit && file.size > limit) {
+    warn(`${file.name}: the file is ${megabytes(file.size)}; the server accepts at most ${megabytes(limit)}.`);
+    s.file = null;
+    return;
+  }
+  const form = new FormData();
+  form.append("images", file, file.name || "photo");
+  form.append("k", opts.k);
+  if (opts.threshold !== "") form.append("threshold", opts.threshold);
+  const drop = $("#search-drop");
+  drop.setAttribute("aria-busy", "true");
+  say(`Searching ${file.name || "the photo"}…`);
+  let rep;
+  try {
+    rep = await api("/v1/search", { method: "POST", body: form, signal });
+  } catch (e) {
+    if (seq === s.seq) { say(""); report(e, "The search failed"); }
+    return;
+  } finally {
+    drop.removeAttribute("aria-busy");
+  }
+  if (seq !== s.seq) return;  // another photo (or another view) came meanwhile
+  showResult(rep, file);
+}
+
+function faceName(f) {
+  return f.identity === null || f.identity === undefined ? "unknown" : f.identity;
+}
+
+function bestDistance(f) {
+  return f.matches && f.matches.length ? f.matches[0].distance : null;
+}
+
+function showResult(rep, file) {
+  const s = state.search;
+  s.report = rep;
+  const res = rep.results[0];
+  $("#search-result").hidden = false;
+  const thr = `threshold ${fmt(rep.threshold)}`;
+  if (res.error) {
+    $("#search-summary").textContent = `${res.image}: ${reasonText(res.reason)}. ${res.error}`;
+    say("");
+    warn(`This photo could not be searched: ${reasonText(res.reason)}.`);
+    s.file = null;
+    $("#photo-frame").hidden = true;
+    return;
+  }
+  // Left to right, so that the numbers read like the photo.
+  s.faces = res.faces.slice().sort((a, b) => a.bbox[0] - b.bbox[0] || a.bbox[1] - b.bbox[1]);
+  const named = s.faces.filter((f) => f.identity !== null && f.identity !== undefined).length;
+  const n = s.faces.length;
+  const summary = n === 0
+    ? `No face found in ${res.image}.`
+    : `${plural(n, "face")} in ${res.image}: ${named} named, ${n - named} unknown · ${thr} · model ${rep.model}`;
+  $("#search-summary").textContent = summary;
+  say(n === 0 ? `No face found in ${res.image}.` : `${plural(n, "face")} found: ${named} named, ${n - named} unknown.`);
+
+  const frame = $("#photo-frame");
+  frame.hidden = false;
+  const img = $("#photo");
+  img.onload = () => {
+    if (s.report !== rep) return;
+    drawBoxes(img.naturalWidth, img.naturalHeight);
+    $("#photo-caption").textContent = n ? "Select a face to see who it is closest to." : "";
+  };
+  img.onerror = () => {
+    if (s.report !== rep) return;
+    frame.hidden = true;
+    $("#photo-caption").textContent = "This browser cannot show this photo; its faces are listed here.";
+  };
+  img.alt = `${res.image}, ${plural(n, "face")} found`;
+  img.src = track(URL.createObjectURL(file));
+  $("#search-file").value = "";  // choosing the same file again searches again
+
+  const list = $("#face-list");
+  list.replaceChildren(...s.faces.map((f, i) => el("li", {},
+    el("button", { type: "button", class: `face-item ${f.identity == null ? "unknown" : "known"}`, tabindex: "-1",
+                   dataset: { face: String(i) }, "aria-pressed": "false", onclick: () => selectFace(i) },
+       el("span", { class: "face-num", text: `${i + 1}` }),
+       el("span", { class: "face-who", text: faceName(f) }),
+       el("span", { class: "face-dist", text: bestDistance(f) === null ? "" : fmt(bestDistance(f)) })))));
+  if (n) selectFace(0, { focus: false });
+}
+
+function drawBoxes(W, H) {
+  const s = state.search;
+  const box = $("#face-boxes");
+  const pct = (v, of) => `${(100 * Math.min(Math.max(v, 0), of) / of).toFixed(3)}%`;
+  box.replaceChildren(...s.faces.map((f, i) => {
+    const [x1, y1, x2, y2] = f.bbox;
+    const d = bestDistance(f);
+    const b = el("button", {
+      type: "button", class: `face-box ${f.identity == null ? "unknown" : "known"}`, tabindex: i === s.selected ? "0" : "-1",
+      dataset: { face: String(i) }, "aria-pressed": String(i === s.selected), onclick: () => selectFace(i),
+    },
+      el("span", { class: "sr-only", text: `Face ${i + 1}: ` }),
+      el("span", { class: "face-tag" }, faceName(f),
+         d === null ? null : el("span", { class: "sr-only", text: ", distance" }),
+         d === null ? null : ` ${fmt(d)}`));
+    b.style.left = pct(x1, W);
+    b.style.top = pct(y1, H);
+    b.style.width = `${(100 * (Math.min(x2, W) - Math.max(x1, 0)) / W).toFixed(3)}%`;
+    b.style.height = `${(100 * (Math.min(y2, H) - Math.max(y1, 0)) / H).toFixed(3)}%`;
+    if (y1 / H < 0.08) b.classList.add("tag-below");
+    if (x1 / W > 0.75) b.classList.add("tag-right");
+    return b;
+  }));
+  if (s.selected < 0 && s.faces.length) box.firstChild.tabIndex = 0;
+}
+
+function faceKeys(event) {
+  const s = state.search;
+  const n = s.faces.length;
+  if (!n) return;
+  const moves = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 };
+  let i;
+  if (event.key in moves) i = (Math.max(s.selected, 0) + moves[event.key] + n) % n;
+  else if (event.key === "Home") i = 0;
+  else if (event.key === "End") i = n - 1;
+  else return;
+  event.preventDefault();
+  selectFace(i, { focus: true });
+}
+
+function selectFace(i, { focus = false } = {}) {
+  const s = state.search;
+  const f = s.faces[i];
+  if (!f || !s.report) return;
+  s.selected = i;
+  for (const b of $$("#face-boxes .face-box, #face-list .face-item")) {
+    const on = Number(b.dataset.face) === i;
+    b.setAttribute("aria-pressed", String(on));
+    if (b.classList.contains("face-box")) b.tabIndex = on ? 0 : -1;
+  }
+  if (focus) {
+    const b = $(`#face-boxes .face-box[data-face="${i}"]`);
+    if (b) b.focus();
+  }
+  const rep = s.report;
+  const panel = $("#matches");
+  panel.hidden = false;
+  $("#matches-title").textContent = `Face ${i + 1}: ${faceName(f)}`;
+  const t = fmt(rep.threshold);
+  const m0 = f.matches[0];
+  let verdict;
+  if (f.identity != null) verdict = `Named ${f.identity}: distance ${fmt(m0.distance, 3)}, within the threshold ${t}.`;
+  else if (m0) verdict = `Unknown: the closest person, ${m0.subject}, is at distance ${fmt(m0.distance, 3)}, over the threshold ${t}.`;
+  else verdict = "Unknown: nobody is enrolled yet.";
+  $("#matches-verdict").textContent = verdict;
+  const list = $("#matches-list");
+  list.replaceChildren(...f.matches.map((m) => {
+    const img = el("img", { class: "thumb", width: 64, height: 64, alt: `Face of ${m.subject} (loading)` });
+    const li = el("li", { class: `match ${m.match ? "is-match" : "no-match"}` },
+      img,
+      el("div", { class: "match-text" },
+        el("button", { type: "button", class: "link match-name", text: m.subject,
+                       onclick: () => openSubject(m.subject, { focus: true }) }),
+        el("span", { class: "match-dist", text: `distance ${fmt(m.distance, 3)}` }),
+        el("span", { class: "badge", text: m.match ? "match" : "no match" }),
+        el("span", { class: "match-src help", title: m.image, text: basename(m.image) })));
+    thumbnail(img, m.face_id, m.subject, s.thumbs);
+    return li;
+  }));
+  if (!f.matches.length) list.append(el("li", { class: "help", text: "No enrolled face to compare with." }));
+}
+
+async function thumbnail(img, faceId, who, cache) {
+  const signal = state.abort.signal;
+  const done = (entry) => {
+    img.src = entry.url;
+    img.alt = entry.placeholder ? `${who}: no photo on the server for this face (facedb keeps no copy of photos)`
+      : `Enrolled face of ${who}`;
+    img.classList.toggle("placeholder", entry.placeholder);
+    img.dataset.placeholder = entry.placeholder ? "true" : "false";
+    if (entry.placeholder) img.title = "The source photo is not on the server";
+  };
+  if (cache && cache.has(faceId)) {
+    const entry = await cache.get(faceId);
+    if (entry && !signal.aborted) done(entry);
+    return;
+  }
+  const job = thumbSlots(async () => {
+    const res = await api(`/v1/faces/${faceId}/thumbnail?size=128`, { raw: true, signal });
+    const placeholder = res.headers.has("X-Facedb-Placeholder");
+    const blob = await res.blob();
+    if (signal.aborted) return null;
+    return { url: track(URL.createObjectURL(blob)), placeholder };
+  }).catch((e) => {
+    if (e.status === 404) img.alt = `${who}: this face is no longer enrolled`;
+    else if (e.status === 401) report(e);
+    else if (e.name !== "AbortError") img.alt = `${who}: the thumbnail could not be loaded`;
+    return null;
+  });
+  if (cache) cache.set(faceId, job);
+  const entry = await job;
+  if (entry && !signal.aborted) done(entry);
+}
+
+// -- people ----------------------------------------------------------------------------------
+
+async function openPeople({ focus = false } = {}) {
+  show("people", { focus });
+  $("#people-count").textContent = "Loading…";
+  try {
+    state.people = await api("/v1/subjects", { signal: state.abort.signal });
+  } catch (e) {
+    $("#people-count").textContent = "";
+    report(e, "Could not list the people");
+    return;
+  }
+  renderPeople();
+}
+
+function renderPeople() {
+  const q = $("#people-filter").value.trim().toLocaleLowerCase();
+  const all = state.people;
+  const shown = q ? all.filter((p) => p.name.toLocaleLowerCase().includes(q)) : all;
+  const rows = shown.map((p) => el("tr", {},
+    el("th", { scope: "row" }, el("button", { type: "button", class: "link", text: p.name,
+                                              onclick: () => openSubject(p.name, { focus: true }) })),
+    el("td", { class: "num", text: String(p.images) }),
+    el("td", { class: "num", text: String(p.faces) }),
+    el("td", { class: "date", text: when(p.created_at) })));
+  if (!all.length) {
+    rows.push(el("tr", {}, el("td", { colspan: "4", class: "empty" }, "No one is enrolled yet. ",
+      el("a", { href: "#enroll", text: "Enroll a person" }), ".")));
+  } else if (!shown.length) {
+    rows.push(el("tr", {}, el("td", { colspan: "4", class: "empty", text: `Nobody’s name contains “${q}”.` })));
+  }
+  $("#people-rows").replaceChildren(...rows);
+  $("#people-count").textContent = q ? `${shown.length} of ${plural(all.length, "person", "people")}`
+    : plural(all.length, "person", "people");
+}
+
+// -- one subject -----------------------------------------------------------------------------
+
+function clearSubject() {
+  state.subject = null;
+  $("#subject-title").textContent = "";
+  $("#subject-summary").textContent = "";
+  $("#subject-meta").replaceChildren();
+  $("#subject-faces").replaceChildren();
+  $("#subject-faces-help").textContent = "";
+  $("#subject-failures").replaceChildren();
+  $("#subject-failures-block").hidden = true;
+  $("#rename-input").value = "";
+}
+
+async function openSubject(name, { focus = false } = {}) {
+  if (location.hash !== "#people") history.pushState(null, "", "#people");
+  show("subject", { focus: false });
+  $("#subject-title").textContent = name;
+  $("#subject-summary").textContent = "Loading…";
+  if (focus) $("#subject-title").focus();
+  let d;
+  try {
+    d = await api(`/v1/subjects/${enc(name)}`, { signal: state.abort.signal });
+  } catch (e) {
+    if (e.status === 404) {
+      $("#subject-summary").textContent = "";
+      warn(`Nobody named “${name}” is enrolled (any more).`);
+      return;
+    }
+    $("#subject-summary").textContent = "";
+    report(e, `Could not open ${name}`);
+    return;
+  }
+  state.subject = d;
+  const faces = d.images.flatMap((im) => im.faces.map((f) => ({ ...f, image: im })));
+  $("#subject-summary").textContent = `${plural(d.images.length, "photo")} · ${plural(faces.length, "face")}`
+    + (d.created_at ? ` · enrolled ${when(d.created_at)}` : "");
+  const meta = Object.entries(d.metadata || {});
+  $("#subject-meta").replaceChildren(...(meta.length
+    ? meta.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: typeof v === "string" ? v : JSON.stringify(v) })])
+    : [el("dt", { text: "Details" }), el("dd", { class: "help", text: "none stored" })]));
+  $("#subject-faces").replaceChildren(...faces.map((f, i) => {
+    const img = el("img", { class: "thumb", width: 96, height: 96, alt: `Face ${i + 1} of ${d.name} (loading)` });
+    thumbnail(img, f.face_id, d.name, null);
+    return el("li", { class: "face-card" }, img,
+      el("span", { class: "face-src", title: f.image.path, text: basename(f.image.path) }),
+      f.indexed === false ? el("span", { class: "badge", text: "not indexed yet" }) : null);
+  }));
+  $("#subject-faces-help").textContent = faces.length
+    ? "Thumbnails are cut from the source photos while they are on the server; uploaded photos are not kept, so they show a placeholder."
+    : "No face stored.";
+  const fails = d.failures || [];
+  $("#subject-failures-block").hidden = !fails.length;
+  $("#subject-failures").replaceChildren(...fails.map((f) => el("li", {},
+    el("span", { class: "file-name", text: basename(f.path) }), " — ",
+    el("strong", { text: reasonText(f.reason) }), f.message ? `: ${f.message}` : "")));
+  $("#rename-input").value = d.name;
+}
+
+async function renameSubject(event) {
+  event.preventDefault();
+  const d = state.subject;
+  if (!d) return;
+  const input = $("#rename-input");
+  const to = input.value.trim();
+  warn("");
+  if (!to) { warn("Enter the new name."); input.focus(); return; }
+  if (to === d.name) { say("The name is unchanged."); return; }
+  try {
+    await api(`/v1/subjects/${enc(d.name)}`, { method: "PATCH", json: { name: to } });
+  } catch (e) {
+    if (e.status === 409) warn(`“${to}” is already the name of someone else.`);
+    else report(e, "Could not rename");
+    input.focus();
+    return;
+  }
+  await openSubject(to, { focus: true });
+  say(`Renamed “${d.name}” to “${to}”.`);
+}
+
+function askDelete() {
+  const d = state.subject;
+  if (!d) return;
+  const faces = d.images.reduce((n, im) => n + im.faces.length, 0);
+  $("#delete-title").textContent = `Delete ${d.name}?`;
+  $("#delete-desc").textContent = `This removes ${d.name}, ${plural(d.images.length, "photo")} and ${plural(faces, "face")} `
+    + "from the database: searches will no longer find this person. This cannot be undone.";
+  $("#delete-confirm").textContent = `Delete ${d.name}`;
+  $("#delete-dialog").returnValue = "";
+  $("#delete-dialog").showModal();
+  $("#delete-cancel").focus();
+}
+
+async function confirmDelete() {
+  const dialog = $("#delete-dialog");
+  const d = state.subject;
+  dialog.close("delete");
+  if (!d) return;
+  say(`Deleting ${d.name}…`);
+  let gone;
+  try {
+    gone = await api(`/v1/subjects/${enc(d.name)}`, { method: "DELETE" });
+  } catch (e) {
+    say("");
+    report(e, `Could not delete ${d.name}`);
+    return;
+  }
+  history.replaceState(null, "", "#people");
+  await openPeople({ focus: true });
+  say(`Deleted ${gone.subject}: ${plural(gone.images, "photo")} and ${plural(gone.faces, "face")} removed.`);
+}
+
+// -- enroll ----------------------------------------------------------------------------------
+
+async function openEnroll({ focus = false } = {}) {
+  show("enroll", { focus });
+  if (state.enroll.prefill) {
+    $("#enroll-name").value = state.enroll.prefill;
+    state.enroll.prefill = null;
+  }
+  try {
+    const people = await api("/v1/subjects", { signal: state.abort.signal });
+    $("#enroll-names").replaceChildren(...people.map((p) => el("option", { value: p.name })));
+  } catch (e) {
+    if (e.status === 401) report(e);
+  }
+}
+
+function clearEnrollFiles() {
+  const e = state.enroll;
+  e.items = e.items.filter((it) => it.state !== "ready");
+  for (const it of e.items) it.file = null;
+  $$("#enroll-list li[data-state='ready']").forEach((li) => li.remove());
+  if (!$("#enroll-list").children.length) $("#enroll-progress").hidden = true;
+}
+
+function setItem(it, st, text, { reason = null, message = null } = {}) {
+  it.state = st;
+  it.row.dataset.state = st;
+  const status = $(".file-status", it.row);
+  status.replaceChildren(text);
+  if (reason) {
+    it.row.dataset.reason = reason;
+    status.append(" ", el("code", { class: "reason", text: reason }));
+    if (message) status.append(el("span", { class: "reason-message", text: ` ${message}` }));
+  }
+  const bar = $("progress", it.row);
+  if (["enrolled", "duplicate", "rejected", "stopped"].includes(st)) bar.hidden = true;
+  const rm = $(".remove", it.row);
+  if (rm) rm.hidden = st !== "ready";
+}
+
+function addEnrollFiles(files) {
+  const e = state.enroll;
+  if (e.busy) { warn("Wait for the current photos to finish, then add more."); return; }
+  if (!canWrite()) return;
+  // Rows of a finished round go when a new round starts.
+  if (e.items.length && e.items.every((it) => it.state !== "ready")) {
+    e.items = [];
+    $("#enroll-list").replaceChildren();
+    $("#enroll-next").hidden = true;
+    $("#enroll-summary").textContent = "";
+  }
+  for (const file of files) {
+    const it = { id: ++e.seq, file, name: file.name || "photo", size: file.size, state: "ready", row: null };
+    const bar = el("progress", { max: "100", value: "0", "aria-label": `Upload of ${it.name}` });
+    it.row = el("li", { class: "file", dataset: { state: "ready" } },
+      el("span", { class: "file-name", text: it.name }),
+      el("span", { class: "file-size help", text: megabytes(file.size) }),
+      bar,
+      el("span", { class: "file-status", text: "ready" }),
+      el("button", { type: "button", class: "quiet remove", text: "Remove", "aria-label": `Remove ${it.name}`,
+                     onclick: () => removeItem(it) }));
+    e.items.push(it);
+    $("#enroll-list").append(it.row);
+  }
+  $("#enroll-progress").hidden = !e.items.length;
+  const ready = e.items.filter((it) => it.state === "ready").length;
+  $("#enroll-summary").textContent = `${plural(ready, "photo")} ready to enroll.`;
+  $("#enroll-files").value = "";
+}
+
+function removeItem(it) {
+  const e = state.enroll;
+  if (e.busy) return;
+  e.items = e.items.filter((x) => x !== it);
+  it.file = null;
+  it.row.remove();
+  const ready = e.items.filter((x) => x.state === "ready").length;
+  $("#enroll-summary").textContent = `${plural(ready, "photo")} ready to enroll.`;
+  if (!e.items.length) $("#enroll-progress").hidden = true;
+  $("#enroll-files").focus();
+}
+
+function sendOne(name, it, fields) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    state.enroll.xhr = xhr;
+    xhr.open("POST", `/v1/subjects/${enc(name)}/images`);
+    xhr.setRequestHeader("Authorization", `Bearer ${state.key}`);
+    const bar = $("progress", it.row);
+    xhr.upload.onprogress = (ev) => {
+      if (ev.lengthComputable) {
+        bar.value = Math.round((100 * ev.loaded) / ev.total);
+        $(".file-status", it.row).textContent = `uploading ${bar.value}%`;
+      }
+    };
+    xhr.upload.onload = () => {
+      bar.value = 100;
+      setItem(it, "analysing", "looking for the face…");
+    };
+    xhr.onload = () => {
+      let body = null;
+      try { body = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
+      resolve({ status: xhr.status, body, retryAfter: xhr.getResponseHeader("Retry-After") });
+    };
+    xhr.onerror = () => reject(new ApiError(0, null, "the server did not answer (is facedb serve still running?)"));
+    xhr.onabort = () => reject(new DOMException("aborted", "AbortError"));
+    const form = new FormData();
+    form.append("images", it.file, it.name);
+    for (const [k, v] of Object.entries(fields)) form.append(k, v);
+    xhr.send(form);
+  });
+}
+
+async function enroll(event) {
+  event.preventDefault();
+  const e = state.enroll;
+  if (e.busy || !canWrite()) return;
+  warn("");
+  const nameInput = $("#enroll-name");
+  const nameError = $("#enroll-name-error");
+  const metaInput = $("#enroll-metadata");
+  const metaError = $("#enroll-metadata-error");
+  nameError.textContent = "";
+  metaError.textContent = "";
+  nameInput.removeAttribute("aria-invalid");
+  metaInput.removeAttribute("aria-invalid");
+  const name = nameInput.value.trim();
+  if (!name || name.length > 256) {
+    nameError.textContent = name ? "The name is longer than 256 characters." : "Enter the name of the person.";
+    nameInput.setAttribute("aria-invalid", "true");
+    nameInput.focus();
+    return;
+  }
+  const fields = { multi_face: $("#enroll-multi").value };
+  const metaText = metaInput.value.trim();
+  if (metaText) {
+    let meta;
+    try { meta = JSON.parse(metaText); } catch { meta = undefined; }
+    if (!meta || typeof meta !== "object" || Array.isArray(meta)) {
+      metaError.textContent = 'The details must be a JSON object, for example {"team": "blue"}.';
+      metaInput.closest("details").open = true;
+      metaInput.setAttribute("aria-invalid", "true");
+      metaInput.focus();
+      return;
+    }
+    fields.metadata = JSON.stringify(meta);
+  }
+  const todo = e.items.filter((it) => it.state === "ready");
+  if (!todo.length) {
+    warn("Choose at least one photo to enroll.");
+    $("#enroll-files").focus();
+    return;
+  }
+  e.busy = true;
+  $("#enroll-submit").disabled = true;
+  $("#enroll-clear").disabled = true;
+  $("#enroll-next").hidden = true;
+  for (const it of todo) setItem(it, "waiting", "waiting");
+  say(`Enrolling ${plural(todo.length, "photo")} as ${name}…`);
+  const limit = state.health && state.health.limits && state.health.limits.max_file_bytes;
+  const counts = { enrolled: 0, duplicate: 0, rejected: 0, stopped: 0 };
+  let stop = null;
+  for (const [i, it] of todo.entries()) {
+    $("#enroll-summary").textContent = `Photo ${i + 1} of ${todo.length}…`;
+    if (stop) {
+      setItem(it, "stopped", "not sent");
+      counts.stopped++;
+      continue;
+    }
+    if (limit && it.size > limit) {
+      setItem(it, "rejected", "rejected: the file is too large", { reason: "too_large",
+        message: `${megabytes(it.size)}; the server accepts at most ${megabytes(limit)}.` });
+      it.file = null;
+      counts.rejected++;
+      continue;
+    }
+    setItem(it, "uploading", "uploading");
+    let out;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        out = await sendOne(name, it, fields);
+      } catch (err) {
+        out = { error: err };
+      }
+      if (out.status === 503 && attempt < 5) {
+        setItem(it, "waiting", "the server is busy; retrying…");
+        await sleep(retryAfterMs(out.retryAfter));
+        continue;
+      }
+      break;
+    }
+    it.file = null;  // sent (or given up): the page lets go of the photo
+    if (out.error) {
+      if (out.error.name === "AbortError") { stop = out.error; setItem(it, "stopped", "stopped"); counts.stopped++; continue; }
+      stop = out.error;
+      setItem(it, "stopped", `not enrolled: ${out.error.message}`);
+      counts.stopped++;
+      continue;
+    }
+    const { status, body } = out;
+    if (status === 200 && body && body.subjects) {
+      const sub = body.subjects[0] || { enrolled: 0, duplicates: 0, failed: [] };
+      if (sub.failed && sub.failed.length) {
+        const f = sub.failed[0];
+        setItem(it, "rejected", `rejected: ${reasonText(f.reason)}`, { reason: f.reason, message: f.message });
+        counts.rejected++;
+      } else if (sub.enrolled) {
+        setItem(it, "enrolled", "enrolled");
+        counts.enrolled++;
+      } else if (sub.duplicates) {
+        setItem(it, "duplicate", "already enrolled (the same file)");
+        counts.duplicate++;
+      } else {
+        setItem(it, "rejected", "not enrolled");
+        counts.rejected++;
+      }
+      continue;
+    }
+    const err = errorFromBody(status, body);
+    if (status === 413) {
+      setItem(it, "rejected", "rejected: the file is too large", { reason: err.reason || "too_large", message: err.message });
+      counts.rejected++;
+      continue;
+    }
+    // 401, 403 or a request the server refuses as a whole (a bad name): the rest would fail too.
+    stop = err;
+    setItem(it, "stopped", `not enrolled: ${err.message}`);
+    counts.stopped++;
+  }
+  e.busy = false;
+  e.xhr = null;
+  if (!state.key) return;  // signed out meanwhile: nothing more to show
+  $("#enroll-submit").disabled = false;
+  $("#enroll-clear").disabled = false;
+  const parts = [`${counts.enrolled} enrolled`];
+  if (counts.duplicate) parts.push(`${counts.duplicate} already enrolled`);
+  parts.push(`${counts.rejected} rejected`);
+  if (counts.stopped) parts.push(`${counts.stopped} not sent`);
+  const summary = `${name}: ${parts.join(", ")}.`;
+  $("#enroll-summary").textContent = summary;
+  say(summary);
+  if (stop && stop.name !== "AbortError") report(stop, "Enrolling stopped");
+  if (!state.key) return;
+  if (counts.enrolled || counts.duplicate) {
+    const open = $("#enroll-open");
+    open.textContent = `Open ${name}`;
+    open.onclick = () => openSubject(name, { focus: true });
+    $("#enroll-next").hidden = false;
+    const known = $$("#enroll-names option").some((o) => o.value === name);
+    if (!known) $("#enroll-names").append(el("option", { value: name }));
+  }
+}
+
+// -- drag and drop ---------------------------------------------------------------------------
+
+function dropTargets() {
+  const zones = { search: $("#search-drop"), enroll: $("#enroll-drop") };
+  const accepts = () => state.key && (state.view === "search" || (state.view === "enroll" && canWrite()));
+  let depth = 0;
+  const hasFiles = (ev) => ev.dataTransfer && Array.from(ev.dataTransfer.types || []).includes("Files");
+  window.addEventListener("dragenter", (ev) => {
+    if (!hasFiles(ev)) return;
+    depth++;
+    if (accepts()) zones[state.view].classList.add("dragging");
+  });
+  window.addEventListener("dragleave", () => {
+    depth = Math.max(0, depth - 1);
+    if (!depth) for (const z of Object.values(zones)) z.classList.remove("dragging");
+  });
+  window.addEventListener("dragover", (ev) => {
+    ev.preventDefault();  // a photo dropped anywhere never replaces the page
+    if (ev.dataTransfer) ev.dataTransfer.dropEffect = accepts() ? "copy" : "none";
+  });
+  window.addEventListener("drop", (ev) => {
+    ev.preventDefault();
+    depth = 0;
+    for (const z of Object.values(zones)) z.classList.remove("dragging");
+    const files = Array.from((ev.dataTransfer && ev.dataTransfer.files) || []);
+    if (!files.length || !accepts()) return;
+    if (state.view === "search") {
+      if (files.length > 1) say(`Searching the first of the ${files.length} photos dropped.`);
+      runSearch(files[0]);
+    } else {
+      addEnrollFiles(files);
+    }
+  });
+}
+
+// -- start -----------------------------------------------------------------------------------
+
+async function loadHealth() {
+  try {
+    const res = await fetch("/healthz", { cache: "no-store", credentials: "omit" });
+    if (!res.ok) return;
+    state.health = await res.json();
+    const h = state.health;
+    $("#server-info").textContent = `Server: model pack ${h.pack}, threshold ${fmt(h.threshold)}.`;
+    const t = $("#default-threshold");
+    if (t) t.textContent = typeof h.threshold === "number" ? ` (${fmt(h.threshold)})` : "";
+  } catch { /* the sign-in will say the server does not answer */ }
+}
+
+function wire() {
+  $("#signin-form").addEventListener("submit", signIn);
+  $("#sign-out").addEventListener("click", () => signOut());
+  $("#search-file").addEventListener("change", (ev) => runSearch(ev.target.files[0]));
+  $("#face-boxes").addEventListener("keydown", faceKeys);
+  for (const id of ["#search-k", "#search-threshold"]) {
+    $(id).addEventListener("change", () => { if (state.search.file) runSearch(state.search.file); });
+  }
+  $("#people-filter").addEventListener("input", renderPeople);
+  $("#subject-back").addEventListener("click", () => openPeople({ focus: true }));
+  $("#subject-add").addEventListener("click", () => {
+    state.enroll.prefill = state.subject ? state.subject.name : null;
+    if (location.hash === "#enroll") openEnroll({ focus: true });
+    else location.hash = "#enroll";
+  });
+  $("#rename-form").addEventListener("submit", renameSubject);
+  $("#subject-delete").addEventListener("click", askDelete);
+  $("#delete-cancel").addEventListener("click", () => $("#delete-dialog").close("cancel"));
+  $("#delete-confirm").addEventListener("click", confirmDelete);
+  $("#delete-dialog").addEventListener("close", () => {
+    if ($("#delete-dialog").returnValue !== "delete" && state.view === "subject") $("#subject-delete").focus();
+  });
+  $("#enroll-form").addEventListener("submit", enroll);
+  $("#enroll-files").addEventListener("change", (ev) => addEnrollFiles(Array.from(ev.target.files)));
+  $("#enroll-clear").addEventListener("click", () => {
+    if (state.enroll.busy) return;
+    state.enroll.items = [];
+    $("#enroll-list").replaceChildren();
+    $("#enroll-progress").hidden = true;
+    $("#enroll-next").hidden = true;
+    say("The list is cleared.");
+  });
+  // A click on a nav link for the view already in the address still opens it afresh.
+  for (const a of $$("#nav a")) {
+    a.addEventListener("click", (ev) => {
+      if (a.getAttribute("href") === location.hash) { ev.preventDefault(); route({ focus: true }); }
+    });
+  }
+  window.addEventListener("hashchange", () => route({ focus: true }));
+  dropTargets();
+}
+
+async function start() {
+  wire();
+  const health = loadHealth();
+  const saved = sessionStorage.getItem(KEY_STORE);
+  if (saved) {
+    try {
+      const who = await whoami(saved);
+      state.key = saved;
+      setSignedIn(who);
+    } catch (e) {
+      sessionStorage.removeItem(KEY_STORE);
+      if (e.status === 401) $("#signin-error").textContent = "Your API key is no longer accepted. Sign in again.";
+    }
+  }
+  await health;
+  route();
+  document.body.dataset.ready = "true";
+}
+
+start();

@@ -1,0 +1,595 @@
+"""The web page of ``facedb serve`` in a real headless Chromium (Debian's, driven by Playwright).
+
+One server for the module, over a home with person1..person4 of insightface's group photo
+enrolled from files (so their thumbnails are real crops); person5 and person6 are strangers.
+Covers sign-in (wrong, read-only, revoked keys), search by file and by drag-and-drop with the
+faces boxed and named or "unknown", keyboard selection of a face, the Yale faces (when
+``../shared/datasets`` is there), the people list and one person's page, enrolling through the
+page with a rejected file, rename and delete, the phone-width layout, and that the page keeps
+nothing but the key. Browser tests skip with a clear reason when Chromium or Playwright is
+absent; ``/v1/whoami`` (which the page uses) is checked without a browser.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import webtools
+from facephotos import insightface_photos, make_face_variants
+from servertools import FacedbServer, bearer
+from webtools import Watch, drop_file, live_object_urls, screenshot
+
+ENROLLED = ("person1", "person2", "person3", "person4")
+DESKTOP = {"width": 1100, "height": 760}
+PHONE = {"width": 390, "height": 844}
+
+
+def expect(target: Any) -> Any:
+    from playwright.sync_api import expect as _expect
+
+    return _expect(target)
+
+
+@pytest.fixture(scope="module")
+def people(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
+    return make_face_variants(tmp_path_factory.mktemp("web-people"), n_variants=3)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, people: dict[str, list[Path]]) -> Iterator[FacedbServer]:
+    """A server over person1..person4 (3 photos each, enrolled from files), with a read and a write key."""
+    root = tmp_path_factory.mktemp("web")
+    gallery = root / "gallery"
+    for name in ENROLLED:
+        (gallery / name).mkdir(parents=True)
+        for p in people[name]:
+            shutil.copy(p, gallery / name / p.name)
+    srv = FacedbServer(root / "home", workers=1).start()
+    try:
+        # Through the server's socket: the owner's CLI sends the file paths, so thumbnails work.
+        res = srv.cli("import", str(gallery), "-q")
+        assert res.returncode == 0, res.stderr.decode()
+        srv.keys = {"read": srv.new_key("read-key", "read"), "write": srv.new_key("write-key", "write")}
+        yield srv
+        assert srv.stop() == 0, srv.log()
+    finally:
+        srv.kill()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    reason = webtools.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = webtools.launch(pw)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def pages(browser: Any, served: FacedbServer) -> Iterator[Callable[..., Any]]:
+    """``pages(viewport)`` -> a new page in a fresh context (its own sessionStorage), watched."""
+    opened: list[tuple[Any, Any, Watch]] = []
+
+    def new_page(viewport: dict[str, int] = DESKTOP) -> Any:
+        ctx = browser.new_context(viewport=viewport, device_scale_factor=1, has_touch=viewport is PHONE)
+        ctx.add_init_script(webtools.WATCH_SCRIPT)
+        ctx.set_default_timeout(20_000)
+        page = ctx.new_page()
+        watch = Watch(served.url)
+        watch.attach(page)
+        opened.append((ctx, page, watch))
+        return page
+
+    yield new_page
+    try:
+        for _, page, watch in opened:
+            watch.check(page)
+    finally:
+        for ctx, _, _ in opened:
+            ctx.close()
+
+
+def open_page(page: Any, srv: FacedbServer) -> None:
+    page.goto(srv.url + "/")
+    page.wait_for_selector("body[data-ready='true']")
+
+
+def sign_in(page: Any, srv: FacedbServer, key: str) -> None:
+    open_page(page, srv)
+    page.fill("input[name='api_key']", key)
+    page.press("input[name='api_key']", "Enter")
+    expect(page.locator("#who-text")).to_contain_text("Signed in as")
+    expect(page.locator("#view-search")).to_be_visible()
+
+
+def search(page: Any, path: Path, faces: int | None = None) -> list[str]:
+    """Choose ``path`` in the search input; the names shown on the faces, left to right."""
+    page.set_input_files("input[name='images']", str(path))
+    return _result(page, path.name, faces)
+
+
+def _result(page: Any, name: str, faces: int | None) -> list[str]:
+    expect(page.locator("#search-summary")).to_contain_text(name)
+    if faces is not None:
+        expect(page.locator("#face-boxes .face-box")).to_have_count(faces)
+    return [t.strip() for t in page.locator("#face-list .face-who").all_text_contents()]
+
+
+def tags(page: Any) -> list[str]:
+    """The labels drawn on the face boxes."""
+    return [" ".join(t.split()) for t in page.locator("#face-boxes .face-tag").all_text_contents()]
+
+
+def storage(page: Any) -> dict[str, Any]:
+    return page.evaluate("""async () => ({
+        session: Object.keys(sessionStorage), local: Object.keys(localStorage), cookie: document.cookie,
+        idb: (await indexedDB.databases()).map((d) => d.name),
+        caches: self.caches ? await caches.keys() : [] })""")
+
+
+def inside(inner: dict[str, float], outer: dict[str, float], slack: float = 1.0) -> bool:
+    return (inner["x"] >= outer["x"] - slack and inner["y"] >= outer["y"] - slack
+            and inner["x"] + inner["width"] <= outer["x"] + outer["width"] + slack
+            and inner["y"] + inner["height"] <= outer["y"] + outer["height"] + slack)
+
+
+# -- the server side ----------------------------------------------------------------------------
+
+def test_whoami_names_the_key_and_its_scope(served: FacedbServer) -> None:
+    for scope in ("read", "write"):
+        r = httpx.get(served.url + "/v1/whoami", headers=bearer(served.keys[scope]))
+        assert r.status_code == 200 and r.json() == {"name": f"{scope}-key", "scope": scope}
+    assert httpx.get(served.url + "/v1/whoami").status_code == 401
+    bad = httpx.get(served.url + "/v1/whoami", headers=bearer("fdb_not-a-key"))
+    assert bad.status_code == 401 and bad.json()["kind"] == "unauthorized"
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(served.home / "facedb.sock"))) as local:
+        assert local.get("http://facedb/v1/whoami").json() == {"name": "local", "scope": "admin"}
+
+
+def test_page_is_served_with_a_strict_policy_and_packaged_assets(served: FacedbServer) -> None:
+    page = httpx.get(served.url + "/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "style-src 'self'" in csp and "connect-src 'self'" in csp
+    html = page.text
+    assert '<input id="api-key" name="api_key"' in html and 'name="images" type="file"' in html
+    assert "<style" not in html and "style=" not in html and "http" not in html.split("<body", 1)[1]
+    for asset in re.findall(r'(?:src|href)="(/static/[^"]+)"', html):
+        assert httpx.get(served.url + asset).status_code == 200, asset
+
+
+# -- sign in ----------------------------------------------------------------------------------------
+
+def test_sign_in_refuses_a_wrong_key_and_keeps_only_the_key(pages: Callable[..., Any], served: FacedbServer) -> None:
+    page = pages()
+    open_page(page, served)
+    expect(page.locator("#view-signin")).to_be_visible()
+    expect(page.locator("#server-info")).to_contain_text("threshold 0.50")
+    screenshot(page, "sign-in")
+    page.fill("input[name='api_key']", "fdb_this-is-not-a-key")
+    page.press("input[name='api_key']", "Enter")
+    expect(page.locator("#signin-error")).to_have_text("This key was not accepted: it is wrong or it has been revoked.")
+    expect(page.locator("#api-key")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#api-key")).to_be_focused()
+    assert storage(page)["session"] == []
+    assert page.locator("#nav").is_hidden()
+
+    page.fill("input[name='api_key']", served.keys["read"])
+    page.press("input[name='api_key']", "Enter")
+    expect(page.locator("#who-text")).to_have_text("Signed in as read-key (read)")
+    expect(page.locator("#status")).to_contain_text("Signed in as read-key")
+    kept = storage(page)
+    assert kept == {"session": ["facedb.api_key"], "local": [], "cookie": "", "idb": [], "caches": []}
+    # A reload in the same tab stays signed in; signing out forgets the key.
+    page.reload()
+    page.wait_for_selector("body[data-ready='true']")
+    expect(page.locator("#who-text")).to_have_text("Signed in as read-key (read)")
+    page.click("#sign-out")
+    expect(page.locator("#view-signin")).to_be_visible()
+    expect(page.locator("#status")).to_have_text("Signed out.")
+    assert storage(page)["session"] == []
+
+
+def test_a_key_revoked_while_signed_in_sends_the_user_back_with_a_message(pages: Callable[..., Any],
+                                                                          served: FacedbServer) -> None:
+    key = served.new_key("short-lived", "read")
+    page = pages()
+    sign_in(page, served, key)
+    assert served.cli("keys", "revoke", "short-lived").returncode == 0
+    assert httpx.get(served.url + "/v1/whoami", headers=bearer(key)).status_code == 401
+    page.click("#nav a[data-view='people']")
+    expect(page.locator("#view-signin")).to_be_visible()
+    expect(page.locator("#signin-error")).to_contain_text("no longer accepted")
+    assert storage(page)["session"] == []
+
+
+# -- search -----------------------------------------------------------------------------------------
+
+def test_search_boxes_every_face_with_its_name_or_unknown(pages: Callable[..., Any], served: FacedbServer) -> None:
+    page = pages()
+    sign_in(page, served, served.keys["read"])
+    group = insightface_photos() / "t1.jpg"
+    names = search(page, group, faces=6)
+    assert names == ["person1", "person2", "person3", "person4", "unknown", "unknown"]
+    labels = tags(page)
+    assert [t.split(",")[0].split(" ")[0] for t in labels] == names
+    assert all(re.search(r"\b0\.\d\d$", t) for t in labels), labels  # each label shows its distance
+    expect(page.locator("#search-summary")).to_contain_text("6 faces in t1.jpg: 4 named, 2 unknown · threshold 0.50")
+    # Every box lies on the photo, over the face the server found.
+    photo = page.locator("#photo").bounding_box()
+    assert photo and photo["width"] > 500
+    boxes = [b.bounding_box() for b in page.locator("#face-boxes .face-box").all()]
+    assert all(inside(b, photo) for b in boxes)
+    assert [b["x"] for b in boxes] == sorted(b["x"] for b in boxes)
+
+    # Face 1 is selected at first; clicking face 2 lists its candidates with thumbnails.
+    expect(page.locator("#matches-title")).to_have_text("Face 1: person1")
+    page.locator("#face-boxes .face-box").nth(1).click()
+    expect(page.locator("#matches-title")).to_have_text("Face 2: person2")
+    expect(page.locator("#matches-verdict")).to_contain_text("within the threshold 0.50")
+    first = page.locator("#matches-list .match").first
+    expect(first.locator(".match-name")).to_have_text("person2")
+    expect(first.locator(".badge")).to_have_text("match")
+    expect(page.locator("#matches-list .match")).to_have_count(3)
+    thumb = first.locator("img.thumb")
+    expect(thumb).to_have_attribute("data-placeholder", "false")  # enrolled from a file: a real crop
+    assert thumb.evaluate("(img) => img.complete && img.naturalWidth > 0")
+    expect(thumb).to_have_attribute("alt", "Enrolled face of person2")
+    page.locator("#face-boxes .face-box").nth(2).click()  # person3, for the screenshot
+    expect(page.locator("#matches-list .match img[data-placeholder='false']")).to_have_count(3)
+    screenshot(page, "search")
+
+    # A stranger's face: unknown, with how far the closest person is.
+    page.locator("#face-list .face-item").nth(4).click()
+    expect(page.locator("#matches-title")).to_have_text("Face 5: unknown")
+    expect(page.locator("#matches-verdict")).to_contain_text("over the threshold 0.50")
+    expect(page.locator("#matches-list .badge").first).to_have_text("no match")
+
+
+def test_a_dropped_photo_of_a_stranger_is_unknown_and_a_text_file_is_refused(
+        pages: Callable[..., Any], served: FacedbServer, people: dict[str, list[Path]], tmp_path: Path) -> None:
+    page = pages()
+    sign_in(page, served, served.keys["read"])
+    drop_file(page, "#search-drop", people["person6"][0])
+    assert _result(page, people["person6"][0].name, faces=1) == ["unknown"]
+    expect(page.locator("#search-summary")).to_contain_text("1 face in person6_v0.jpg: 0 named, 1 unknown")
+    # Dropped anywhere on the search page works the same; a known face is named.
+    drop_file(page, "main", people["person3"][2])
+    assert _result(page, people["person3"][2].name, faces=1) == ["person3"]
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture\n")
+    page.set_input_files("input[name='images']", str(notes))
+    expect(page.locator("#alert")).to_have_text("This photo could not be searched: not an image.")
+    expect(page.locator("#search-summary")).to_contain_text("notes.txt: not an image.")
+    expect(page.locator("#face-boxes .face-box")).to_have_count(0)
+
+
+def test_keyboard_selects_a_face_and_opens_its_person(pages: Callable[..., Any], served: FacedbServer) -> None:
+    page = pages()
+    sign_in(page, served, served.keys["read"])
+    search(page, insightface_photos() / "t1.jpg", faces=6)
+    page.focus("input[name='images']")
+    page.keyboard.press("Tab")  # the search options
+    page.keyboard.press("Tab")  # the faces: one tab stop, the selected face
+    focused = page.locator("#face-boxes .face-box:focus")
+    expect(focused).to_have_attribute("data-face", "0")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    expect(page.locator("#face-boxes .face-box:focus")).to_have_attribute("data-face", "2")
+    expect(page.locator("#face-boxes .face-box[data-face='2']")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#matches-title")).to_have_text("Face 3: person3")
+    page.keyboard.press("End")
+    expect(page.locator("#matches-title")).to_have_text("Face 6: unknown")
+    page.keyboard.press("Home")
+    expect(page.locator("#matches-title")).to_have_text("Face 1: person1")
+    # Tab leaves the faces for the candidates; Enter on a name opens that person's page.
+    page.keyboard.press("Tab")
+    expect(page.locator("#matches-list .match-name").first).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#view-subject")).to_be_visible()
+    expect(page.locator("#subject-title")).to_have_text("person1")
+    expect(page.locator("#subject-title")).to_be_focused()
+    # Leaving the search dropped the photo and revoked its URL and the thumbnails'.
+    assert page.locator("#photo").get_attribute("src") is None
+    expect(page.locator("#subject-faces img[data-placeholder='false']")).to_have_count(3)
+    assert live_object_urls(page) == 3  # only the three thumbnails on this page
+
+
+@pytest.mark.dataset
+def test_a_yale_probe_shows_its_subjects_name(pages: Callable[..., Any], served: FacedbServer, yale_dir: Path,
+                                              tmp_path: Path) -> None:
+    flat = tmp_path / "yale"
+    flat.mkdir()
+    subjects = ("subject02", "subject07", "subject11")
+    for s in subjects:
+        for cond in ("normal", "sleepy", "noglasses"):
+            shutil.copy(yale_dir / f"{s}.{cond}", flat / f"{s}.{cond}")
+    res = served.cli("import", str(flat), "--name-from", "prefix", "-q")
+    assert res.returncode == 0, res.stderr.decode()
+    try:
+        page = pages()
+        sign_in(page, served, served.keys["read"])
+        for s, probe in (("subject07", "happy"), ("subject11", "surprised"), ("subject02", "glasses")):
+            # Held-out photos (not enrolled), grey GIFs without a file extension.
+            assert search(page, yale_dir / f"{s}.{probe}", faces=1) == [s]
+            assert tags(page)[0].startswith(s)
+            expect(page.locator("#matches-title")).to_have_text(f"Face 1: {s}")
+            expect(page.locator("#matches-list .match-name").first).to_have_text(s)
+        assert page.locator("#photo").evaluate("(img) => img.naturalWidth") == 320
+    finally:
+        for s in subjects:
+            httpx.delete(served.url + f"/v1/subjects/{s}", headers=bearer(served.keys["write"]))
+
+
+def test_boxes_follow_the_exif_orientation(pages: Callable[..., Any], served: FacedbServer,
+                                           people: dict[str, list[Path]], tmp_path: Path) -> None:
+    """A phone photo stored sideways with an EXIF Orientation tag: the box is on the upright face."""
+    from PIL import Image
+
+    upright = Image.open(people["person2"][0])
+    stored = upright.rotate(90, expand=True)  # the pixels as a camera held sideways writes them
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display: rotate 90 degrees clockwise
+    path = tmp_path / "sideways.jpg"
+    stored.save(path, exif=exif, quality=95)
+    page = pages()
+    sign_in(page, served, served.keys["read"])
+    assert search(page, path, faces=1) == ["person2"]
+    size = page.locator("#photo").evaluate("(img) => [img.naturalWidth, img.naturalHeight]")
+    assert size == [upright.width, upright.height]
+    photo = page.locator("#photo").bounding_box()
+    box = page.locator("#face-boxes .face-box").bounding_box()
+    assert photo and box and inside(box, photo)
+    # The face is in the middle of the crop (a margin of one face size on each side).
+    cx = (box["x"] + box["width"] / 2 - photo["x"]) / photo["width"]
+    cy = (box["y"] + box["height"] / 2 - photo["y"]) / photo["height"]
+    assert 0.3 < cx < 0.7 and 0.3 < cy < 0.7, (cx, cy)
+
+
+# -- people -----------------------------------------------------------------------------------------
+
+def test_people_list_filter_and_one_persons_page_with_a_read_only_key(pages: Callable[..., Any],
+                                                                       served: FacedbServer) -> None:
+    page = pages()
+    sign_in(page, served, served.keys["read"])
+    page.click("#nav a[data-view='people']")
+    expect(page.locator("#people-title")).to_be_focused()
+    rows = page.locator("#people-rows tr")
+    expect(rows).to_have_count(4)
+    expect(page.locator("#people-count")).to_have_text("4 people")
+    first = rows.first.locator("td, th").all_inner_texts()
+    assert first[:3] == ["person1", "3", "3"]
+    screenshot(page, "people")
+    page.fill("#people-filter", "SON3")
+    expect(rows).to_have_count(1)
+    expect(rows.first.locator("th")).to_have_text("person3")
+    expect(page.locator("#people-count")).to_have_text("1 of 4 people")
+    page.fill("#people-filter", "nobody")
+    expect(page.locator("#people-rows .empty")).to_contain_text("Nobody’s name contains “nobody”")
+    page.fill("#people-filter", "")
+    rows.first.locator("button").click()
+
+    expect(page.locator("#subject-title")).to_have_text("person1")
+    expect(page.locator("#subject-summary")).to_contain_text("3 photos · 3 faces · enrolled")
+    faces = page.locator("#subject-faces img.thumb")
+    expect(faces).to_have_count(3)
+    expect(page.locator("#subject-faces img[data-placeholder='false']")).to_have_count(3)
+    assert all(f.evaluate("(img) => img.naturalWidth > 0") for f in faces.all())
+    expect(page.locator("#subject-faces .face-src").first).to_contain_text("person1_v")
+    # A read key: the page says what it cannot do, and the write controls are off.
+    note = page.locator("#view-subject .scope-note")
+    expect(note).to_contain_text("read-key")
+    expect(note).to_contain_text("need a key with write scope")
+    expect(page.locator("#subject-delete")).to_be_disabled()
+    expect(page.locator("#rename-input")).to_be_disabled()
+    screenshot(page, "subject")
+    page.click("#nav a[data-view='enroll']")
+    expect(page.locator("#view-enroll .scope-note")).to_be_visible()
+    expect(page.locator("#enroll-name")).to_be_disabled()
+    expect(page.locator("#enroll-files")).to_be_disabled()
+    assert live_object_urls(page) == 0
+
+
+def test_enroll_through_the_page_then_named_renamed_deleted_unknown(
+        pages: Callable[..., Any], served: FacedbServer, people: dict[str, list[Path]], tmp_path: Path) -> None:
+    page = pages()
+    sign_in(page, served, served.keys["write"])
+    probe = people["person5"][0]
+    assert search(page, probe, faces=1) == ["unknown"]
+
+    page.click("#nav a[data-view='enroll']")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture\n")
+    page.fill("#enroll-name", "Ada Lovelace")
+    page.set_input_files("#enroll-files", [str(people["person5"][1]), str(notes), str(people["person5"][2])])
+    expect(page.locator("#enroll-list li")).to_have_count(3)
+    expect(page.locator("#enroll-summary")).to_have_text("3 photos ready to enroll.")
+    page.click("#view-enroll details summary")
+    page.fill("#enroll-metadata", '{"team": "blue"}')
+    page.click("#enroll-submit")
+    expect(page.locator("#enroll-summary")).to_have_text("Ada Lovelace: 2 enrolled, 1 rejected.", timeout=60_000)
+    expect(page.locator("#status")).to_have_text("Ada Lovelace: 2 enrolled, 1 rejected.")
+    states = page.locator("#enroll-list li").evaluate_all("(lis) => lis.map((li) => li.dataset.state)")
+    assert states == ["enrolled", "rejected", "enrolled"]
+    rejected = page.locator("#enroll-list li[data-state='rejected']")
+    expect(rejected.locator(".file-name")).to_have_text("notes.txt")
+    expect(rejected).to_have_attribute("data-reason", "not_an_image")
+    expect(rejected.locator(".file-status")).to_contain_text("rejected: not an image")
+    expect(page.locator("#enroll-list progress:visible")).to_have_count(0)
+    screenshot(page, "enroll", full_page=True)
+
+    # The new person is named in a search.
+    page.click("#nav a[data-view='search']")
+    assert search(page, probe, faces=1) == ["Ada Lovelace"]
+
+    # ... is in the list, with a page of their own.
+    page.click("#nav a[data-view='people']")
+    page.fill("#people-filter", "ada")
+    rows = page.locator("#people-rows tr")
+    expect(rows).to_have_count(1)
+    assert rows.first.locator("td, th").all_inner_texts()[:3] == ["Ada Lovelace", "2", "2"]
+    rows.first.locator("button").click()
+    expect(page.locator("#subject-title")).to_have_text("Ada Lovelace")
+    expect(page.locator("#subject-meta")).to_contain_text("team")
+    expect(page.locator("#subject-meta dd")).to_have_text("blue")
+    # Uploaded photos are never kept: their faces show the placeholder.
+    expect(page.locator("#subject-faces img[data-placeholder='true']")).to_have_count(2)
+
+    # More photos for an existing person: the same file again is a duplicate, not a second face.
+    page.click("#subject-add")
+    expect(page.locator("#view-enroll")).to_be_visible()
+    expect(page.locator("#enroll-name")).to_have_value("Ada Lovelace")
+    page.set_input_files("#enroll-files", str(people["person5"][1]))
+    page.click("#enroll-submit")
+    expect(page.locator("#enroll-summary")).to_have_text("Ada Lovelace: 0 enrolled, 1 already enrolled, 0 rejected.")
+    expect(page.locator("#enroll-list li")).to_have_attribute("data-state", "duplicate")
+    page.click("#enroll-open")
+    expect(page.locator("#subject-title")).to_have_text("Ada Lovelace")
+    expect(page.locator("#subject-summary")).to_contain_text("2 photos · 2 faces")
+
+    page.fill("#rename-input", "Ada King")
+    page.press("#rename-input", "Enter")
+    expect(page.locator("#subject-title")).to_have_text("Ada King")
+    expect(page.locator("#status")).to_have_text("Renamed “Ada Lovelace” to “Ada King”.")
+
+    # Delete asks first; cancel keeps the person.
+    page.click("#subject-delete")
+    dialog = page.locator("#delete-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog.locator("#delete-desc")).to_contain_text("This removes Ada King, 2 photos and 2 faces")
+    expect(page.locator("#delete-cancel")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#subject-delete")).to_be_focused()
+    expect(page.locator("#subject-title")).to_have_text("Ada King")
+    page.click("#subject-delete")
+    page.click("#delete-confirm")
+    expect(page.locator("#view-people")).to_be_visible()
+    expect(page.locator("#status")).to_have_text("Deleted Ada King: 2 photos and 2 faces removed.")
+    expect(page.locator("#people-rows .empty")).to_contain_text("Nobody’s name contains “ada”")
+    page.fill("#people-filter", "")
+    expect(page.locator("#people-rows tr")).to_have_count(4)
+    assert "Ada King" not in page.locator("#people-rows").inner_text()
+
+    page.click("#nav a[data-view='search']")
+    assert search(page, probe, faces=1) == ["unknown"]
+
+
+def test_a_write_with_a_read_only_key_is_refused_with_a_message(pages: Callable[..., Any], served: FacedbServer,
+                                                                people: dict[str, list[Path]]) -> None:
+    """Against a server without /v1/whoami the page cannot know the key's scope: it offers
+    every control, and the server's 403 becomes a clear message."""
+    page = pages()
+    page.route("**/v1/whoami", lambda route: route.fulfill(
+        status=404, json={"error": "Not Found", "reason": "http", "status": 404, "kind": "http"}))
+    sign_in(page, served, served.keys["read"])
+    expect(page.locator("#who-text")).to_have_text("Signed in as this key")
+    page.click("#nav a[data-view='enroll']")
+    page.fill("#enroll-name", "Not Allowed")
+    page.set_input_files("#enroll-files", [str(people["person6"][0]), str(people["person6"][1])])
+    page.click("#enroll-submit")
+    expect(page.locator("#alert")).to_have_text(
+        "Your key may not do this: API key 'read-key' has scope 'read'; this call needs 'write'.")
+    states = page.locator("#enroll-list li").evaluate_all("(lis) => lis.map((li) => li.dataset.state)")
+    assert states == ["stopped", "stopped"]
+    expect(page.locator("#enroll-list li").first).to_contain_text("not enrolled: API key 'read-key' has scope 'read'")
+    expect(page.locator("#enroll-list li").nth(1)).to_contain_text("not sent")
+    expect(page.locator("#enroll-summary")).to_have_text("Not Allowed: 0 enrolled, 0 rejected, 2 not sent.")
+
+
+# -- layout and privacy ----------------------------------------------------------------------------
+
+def test_phone_width_layout(pages: Callable[..., Any], served: FacedbServer) -> None:
+    page = pages(PHONE)
+    sign_in(page, served, served.keys["read"])
+    width = "() => document.documentElement.scrollWidth"
+    assert page.evaluate(width) <= PHONE["width"]
+    search(page, insightface_photos() / "t1.jpg", faces=6)
+    photo = page.locator("#photo").bounding_box()
+    assert photo and 300 <= photo["width"] <= PHONE["width"]
+    assert all(inside(b.bounding_box(), photo) for b in page.locator("#face-boxes .face-box").all())
+    # Tapping a name in the list under the photo selects that face; the candidates come below.
+    page.locator("#face-list .face-item").nth(3).tap()
+    expect(page.locator("#matches-title")).to_have_text("Face 4: person4")
+    matches = page.locator("#matches").bounding_box()
+    assert matches and matches["y"] >= photo["y"] + photo["height"] and matches["width"] <= PHONE["width"]
+    assert page.evaluate(width) <= PHONE["width"]
+    screenshot(page, "phone-search", full_page=True)
+    for view in ("people", "enroll"):
+        page.click(f"#nav a[data-view='{view}']")
+        expect(page.locator(f"#view-{view}")).to_be_visible()
+        if view == "people":
+            expect(page.locator("#people-rows tr")).to_have_count(4)
+        assert page.evaluate(width) <= PHONE["width"], view
+    # Every control is labelled and at least 24 px tall, so it can be hit with a finger.
+    small = page.evaluate("""() => Array.from(document.querySelectorAll(
+        '#view-enroll input, #view-enroll button, #view-enroll select, #view-enroll textarea, #nav a, #sign-out'))
+        .filter((e) => e.offsetParent)
+        .filter((e) => e.getBoundingClientRect().height < 24).map((e) => e.id || e.textContent)""")
+    assert small == []
+
+
+def unlabelled(page: Any) -> list[str]:
+    """Controls on the page (shown or not) without a label, an ARIA name or button text."""
+    return page.evaluate("""() => Array.from(document.querySelectorAll('input, select, textarea, button'))
+        .filter((e) => {
+          if (e.labels && e.labels.length) return false;
+          if (e.getAttribute('aria-label') || e.getAttribute('aria-labelledby')) return false;
+          return !(e.tagName === 'BUTTON' && e.textContent.trim());
+        }).map((e) => e.outerHTML.slice(0, 80))""")
+
+
+def test_every_control_has_a_label(pages: Callable[..., Any], served: FacedbServer,
+                                   people: dict[str, list[Path]]) -> None:
+    page = pages()
+    sign_in(page, served, served.keys["write"])
+    assert unlabelled(page) == []
+    search(page, people["person2"][1], faces=1)  # face buttons, candidates
+    expect(page.locator("#matches-list .match")).to_have_count(3)
+    assert unlabelled(page) == []
+    page.click("#nav a[data-view='enroll']")
+    page.set_input_files("#enroll-files", [str(p) for p in people["person6"]])  # file rows, remove buttons
+    expect(page.locator("#enroll-list li")).to_have_count(3)
+    assert unlabelled(page) == []
+    page.locator("#enroll-list .remove").first.click()
+    expect(page.locator("#enroll-list li")).to_have_count(2)
+    expect(page.locator("#enroll-summary")).to_have_text("2 photos ready to enroll.")
+    page.click("#enroll-clear")
+    expect(page.locator("#enroll-progress")).to_be_hidden()
+    live = page.evaluate("""() => ({status: document.querySelector('#status').getAttribute('aria-live'),
+        alert: document.querySelector('#alert').getAttribute('role')})""")
+    assert live == {"status": "polite", "alert": "alert"}
+
+
+def test_the_page_lets_go_of_photos_and_thumbnails(pages: Callable[..., Any], served: FacedbServer,
+                                                   people: dict[str, list[Path]]) -> None:
+    page = pages()
+    sign_in(page, served, served.keys["read"])
+    search(page, insightface_photos() / "t1.jpg", faces=6)
+    expect(page.locator("#matches-list img[data-placeholder='false']")).to_have_count(3)
+    assert live_object_urls(page) == 4  # the photo and three thumbnails
+    # A new photo replaces the old one: the old URLs are revoked.
+    search(page, people["person2"][0], faces=1)
+    expect(page.locator("#matches-list img[data-placeholder='false']")).to_have_count(3)
+    assert live_object_urls(page) == 4
+    page.click("#nav a[data-view='people']")
+    expect(page.locator("#people-rows tr")).to_have_count(4)
+    assert live_object_urls(page) == 0
+    assert page.locator("#photo").get_attribute("src") is None
+    page.click("#nav a[data-view='search']")
+    expect(page.locator("#search-result")).to_be_hidden()
+    page.click("#sign-out")
+    assert live_object_urls(page) == 0
+    assert storage(page) == {"session": [], "local": [], "cookie": "", "idb": [], "caches": []}
