@@ -364,3 +364,26 @@ def test_migrate_an_embedded_home_to_the_servers_and_back(tmp_path: Path, shared
     refused = run_cli(home, "migrate", "--to-home", str(back))
     assert refused[0] == 1 and "not empty" in refused[2]
     assert os.path.exists(home / "facedb.sqlite3"), "the source is left as it was"
+
+
+def test_a_server_recovers_what_a_dead_process_left_without_being_asked(tmp_path: Path, shared: Shared,
+                                                                        people: dict[str, list[Path]]) -> None:
+    """A CLI process killed between Chroma and the SQL mark; the server beside it (no restart, no
+    repair) finds the unfinished write on its own and finishes it."""
+    home = tmp_path / "home"
+    env = {"FACEDB_DB_URL": shared.db_url, "FACEDB_CHROMA_URL": shared.chroma.url}
+    with FacedbServer(home, "--recover-every", "0.5", env=env, workers=1) as srv:
+        cli_home = tmp_path / "elsewhere"  # another machine's CLI: no socket, straight to the stores
+        killed = _process(cli_home, shared, "enroll", "person1", *map(str, people["person1"][:3]),
+                          env=shared.env(FACEDB_CRASH_AT="enroll.after_chroma"))
+        assert killed.returncode == -9
+        deadline = time.monotonic() + 60
+        while True:
+            report = srv.cli_json("check", ok=(0, 7))
+            if report["clean"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert report["clean"] and report["catalog_faces"] == 3, report
+        key = srv.new_key("r", "read")
+        r = httpx.post(srv.url + "/v1/search", files=image_files([people["person1"][4]]), headers=bearer(key))
+        assert r.json()["results"][0]["faces"][0]["identity"] == "person1"

@@ -22,11 +22,13 @@ from . import State, cli, emit_json, handle_errors, json_option, pass_state
               help="Seconds in-flight requests get to finish after SIGTERM.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Server processes on the same port; more than 1 needs a PostgreSQL --db-url and a --chroma-url.")
+@click.option("--recover-every", type=click.FloatRange(0.1), default=30, show_default=True,
+              help="Shared stores: seconds between looks for writes a dead facedb process left unfinished.")
 @click.option("--analysis-workers", type=click.IntRange(1, 64),
               help="Processes that detect and embed faces, per server process [default: cores / --workers].")
 @pass_state
 def serve(state: State, host: str, port: int, max_file_mb: float, max_request_mb: float, queue: int,
-          grace: float, workers: int, analysis_workers: int | None) -> None:
+          grace: float, workers: int, recover_every: float, analysis_workers: int | None) -> None:
     """Run the HTTP API (and the web page at /) in the foreground; logs go to stderr.
 
     The server owns the home for its whole life: while it runs, every `facedb` command on the
@@ -56,8 +58,8 @@ def serve(state: State, host: str, port: int, max_file_mb: float, max_request_mb
                              "the embedded index allows one process")
         limits = Limits(max_file_bytes=int(max_file_mb * 1024 * 1024),
                         max_request_bytes=int(max_request_mb * 1024 * 1024))
-        options = ServeOptions(host=host, port=port, grace=grace, config=ServerConfig(limits=limits, queue=queue),
-                               processes=workers)
+        options = ServeOptions(host=host, port=port, grace=grace, processes=workers,
+                               config=ServerConfig(limits=limits, queue=queue, recover_every_s=recover_every))
         per_process = analysis_workers or max(1, (os.cpu_count() or 1) // workers)
         run_server({**state.opts, "workers": per_process}, resolve_home(state.opts.get("home")), options)
 

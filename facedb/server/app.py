@@ -7,6 +7,7 @@ or URL a client names.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -41,6 +42,8 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     #: heavy requests (analysis, writes) in progress at once; more get 503 + Retry-After
     queue: int = 32
+    #: shared stores: how often to look for writes a dead facedb process left unfinished
+    recover_every_s: float = 30.0
 
 
 def error_body(exc: FacedbError) -> dict[str, Any]:
@@ -127,7 +130,12 @@ def create_app(db: FaceDB, config: ServerConfig | None = None) -> FastAPI:
         # Heavy requests wait in threads for the analysis workers: room for every admitted one,
         # plus the light requests beside them.
         anyio.to_thread.current_default_thread_limiter().total_tokens = config.queue + 16
-        yield
+        task = asyncio.create_task(_recover_periodically(db, config.recover_every_s)) if db.store.shared else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
 
     app = FastAPI(title="facedb", version=_version(), docs_url=None, redoc_url=None, lifespan=lifespan,
                   description="Face search service: enroll known faces, ask who is in a photo. "
@@ -338,6 +346,17 @@ def create_app(db: FaceDB, config: ServerConfig | None = None) -> FastAPI:
 
     _mount_web(app)
     return app
+
+
+async def _recover_periodically(db: FaceDB, every_s: float) -> None:
+    """Shared stores: whenever no write of any process is in flight, replay what a facedb process
+    that died mid-write left (its faces stored but not indexed, its journaled deletes)."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await run_in_threadpool(db.store.recover_now)
+        except FacedbError as exc:  # a store is down: the next round tries again
+            log.warning("background recovery skipped: %s", exc)
 
 
 def enroll_json(model: str, rep: Any) -> dict[str, Any]:
