@@ -12,7 +12,7 @@ import numpy as np
 
 from .catalog.core import REINDEXING
 from .engine import PackInfo, known_packs
-from .errors import ImageError, ModelError
+from .errors import FacedbError, ImageError, ModelError
 from .index.chroma_index import ChromaIndex
 from .packs import ActivePack
 from .pipeline import Analyzer
@@ -200,6 +200,20 @@ class Maintenance:
             out.append(PackStatus(name=name, description=desc, faces=in_use.get(name, 0), active=name == self.pack.name,
                                   dim=rec.dim if rec else None, fingerprint=rec.fingerprint if rec else None))
         return out
+
+
+def clean_chroma_folder(path: Path) -> VacuumReport:
+    """Erase what deleted collections left in a Chroma data folder (a ``chroma run --path``, with
+    that server stopped): HNSW segment folders no live segment refers to, then VACUUM of its
+    ``chroma.sqlite3``. Chroma keeps a deleted collection's files, deleted vectors included, so
+    after ``facedb vacuum`` on a Chroma server this finishes the erasure on the server's disk."""
+    db = path / "chroma.sqlite3"
+    if not db.is_file():
+        raise FacedbError(f"{path} is not a Chroma data folder (no chroma.sqlite3 in it)")
+    before = disk_bytes(path)
+    _remove_orphan_segments(path)
+    _sqlite_vacuum(db)
+    return VacuumReport(bytes_before=before, bytes_after=disk_bytes(path))
 
 
 def _read_unchanged(path: Path, digest: str) -> bytes:

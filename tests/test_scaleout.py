@@ -387,3 +387,42 @@ def test_a_server_recovers_what_a_dead_process_left_without_being_asked(tmp_path
         key = srv.new_key("r", "read")
         r = httpx.post(srv.url + "/v1/search", files=image_files([people["person1"][4]]), headers=bearer(key))
         assert r.json()["results"][0]["faces"][0]["identity"] == "person1"
+
+
+def test_erasure_on_the_chroma_server(tmp_path: Path, shared: Shared, people: dict[str, list[Path]]) -> None:
+    """A deleted subject's vectors leave the Chroma server's disk after `vacuum` and, with the
+    server stopped, `chroma-clean` of its folder (Chroma keeps a deleted collection's files)."""
+    from facedb import FaceDB
+
+    def scan(vectors: np.ndarray) -> dict[str, list[int]]:
+        found: dict[str, list[int]] = {}
+        for path in shared.chroma.path.rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                hits = [i for i, v in enumerate(vectors) if v.astype(np.float32).tobytes()[:64] in data
+                        or v.astype(np.float64).tobytes()[:64] in data]
+                if hits:
+                    found[str(path.relative_to(shared.chroma.path))] = hits
+        return found
+
+    home = tmp_path / "home"
+    with FaceDB(home=home, db_url=shared.db_url, chroma_url=shared.chroma.url, workers=1) as db:
+        db.enroll("victim", people["person1"][:3])
+        db.enroll("keeper", people["person2"][:3])
+        _add_synthetic_faces(db, 3000)  # past Chroma's flush threshold: the HNSW files hold them
+        victim = db.catalog.embeddings("sface", subject_id=db.catalog.subject_id("victim"))[1]
+        keeper = db.catalog.embeddings("sface", subject_id=db.catalog.subject_id("keeper"))[1]
+        assert scan(victim), "positive control: the victim's vectors are on the server's disk"
+        db.delete("victim")
+        db.vacuum()
+    shared.chroma.stop()
+    try:
+        code, out, err = run_cli(tmp_path / "any", "chroma-clean", str(shared.chroma.path), "--json")
+        assert code == 0, err
+        assert scan(victim) == {}, "deleted vectors still on the Chroma server's disk"
+        assert scan(keeper), "negative control: the survivors are still there"
+    finally:
+        shared.chroma.start()
+    with FaceDB(home=home, db_url=shared.db_url, chroma_url=shared.chroma.url, workers=1) as db:
+        assert db.check().clean
+        assert db.search([people["person2"][4]]).results[0].faces[0].identity == "keeper"

@@ -489,3 +489,30 @@ def migrate(state: State, to_db_url: str | None, to_chroma_url: str | None, to_h
             click.echo("check: clean" if rep.check and rep.check.clean else "check: NOT clean (see --json)")
         if not (rep.check and rep.check.clean):
             sys.exit(EXIT_INDEX)
+
+
+@cli.command("chroma-clean")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@json_option
+def chroma_clean(folder: str, as_json: bool) -> None:
+    """Erase what deleted collections left in a Chroma server's data FOLDER (its --path).
+
+    Chroma keeps the files of a deleted collection, deleted vectors included: after `facedb
+    vacuum` on a Chroma server, stop that server and run this on its machine to finish the
+    erasure (orphan HNSW segment folders removed, chroma.sqlite3 compacted). The server must be
+    stopped: Chroma's files are not safe to touch while it runs.
+
+    \b
+    Example:
+      facedb vacuum && systemctl stop chroma && facedb chroma-clean /var/lib/facedb-chroma
+    """
+    with handle_errors(as_json):
+        from pathlib import Path
+
+        from ..maintenance import clean_chroma_folder
+
+        rep = clean_chroma_folder(Path(folder))
+        if as_json:
+            emit_json(rep.to_dict())
+        else:
+            click.echo(f"cleaned {folder}: {rep.bytes_before} -> {rep.bytes_after} bytes")
