@@ -426,3 +426,22 @@ def test_erasure_on_the_chroma_server(tmp_path: Path, shared: Shared, people: di
     with FaceDB(home=home, db_url=shared.db_url, chroma_url=shared.chroma.url, workers=1) as db:
         assert db.check().clean
         assert db.search([people["person2"][4]]).results[0].faces[0].identity == "keeper"
+
+
+def test_two_processes_enrolling_the_same_new_person_at_once(tmp_path: Path, shared: Shared,
+                                                             people: dict[str, list[Path]]) -> None:
+    """Races on unique rows (the same new subject, the same photo bytes) between processes are
+    retried, never a crash: every photo ends up enrolled once."""
+    photos = [str(p) for p in people["person5"]]
+    procs = [subprocess.Popen([*facedb_executable(), "--home", str(tmp_path / f"h{i}"), "enroll", "person5",
+                               *photos, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=shared.env())
+             for i in range(3)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err.decode()
+    reports = [json.loads(out)["subjects"][0] for out, _ in outs]
+    assert sum(r["enrolled"] for r in reports) == len(photos)
+    assert all(r["enrolled"] + r["duplicates"] == len(photos) for r in reports)
+    subjects = {s["name"]: s["faces"] for s in _cli(tmp_path / "h0", shared, "subjects")}
+    assert subjects == {"person5": len(photos)}
+    assert _cli(tmp_path / "h0", shared, "check")["clean"] is True

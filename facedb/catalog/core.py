@@ -6,14 +6,14 @@ method runs in its own transaction unless it takes a ``Session``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..engine.base import PackInfo
@@ -21,6 +21,7 @@ from ..errors import DatabaseBusyError, FacedbError, UnavailableError
 from .models import Setting
 from .. import trace
 
+T = TypeVar("T")
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 #: The newest migration's revision id (a test checks it equals Alembic's head).
 SCHEMA_HEAD = "0002"
@@ -151,8 +152,25 @@ class CatalogCore:
             return row.value if row else None
 
     def set_setting(self, key: str, value: str) -> None:
+        """Insert or replace, atomically (two processes may record the same pack at once)."""
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        stmt = insert(Setting).values(key=key, value=value)
         with self.session() as s:
-            s.merge(Setting(key=key, value=value))
+            s.execute(stmt.on_conflict_do_update(index_elements=[Setting.key], set_={"value": value}))
+
+    def retrying(self, fn: Callable[[], T], attempts: int = 3) -> T:
+        """``fn()`` (one transaction), again when it lost a race with another process on a
+        unique row (the same new subject or photo enrolled at once): the next try sees that row."""
+        for attempt in range(attempts):
+            try:
+                return fn()
+            except IntegrityError:
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     # -- pack contracts and journal flags ----------------------------------------
     def pack_record(self, name: str) -> PackInfo | None:

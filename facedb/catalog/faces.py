@@ -96,6 +96,10 @@ class FaceQueries(SubjectQueries):
         """Step 1 of the enrollment write order, in one transaction: failures are recorded, new
         images and faces stored *not indexed*; an image whose bytes were stored meanwhile (by
         another process) is a duplicate. Sets each item's ``outcome``; returns the new faces."""
+        return self.retrying(lambda: self._store_batch(items, model, metadata))
+
+    def _store_batch(self, items: Sequence[StoredItem], model: str,
+                     metadata: dict[str, dict[str, Any]] | None) -> list[NewFace]:
         new: list[NewFace] = []
         with self.session() as s:
             known = self.known_sha256([it.digest for it in items], s)

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..errors import AlreadyExistsError, NotFoundError
@@ -84,6 +85,12 @@ class SubjectQueries(CatalogCore):
 
     def rename_subject(self, old: str, new: str) -> tuple[int, dict[str, list[int]]]:
         """Rename; returns the subject id and its face ids per pack (for the index metadata)."""
+        try:
+            return self._rename_subject(old, new)
+        except IntegrityError:  # taken meanwhile by another process
+            raise AlreadyExistsError(f"a subject named {new!r} already exists") from None
+
+    def _rename_subject(self, old: str, new: str) -> tuple[int, dict[str, list[int]]]:
         with self.session() as s:
             sub = self.subject(s, old)
             if s.scalar(select(Subject.id).where(Subject.name == new)) is not None:
@@ -98,6 +105,9 @@ class SubjectQueries(CatalogCore):
         Its name leaves the audit trail too (``deleted subject #<id>``).
 
         Returns (subject id, images removed, face ids per pack)."""
+        return self.retrying(lambda: self._delete_subject(name))
+
+    def _delete_subject(self, name: str) -> tuple[int, int, dict[str, list[int]]]:
         with self.session() as s:
             sub = self.subject(s, name)
             s.execute(update(AuditEntry).where(or_(AuditEntry.subject_id == sub.id, AuditEntry.subject == name))
