@@ -84,34 +84,28 @@ def encode_multipart(files: Sequence[tuple[str, Upload]], fields: dict[str, str]
     return bytes(out), f"multipart/form-data; boundary={boundary}"
 
 
-class Client:
-    """The verbs of ``FaceDB``, over HTTP (a URL with an API key, or the home's unix socket).
-
-    Built on the standard library's ``http.client``: importing an HTTP client library costs
-    more than the whole request (httpx: about 0.3 s), and a scripted search must stay quick."""
+class Transport:
+    """JSON over HTTP to one server, on the standard library's ``http.client``: importing an HTTP
+    client library costs more than the whole request (httpx: about 0.3 s here)."""
 
     TIMEOUT_S = 3600.0
 
     def __init__(self, base_url: str, *, api_key: str | None = None, uds: Path | None = None) -> None:
-        self.local = uds is not None
         self._uds = uds
         url = urlsplit(base_url)
-        if not self.local and (url.scheme not in ("http", "https") or not url.hostname):
+        if uds is None and (url.scheme not in ("http", "https") or not url.hostname):
             raise FacedbError(f"--server must be an http:// or https:// URL, not {base_url!r}")
         self._url = url
         self._prefix = url.path.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key and not self.local else {}
-        self._where = str(uds) if uds is not None else base_url
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key and uds is None else {}
+        self.where = str(uds) if uds is not None else base_url
         self._conn: http.client.HTTPConnection | None = None
-        self._health: dict[str, Any] | None = None
-        self._pack: str | None = None
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
-    # -- transport ------------------------------------------------------------------------------
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
             if self._uds is not None:
@@ -122,9 +116,10 @@ class Client:
                 self._conn = http.client.HTTPConnection(self._url.hostname or "", self._url.port, timeout=self.TIMEOUT_S)
         return self._conn
 
-    def _request(self, method: str, path: str, *, params: dict[str, str] | None = None,
-                 json_body: Any = None, files: Sequence[tuple[str, Upload]] = (),
-                 data: dict[str, str] | None = None) -> Any:
+    def request(self, method: str, path: str, *, params: dict[str, str] | None = None,
+                json_body: Any = None, files: Sequence[tuple[str, Upload]] = (),
+                data: dict[str, str] | None = None) -> Any:
+        """The decoded JSON answer; an error answer is raised as the facedb error it describes."""
         target = self._prefix + path + (f"?{urlencode(params)}" if params else "")
         headers = dict(self._headers)
         body: bytes | None = None
@@ -148,7 +143,7 @@ class Client:
                 self.close()
                 if attempt == 2 or not isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError,
                                                         ConnectionResetError)):
-                    raise UnavailableError(f"cannot reach the facedb server at {self._where}: {exc}") from None
+                    raise UnavailableError(f"cannot reach the facedb server at {self.where}: {exc}") from None
         try:
             answer = json.loads(raw) if raw else None
         except ValueError:
@@ -156,8 +151,24 @@ class Client:
         if resp.status >= 400:
             if isinstance(answer, dict) and "error" in answer:
                 raise error_from(answer.get("kind"), str(answer["error"]), answer.get("reason"))
-            raise UnavailableError(f"the facedb server at {self._where} answered HTTP {resp.status}")
+            raise UnavailableError(f"the facedb server at {self.where} answered HTTP {resp.status}")
         return answer
+
+
+class Client:
+    """The verbs of ``FaceDB``, over HTTP (a URL with an API key, or the home's unix socket)."""
+
+    def __init__(self, base_url: str, *, api_key: str | None = None, uds: Path | None = None) -> None:
+        self.local = uds is not None
+        self._http = Transport(base_url, api_key=api_key, uds=uds)
+        self._health: dict[str, Any] | None = None
+        self._pack: str | None = None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._http.request(method, path, **kwargs)
 
     def health(self) -> dict[str, Any]:
         if self._health is None:

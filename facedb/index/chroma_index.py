@@ -15,14 +15,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import fasteners
 import numpy as np
 
 from ..engine.base import PackInfo
-from ..errors import FacedbError, IndexCorruptError, ModelError, UnavailableError
+from ..errors import IndexCorruptError, ModelError, UnavailableError
 from ..faults import crash_point
+from .clients import open_embedded, open_server, unreachable_server
 from .. import trace
 
 #: HNSW parameters, recorded in every collection's configuration.
@@ -74,7 +74,7 @@ def _guarded(fn: F) -> F:
         except (IndexCorruptError, ModelError, UnavailableError):
             raise
         except Exception as exc:
-            if self.url and _unreachable_server(exc):
+            if self.url and unreachable_server(exc):
                 raise UnavailableError(f"the Chroma server at {self.url} cannot be reached ({exc}); "
                                        "facedb retries on the next request") from None
             raise
@@ -103,35 +103,7 @@ class ChromaIndex:
         self.retries = 0
 
     def _connect(self) -> Any:
-        try:
-            import chromadb
-            from chromadb.config import Settings
-        except ImportError as exc:  # pragma: no cover
-            raise ModelError(f"chromadb is not installed ({exc})") from None
-        if self.url:
-            return self._connect_server(chromadb, Settings)
-        try:
-            return chromadb.PersistentClient(
-                path=str(self.path), settings=Settings(anonymized_telemetry=False, allow_reset=False)
-            )
-        except Exception as exc:
-            _forget_system(self.path)
-            raise IndexCorruptError(
-                f"cannot open the search index at {self.path}: {exc}. "
-                "Run `facedb check --repair` to rebuild it from the catalog."
-            ) from None
-
-    def _connect_server(self, chromadb: Any, settings_cls: Any) -> Any:
-        assert self.url is not None
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise FacedbError(f"--chroma-url must look like http://host:port, not {self.url!r}")
-        try:
-            return chromadb.HttpClient(host=parts.hostname, port=parts.port or (443 if parts.scheme == "https" else 8000),
-                                       ssl=parts.scheme == "https",
-                                       settings=settings_cls(anonymized_telemetry=False))
-        except Exception as exc:
-            raise UnavailableError(f"the Chroma server at {self.url} cannot be reached ({exc})") from None
+        return open_server(self.url) if self.url else open_embedded(self.path)  # type: ignore[arg-type]
 
     @classmethod
     def wipe_server(cls, url: str, packs: Sequence[str]) -> None:
@@ -387,30 +359,6 @@ class ChromaIndex:
 
 def _short(res: dict[str, Any], want: int) -> bool:
     return any(len(row) < want for row in res["ids"])
-
-
-def _forget_system(path: Path) -> None:
-    """Drop Chroma's cached system for ``path`` after a failed open: chromadb keeps a broken
-    (stopped) one, and every later client on that path in this process would reuse it."""
-    try:
-        from chromadb.api.shared_system_client import SharedSystemClient as Shared
-
-        with Shared._refcount_lock:
-            system = Shared._identifier_to_system.pop(str(path), None)
-            Shared._identifier_to_refcount.pop(str(path), None)
-        if system is not None:
-            system.stop()
-    except Exception:  # pragma: no cover - best effort on a broken system
-        log.debug("forgetting the Chroma system of %s failed", path, exc_info=True)
-
-
-def _unreachable_server(exc: BaseException) -> bool:
-    """Whether an exception from chromadb's HTTP client means the server is not reachable."""
-    names = {type(e).__name__ for e in (exc, exc.__cause__, exc.__context__) if e is not None}
-    text = str(exc).lower()
-    return bool(names & {"ConnectError", "ConnectTimeout", "ReadTimeout", "RemoteProtocolError", "ReadError",
-                         "WriteError", "PoolTimeout", "ConnectionError", "ConnectionRefusedError"}) \
-        or "could not connect" in text or "connection refused" in text
 
 
 def _is_missing(exc: Exception) -> bool:
