@@ -38,7 +38,7 @@ def key_hash(key: str) -> str:
 
 
 def allows(have: str, need: Scope) -> bool:
-    return have in SCOPES and SCOPES.index(have) >= SCOPES.index(need)  # type: ignore[arg-type]
+    return have in SCOPES and SCOPES.index(have) >= SCOPES.index(need)
 
 
 def validate_key_name(name: str) -> str:
@@ -51,7 +51,7 @@ def validate_key_name(name: str) -> str:
 def validate_scope(scope: str) -> Scope:
     if scope not in SCOPES:
         raise FacedbError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
-    return scope  # type: ignore[return-value]
+    return scope
 
 
 @contextmanager

@@ -184,9 +184,10 @@ def _to_bgr(img: Image.Image) -> np.ndarray:
     if mode == "LAB":
         from PIL import ImageCms
 
-        img = ImageCms.applyTransform(
+        converted = ImageCms.applyTransform(
             img, ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")
         )
+        img = converted if converted is not None else img
     elif mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -46,7 +46,7 @@ class Maintenance:
             sql_ids = catalog.face_ids(info.name)
             error = None
             idx_ids: set[int] = set()
-            checked, unreachable = 0, []
+            checked, unreachable = 0, list[int]()
             index: ChromaIndex | None = None
             try:
                 index = self.store.open_index(recover=False)

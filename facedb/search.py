@@ -97,7 +97,7 @@ class Searcher:
         report = SearchReport(model=info.name, threshold=thr, by=by, k=k, results=results, reference=reference)
         if not probes:
             return report
-        vectors = np.stack([f.embedding for _, f in probes])
+        vectors = np.stack([f.embedding for _, f in probes if f.embedding is not None])
         if reference:
             from .index.reference import ReferenceIndex  # imports scikit-learn: not under the lock
 

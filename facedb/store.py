@@ -153,6 +153,7 @@ class Store:
             return False
         try:
             with self._rw.write_lock(), self._using(open_index=True, recover=False, alone=True) as index:
+                assert index is not None
                 self.journal.replay(index)
                 self._recovered = True
         finally:

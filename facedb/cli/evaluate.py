@@ -75,7 +75,9 @@ def eval_(state: State, dataset: str, name_from: str, lfw_pairs: str | None, spl
 
 
 def _print_eval(r: dict[str, Any]) -> None:
-    pct = lambda x: "n/a" if x is None else f"{100 * x:.2f} %"  # noqa: E731
+    def pct(x: float | None) -> str:
+        return "n/a" if x is None else f"{100 * x:.2f} %"
+
     click.echo(f"{r['dataset']}: {r['images']} images, {r['subjects']} subjects, {r['faces_found']} faces found; "
                f"model {r['model']}, threshold {r['threshold']:.3f}")
     if r["failures"]:

@@ -194,6 +194,7 @@ class ChromaIndex:
         if not len(ids):
             return
         col = self.collection(info)
+        assert col is not None  # created when missing
         self._counts.pop(collection_name(info.name), None)
         vectors = np.asarray(vectors, dtype=np.float32)
         batch = max(1, min(5000, self._client.get_max_batch_size()))
@@ -313,7 +314,7 @@ class ChromaIndex:
         ]
 
     @_guarded
-    def unreachable(self, info: PackInfo, ids: Sequence[int], vectors: np.ndarray, k: int = 10,
+    def unreachable(self, info: PackInfo, ids: Sequence[int] | np.ndarray, vectors: np.ndarray, k: int = 10,
                     chunk: int = 1000) -> list[int]:
         """The ids that a query with their own stored vector does not return among its k nearest.
 
@@ -338,7 +339,8 @@ class ChromaIndex:
 
     @staticmethod
     def _query(col: Any, vectors: np.ndarray, n: int) -> dict[str, Any]:
-        return col.query(query_embeddings=vectors, n_results=n, include=["distances"])
+        res: dict[str, Any] = col.query(query_embeddings=vectors, n_results=n, include=["distances"])
+        return res
 
     def reopen(self, if_generation: int | None = None) -> None:
         """Drop this process's Chroma client and open a fresh one on the same path, once the

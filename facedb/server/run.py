@@ -138,7 +138,7 @@ def _serve_here(db_options: dict[str, Any], sockets: list[socket.socket], option
         app = create_app(db, options.config)
         log.info("process %d ready (pack %s)", os.getpid(), db.pack_name)
         uv = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=options.grace, server_header=False)
+                            timeout_graceful_shutdown=int(options.grace) or 1, server_header=False)
         _server_class()(uv).run(sockets=sockets)
     finally:
         db.close()
