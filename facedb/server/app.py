@@ -141,6 +141,7 @@ def create_app(db: FaceDB, config: ServerConfig | None = None) -> FastAPI:
                   description="Face search service: enroll known faces, ask who is in a photo. "
                               "Every /v1 call over TCP needs 'Authorization: Bearer <API key>'.")
     keys = KeyCheck(db.gate)
+    read_key, write_key, admin_key = (Depends(keys(scope)) for scope in ("read", "write", "admin"))
     heavy = Admission(config.queue)
     app.state.admission = heavy
     limits = config.limits
@@ -194,7 +195,7 @@ def create_app(db: FaceDB, config: ServerConfig | None = None) -> FastAPI:
 
     # -- read ----------------------------------------------------------------------------------
     @app.post("/v1/search", tags=["search"], dependencies=[Depends(heavy)])
-    async def search(request: Request, caller: Caller = Depends(keys("read"))) -> dict[str, Any]:
+    async def search(request: Request, caller: Caller = read_key) -> dict[str, Any]:
         """Who is in each image? Multipart: repeated ``images``; fields ``k``, ``by``, ``threshold``,
         ``reference``. Same JSON as ``facedb search --json``."""
         form = await read_form(request, limits)
@@ -209,7 +210,7 @@ def create_app(db: FaceDB, config: ServerConfig | None = None) -> FastAPI:
         return rep.to_dict()
 
     @app.post("/v1/verify", tags=["search"], dependencies=[Depends(heavy)])
-    async def verify(request: Request, caller: Caller = Depends(keys("read"))) -> dict[str, Any]:
+    async def verify(request: Request, caller: Caller = read_key) -> dict[str, Any]:
         """1:1: multipart ``image`` and field ``subject`` (and ``threshold``)."""
         form = await read_form(request, limits)
         images = form.files.get("image", [])
@@ -221,34 +222,34 @@ def create_app(db: FaceDB, config: ServerConfig | None = None) -> FastAPI:
         return res.to_dict()
 
     @app.get("/v1/whoami", tags=["keys"])
-    async def whoami(caller: Caller = Depends(keys("read"))) -> dict[str, Any]:
+    async def whoami(caller: Caller = read_key) -> dict[str, Any]:
         """The caller's key name and scope (the web page shows it and hides what the key may
         not do); on the unix socket: ``local`` with scope ``admin``."""
         return {"name": caller.actor, "scope": caller.scope}
 
     @app.get("/v1/subjects", tags=["subjects"])
-    async def subjects(caller: Caller = Depends(keys("read"))) -> list[dict[str, Any]]:
+    async def subjects(caller: Caller = read_key) -> list[dict[str, Any]]:
         return [s.to_dict() for s in await call(caller, db.subjects)]
 
     @app.get("/v1/failures", tags=["subjects"])
     async def failures(subject: str | None = None, reason: str | None = None,
-                       caller: Caller = Depends(keys("read"))) -> list[dict[str, Any]]:
+                       caller: Caller = read_key) -> list[dict[str, Any]]:
         return [f.to_dict() for f in await call(caller, db.failures, subject=subject, reason=reason)]
 
     @app.get("/v1/stats", tags=["service"])
-    async def stats(caller: Caller = Depends(keys("read"))) -> dict[str, Any]:
+    async def stats(caller: Caller = read_key) -> dict[str, Any]:
         return (await call(caller, db.stats)).to_dict()
 
     @app.get("/v1/models", tags=["service"])
-    async def models(caller: Caller = Depends(keys("read"))) -> list[dict[str, Any]]:
+    async def models(caller: Caller = read_key) -> list[dict[str, Any]]:
         return [m.to_dict() for m in await call(caller, db.models)]
 
     @app.get("/v1/check", tags=["maintenance"])
-    async def check(caller: Caller = Depends(keys("read"))) -> dict[str, Any]:
+    async def check(caller: Caller = read_key) -> dict[str, Any]:
         return (await call(caller, db.check)).to_dict()
 
     @app.get("/v1/faces/{face_id}/thumbnail", tags=["subjects"])
-    async def thumbnail(face_id: int, size: int = 112, caller: Caller = Depends(keys("read"))) -> Response:
+    async def thumbnail(face_id: int, size: int = 112, caller: Caller = read_key) -> Response:
         """A JPEG crop of an enrolled face from its source photo while that file is on disk;
         an SVG placeholder (header ``X-Facedb-Placeholder``) when it is not."""
         size = _int(str(size), "size", 112, 16, 512)
@@ -261,7 +262,7 @@ def create_app(db: FaceDB, config: ServerConfig | None = None) -> FastAPI:
 
     # -- write ---------------------------------------------------------------------------------
     @app.post("/v1/subjects/{name:path}/images", tags=["subjects"], dependencies=[Depends(heavy)])
-    async def enroll(name: str, request: Request, caller: Caller = Depends(keys("write"))) -> dict[str, Any]:
+    async def enroll(name: str, request: Request, caller: Caller = write_key) -> dict[str, Any]:
         """Enroll: multipart ``images`` (+ ``metadata`` JSON object, ``multi_face`` largest|skip).
         Partial success: the report lists every rejected file with its reason."""
         form = await read_form(request, limits)
@@ -281,11 +282,11 @@ def create_app(db: FaceDB, config: ServerConfig | None = None) -> FastAPI:
         return enroll_json(db.pack_name, rep)
 
     @app.get("/v1/subjects/{name:path}", tags=["subjects"])
-    async def show(name: str, caller: Caller = Depends(keys("read"))) -> dict[str, Any]:
+    async def show(name: str, caller: Caller = read_key) -> dict[str, Any]:
         return (await call(caller, db.show, name)).to_dict()
 
     @app.patch("/v1/subjects/{name:path}", tags=["subjects"])
-    async def rename(name: str, request: Request, caller: Caller = Depends(keys("write"))) -> dict[str, Any]:
+    async def rename(name: str, request: Request, caller: Caller = write_key) -> dict[str, Any]:
         """Rename: JSON body ``{"name": "new name"}``."""
         body = await _json_body(request)
         new = body.get("name")
@@ -295,29 +296,29 @@ def create_app(db: FaceDB, config: ServerConfig | None = None) -> FastAPI:
         return {"old": name, "new": new}
 
     @app.delete("/v1/subjects/{name:path}", tags=["subjects"], dependencies=[Depends(heavy)])
-    async def delete(name: str, vacuum: bool = False, caller: Caller = Depends(keys("write"))) -> dict[str, Any]:
+    async def delete(name: str, vacuum: bool = False, caller: Caller = write_key) -> dict[str, Any]:
         """Delete a subject with all its faces; ``?vacuum=true`` also erases the bytes now."""
         return (await call(caller, db.delete, name, vacuum=vacuum)).to_dict()
 
     # -- admin ---------------------------------------------------------------------------------
     @app.post("/v1/check/repair", tags=["maintenance"], dependencies=[Depends(heavy)])
-    async def repair(caller: Caller = Depends(keys("admin"))) -> dict[str, Any]:
+    async def repair(caller: Caller = admin_key) -> dict[str, Any]:
         return (await call(caller, db.check, repair=True)).to_dict()
 
     @app.post("/v1/vacuum", tags=["maintenance"], dependencies=[Depends(heavy)])
-    async def vacuum_(caller: Caller = Depends(keys("admin"))) -> dict[str, Any]:
+    async def vacuum_(caller: Caller = admin_key) -> dict[str, Any]:
         return (await call(caller, db.vacuum)).to_dict()
 
     @app.post("/v1/reindex", tags=["maintenance"], dependencies=[Depends(heavy)])
-    async def reindex(caller: Caller = Depends(keys("admin"))) -> dict[str, Any]:
+    async def reindex(caller: Caller = admin_key) -> dict[str, Any]:
         return (await call(caller, db.reindex)).to_dict()
 
     @app.get("/v1/keys", tags=["keys"])
-    async def list_keys(caller: Caller = Depends(keys("admin"))) -> list[dict[str, Any]]:
+    async def list_keys(caller: Caller = admin_key) -> list[dict[str, Any]]:
         return [k.to_dict() for k in await call(caller, db.keys)]
 
     @app.post("/v1/keys", tags=["keys"])
-    async def create_key(request: Request, caller: Caller = Depends(keys("admin"))) -> dict[str, Any]:
+    async def create_key(request: Request, caller: Caller = admin_key) -> dict[str, Any]:
         """JSON body ``{"name", "scope"}``; the answer holds the key, shown only this once."""
         body = await _json_body(request)
         name, scope = body.get("name"), body.get("scope")
@@ -327,12 +328,12 @@ def create_app(db: FaceDB, config: ServerConfig | None = None) -> FastAPI:
         return {"name": info.name, "scope": info.scope, "key": info.key}
 
     @app.delete("/v1/keys/{name:path}", tags=["keys"])
-    async def revoke_key(name: str, caller: Caller = Depends(keys("admin"))) -> dict[str, Any]:
+    async def revoke_key(name: str, caller: Caller = admin_key) -> dict[str, Any]:
         return (await call(caller, db.revoke_key, name)).to_dict()
 
     @app.get("/v1/audit", tags=["keys"])
     async def audit(since: str | None = None, limit: int | None = None,
-                    caller: Caller = Depends(keys("admin"))) -> list[dict[str, Any]]:
+                    caller: Caller = admin_key) -> list[dict[str, Any]]:
         when = None
         if since:
             try:
