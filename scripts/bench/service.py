@@ -118,6 +118,8 @@ def loadgen(kind: str, port: int, key: str, listing: Path, clients: int, request
         workers = sum(v - cpu0.get(p, 0.0) for p, v in cpu1.items() if p != server_pid)
         out["server_cpu_s"] = {"main": main, "workers": workers}
     out["loadgen_cpu_s"] = r.cpu_s
+    #: requests the server answered while its CPU was read (the warm-up ones too)
+    out["sent"] = out["requests"] + (warmup * clients if kind == "search" else 0)
     out["loadavg"] = la
     return out
 
@@ -187,7 +189,8 @@ def main(argv: list[str]) -> int:
     res: dict[str, Any] = {"argv": ["python", "scripts/bench/service.py", *argv], "started": time.strftime("%Y-%m-%d %H:%M %Z"),
                            "machine": benchlib.machine_info(), "versions": benchlib.library_versions("facedb", "fastapi",
                            "uvicorn", "chromadb", "sqlalchemy", "numpy", "opencv-python-headless"),
-                           "commit": benchlib.git_rev(), "gallery_images": len(gallery), "probes": len(probes),
+                           "commit": benchlib.git_rev(), "facedb_install": install_kind(),
+                           "gallery_images": len(gallery), "probes": len(probes),
                            "one": str(one), "workers": args.workers, "levels": levels,
                            "server_traced": not args.no_server_trace}
     server: benchlib.FacedbServer | None = None
@@ -325,6 +328,15 @@ def main(argv: list[str]) -> int:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def install_kind() -> str:
+    """Where the measured facedb comes from: a regular install (what `pip install .` gives) or
+    this checkout (an editable install adds its import hook to every process's start)."""
+    src = benchlib.facedb_source()
+    kind = "this checkout" if src == str(REPO / "facedb") else "a regular install"
+    editable = any(Path(sys.prefix).glob("lib/python*/site-packages/__editable__*facedb*"))
+    return f"`{src}` ({kind}{', editable' if editable else ''}), console script `{FACEDB[0]}`"
+
+
 def verdict(ok: bool) -> str:
     return "**yes**" if ok else "**no**"
 
@@ -356,6 +368,7 @@ def report(res: dict[str, Any]) -> str:
         f"{res.get('loadavg_end', '?')} (the machine is shared with other jobs: numbers are medians, ratios come "
         "from the same run).",
         "- Libraries: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items()),
+        f"- facedb imported from {res.get('facedb_install', '?')}",
         f"- Gallery: {res['gallery_images']:,} LFW images spread evenly over every other LFW file; the served home "
         f"was enrolled over HTTP ({res.get('served_faces', '?')} faces indexed), the direct home with `facedb import` "
         f"({imports[0]['enrolled']:,} faces).",
@@ -442,6 +455,21 @@ def report(res: dict[str, Any]) -> str:
                      f"{100 * x['requests_per_s'] / limit:.1f} % | {la['p50_ms']:.1f} | {la['p90_ms']:.1f} | "
                      f"{la['p99_ms']:.1f} | {la['max_ms']:.1f} | {sc.get('main', 0):.1f} / {sc.get('workers', 0):.1f} | "
                      f"{x['loadgen_cpu_s']:.1f} | {x['loadavg']} |")
+    lim_cpu_ms = 1000 * median(x["cpu_s"] / x["images"] for x in lims)
+    lines += ["", f"CPU per search (from /proc: the server process, its workers, and the load generator, divided by "
+              f"the requests answered, warm-up included), against the model limit's {lim_cpu_ms:.1f} CPU-ms per image. "
+              "On an otherwise idle machine whose cores the measured processes have to themselves, throughput can "
+              "reach at most the CPU-normalised share (limit CPU-ms per image / CPU-ms per search); the wall-clock "
+              "share above also measures the other jobs on this shared machine.", "",
+              "| clients | server main CPU-ms | workers CPU-ms | load generator CPU-ms | total CPU-ms per search | "
+              "CPU-normalised share of the limit |", "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for x in levels:
+        sc, k = x.get("server_cpu_s", {}), max(1, x.get("sent", x["requests"]))
+        main_ms, work_ms, lg_ms = 1000 * sc.get("main", 0) / k, 1000 * sc.get("workers", 0) / k, 1000 * x["loadgen_cpu_s"] / k
+        tot = main_ms + work_ms + lg_ms
+        x["cpu_ms_per_search"] = tot
+        lines.append(f"| {x['clients']} | {main_ms:.1f} | {work_ms:.1f} | {lg_ms:.1f} | {tot:.1f} | "
+                     f"{100 * lim_cpu_ms / tot:.0f} % |" if tot else f"| {x['clients']} | | | | | |")
     lines += ["", f"Best: {best['requests_per_s']:.1f} searches/s at {best['clients']} clients = "
               f"{100 * best['requests_per_s'] / limit:.1f} % of the model limit. The model limit keeps both cores "
               "busy with model work only; the server also runs HTTP, multipart parsing, the key lookup, Chroma, SQL "
@@ -477,6 +505,15 @@ def report(res: dict[str, Any]) -> str:
               f"HTTP enroll = **{100 * he['images_per_s'] / imp:.0f} %** of `facedb import` (median "
               f"{imp:.1f} img/s), {100 * he['images_per_s'] / imp_steady:.0f} % of its steady rate; request latency "
               f"p50 {he['latency']['p50_ms']:.0f} ms, p99 {he['latency']['p99_ms']:.0f} ms.", ""]
+    hsc = he.get("server_cpu_s", {})
+    if hsc and he["images_ok"]:
+        http_cpu = 1000 * (hsc.get("main", 0) + hsc.get("workers", 0) + he["loadgen_cpu_s"]) / he["images_ok"]
+        imp_cpu = 1000 * median(x["cpu_s"] / x["images"] for x in imports)
+        lines += [f"CPU per image: `facedb import` {imp_cpu:.1f} ms (all its processes, start-up included); over HTTP "
+                  f"{http_cpu:.1f} ms (server main {1000 * hsc.get('main', 0) / he['images_ok']:.1f}, workers "
+                  f"{1000 * hsc.get('workers', 0) / he['images_ok']:.1f}, load generator "
+                  f"{1000 * he['loadgen_cpu_s'] / he['images_ok']:.1f}): CPU-normalised, HTTP enroll can reach at most "
+                  f"{100 * imp_cpu / http_cpu:.0f} % of the import's rate.", ""]
     en = ss.get("enroll") if ss else None
     if en:
         lines += ["Server spans per enroll request (median ms; calls per request): " + "; ".join(
