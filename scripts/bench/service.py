@@ -160,7 +160,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--soak", type=int, default=10_000, help="searches between the two memory readings [10000]")
     ap.add_argument("--soak-chunks", type=int, default=10)
     ap.add_argument("--soak-clients", type=int, default=4)
-    ap.add_argument("--enroll-clients", type=int, default=2)
+    ap.add_argument("--enroll-clients", type=int, default=4)
     ap.add_argument("--workers", type=int, default=2, help="analysis workers of the server and the import [2]")
     ap.add_argument("--no-server-trace", action="store_true", help="run the server without the tracing hook")
     ap.add_argument("--keep-homes", type=Path, help="keep the served and the direct home here")
