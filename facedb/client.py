@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from . import files
+from . import files, trace
 from .errors import FacedbError, ImageError, TooLargeError, UnavailableError, error_from
 from .files import Upload
 from .locking import server_listening
@@ -130,12 +130,13 @@ class Transport:
         for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile: once more
             conn = self._connection()
             try:
-                try:
-                    conn.request(method, target, body=body, headers=headers)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the server may have answered early (413) and closed: read that answer
-                resp = conn.getresponse()
-                raw = resp.read()
+                with trace.span("client.request"):
+                    try:
+                        conn.request(method, target, body=body, headers=headers)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass  # the server may have answered early (413) and closed: read that answer
+                    resp = conn.getresponse()
+                    raw = resp.read()
                 if resp.will_close:
                     self.close()
                 break

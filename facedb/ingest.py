@@ -186,11 +186,11 @@ class Ingestor:
             return
         batch = list(pending)
         pending.clear()
-        self._write_batch(batch, multi_face, metadata, reports)
+        with trace.span("ingest.write_batch", images=len(batch)):
+            self._write_batch(batch, multi_face, metadata, reports)
         if progress:
             progress(len(batch))
 
-    @trace.traced("ingest.write_batch")
     def _write_batch(self, batch: list[tuple[_Item, str, int, Analysis]], multi_face: MultiFace,
                      metadata: dict[str, dict[str, Any]], reports: dict[str, EnrollReport]) -> None:
         """Store one batch: SQL (not yet indexed) -> Chroma -> SQL indexed, under the write lock."""

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from .. import trace
 from ..errors import AlreadyExistsError, NotFoundError
 from .core import CatalogCore
 from .models import ApiKey, AuditEntry, Subject, iso, utcnow
@@ -45,6 +46,7 @@ class AccessQueries(CatalogCore):
                 row.revoked_at = utcnow()
             return _key_dict(row)
 
+    @trace.traced("sql.active_key")
     def active_key(self, key_hash: str) -> tuple[str, str, str] | None:
         """(name, scope, stored hash) of the unrevoked key with this hash, else None."""
         with self.session() as s:
@@ -57,6 +59,7 @@ class AccessQueries(CatalogCore):
             s.execute(update(ApiKey).where(ApiKey.name == name).values(last_used_at=utcnow()))
 
     # -- audit trail ------------------------------------------------------------------
+    @trace.traced("sql.audit")
     def add_audit(self, actor: str, action: str, subject: str | None, images: int, faces: int, outcome: str,
                   detail: str | None = None) -> None:
         """One audit row; a subject that exists is also recorded by id (so that deleting it can

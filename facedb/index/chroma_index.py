@@ -46,10 +46,11 @@ def preload() -> None:
     _preloading = True
 
     def _import() -> None:
-        try:
-            import chromadb  # noqa: F401
-        except Exception:  # pragma: no cover - reported when the index is opened
-            pass
+        with trace.span("chroma.import"):
+            try:
+                import chromadb  # noqa: F401
+            except Exception:  # pragma: no cover - reported when the index is opened
+                pass
 
     threading.Thread(target=_import, name="facedb-preload-chromadb", daemon=True).start()
 

@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .. import trace
 from ..access import acting_as
 from ..api import FaceDB
 from ..errors import AuthError, FacedbError, OverloadedError, UsageError
@@ -180,7 +181,8 @@ def create_app(db: FaceDB, config: ServerConfig | None = None) -> FastAPI:
     async def _log_requests(request: Request, call_next: Callable[[Request], Any]) -> Response:
         """One line per request: method, route *template* (never a subject name), status, time."""
         t0 = time.perf_counter()
-        response: Response = await call_next(request)
+        with trace.span("http.request"):
+            response: Response = await call_next(request)
         log.info("%s %s %d %.0f ms", request.method, _route(request), response.status_code,
                  1000 * (time.perf_counter() - t0))
         return response

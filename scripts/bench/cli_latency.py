@@ -3,13 +3,14 @@
 
 1. a gallery: `facedb import` of LFW (``--gallery N`` images spread evenly; 0 = all 7,701)
    into a fresh home, or an existing home with ``--home``;
-2. cold-process wall time of the console script, median of ``--runs`` (after one warm-up run
-   that fills the page cache): ``facedb --home H search one.jpg --json``;
+2. cold-process wall time of the console script, median of ``--runs`` (after two warm-up runs
+   that fill the page cache): ``facedb --home H search one.jpg --json``;
 3. baselines: ``python -c pass``, ``python -c "import facedb.cli"``, ``facedb --help``;
-4. the split: the same search through an instrumented driver (this file, ``--_driver``)
-   timing each phase in the process, and ``-X importtime`` runs giving the import cost of
-   each top-level package;
-5. variants measured the same way (``--_variant``): chromadb preload off;
+4. the split: the same command with facedb's tracing hook on (``FACEDB_TRACE_DIR``), its spans
+   aggregated per phase, and ``-X importtime`` runs giving the import cost of each top-level
+   package;
+5. variant ``teardown``: the same search through ``facedb.cli.cli`` without the console
+   script's flush + ``os._exit`` (the interpreter's normal teardown);
 6. batch: ``facedb search --paths-from - --json`` over ``--batch`` images (images/s), and the
    same images through facedb's worker pool (pipeline.Analyzer, what a batch search could use).
 
@@ -19,135 +20,64 @@
 """
 from __future__ import annotations
 
-# Only cheap imports at module level: the driver mode runs inside the measured process.
-import atexit
+import argparse
 import json
-import os
+import re
+import shutil
 import sys
-import time
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
+from benchlib import REPO, bench_lock, log, median  # noqa: E402
+
 PY = sys.executable
-FACEDB = str(Path(sys.executable).with_name("facedb"))
-if "--_driver" not in sys.argv:
-    import argparse
-    import re
-    import shutil
-    import subprocess
-    import tempfile
+FACEDB = benchlib.facedb_command()
+#: The CLI as the console script runs it, minus its fast exit (``facedb.cli.main`` ends with
+#: ``os._exit``): the interpreter then tears down every loaded library as usual.
+TEARDOWN = [PY, "-c", "import sys; from facedb.cli import cli; sys.argv[0] = 'facedb'; cli(prog_name='facedb')"]
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import _util
-    from _util import REPO, bench_lock, log, median
-
-# ============================================================================================
-# Driver: the facedb CLI with phase timers (runs in the measured process)
-# ============================================================================================
-
-_T: dict[str, float] = defaultdict(float)
-_N: dict[str, int] = defaultdict(int)
-_MARK: dict[str, float] = {}
-
-
-def _wrap(owner: Any, name: str, key: str) -> None:
-    orig = getattr(owner, name)
-
-    def w(*a: Any, **k: Any) -> Any:
-        t = time.perf_counter()
-        try:
-            return orig(*a, **k)
-        finally:
-            _T[key] += time.perf_counter() - t
-            _N[key] += 1
-
-    setattr(owner, name, w)
+#: (span or derived phase, label), in the order of the report; indented labels nest.
+PHASES = (
+    ("(start)", "from the process start to the first span: interpreter, imports (facedb.cli, facedb.api: "
+                "SQLAlchemy, numpy, PIL, ...)"),
+    ("facedb.open", "FaceDB(): SQL engine, schema check, settings"),
+    ("sql.upgrade", "  of which schema check/upgrade"),
+    ("search.total", "FaceDB.search (all of it)"),
+    ("engine.load", "  model load (cv2 import, ONNX read + sha256, nets)"),
+    ("file.read", "  read the probe"),
+    ("analysis.image", "  decode + detect + embed the probe"),
+    ("image.decode", "    of which decode"),
+    ("lock.acquire", "  home lock"),
+    ("chroma.open", "  Chroma: open client (waits for the chromadb import)"),
+    ("journal.replay", "  journal replay (SQL)"),
+    ("chroma.count", "  consistency check: Chroma count"),
+    ("sql.count_indexed", "  consistency check: SQL count"),
+    ("chroma.query", "  Chroma: query"),
+    ("sql.hits", "  SQL: hits for the neighbours"),
+    ("chroma.close", "  Chroma: close"),
+    ("home.chmod", "  chmod of the home tree"),
+    ("sql.audit", "audit entry (SQL insert)"),
+    ("(end)", "from the last span to the exit: JSON printed, exit"),
+)
 
 
-def _driver_main(argv: list[str]) -> None:
-    t_start = time.perf_counter()
-    out_path = Path(argv[argv.index("--_driver") + 1])
-    variant = argv[argv.index("--_variant") + 1] if "--_variant" in argv else ""
-    args = argv[argv.index("--") + 1:]
-
-    t = time.perf_counter()
-    from facedb import cli as cli_mod
-
-    _T["import facedb.cli (click)"] = time.perf_counter() - t
-    t = time.perf_counter()
-    from facedb import service  # noqa: F401  (what State.db() imports first)
-
-    _T["import facedb.service (sqlalchemy, numpy, PIL, ...)"] = time.perf_counter() - t
-    from facedb import imaging
-    from facedb.catalog.database import Catalog
-    from facedb.engine import sface
-    from facedb.index import chroma_index
-    from facedb.service import FaceDB
-
-    _wrap(FaceDB, "__init__", "FaceDB(): SQL engine, lock, schema check, settings")
-    _wrap(Catalog, "upgrade", "  of which schema check/upgrade")
-    _wrap(service, "load_engine", "model load (cv2 import, ONNX read + sha256, nets)")
-    _wrap(sface, "require_opencv4", "  of which import cv2")
-    _wrap(sface, "_checked", "  of which sha256 of the ONNX files")
-    _wrap(service, "_load_input", "read + decode the probe")
-    _wrap(sface.SFaceEngine, "analyze", "detect + embed the probe")
-    _wrap(chroma_index.ChromaIndex, "__init__", "Chroma: open client (waits for the chromadb import)")
-    _wrap(FaceDB, "_replay_journal", "journal replay (SQL)")
-    _wrap(FaceDB, "_checked_info", "pack check (SQL)")
-    _wrap(FaceDB, "_require_consistent", "consistency check: Chroma count + SQL count")
-    _wrap(chroma_index.ChromaIndex, "query", "Chroma: query")
-    _wrap(Catalog, "hits", "SQL: hits for the neighbours")
-    _wrap(chroma_index.ChromaIndex, "close", "Chroma: close")
-    _wrap(service, "make_private_tree", "chmod of the home tree")
-    _wrap(FaceDB, "search", "FaceDB.search (all of it)")
-    _wrap(cli_mod, "emit_json", "print JSON")
-    _wrap(imaging, "read_bytes", "  read bytes")
-    _wrap(imaging, "_open", "  of which PIL open (5 core plugins; the other ~40 only for rarer formats)")
-
-    orig_preload = chroma_index.preload
-
-    def preload() -> None:
-        import threading
-
-        if variant == "no-preload":
-            return
-
-        def _import() -> None:
-            t0 = time.perf_counter()
-            try:
-                import chromadb  # noqa: F401
-            except Exception:
-                pass
-            _MARK["chromadb_import_start"] = t0 - t_start
-            _MARK["chromadb_import_end"] = time.perf_counter() - t_start
-
-        threading.Thread(target=_import, daemon=True).start()
-
-    chroma_index.preload = preload
-    service.preload = preload
-    _ = orig_preload
-
-    def dump() -> None:
-        end = time.perf_counter()
-        out_path.write_text(json.dumps({"phases": dict(_T), "counts": dict(_N), "marks": dict(_MARK),
-                                        "driver_s": end - t_start,
-                                        "modules": sorted(m for m in sys.modules if "." not in m)}))
-
-    atexit.register(dump)
-    sys.argv = ["facedb", *args]
-    if variant == "teardown":
-        # Variant: the interpreter's normal teardown (module GC, library atexit hooks), which
-        # the console script skips with os._exit once its answer is flushed.
-        cli_mod.cli(prog_name="facedb")
-        return
-    try:
-        cli_mod.cli(prog_name="facedb")
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    dump()
-    cli_mod._fast_exit(code)
+def traced_phases(proc: benchlib.Proc, spans: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, float]]:
+    """Seconds per phase of one traced run (main process), and the background chromadb import."""
+    own = [sp for sp in spans if sp["pid"] == proc.pid]
+    tot = benchlib.span_totals(own)
+    phases = {k: benchlib.span_total(tot, k) for k, _ in PHASES if not k.startswith("(") and k in tot}
+    if own:
+        phases["(start)"] = min(sp["t0"] for sp in own) - proc.t_start
+        phases["(end)"] = proc.t_start + proc.wall_s - max(sp["t1"] for sp in own)
+    marks = {}
+    for sp in own:
+        if sp["name"] == "chroma.import":
+            marks = {"chromadb_import_start": sp["t0"] - proc.t_start, "chromadb_import_end": sp["t1"] - proc.t_start}
+    return phases, marks
 
 
 # ============================================================================================
@@ -155,16 +85,12 @@ def _driver_main(argv: list[str]) -> None:
 # ============================================================================================
 
 def timed_run(cmd: list[str], stdin: str | None = None, env: dict[str, str] | None = None) -> tuple[float, Any]:
-    t = time.perf_counter()
-    r = subprocess.run(cmd, input=stdin, capture_output=True, text=True, env=env)
-    return time.perf_counter() - t, r
+    r = benchlib.run_process(cmd, env=env, stdin=stdin)
+    return r.wall_s, r
 
 
 def clean_env() -> dict[str, str]:
-    env = dict(os.environ)
-    for k in ("FACEDB_HOME", "FACEDB_DB_URL", "FACEDB_PACK", "PYTHONPROFILEIMPORTTIME"):
-        env.pop(k, None)
-    return env
+    return benchlib.clean_env()
 
 
 def parse_importtime_self(stderr: str) -> dict[str, float]:
@@ -175,6 +101,16 @@ def parse_importtime_self(stderr: str) -> dict[str, float]:
         if m:
             per[m.group(4).split(".")[0]] += int(m.group(1)) / 1e6
     return dict(per)
+
+
+def imported_packages(stderr: str) -> set[str]:
+    """Top-level names of every module a ``PYTHONPROFILEIMPORTTIME=1`` run imported."""
+    out = set()
+    for line in stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)", line)
+        if m:
+            out.add(m.group(4).split(".")[0])
+    return out
 
 
 def parse_importtime(stderr: str) -> tuple[dict[str, float], float]:
@@ -193,14 +129,14 @@ def parse_importtime(stderr: str) -> tuple[dict[str, float], float]:
 
 
 def build_gallery(home: Path, n: int | None, work: Path) -> dict[str, Any]:
-    lfw = _util.lfw_dir()
+    lfw = benchlib.lfw_dir()
     assert lfw is not None
-    paths = _util.lfw_images(lfw)
+    paths = benchlib.lfw_images(lfw)
     if n and n < len(paths):
-        root = _util.subset_tree(_util.sample_images(paths, n), work / "gallery")
+        root = benchlib.subset_tree(benchlib.sample_images(paths, n), work / "gallery")
     else:
         root = lfw
-    t, r = timed_run([FACEDB, "--home", str(home), "import", str(root), "-q", "--json"], env=clean_env())
+    t, r = timed_run([*FACEDB, "--home", str(home), "import", str(root), "-q", "--json"], env=clean_env())
     if r.returncode not in (0, 3):
         raise RuntimeError(r.stderr[-3000:])
     rep = json.loads(r.stdout)
@@ -222,11 +158,11 @@ def main(argv: list[str]) -> int:
     if args.quick:
         args.gallery = args.gallery or 30
         args.runs, args.importtime_runs, args.batch = min(args.runs, 2), 1, min(args.batch, 10)
-    lfw = _util.lfw_dir()
+    lfw = benchlib.lfw_dir()
     if lfw is None:
         print("LFW not found (../shared/datasets/lfw or $FACEDB_DATASETS/lfw)", file=sys.stderr)
         return 2
-    all_paths = _util.lfw_images(lfw)
+    all_paths = benchlib.lfw_images(lfw)
     probe = args.probe or lfw / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg"  # one face, person enrolled
     if not probe.exists():
         probe = all_paths[0]
@@ -243,8 +179,8 @@ def main(argv: list[str]) -> int:
             log(f"gallery: {res['gallery']}")
         else:
             res["gallery"] = {"existing_home": str(home)}
-        search_cmd = [FACEDB, "--home", str(home), "search", str(probe), "--json"]
-        batch_paths = _util.sample_images(all_paths[1::2], args.batch)
+        search_cmd = [*FACEDB, "--home", str(home), "search", str(probe), "--json"]
+        batch_paths = benchlib.sample_images(all_paths[1::2], args.batch)
         batch_stdin = "".join(f"{p}\n" for p in batch_paths)
         with bench_lock("cli-latency"):
             # warm-up: page cache, .pyc files
@@ -252,13 +188,12 @@ def main(argv: list[str]) -> int:
                 timed_run(search_cmd, env=env)
             rows: dict[str, list[float]] = defaultdict(list)
             phases: dict[str, list[float]] = defaultdict(list)
-            phases_v: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
             marks: dict[str, list[float]] = defaultdict(list)
-            modules: list[str] = []
+            modules: set[str] = set()
             baselines = {
                 "python -c pass": [PY, "-c", "pass"],
                 "python -c 'import facedb.cli'": [PY, "-c", "import facedb.cli"],
-                "facedb --help": [FACEDB, "--help"],
+                "facedb --help": [*FACEDB, "--help"],
             }
             for i in range(args.runs):
                 # interleave everything so drift on the shared machine hits all alike
@@ -270,32 +205,29 @@ def main(argv: list[str]) -> int:
                     res["search_output"] = json.loads(r.stdout)
                 for label, cmd in baselines.items():
                     rows[label].append(timed_run(cmd, env=env)[0])
-                for variant in ("", "no-preload", "teardown"):
-                    stats = work / "driver.json"
-                    cmd = [PY, str(Path(__file__).resolve()), "--_driver", str(stats)]
-                    if variant:
-                        cmd += ["--_variant", variant]
-                    t, r = timed_run(cmd + ["--", "--home", str(home), "search", str(probe), "--json"], env=env)
-                    if r.returncode != 0:
-                        raise RuntimeError(r.stderr[-3000:])
-                    d = json.loads(stats.read_text())
-                    label = "driver" + (f" ({variant})" if variant else "")
-                    rows[label].append(t)
-                    target = phases if not variant else phases_v[variant]
-                    for k, v in d["phases"].items():
-                        target[k].append(v)
-                    target["(driver body)"].append(d["driver_s"])
-                    target["(outside the driver body: interpreter start, site, exit)"].append(t - d["driver_s"])
-                    if not variant:
-                        for k, v in d["marks"].items():
-                            marks[k].append(v)
-                        modules = d["modules"]
+                # the same command with the tracing hook on: its spans give the split
+                trace_dir = work / f"trace-{i}"
+                t, r = timed_run(search_cmd, env=benchlib.trace_env(env, trace_dir))
+                if r.returncode != 0:
+                    raise RuntimeError(r.stderr[-3000:])
+                rows["facedb search one.jpg --json, traced (FACEDB_TRACE_DIR)"].append(t)
+                ph, mk = traced_phases(r, benchlib.read_spans(trace_dir))
+                for k, v in ph.items():
+                    phases[k].append(v)
+                for k, v in mk.items():
+                    marks[k].append(v)
+                shutil.rmtree(trace_dir, ignore_errors=True)
+                t, r = timed_run([*TEARDOWN, "--home", str(home), "search", str(probe), "--json"], env=env)
+                if r.returncode != 0:
+                    raise RuntimeError(r.stderr[-3000:])
+                rows["variant teardown: facedb.cli.cli without os._exit"].append(t)
             imp: dict[str, list[float]] = defaultdict(list)
             imp_self: dict[str, list[float]] = defaultdict(list)
             imp_total: list[float] = []
             for _ in range(args.importtime_runs):
                 _, r = timed_run(search_cmd, env={**env, "PYTHONPROFILEIMPORTTIME": "1"})
                 per, total = parse_importtime(r.stderr)
+                modules |= imported_packages(r.stderr)
                 for k, v in per.items():
                     imp[k].append(v)
                 for k, v in parse_importtime_self(r.stderr).items():
@@ -303,7 +235,7 @@ def main(argv: list[str]) -> int:
                 imp_total.append(total)
             res["numpy_scan"] = numpy_scan(home, args.runs)
             # batch: the console script over --paths-from -, and 1 image for the fixed cost
-            batch_cmd = [FACEDB, "--home", str(home), "search", "--paths-from", "-", "--json"]
+            batch_cmd = [*FACEDB, "--home", str(home), "search", "--paths-from", "-", "--json"]
             t_batch, r = timed_run(batch_cmd, stdin=batch_stdin, env=env)
             if r.returncode not in (0, 3):
                 raise RuntimeError(r.stderr[-3000:])
@@ -312,19 +244,18 @@ def main(argv: list[str]) -> int:
                             "steady_images_per_s": (len(batch_paths) - 1) / max(1e-9, t_batch - median(rows["facedb search one.jpg --json"])),
                             "with_face": sum(1 for x in bout["results"] if x["faces"])}
             res["batch_pool"] = pool_batch(batch_paths)
-            res["limit_1"] = _util.model_limit(batch_paths, 1)
-            res["limit_2"] = _util.model_limit(batch_paths, 2)
+            res["limit_1"] = benchlib.model_limit(batch_paths, 1)
+            res["limit_2"] = benchlib.model_limit(batch_paths, 2)
         res["rows"] = {k: {"median_s": median(v), "runs": v} for k, v in rows.items()}
         res["phases"] = {k: median(v) for k, v in phases.items()}
-        res["phases_variant"] = {var: {k: median(v) for k, v in d.items()} for var, d in phases_v.items()}
         res["marks"] = {k: median(v) for k, v in marks.items()}
         res["importtime"] = {k: median(v) for k, v in imp.items()}
         res["importtime_self"] = {k: median(v) for k, v in imp_self.items()}
         res["importtime_total"] = median(imp_total)
-        res["modules"] = modules
+        res["modules"] = sorted(modules)
         text = report(args, res, probe, home)
         print(text)
-        _util.write_report(args.out, text)
+        benchlib.write_report(args.out, text)
         if args.json_out:
             args.json_out.write_text(json.dumps(res, indent=1, default=str))
         return 0
@@ -346,7 +277,8 @@ def numpy_scan(home: Path, runs: int) -> dict[str, Any]:
         "t2 = time.perf_counter()\n"
         "q = mat[0]\n"
         "d = 1.0 - mat @ q\n"
-        "top = np.argpartition(d, 32)[:32]\n"
+        "kk = min(32, len(d) - 1)\n"
+        "top = np.argpartition(d, kk)[:kk + 1]\n"
         "top = top[np.argsort(d[top])]\n"
         "hits = c.hits([int(ids[i]) for i in top])\n"
         "t3 = time.perf_counter()\n"
@@ -372,10 +304,10 @@ def pool_batch(paths: list[Path]) -> dict[str, Any]:
     code = (
         "import sys, time, json\n"
         "t0 = time.perf_counter()\n"
-        "from facedb import imaging\n"
+        "from facedb import files\n"
         "from facedb.pipeline import Analyzer\n"
         "paths = sys.stdin.read().split('\\n')[:-1]\n"
-        "items = [(i, imaging.read_bytes(p), p) for i, p in enumerate(paths)]\n"
+        "items = [(i, files.read_bytes(p), p) for i, p in enumerate(paths)]\n"
         "with Analyzer('sface', None, 2) as a:\n"
         "    n = sum(1 for r in a.run(iter(items), len(items)) if r.faces)\n"
         "print(json.dumps({'with_face': n, 'in_process_s': time.perf_counter() - t0}))\n"
@@ -394,7 +326,7 @@ def report(args: argparse.Namespace, res: dict[str, Any], probe: Path, home: Pat
     g = res["gallery"]
     gal = (f"{g['images']:,} LFW faces of {g['subjects']:,} subjects, enrolled with `facedb import` "
            f"({g['import_s']:.0f} s)" if "images" in g else f"existing home {g['existing_home']}")
-    lines = [_util.header("CLI latency: `facedb search` from a cold process", res["argv"], {
+    lines = [benchlib.header("CLI latency: `facedb search` from a cold process", res["argv"], {
         "Gallery": gal, "Probe": f"`{probe}`",
         "Runs": f"{args.runs} cold processes per row, interleaved, after 2 warm-up runs (page cache warm; "
                 "'cold' = a new process)",
@@ -417,41 +349,23 @@ def report(args: argparse.Namespace, res: dict[str, Any], probe: Path, home: Pat
               f"| model limit, 1 process (decode+detect+embed, warm) | {l1['images_per_s']:.1f} |",
               f"| model limit, 2 processes | {l2['images_per_s']:.1f} |", ""]
     ph = res["phases"]
-    lines += ["## Where the time goes (instrumented driver, median per phase)", "",
-              "Phases nest as indented; lazily imported libraries count in the phase that first imports them "
-              "(chromadb is imported by a background thread started at the beginning of `FaceDB.search`; "
-              "opening the Chroma client waits for it).", "",
-              "| phase | median s |", "| --- | ---: |"]
-    order = ["(outside the driver body: interpreter start, site, exit)", "(driver body)",
-             "import facedb.cli (click)", "import facedb.service (sqlalchemy, numpy, PIL, ...)",
-             "FaceDB(): SQL engine, lock, schema check, settings", "  of which schema check/upgrade",
-             "FaceDB.search (all of it)", "model load (cv2 import, ONNX read + sha256, nets)", "  of which import cv2",
-             "  of which sha256 of the ONNX files", "read + decode the probe", "  read bytes",
-             "  of which PIL open (5 core plugins; the other ~40 only for rarer formats)", "detect + embed the probe",
-             "Chroma: open client (waits for the chromadb import)", "journal replay (SQL)", "pack check (SQL)",
-             "consistency check: Chroma count + SQL count", "Chroma: query", "SQL: hits for the neighbours",
-             "Chroma: close", "chmod of the home tree", "print JSON"]
-    for k in order + sorted(set(ph) - set(order)):
+    lines += ["## Where the time goes (facedb's spans, median per phase)", "",
+              "The same command with `FACEDB_TRACE_DIR` set: every facedb phase is a named span "
+              "(`facedb.trace`); medians over the runs. Phases nest as indented; lazily imported libraries count "
+              "in the phase that first imports them (chromadb is imported by a background thread started at the "
+              "beginning of `FaceDB.search`; opening the Chroma client waits for it).", "",
+              "| phase | span | median s |", "| --- | --- | ---: |"]
+    for k, label in PHASES:
         if k in ph:
-            lines.append(f"| {k} | {ph[k]:.3f} |")
+            lines.append(f"| {label} | {'' if k.startswith('(') else f'`{k}`'} | {ph[k]:.3f} |")
     m = res["marks"]
     if m:
-        lines += ["", f"Background chromadb import: from {m.get('chromadb_import_start', 0):.3f} s to "
-                  f"{m.get('chromadb_import_end', 0):.3f} s after the driver started."]
-    for var, pv in res["phases_variant"].items():
-        if var == "teardown":
-            lines += ["", "Variant `teardown` (the interpreter's normal teardown instead of the console "
-                      "script's flush + `os._exit`): "
-                      f"driver wall {rows['driver (teardown)']['median_s']:.3f} s vs {rows['driver']['median_s']:.3f} s; "
-                      "outside the driver body "
-                      f"{pv.get('(outside the driver body: interpreter start, site, exit)', 0):.3f} s vs "
-                      f"{ph.get('(outside the driver body: interpreter start, site, exit)', 0):.3f} s."]
-            continue
-        lines += ["", f"Variant `{var}`: driver wall {rows['driver (' + var + ')']['median_s']:.3f} s vs "
-                  f"{rows['driver']['median_s']:.3f} s with the preload; Chroma open "
-                  f"{pv.get('Chroma: open client (waits for the chromadb import)', 0):.3f} s, detect + embed "
-                  f"{pv.get('detect + embed the probe', 0):.3f} s, model load "
-                  f"{pv.get('model load (cv2 import, ONNX read + sha256, nets)', 0):.3f} s."]
+        lines += ["", f"Background chromadb import (`chroma.import`): from {m.get('chromadb_import_start', 0):.3f} s "
+                  f"to {m.get('chromadb_import_end', 0):.3f} s after the process started."]
+    td = rows.get("variant teardown: facedb.cli.cli without os._exit")
+    if td:
+        lines += ["", "Variant `teardown` (the interpreter's normal teardown instead of the console script's flush + "
+                  f"`os._exit`): {td['median_s']:.3f} s vs {cold:.3f} s."]
     ns = res.get("numpy_scan")
     if ns:
         lines += ["", f"Without Chroma (measured, new process): importing numpy + the catalog module "
@@ -483,7 +397,4 @@ def report(args: argparse.Namespace, res: dict[str, Any], probe: Path, home: Pat
 
 
 if __name__ == "__main__":
-    if "--_driver" in sys.argv:
-        _driver_main(sys.argv)
-    else:
-        sys.exit(main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:]))

@@ -1,15 +1,16 @@
 #!/usr/bin/env python
 """Enrollment benchmark: `facedb import` end to end vs the machine's model limit, with a breakdown.
 
-Phases (each heavy one under the machine-wide benchmark lock, see _util.bench_lock):
+Phases (each heavy one under the machine-wide benchmark lock, see benchlib.bench_lock):
 
 1. stage breakdown, one process, one thread: read, sha256, decode (imaging.decode),
    detect (engine.detect), align+embed (engine.analyze minus engine.detect), per image;
 2. model limit: decode + detect + align + embed with ``--workers`` processes in parallel and no
    storage (bytes preloaded, models loaded, barrier, then wall time) -- the physical limit;
 3. ``facedb import`` (the console script) end to end, on a fresh home;
-4. the same import through an instrumented driver (this file, ``--_driver``): SQL and Chroma
-   write time, result waits in the main process, and per-task busy intervals in the workers;
+4. the same command again with facedb's tracing hook on (``FACEDB_TRACE_DIR``): its spans give
+   the SQL and Chroma write time and the result waits of the main process, and the per-image
+   busy intervals of the workers (``analysis.image``);
 5. the model limit again (so drift on this shared machine shows up as a spread).
 
     python scripts/bench/enroll.py                 # full LFW (7,701 images), writes docs/benchmarks/enroll.md
@@ -19,12 +20,9 @@ Phases (each heavy one under the machine-wide benchmark lock, see _util.bench_lo
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import os
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,151 +31,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _util  # noqa: E402
-from _util import REPO, bench_lock, log, median  # noqa: E402
-
-FACEDB = Path(sys.executable).with_name("facedb")
-TRACE_ENV = "FACEDB_BENCH_TRACE_DIR"
-
-
-# ============================================================================================
-# Instrumentation (runs inside the `facedb import` process started with --_driver)
-# ============================================================================================
-
-_STATS: dict[str, float] = defaultdict(float)
-_COUNTS: dict[str, int] = defaultdict(int)
-_EVENTS: list[tuple[str, float, float]] = []
-_IN_WRITE = [False]
-
-
-def _timed(owner: Any, name: str, key: str, record: bool = False) -> None:
-    orig = getattr(owner, name)
-
-    def wrapper(*a: Any, **k: Any) -> Any:
-        t = time.perf_counter()
-        try:
-            return orig(*a, **k)
-        finally:
-            dt = time.perf_counter() - t
-            kk = key + ("_in_write" if _IN_WRITE[0] and key == "sql_known_sha256" else "")
-            _STATS[kk] += dt
-            _COUNTS[kk] += 1
-            if record:
-                _EVENTS.append((key, t, t + dt))
-
-    setattr(owner, name, wrapper)
-
-
-def _instr_init_worker(*init_args: Any) -> None:
-    """Pool initializer in the workers: the normal one, then per-task busy intervals to a file."""
-    from facedb import pipeline
-
-    t_boot = time.perf_counter()
-    _ORIG_INIT(*init_args)
-    trace = open(Path(os.environ[TRACE_ENV]) / f"worker-{os.getpid()}.txt", "a", buffering=1)
-    trace.write(f"init {t_boot:.6f} {time.perf_counter():.6f}\n")
-    orig = pipeline.analyze_bytes
-
-    def analyze_bytes(*a: Any, **k: Any) -> Any:
-        t = time.perf_counter()
-        try:
-            return orig(*a, **k)
-        finally:
-            trace.write(f"task {t:.6f} {time.perf_counter():.6f}\n")
-
-    pipeline.analyze_bytes = analyze_bytes
-
-
-try:  # only meaningful in the driver and its workers; harmless elsewhere
-    from facedb.pipeline import _init_worker as _ORIG_INIT  # noqa: N812
-except Exception:  # pragma: no cover
-    _ORIG_INIT = None  # type: ignore[assignment]
-
-
-def _install_instrumentation(stats_path: Path) -> None:
-    from facedb import imaging, pipeline, service
-    from facedb.catalog.database import Catalog
-    from facedb.index.chroma_index import ChromaIndex
-    from facedb.locking import HomeLock
-
-    t_start = time.perf_counter()
-    _timed(service.FaceDB, "__init__", "open_db")
-    _timed(service, "load_engine", "engine_load_main")
-    _timed(service.FaceDB, "import_dir", "import_dir_total")
-    _timed(service.FaceDB, "_replay_journal", "replay_journal")
-    _timed(ChromaIndex, "__init__", "chroma_open")
-    _timed(ChromaIndex, "close", "chroma_close")
-    _timed(ChromaIndex, "add", "chroma_add")
-    _timed(Catalog, "mark_indexed", "sql_mark_indexed")
-    _timed(Catalog, "known_sha256", "sql_known_sha256")
-    _timed(service, "make_private_tree", "chmod_tree")
-    _timed(HomeLock, "acquire", "lock_acquire")
-    _timed(imaging, "read_bytes", "read_bytes")
-
-    orig_write = service.FaceDB._write_batch
-
-    def write_batch(self: Any, batch: Any, *a: Any, **k: Any) -> Any:
-        _IN_WRITE[0] = True
-        t = time.perf_counter()
-        try:
-            return orig_write(self, batch, *a, **k)
-        finally:
-            _IN_WRITE[0] = False
-            dt = time.perf_counter() - t
-            _STATS["write_batch"] += dt
-            _COUNTS["write_batch"] += 1
-            _COUNTS["written_items"] += len(batch)
-            _EVENTS.append(("write_batch", t, t + dt))
-
-    service.FaceDB._write_batch = write_batch
-
-    orig_stream = pipeline.Analyzer.stream
-
-    def stream(self: Any, items: Any, n_items: int) -> Any:
-        gen = orig_stream(self, items, n_items)
-        t_call = time.perf_counter()
-        first = True
-        while True:
-            t = time.perf_counter()
-            try:
-                res = next(gen)
-            except StopIteration:
-                return
-            now = time.perf_counter()
-            _STATS["wait_results"] += now - t
-            _COUNTS["results"] += 1
-            _EVENTS.append(("wait", t, now))
-            if first:
-                _STATS["first_result_latency"] += now - t_call
-                _COUNTS["first_result_latency"] += 1
-                first = False
-            yield res
-
-    pipeline.Analyzer.stream = stream
-    pipeline._init_worker = _instr_init_worker  # the pool reads the module global when it starts
-
-    def dump() -> None:
-        ru_self = resource.getrusage(resource.RUSAGE_SELF)
-        ru_ch = resource.getrusage(resource.RUSAGE_CHILDREN)
-        out = {"stats": dict(_STATS), "counts": dict(_COUNTS), "t_driver_start": t_start,
-               "t_driver_end": time.perf_counter(),
-               "main_cpu_s": ru_self.ru_utime + ru_self.ru_stime,
-               "children_cpu_s": ru_ch.ru_utime + ru_ch.ru_stime,
-               "events": _EVENTS}
-        stats_path.write_text(json.dumps(out))
-
-    atexit.register(dump)
-
-
-def _driver_main(argv: list[str]) -> None:
-    """``enroll.py --_driver STATS -- <facedb args>``: run the CLI instrumented."""
-    stats_path = Path(argv[argv.index("--_driver") + 1])
-    facedb_args = argv[argv.index("--") + 1:]
-    _install_instrumentation(stats_path)
-    from facedb.cli import cli
-
-    sys.argv = ["facedb", *facedb_args]
-    cli(prog_name="facedb")
+import benchlib  # noqa: E402
+from benchlib import REPO, bench_lock, log, median  # noqa: E402
 
 
 # ============================================================================================
@@ -191,7 +46,7 @@ def stage_breakdown(paths: list[Path]) -> dict[str, Any]:
     import cv2
 
     cv2.setNumThreads(1)
-    from facedb import imaging
+    from facedb import files, imaging
     from facedb.engine import load_engine
     from facedb.errors import ImageError
 
@@ -203,7 +58,7 @@ def stage_breakdown(paths: list[Path]) -> dict[str, Any]:
     faces = with_face = 0
     for p in paths:
         t0 = time.perf_counter()
-        data = imaging.read_bytes(p)
+        data = files.read_bytes(p)
         t1 = time.perf_counter()
         hashlib.sha256(data).hexdigest()
         t2 = time.perf_counter()
@@ -237,60 +92,19 @@ def stage_breakdown(paths: list[Path]) -> dict[str, Any]:
     return out
 
 
-def _worker_trace(trace_dir: Path) -> dict[str, Any]:
-    """Busy/idle of the pool workers from their per-task intervals."""
-    workers = []
-    for f in sorted(trace_dir.glob("worker-*.txt")):
-        init = None
-        tasks = []
-        for line in f.read_text().splitlines():
-            kind, a, b = line.split()
-            if kind == "init":
-                init = (float(a), float(b))
-            else:
-                tasks.append((float(a), float(b)))
-        if tasks:
-            workers.append((init, sorted(tasks)))
-    if not workers:
-        return {}
-    first = min(t[0][0] for _, t in workers)
-    last = max(t[-1][1] for _, t in workers)
-    busy = sum(b - a for _, ts in workers for a, b in ts)
-    gaps = []
-    for _, ts in workers:
-        gaps += [ts[i + 1][0] - ts[i][1] for i in range(len(ts) - 1)]
-    tail_idle = sum(last - ts[-1][1] for _, ts in workers)
-    return {"workers": len(workers), "tasks": sum(len(ts) for _, ts in workers),
-            "first_task": first, "last_task": last, "busy_s": busy,
-            "span_s": last - first, "utilisation": busy / (len(workers) * (last - first)) if last > first else 0,
-            "idle_between_tasks_s": sum(gaps), "gaps_over_50ms": sum(1 for g in gaps if g > 0.05),
-            "idle_in_gaps_over_50ms_s": sum(g for g in gaps if g > 0.05), "tail_idle_s": tail_idle,
-            "init_s": [round(i[1] - i[0], 3) for i, _ in workers if i]}
-
-
 def run_import(root: Path, workers: int, mode: str, work: Path, env_extra: dict[str, str] | None = None,
                keep: Path | None = None) -> dict[str, Any]:
-    """One `facedb import` on a fresh home. mode: 'cli' (console script) or 'instr' (instrumented)."""
+    """One `facedb import` on a fresh home. mode: 'cli' (the console script as it is) or
+    'traced' (the same command with FACEDB_TRACE_DIR: every process writes its spans)."""
     home = work / f"home-{mode}-{time.monotonic_ns()}"
     trace_dir = work / f"trace-{mode}-{time.monotonic_ns()}"
-    trace_dir.mkdir()
-    stats_path = trace_dir / "stats.json"
     args = ["--home", str(home), "import", str(root), "--workers", str(workers), "-q", "--json"]
-    env = dict(os.environ)
-    env.pop("FACEDB_HOME", None)
-    env.update(env_extra or {})
-    if mode == "cli":
-        cmd = [str(FACEDB), *args]
-    else:
-        env[TRACE_ENV] = str(trace_dir)
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--_driver", str(stats_path)]
-        cmd += ["--", *args]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    la = _util.loadavg()
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    env = benchlib.clean_env(**(env_extra or {}))
+    if mode == "traced":
+        env = benchlib.trace_env(env, trace_dir)
+    cmd = [*benchlib.facedb_command(), *args]
+    la = benchlib.loadavg()
+    proc = benchlib.run_process(cmd, env=env)
     if proc.returncode not in (0, 3):
         raise RuntimeError(f"{cmd} exited {proc.returncode}: {proc.stderr[-3000:]}")
     rep = json.loads(proc.stdout)
@@ -301,19 +115,20 @@ def run_import(root: Path, workers: int, mode: str, work: Path, env_extra: dict[
     for f in rep["failed"]:
         reasons[f["reason"]] += 1
     out: dict[str, Any] = {
-        "mode": mode, "cmd": cmd, "exit_code": proc.returncode, "wall_s": wall,
+        "mode": mode, "cmd": cmd, "exit_code": proc.returncode, "wall_s": proc.wall_s,
         "enrolled": rep["enrolled"], "duplicates": rep["duplicates"], "n_failed": rep["n_failed"],
         "failed_by_reason": dict(reasons), "subjects": len(rep["subjects"]),
-        "cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime), "loadavg": la,
-        "env": env_extra or {},
+        "cpu_s": proc.cpu_s, "main_cpu_s": proc.cpu_self_s, "children_cpu_s": proc.cpu_children_s,
+        "loadavg": la, "env": env_extra or {},
     }
-    if stats_path.exists():
-        st = json.loads(stats_path.read_text())
-        out["instr"] = {k: v for k, v in st.items() if k != "events"}
-        out["trace"] = _worker_trace(trace_dir)
-        ev = st["events"]
-        if ev and out["trace"]:
-            out["trace"]["pool_start_to_first_task_s"] = out["trace"]["first_task"] - st["t_driver_start"]
+    if mode == "traced":
+        spans = benchlib.read_spans(trace_dir)
+        out["spans"] = benchlib.span_totals(spans, [proc.pid])
+        out["worker_spans"] = benchlib.span_totals([sp for sp in spans if sp["pid"] != proc.pid])
+        out["trace"] = benchlib.worker_activity(spans, proc.pid)
+        if out["trace"]:
+            out["trace"]["start_to_first_task_s"] = out["trace"]["first_task"] - proc.t_start
+            out["trace"]["last_task_to_exit_s"] = proc.t_start + proc.wall_s - out["trace"]["last_task"]
     out["home_bytes"] = sum(f.stat().st_size for f in home.rglob("*") if f.is_file())
     if keep is not None:
         shutil.rmtree(keep, ignore_errors=True)
@@ -327,25 +142,38 @@ def fmt(x: float, nd: int = 1) -> str:
     return f"{x:,.{nd}f}"
 
 
-def write_breakdown(inst: dict[str, Any], images: int) -> dict[str, float]:
-    """Main-process seconds of the instrumented import, by component."""
-    s = inst["instr"]["stats"]
-    g = s.get
-    chroma = g("chroma_open", 0) + g("chroma_add", 0) + g("chroma_close", 0)
-    overhead = g("replay_journal", 0) + g("chmod_tree", 0) + g("lock_acquire", 0)
-    sql_rows = g("write_batch", 0) - chroma - overhead - g("sql_mark_indexed", 0)
-    return {
-        "write_total": g("write_batch", 0), "chroma_open": g("chroma_open", 0), "chroma_add": g("chroma_add", 0),
-        "chroma_close": g("chroma_close", 0), "chroma_total": chroma,
-        "sql_rows": sql_rows, "sql_mark_indexed": g("sql_mark_indexed", 0),
-        "sql_total": sql_rows + g("sql_mark_indexed", 0) + g("sql_known_sha256", 0) + g("replay_journal", 0),
-        "sql_dedupe_before_analysis": g("sql_known_sha256", 0),
-        "replay_journal": g("replay_journal", 0), "chmod_tree": g("chmod_tree", 0), "lock_acquire": g("lock_acquire", 0),
-        "read_bytes": g("read_bytes", 0), "wait_results": g("wait_results", 0),
-        "import_dir_total": g("import_dir_total", 0), "open_db": g("open_db", 0),
-        "engine_load_main": g("engine_load_main", 0), "first_result_latency": g("first_result_latency", 0),
-        "batches": inst["instr"]["counts"].get("write_batch", 0),
-    }
+#: main-process spans of the traced import, as the report names them
+COMPONENTS = (
+    ("file.read", "read files (lazily, as the workers need more work)"),
+    ("sql.known_sha256", "SQL: sha256 dedupe query per block of 64 files read"),
+    ("sql.store_batch", "SQL: insert images/faces/failures (write batch)"),
+    ("sql.mark_indexed", "SQL: mark indexed"),
+    ("journal.replay", "SQL: journal replay on every lock take"),
+    ("chroma.open", "Chroma: open client (every batch)"),
+    ("chroma.add", "Chroma: upsert"),
+    ("chroma.close", "Chroma: close (every batch)"),
+    ("home.chmod", "chmod of the whole home on every lock release"),
+    ("lock.acquire", "home lock acquire"),
+    ("ingest.write_batch", "= all write batches"),
+    ("(sql)", "SQL total"),
+    ("(chroma)", "Chroma total"),
+    ("analysis.wait", "main waiting for worker results"),
+    ("engine.load", "model load in the main process (only for pack info)"),
+    ("facedb.open", "FaceDB() open (SQL engine, schema check)"),
+    ("ingest.total", "= the whole ingest (dedupe, analysis, writes)"),
+)
+
+
+def write_breakdown(traced: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Main-process seconds and calls of the traced import, by component (span totals)."""
+    sp = traced["spans"]
+    out = {k: {"s": benchlib.span_total(sp, k), "n": benchlib.span_total(sp, k, "n")} for k, _ in COMPONENTS
+           if not k.startswith("(")}
+    sql = ("sql.store_batch", "sql.mark_indexed", "sql.known_sha256", "journal.replay")
+    chroma = ("chroma.open", "chroma.add", "chroma.close")
+    out["(sql)"] = {"s": sum(out[k]["s"] for k in sql), "n": sum(out[k]["n"] for k in sql)}
+    out["(chroma)"] = {"s": sum(out[k]["s"] for k in chroma), "n": sum(out[k]["n"] for k in chroma)}
+    return out
 
 
 def _cpu_per_image(r: dict[str, Any], n: int) -> float:
@@ -371,7 +199,7 @@ def report(args: argparse.Namespace, ctx: dict[str, Any]) -> str:
     ratio = median(ratios)
     e2e_cpu = median([_cpu_per_image(r, n) for r in cli_runs])
     bd = ctx["breakdown"]
-    lines = [_util.header("Enrollment benchmark: `facedb import` vs the model limit", ctx["argv"], {
+    lines = [benchlib.header("Enrollment benchmark: `facedb import` vs the model limit", ctx["argv"], {
         "Data": f"{ctx['data_desc']} ({n:,} images)",
         "Workers": f"{args.workers} (the machine has {ncores} cores)",
     })]
@@ -379,7 +207,7 @@ def report(args: argparse.Namespace, ctx: dict[str, Any]) -> str:
     lines += ["", "## Result", "",
               "Model limit = decode + detect + align + embed (largest face, as enrollment does) with "
               f"{args.workers} single-threaded processes in parallel, bytes preloaded, models loaded, nothing "
-              "stored (`_util.model_limit`). End to end = the whole `facedb import` command on a fresh home "
+              "stored (`benchlib.model_limit`). End to end = the whole `facedb import` command on a fresh home "
               "(Python start, imports, model loads, worker spawn, reading, hashing, SQL, Chroma, exit).", "",
               "| measurement | images/s (wall) | % of the bracketing limit runs | CPU ms per image (all processes) | CPU share of the cores |",
               "| --- | ---: | ---: | ---: | ---: |"]
@@ -390,7 +218,7 @@ def report(args: argparse.Namespace, ctx: dict[str, Any]) -> str:
                      f"{100 * r['cpu_share']:.0f} % |")
     lines.append(f"| **model limit, median** | **{fmt(lim_med)}** | 100 % | {1000 * lim_cpu:.1f} | |")
     rows = [("`facedb import` (console script)", r) for r in cli_runs]
-    rows += [("`facedb import`, instrumented driver (same code, timers on)", r) for r in ctx.get("e2e_instr", [])]
+    rows += [("`facedb import` with `FACEDB_TRACE_DIR` (same command, spans on)", r) for r in ctx.get("e2e_traced", [])]
     for label, r in rows:
         ips = n / r["wall_s"]
         lines.append(f"| {label} | {'**' if r in cli_runs else ''}{fmt(ips)}{'**' if r in cli_runs else ''} | "
@@ -430,46 +258,36 @@ def report(args: argparse.Namespace, ctx: dict[str, Any]) -> str:
     lines.append(f"| align + embed per face (all faces / faces) | {bd['embed_per_face_ms']:.2f} | | |")
     single = 1000 / mt
     lines += ["", f"One process: {fmt(single)} images/s from the mean model time.", ""]
-    if ctx.get("e2e_instr"):
-        inst = ctx["e2e_instr"][0]
-        wb = write_breakdown(inst, n)
-        tr = inst.get("trace", {})
-        per = lambda s: f"{1000 * s / n:.2f}"  # noqa: E731
-        lines += ["## Storage and the main process (instrumented `facedb import`)", "",
-                  f"Wall {fmt(inst['wall_s'])} s; CPU: main process {fmt(inst['instr']['main_cpu_s'])} s, workers "
-                  f"{fmt(inst['instr']['children_cpu_s'])} s. {wb['batches']} write batches of up to "
-                  f"{ctx.get('write_batch', '?')} images. "
-                  "Wall-clock times of the main process (it shares the cores with the two workers).", "",
-                  "| main-process component | total s | ms per image |", "| --- | ---: | ---: |"]
-        for k, label in (("read_bytes", "read files (lazily, as the workers need more work)"),
-                         ("sql_dedupe_before_analysis", "SQL: sha256 dedupe query per block of 64 files read"),
-                         ("sql_rows", "SQL: insert images/faces/failures (write batch)"),
-                         ("sql_mark_indexed", "SQL: mark indexed"),
-                         ("replay_journal", "SQL: journal replay on every lock take"),
-                         ("chroma_open", "Chroma: open client (every batch)"),
-                         ("chroma_add", "Chroma: upsert"), ("chroma_close", "Chroma: close (every batch)"),
-                         ("chmod_tree", "chmod of the whole home on every lock release"),
-                         ("lock_acquire", "home lock acquire"),
-                         ("write_total", "= all write batches"),
-                         ("sql_total", "SQL total"), ("chroma_total", "Chroma total"),
-                         ("wait_results", "main waiting for worker results"),
-                         ("engine_load_main", "model load in the main process (only for pack info)"),
-                         ("open_db", "FaceDB() open (SQL engine, schema check)")):
-            lines.append(f"| {label} | {wb[k]:.2f} | {per(wb[k])} |")
+    if ctx.get("e2e_traced"):
+        tr_run = ctx["e2e_traced"][0]
+        wb = write_breakdown(tr_run)
+        tr = tr_run.get("trace", {})
+        per = lambda x: f"{1000 * x / n:.2f}"  # noqa: E731
+        batches = int(wb["ingest.write_batch"]["n"])
+        written = int(benchlib.span_total(tr_run["spans"], "ingest.write_batch", "images"))
+        lines += ["## Storage and the main process (traced `facedb import`)", "",
+                  f"Wall {fmt(tr_run['wall_s'])} s; CPU: main process {fmt(tr_run['main_cpu_s'])} s, workers "
+                  f"{fmt(tr_run['children_cpu_s'])} s. {batches} write batches of up to "
+                  f"{ctx.get('write_batch', '?')} images ({written:,} images written). "
+                  "Wall-clock span totals of the main process (it shares the cores with the two workers).", "",
+                  "| main-process component (span) | calls | total s | ms per image |", "| --- | ---: | ---: | ---: |"]
+        for k, label in COMPONENTS:
+            name = f" (`{k}`)" if not k.startswith("(") else ""
+            lines.append(f"| {label}{name} | {int(wb[k]['n'])} | {wb[k]['s']:.2f} | {per(wb[k]['s'])} |")
         if tr:
-            start = tr.get("pool_start_to_first_task_s", 0)
-            lines += ["", f"Workers: {tr['workers']}, busy {100 * tr['utilisation']:.1f} % of the time between "
-                      f"the first and the last task ({fmt(tr['span_s'])} s); idle between tasks "
+            lines += ["", f"Workers: {tr['workers']}, busy (`analysis.image`) {100 * tr['utilisation']:.1f} % of the "
+                      f"time between the first and the last image ({fmt(tr['span_s'])} s); idle between images "
                       f"{fmt(tr['idle_between_tasks_s'])} s in total (both workers), "
                       f"{fmt(tr['idle_in_gaps_over_50ms_s'])} s of it in {tr['gaps_over_50ms']} gaps > 50 ms "
                       "(the main process feeds the pool from a bounded window of queued tasks, so the workers "
-                      f"only wait when it falls behind). First task {fmt(start, 2)} s after the driver "
-                      f"started (imports, DB open, model load in main, spawn, model load in the workers "
-                      f"{tr['init_s']} s); after the last task: {fmt(inst['wall_s'] - tr['span_s'] - start, 2)} s "
-                      "(last write, pool shutdown, JSON, interpreter exit).", ""]
+                      f"only wait when it falls behind). First image {fmt(tr['start_to_first_task_s'], 2)} s after "
+                      "the command started (interpreter, imports, DB open, model load in main, spawn, model load "
+                      f"in the workers {tr['init_s']} s); after the last image: "
+                      f"{fmt(tr['last_task_to_exit_s'], 2)} s (last write, pool shutdown, JSON, exit).", ""]
     lines += ["## Commands", "", "```",
-              f"# the model limit: _util.model_limit(<the {n} images>, procs={args.workers}) (spawned processes)",
+              f"# the model limit: benchlib.model_limit(<the {n} images>, procs={args.workers}) (spawned processes)",
               f"facedb --home <fresh dir> import {ctx['import_root_desc']} --workers {args.workers} -q --json",
+              "FACEDB_TRACE_DIR=<fresh dir> facedb --home <fresh dir> import ... (the traced run)",
               "```", ""]
     return "\n".join(lines)
 
@@ -481,29 +299,29 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--breakdown-n", type=int, default=500, help="images for the single-process breakdown")
     ap.add_argument("--repeats", type=int, default=1, help="console-script imports, each followed by a limit run")
-    ap.add_argument("--no-instr", action="store_true", help="skip the instrumented import")
+    ap.add_argument("--no-trace", action="store_true", help="skip the traced import")
     ap.add_argument("--keep-home", type=Path, help="keep the (first) console-script import's home here")
     ap.add_argument("--quick", action="store_true",
-                    help="smoke-test sizes (8 images, one limit run, benchmark lock not taken): checks the "
-                         "script, measures nothing")
+                    help="smoke-test sizes (40 images: enough for the worker pool; one limit run, benchmark "
+                         "lock not taken): checks the script, measures nothing")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "enroll.md")
     ap.add_argument("--json-out", type=Path, help="also write the raw numbers as JSON")
     args = ap.parse_args(argv)
     if args.quick:
-        args.limit = args.limit or 8
+        args.limit = args.limit or 40
         args.breakdown_n = min(args.breakdown_n, 4)
     lock = not args.quick
-    root = args.dataset or _util.lfw_dir()
+    root = args.dataset or benchlib.lfw_dir()
     if root is None or not Path(root).is_dir():
         print("LFW not found (../shared/datasets/lfw or $FACEDB_DATASETS/lfw)", file=sys.stderr)
         return 2
     root = Path(root)
-    all_paths = _util.lfw_images(root)
+    all_paths = benchlib.lfw_images(root)
     work = Path(tempfile.mkdtemp(prefix="facedb-bench-enroll-"))
     try:
         if args.limit and args.limit < len(all_paths):
-            paths = _util.sample_images(all_paths, args.limit)
-            import_root = _util.subset_tree(paths, work / "subset")
+            paths = benchlib.sample_images(all_paths, args.limit)
+            import_root = benchlib.subset_tree(paths, work / "subset")
             data_desc = f"LFW subset: {len(paths)} images spread evenly over {root}"
             import_root_desc = f"<symlink tree of the {len(paths)} images as <person>/<file>>"
         else:
@@ -512,7 +330,7 @@ def main(argv: list[str]) -> int:
             data_desc = f"LFW, all of {root}"
             import_root_desc = str(root)
         n = len(paths)
-        from facedb.service import WRITE_BATCH
+        from facedb.ingest import WRITE_BATCH
 
         ctx: dict[str, Any] = {"argv": ["python", "scripts/bench/enroll.py", *argv], "n_images": n,
                                "write_batch": WRITE_BATCH,
@@ -520,7 +338,7 @@ def main(argv: list[str]) -> int:
                                "limits": [], "e2e_cli": []}
         log(f"{n} images; breakdown on {args.breakdown_n}")
         with bench_lock("breakdown", enabled=lock):
-            ctx["breakdown"] = stage_breakdown(_util.sample_images(paths, args.breakdown_n))
+            ctx["breakdown"] = stage_breakdown(benchlib.sample_images(paths, args.breakdown_n))
 
         def checkpoint() -> None:  # the raw numbers so far survive an interrupted run
             if args.json_out:
@@ -528,7 +346,7 @@ def main(argv: list[str]) -> int:
 
         def limit() -> None:
             with bench_lock("limit", enabled=lock):
-                ctx["limits"].append(_util.model_limit(paths, args.workers, max_faces=1))
+                ctx["limits"].append(benchlib.model_limit(paths, args.workers, max_faces=1))
             ctx["limits"][-1]["t_end"] = time.time()
             checkpoint()
             log(f"limit: {ctx['limits'][-1]['images_per_s']:.2f} img/s, cpu share {ctx['limits'][-1]['cpu_share']:.2f}")
@@ -550,13 +368,13 @@ def main(argv: list[str]) -> int:
             ctx["e2e_cli"].append(e2e("cli"))
             if not args.quick:
                 limit()
-        if not args.no_instr:
-            ctx["e2e_instr"] = [e2e("instr")]
-        if not args.no_instr and not args.quick:
+        if not args.no_trace:
+            ctx["e2e_traced"] = [e2e("traced")]
+        if not args.no_trace and not args.quick:
             limit()
         text = report(args, ctx)
         print(text)
-        _util.write_report(args.out, text)
+        benchlib.write_report(args.out, text)
         if args.json_out:
             args.json_out.write_text(json.dumps(ctx, indent=1, default=str))
         return 0
@@ -565,7 +383,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    if "--_driver" in sys.argv:
-        _driver_main(sys.argv)
-    else:
-        sys.exit(main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:]))
