@@ -627,7 +627,7 @@ class FacedbServer:
         t0 = time.perf_counter()
         with open(log_path, "ab") as logf:
             self.proc = subprocess.Popen([*facedb_command(), "--home", str(self.home), "serve", "--port",
-                                          str(self.port), "--workers", str(self.workers)],
+                                          str(self.port), "--analysis-workers", str(self.workers)],
                                          stdout=logf, stderr=logf, env=self.env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
