@@ -11,12 +11,14 @@ import hashlib
 import hmac
 import logging
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Literal
 
 from .catalog.database import Catalog
+from .catalog.models import utcnow
 from .errors import AuthError, FacedbError, ForbiddenError
 
 Scope = Literal["read", "write", "admin"]
@@ -68,11 +70,21 @@ def current_actor() -> str:
     return _actor.get()
 
 
+#: Actions whose audit entries are written in batches: they come by the hundred and never name a
+#: subject (so a delete never has to scrub one that is not written yet). Each keeps its own time.
+BATCHED_ACTIONS = frozenset({"search"})
+FLUSH_EVERY_S = 0.5
+FLUSH_AT = 200
+
+
 class Gatekeeper:
     """Checks API keys against the catalog and records the audit trail."""
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
+        self._pending: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
 
     def authenticate(self, presented: str | None, need: Scope) -> tuple[str, str]:
         """(name, scope) of the key, if it is active and its scope allows ``need``."""
@@ -109,8 +121,37 @@ class Gatekeeper:
 
     def record(self, action: str, subject: str | None = None, images: int = 0, faces: int = 0,
                outcome: str = "ok", detail: str | None = None) -> None:
-        """Append one audit entry; never fails the call it describes (a failure is logged)."""
+        """Append one audit entry; never fails the call it describes (a failure is logged).
+
+        Searches are written in batches (within ``FLUSH_EVERY_S``, and at ``flush``): one
+        commit per search would cost more than the search's own database work."""
+        row = {"actor": current_actor(), "action": action, "subject": subject, "images": images, "faces": faces,
+               "outcome": outcome, "detail": detail, "at": utcnow()}
+        if action not in BATCHED_ACTIONS:
+            self._write([row])
+            return
+        with self._lock:
+            self._pending.append(row)
+            full = len(self._pending) >= FLUSH_AT
+            if not full and self._timer is None:
+                self._timer = threading.Timer(FLUSH_EVERY_S, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the batched entries now (the facade calls it on close and before reading the trail)."""
+        with self._lock:
+            rows, self._pending = self._pending, []
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        if rows:
+            self._write(rows)
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
         try:
-            self.catalog.add_audit(current_actor(), action, subject, images, faces, outcome, detail)
-        except Exception:  # pragma: no cover - e.g. a read-only database
-            log.exception("could not record the audit entry for %s", action)
+            self.catalog.add_audits(rows)
+        except Exception:  # pragma: no cover - e.g. a read-only database, a store that is down
+            log.exception("could not record %d audit entries (%s)", len(rows), rows[0]["action"])

@@ -83,6 +83,7 @@ class FaceDB:
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
+        self.gate.flush()
         self.analyzer.close()
         self.store.close()
 
@@ -252,4 +253,5 @@ class FaceDB:
     def audit(self, since: datetime | None = None, limit: int | None = None) -> list[AuditEntry]:
         if since is not None:
             since = since.astimezone(timezone.utc) if since.tzinfo else since.replace(tzinfo=timezone.utc)
+        self.gate.flush()
         return [AuditEntry(**row) for row in self.catalog.audit(since, limit)]

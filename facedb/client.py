@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from . import files, trace
 from .errors import FacedbError, ImageError, TooLargeError, UnavailableError, error_from
 from .files import Upload
-from .locking import server_listening
+from .sockets import server_listening
 from .names import subject_from_filename, validate_subject_name
 from .results import (AuditEntry, CheckReport, DeleteReport, EnrollReport, FailedItem, FailureRecord, ImageResult,
                       ImportReport, KeyInfo, PackStatus, ReindexReport, SearchReport, Stats, SubjectDetail,

@@ -2,33 +2,17 @@
 process-safe), or the ``facedb serve`` that owns it and answers on its socket."""
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
 from .errors import DatabaseBusyError, ServedElsewhere
+from .sockets import server_listening
 from . import trace
 
 #: How often a process waiting for the home looks whether a server took it meanwhile.
 POLL_S = 0.5
-
-
-def server_listening(path: Path) -> bool:
-    """Whether a server accepts connections on the unix socket ``path`` (a stale file left by a
-    killed server does not count)."""
-    if not path.exists():
-        return False
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(2.0)
-    try:
-        s.connect(str(path))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 class HomeLock:

@@ -339,3 +339,24 @@ def test_nothing_reaches_the_network(tmp_path: Path, group: dict, monkeypatch: p
     assert run_json(home, "check")["clean"] is True
     assert run_json(home, "delete", "p3", "--yes")["faces"] == 1
     assert attempts == [], f"facedb tried to reach the network: {attempts}"
+
+
+def test_every_write_and_search_is_audited_and_a_delete_scrubs_the_name(tmp_path: Path, group: dict) -> None:
+    home = tmp_path / "home"
+    assert run_json(home, "enroll", "Ada Lovelace", str(group["tom"]))["enrolled"] == 1
+    run_json(home, "verify", str(group["tom"]), "Ada Lovelace")
+    run_json(home, "search", str(group["tom"]), str(group["photo"]))
+    run_json(home, "rename", "Ada Lovelace", "Ada King")
+    gone = run_json(home, "delete", "Ada King", "--yes")
+    entries = run_json(home, "audit")
+    assert [e["action"] for e in entries] == ["enroll", "verify", "search", "rename", "delete"]
+    assert all(e["actor"] == "local" and e["outcome"] == "ok" for e in entries)
+    search = entries[2]
+    assert search["subject"] is None and search["images"] == 2 and search["faces"] == 1 + 6  # t1.jpg: 6 faces
+    raw = json.dumps(entries)
+    assert "Ada" not in raw, "a deleted subject's name is still in the audit trail"
+    assert gone["faces"] == 1 and {e["subject"] for e in entries} == {None, "deleted subject #1"}
+    code, out, _ = run_cli(home, "audit", "--since", "1h", "--json")
+    assert code == 0 and len(json.loads(out)) == 5
+    code, _, err = run_cli(home, "audit", "--since", "last tuesday")
+    assert code == 2 and "ISO date/time" in err

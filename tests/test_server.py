@@ -150,8 +150,9 @@ def test_enroll_rename_delete_and_thumbnails(served: FacedbServer, people: dict[
     assert httpx.delete(served.url + "/v1/subjects/Ada King", headers=w).status_code == 404
 
 
-def test_admin_calls_keys_and_audit(served: FacedbServer) -> None:
+def test_admin_calls_keys_and_audit(served: FacedbServer, people: dict[str, list[Path]]) -> None:
     a = bearer(served.keys["admin"])
+    assert _search(served, served.keys["read"], [people["person2"][0]]).status_code == 200
     assert httpx.post(served.url + "/v1/check/repair", headers=a).json()["clean"] is True
     vac = httpx.post(served.url + "/v1/vacuum", headers=a, timeout=120).json()
     assert vac["bytes_after"] > 0

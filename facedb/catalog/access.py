@@ -59,16 +59,24 @@ class AccessQueries(CatalogCore):
             s.execute(update(ApiKey).where(ApiKey.name == name).values(last_used_at=utcnow()))
 
     # -- audit trail ------------------------------------------------------------------
-    @trace.traced("sql.audit")
     def add_audit(self, actor: str, action: str, subject: str | None, images: int, faces: int, outcome: str,
                   detail: str | None = None) -> None:
-        """One audit row; a subject that exists is also recorded by id (so that deleting it can
-        scrub its name from every row, renamed or not)."""
+        self.add_audits([{"actor": actor, "action": action, "subject": subject, "images": images, "faces": faces,
+                          "outcome": outcome, "detail": detail}])
+
+    @trace.traced("sql.audit")
+    def add_audits(self, rows: list[dict[str, Any]]) -> None:
+        """Audit rows in one transaction (keys: actor, action, subject, images, faces, outcome,
+        detail, optional at). A subject that exists is also recorded by id, so that deleting it
+        can scrub its name from every row, renamed or not."""
         with self.session() as s:
-            sid = s.scalar(select(Subject.id).where(Subject.name == subject)) if subject else None
-            s.add(AuditEntry(actor=actor[:128], action=action, subject=subject[:256] if subject else None,
-                             subject_id=sid, images=images, faces=faces, outcome=outcome,
-                             detail=(detail or None) and detail[:128]))
+            names = {r["subject"] for r in rows if r.get("subject")}
+            ids = dict(s.execute(select(Subject.name, Subject.id).where(Subject.name.in_(names))).all()) if names else {}
+            s.add_all([AuditEntry(actor=r["actor"][:128], action=r["action"],
+                                  subject=r["subject"][:256] if r.get("subject") else None,
+                                  subject_id=ids.get(r.get("subject")), images=r["images"], faces=r["faces"],
+                                  outcome=r["outcome"], detail=(r.get("detail") or None) and r["detail"][:128],
+                                  **({"at": r["at"]} if r.get("at") else {})) for r in rows])
 
     def audit(self, since: datetime | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Audit entries, oldest first (the newest ``limit`` of them)."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import SOCKET_NAME
-from ..locking import server_listening
+from ..sockets import server_listening
 from ..errors import DatabaseBusyError, FacedbError
 from .app import ServerConfig, create_app
 
