@@ -388,16 +388,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
     from facedb import engine as engine_mod
 
     real = engine_mod.load_engine("sface")
-    mp = pytest.MonkeyPatch()
-    mp.setitem(engine_mod._CACHE, ("sface", ""), MemoEngine(real))
     lab = Lab(tmp_path_factory.mktemp("crash"))
-    try:
-        lab.build()
-        lab.start(_selected_cases(request))
-        yield lab
-    finally:
-        lab.pool.shutdown(wait=True, cancel_futures=True)
-        mp.undo()
+    with engine_mod.using_engine(MemoEngine(real), "sface"):
+        try:
+            lab.build()
+            lab.start(_selected_cases(request))
+            yield lab
+        finally:
+            lab.pool.shutdown(wait=True, cancel_futures=True)
 
 
 # -- after each kill ----------------------------------------------------------------------------

@@ -162,8 +162,9 @@ def no_network_no_cache(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(storage, "download_file", refuse)
     monkeypatch.setattr(mz, "download_onnx", refuse)
-    monkeypatch.setattr(fe, "_CACHE", {})
+    fe.forget_engines()
     yield
+    fe.forget_engines()
 
 
 def _expected_fingerprint(*files: Path) -> str:

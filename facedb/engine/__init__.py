@@ -5,13 +5,16 @@ Pack names: ``sface`` (embedded default, offline), ``buffalo_l``, ``buffalo_s``,
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import ModelError
 from .base import Face, FaceEngine, PackInfo, known_packs
 from .. import trace
 
-__all__ = ["Face", "FaceEngine", "PackInfo", "load_engine", "known_packs", "is_insightface_pack"]
+__all__ = ["Face", "FaceEngine", "PackInfo", "load_engine", "using_engine", "forget_engines", "known_packs",
+           "is_insightface_pack"]
 
 _CACHE: dict[tuple[str, str], FaceEngine] = {}
 
@@ -23,6 +26,27 @@ def _load_builtin_packs() -> None:
 
 def is_insightface_pack(name: str) -> bool:
     return name != "sface"
+
+
+@contextmanager
+def using_engine(engine: FaceEngine, name: str, models_dir: Path | None = None) -> Iterator[FaceEngine]:
+    """Serve ``engine`` for pack ``name`` in this process while the block runs (tests that wrap
+    the real engine, e.g. to memoise it, use this instead of reaching into the cache)."""
+    key = (name, str(models_dir or ""))
+    previous = _CACHE.get(key)
+    _CACHE[key] = engine
+    try:
+        yield engine
+    finally:
+        if previous is None:
+            _CACHE.pop(key, None)
+        else:
+            _CACHE[key] = previous
+
+
+def forget_engines() -> None:
+    """Unload every engine this process loaded (the next ``load_engine`` loads afresh)."""
+    _CACHE.clear()
 
 
 def load_engine(name: str, models_dir: Path | None = None) -> FaceEngine:
