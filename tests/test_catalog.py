@@ -75,3 +75,9 @@ def test_face_ids_are_never_reused(tmp_path: Path) -> None:
         new = add_face(s, sub_id, img_id)
     assert first < last < new
     cat.dispose()
+
+
+def test_the_version_is_the_distributions() -> None:
+    from importlib import metadata
+
+    assert metadata.version("facedb-service") == facedb.__version__

@@ -142,7 +142,7 @@ class _NoBar:
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
-@click.version_option(package_name="facedb")
+@click.version_option(package_name="facedb-service")
 @click.option("--home", type=click.Path(file_okay=False), envvar="FACEDB_HOME",
               help="Database home directory [env FACEDB_HOME; default: per-user data dir].")
 @click.option("--db-url", envvar="FACEDB_DB_URL",

@@ -49,7 +49,7 @@ PACKS: dict[str, tuple[float, str]] = {
                    "non-commercial research licence; threshold uncalibrated"),
 }
 RELEASES_URL = "https://github.com/deepinsight/insightface/releases"
-INSTALL_HINT = "pip install 'facedb[insightface]'"
+INSTALL_HINT = "pip install 'facedb-service[insightface]'"
 
 DETECTION = "detection"
 RECOGNITION = "recognition"

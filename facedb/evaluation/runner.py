@@ -320,7 +320,7 @@ def require_matplotlib() -> None:
     import importlib.util
 
     if importlib.util.find_spec("matplotlib") is None:
-        raise FacedbError("--plot needs matplotlib: pip install 'facedb[plot]'")
+        raise FacedbError("--plot needs matplotlib: pip install 'facedb-service[plot]'")
 
 
 def plot(report: dict[str, Any], path: Path) -> None:

