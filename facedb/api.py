@@ -182,8 +182,9 @@ class FaceDB:
     def stats(self) -> Stats:
         return self._maint.stats()
 
-    def models(self) -> list[PackStatus]:
-        return self._maint.models()
+    def packs(self) -> list[PackStatus]:
+        """Every model pack facedb knows, the active one, and this database's faces of each."""
+        return self._maint.packs()
 
     # -- integrity -----------------------------------------------------------------------------
     def check(self, repair: bool = False) -> CheckReport:

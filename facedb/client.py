@@ -272,7 +272,7 @@ class Client:
                         progress(1)
                     continue
                 part_chunk, body = done
-                self._pack = body["model"]
+                self._pack = body["pack"]
                 part = EnrollReport.from_dict(body["subjects"][0])
                 rep.enrolled += part.enrolled
                 rep.duplicates += part.duplicates
@@ -303,7 +303,7 @@ class Client:
                 groups.setdefault(subject_from_filename(p.name), []).append(p)
         else:
             raise FacedbError(f"--name-from must be 'dir' or 'prefix', not {name_from!r}")
-        out = ImportReport(model=self.pack_name, failed=loose)
+        out = ImportReport(pack=self.pack_name, failed=loose)
         for subject, paths in groups.items():
             try:
                 validate_subject_name(subject)
@@ -337,11 +337,11 @@ class Client:
                     results[i] = ImageResult(image=bad.path, error=bad.message, reason=bad.reason)
                     continue
                 part_chunk, body = done
-                header = {key: body[key] for key in ("model", "threshold", "by", "k", "reference")}
+                header = {key: body[key] for key in ("pack", "threshold", "by", "k", "reference")}
                 for (i, _), res in zip(part_chunk, body["results"]):
                     results[i] = ImageResult.from_dict(res)
         if header is None:  # nothing reached the server: it still says which pack and threshold
-            header = {"model": self.pack_name, "threshold": self.threshold if threshold is None else threshold,
+            header = {"pack": self.pack_name, "threshold": self.threshold if threshold is None else threshold,
                       "by": by, "k": k, "reference": reference}
         return SearchReport(results=[r for r in results if r is not None], **header)
 
@@ -375,8 +375,8 @@ class Client:
     def stats(self) -> Stats:
         return Stats.from_dict(self._request("GET", "/v1/stats"))
 
-    def models(self) -> list[PackStatus]:
-        return [PackStatus.from_dict(d) for d in self._request("GET", "/v1/models")]
+    def packs(self) -> list[PackStatus]:
+        return [PackStatus.from_dict(d) for d in self._request("GET", "/v1/packs")]
 
     def check(self, repair: bool = False) -> CheckReport:
         if repair:

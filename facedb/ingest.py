@@ -145,7 +145,7 @@ class Ingestor:
                 self._write_pending(pending, multi_face, metadata, reports, progress)
                 last_write = time.monotonic()
         self._write_pending(pending, multi_face, metadata, reports, progress)
-        return ImportReport(model=info.name, subjects=list(reports.values()))
+        return ImportReport(pack=info.name, subjects=list(reports.values()))
 
     def _fresh_items(self, valid: list[_Item], reports: dict[str, EnrollReport], todo: dict[int, tuple[_Item, str, int]],
                      pending: list[tuple[_Item, str, int, Analysis]], progress: ProgressFn | None

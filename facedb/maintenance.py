@@ -56,7 +56,7 @@ class Maintenance:
                 raise
             except Exception as exc:
                 error = str(exc)
-            report = CheckReport(model=info.name, catalog_faces=len(sql_ids), index_faces=len(idx_ids),
+            report = CheckReport(pack=info.name, catalog_faces=len(sql_ids), index_faces=len(idx_ids),
                                  missing_from_index=sorted(sql_ids - idx_ids),
                                  orphans_in_index=sorted(idx_ids - sql_ids), pending_index=pending_idx,
                                  pending_deletes=pending_del, index_error=error, reach_checked=checked,
@@ -182,17 +182,17 @@ class Maintenance:
                     progress(1)
             self.store.journal.add_from_catalog(index, info)
             catalog.set_flag(REINDEXING, info.name, False)
-        return ReindexReport(model=info.name, reindexed=done, failed=failed)
+        return ReindexReport(pack=info.name, reindexed=done, failed=failed)
 
     # -- numbers -----------------------------------------------------------------------
     def stats(self) -> Stats:
         n_sub, n_img, reasons = self.store.catalog.counts()
         settings = self.store.settings
         return Stats(home=str(settings.home), catalog=self.store.catalog.safe_url, pack=self.pack.name,
-                     subjects=n_sub, images=n_img, faces_by_model=self.store.catalog.models_in_use(),
+                     subjects=n_sub, images=n_img, faces_by_pack=self.store.catalog.models_in_use(),
                      failures_by_reason=reasons, disk_bytes=disk_bytes(settings.home))
 
-    def models(self) -> list[PackStatus]:
+    def packs(self) -> list[PackStatus]:
         in_use = self.store.catalog.models_in_use()
         out = []
         for name, desc in sorted(known_packs().items()):

@@ -72,7 +72,7 @@ class EnrollReport(Result):
 class ImportReport(Result):
     """What a bulk import (or an enroll, in its JSON) did, per subject."""
 
-    model: str
+    pack: str
     subjects: list[EnrollReport] = field(default_factory=list)
     #: inputs not attributable to a subject (a loose file in an import root)
     failed: list[FailedItem] = field(default_factory=list)
@@ -147,7 +147,7 @@ class ImageResult(Result):
 class SearchReport(Result):
     """The answer to "who is in these photos?"."""
 
-    model: str
+    pack: str
     threshold: float
     by: str
     k: int
@@ -159,7 +159,7 @@ class SearchReport(Result):
         return sum(1 for r in self.results if r.error)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "threshold": self.threshold, "by": self.by, "k": self.k,
+        return {"pack": self.pack, "threshold": self.threshold, "by": self.by, "k": self.k,
                 "reference": self.reference, "results": [r.to_dict() for r in self.results]}
 
 
@@ -169,7 +169,7 @@ class VerifyResult(Result):
 
     image: str
     subject: str
-    model: str
+    pack: str
     threshold: float
     distance: float | None
     match: bool
@@ -224,7 +224,7 @@ class FailureRecord(Result):
     subject: str | None
     reason: str
     message: str
-    model: str | None
+    pack: str | None
     created_at: str | None
 
 
@@ -232,7 +232,7 @@ class FailureRecord(Result):
 class CheckReport(Result):
     """How the index compares with the catalog (the system of record)."""
 
-    model: str
+    pack: str
     catalog_faces: int
     index_faces: int
     missing_from_index: list[int]
@@ -272,7 +272,7 @@ class VacuumReport(Result):
 class ReindexReport(Result):
     """Re-embedding the stored images with the loaded pack."""
 
-    model: str
+    pack: str
     reindexed: int
     failed: list[FailedItem] = field(default_factory=list)
 
@@ -286,7 +286,7 @@ class Stats(Result):
     pack: str
     subjects: int
     images: int
-    faces_by_model: dict[str, int]
+    faces_by_pack: dict[str, int]
     failures_by_reason: dict[str, int]
     disk_bytes: int
 

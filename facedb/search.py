@@ -94,7 +94,7 @@ class Searcher:
                 res.error, res.reason = f"{res.image}: no face found", "no_face"
             found[a.key] = a.faces
         probes = [(results[i], f) for i in sorted(found) for f in found[i]]
-        report = SearchReport(model=info.name, threshold=thr, by=by, k=k, results=results, reference=reference)
+        report = SearchReport(pack=info.name, threshold=thr, by=by, k=k, results=results, reference=reference)
         if not probes:
             return report
         vectors = np.stack([f.embedding for _, f in probes if f.embedding is not None])
@@ -169,7 +169,7 @@ class Searcher:
         j = int(np.argmin(dists))
         d = max(0.0, float(dists[j]))
         hit = catalog.hits([int(ids[j])])[int(ids[j])]
-        return VerifyResult(image=label, subject=subject, model=info.name, threshold=thr, distance=round(d, 6),
+        return VerifyResult(image=label, subject=subject, pack=info.name, threshold=thr, distance=round(d, 6),
                             match=d <= thr, face_id=int(ids[j]), matched_image=hit.image_path,
                             faces_in_image=len(faces))
 

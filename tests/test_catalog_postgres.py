@@ -233,13 +233,13 @@ def scenario(cat: Catalog) -> dict[str, Any]:
     out["created_at_in_run"] = all(before - timedelta(seconds=5) <= t <= after + timedelta(seconds=5) for t in stamps)
 
     # failures and the (path, subject) tuple IN of forget_failures
-    out["failures_all"] = [(f["path"], f["subject"], f["reason"], f["message"], f["model"]) for f in cat.failures()]
+    out["failures_all"] = [(f["path"], f["subject"], f["reason"], f["message"], f["pack"]) for f in cat.failures()]
     out["failures_alice"] = [f["path"] for f in cat.failures(subject="alice")]
     out["failures_no_face"] = [f["path"] for f in cat.failures(reason="no_face")]
     out["failures_alice_no_face"] = [f["path"] for f in cat.failures(subject="alice", reason="no_face")]
     out["counts_before"] = cat.counts()
     detail = cat.subject_detail("alice")
-    out["detail"] = ([(i["path"], [(f["model"], f["bbox"], f["indexed"]) for f in i["faces"]]) for i in detail["images"]],
+    out["detail"] = ([(i["path"], [(f["pack"], f["bbox"], f["indexed"]) for f in i["faces"]]) for i in detail["images"]],
                      [f["reason"] for f in detail["failures"]])
     src = cat.face_source(ids["alice"][0])
     out["face_source"] = (src["path"], src["source"], src["bbox"], src["subject"]) if src else None

@@ -79,7 +79,7 @@ def workflow(db: FaceDB, photos: dict[str, Any], no_face: Path) -> dict[str, Any
     out["reindex"] = db.reindex().to_dict()
     out["after_reindex"] = db.search([probes[n] for n in names[1:]], k=1).to_dict()
     out["check_end"] = db.check().to_dict()
-    out["models"] = [m.to_dict() for m in db.models()]
+    out["packs"] = [m.to_dict() for m in db.packs()]
     return out
 
 

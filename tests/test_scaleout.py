@@ -124,7 +124,7 @@ def test_the_cli_on_postgres_and_a_chroma_server(tmp_path: Path, shared: Shared,
         ("search", str(people["person1"][5]), "-k", "1"),
         ("reindex",),
         ("check", "--repair"),
-        ("models",),
+        ("packs",),
     ]
     embedded, served = tmp_path / "embedded", tmp_path / "shared"
     for step in steps:

@@ -102,7 +102,7 @@ def test_verify_subjects_show_failures_stats_models_check(served: FacedbServer, 
     assert isinstance(httpx.get(served.url + "/v1/failures", headers=h).json(), list)
     stats = httpx.get(served.url + "/v1/stats", headers=h).json()
     assert stats["subjects"] >= 4 and stats["pack"] == "sface"
-    assert any(m["name"] == "sface" and m["active"] for m in httpx.get(served.url + "/v1/models", headers=h).json())
+    assert any(m["name"] == "sface" and m["active"] for m in httpx.get(served.url + "/v1/packs", headers=h).json())
     check = httpx.get(served.url + "/v1/check", headers=h).json()
     assert check["clean"] is True and check["reach_checked"] == check["catalog_faces"]
 
@@ -116,7 +116,7 @@ def test_enroll_rename_delete_and_thumbnails(served: FacedbServer, people: dict[
                      data={"metadata": json.dumps({"team": "blue"})}, headers=w, timeout=120)
     assert rep.status_code == 200, rep.text
     body = rep.json()
-    assert body["model"] == "sface" and body["enrolled"] == 3 and body["n_failed"] == 1
+    assert body["pack"] == "sface" and body["enrolled"] == 3 and body["n_failed"] == 1
     (sub,) = body["subjects"]
     assert sub["subject"] == "Ada Lovelace" and sub["failed"][0]["reason"] == "not_an_image"
     assert sub["failed"][0]["path"] == "notes.txt"
@@ -181,7 +181,7 @@ def test_reindex_reports_uploaded_photos_it_cannot_reembed(tmp_path: Path, peopl
         httpx.post(srv.url + "/v1/subjects/uploaded/images", files=image_files(people["person2"][:1]),
                    headers=bearer(admin))
         rep = httpx.post(srv.url + "/v1/reindex", headers=bearer(admin), timeout=300).json()
-        assert rep["model"] == "sface" and rep["reindexed"] == 3
+        assert rep["pack"] == "sface" and rep["reindexed"] == 3
         assert [f["reason"] for f in rep["failed"]] == ["not_on_disk"]
         assert httpx.get(srv.url + "/v1/check", headers=bearer(admin)).json()["clean"] is True
 
@@ -196,7 +196,7 @@ ENDPOINTS: list[tuple[str, str, str, dict[str, Any]]] = [
     ("GET", "/v1/subjects/person1", "read", {}),
     ("GET", "/v1/failures", "read", {}),
     ("GET", "/v1/stats", "read", {}),
-    ("GET", "/v1/models", "read", {}),
+    ("GET", "/v1/packs", "read", {}),
     ("GET", "/v1/check", "read", {}),
     ("GET", "/v1/faces/1/thumbnail", "read", {}),
     ("GET", "/v1/whoami", "read", {}),

@@ -74,7 +74,7 @@ class AccessQueries(CatalogCore):
             ids = dict(s.execute(select(Subject.name, Subject.id).where(Subject.name.in_(names))).all()) if names else {}
             s.add_all([AuditEntry(actor=r["actor"][:128], action=r["action"],
                                   subject=r["subject"][:256] if r.get("subject") else None,
-                                  subject_id=ids.get(r.get("subject")), images=r["images"], faces=r["faces"],
+                                  subject_id=ids.get(r["subject"]) if r.get("subject") else None, images=r["images"], faces=r["faces"],
                                   outcome=r["outcome"], detail=(r.get("detail") or None) and r["detail"][:128],
                                   **({"at": r["at"]} if r.get("at") else {})) for r in rows])
 

@@ -21,7 +21,7 @@ def deleted_label(subject_id: int) -> str:
 
 def failure_dict(f: Failure) -> dict[str, Any]:
     return {"path": f.path, "subject": f.subject_name, "reason": f.reason, "message": f.detail,
-            "model": f.model, "created_at": iso(f.created_at)}
+            "pack": f.model, "created_at": iso(f.created_at)}
 
 
 class SubjectQueries(CatalogCore):
@@ -76,7 +76,7 @@ class SubjectQueries(CatalogCore):
                 images.append({
                     "image_id": img.id, "path": img.path, "sha256": img.sha256, "size_bytes": img.size_bytes,
                     "width": img.width, "height": img.height, "status": img.status,
-                    "faces": [{"face_id": f.id, "model": f.model, "bbox": [round(v, 1) for v in f.bbox],
+                    "faces": [{"face_id": f.id, "pack": f.model, "bbox": [round(v, 1) for v in f.bbox],
                                "score": round(f.score, 4), "indexed": f.indexed} for f in faces],
                 })
             fails = s.scalars(select(Failure).where(Failure.subject_name == name).order_by(Failure.id)).all()

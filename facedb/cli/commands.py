@@ -64,7 +64,7 @@ def enroll(state: State, name: str, paths: tuple[str, ...], multi_face: str, met
                           lambda db, cb: db.enroll(name, list(paths), multi_face=multi_face, metadata=meta,
                                                    progress=cb))
         if as_json:
-            emit_json({"model": state.backend().pack_name, "subjects": [rep.to_dict()],
+            emit_json({"pack": state.backend().pack_name, "subjects": [rep.to_dict()],
                        "enrolled": rep.enrolled, "duplicates": rep.duplicates, "n_failed": len(rep.failed)})
         else:
             _print_enroll(rep)
@@ -144,7 +144,7 @@ def _print_search(rep: Any) -> None:
             for m in face.matches:
                 mark = "match" if m.match else "no match"
                 click.echo(f"      {m.subject:<24} {m.distance:.3f}  {mark}  (face {m.face_id}, {m.image})")
-    click.echo(f"model {rep.model}; threshold {rep.threshold:.3f} (cosine distance; match when <= threshold)")
+    click.echo(f"pack {rep.pack}; threshold {rep.threshold:.3f} (cosine distance; match when <= threshold)")
 
 
 @cli.command()
@@ -311,7 +311,7 @@ def show(state: State, subject: str, as_json: bool) -> None:
         if d.metadata:
             click.echo(f"metadata: {json.dumps(d.metadata, ensure_ascii=False)}")
         for img in d.images:
-            faces = ", ".join(f"face {f['face_id']} ({f['model']})" for f in img["faces"])
+            faces = ", ".join(f"face {f['face_id']} ({f['pack']})" for f in img["faces"])
             click.echo(f"  {img['path']}  {img['width']}x{img['height']}  {faces}")
         for f in d.failures:
             click.echo(f"  failed [{f['reason']}] {f['path']}")
@@ -377,7 +377,7 @@ def check(state: State, repair: bool, as_json: bool) -> None:
         if as_json:
             emit_json(rep.to_dict())
         else:
-            click.echo(f"model {rep.model}: catalog {rep.catalog_faces} faces, index {rep.index_faces} vectors")
+            click.echo(f"pack {rep.pack}: catalog {rep.catalog_faces} faces, index {rep.index_faces} vectors")
             if rep.clean:
                 click.echo(f"clean: catalog and index agree; {rep.reach_checked} faces each found by "
                            "a search with their own vector")
@@ -430,7 +430,7 @@ def reindex(state: State, quiet: bool, as_json: bool) -> None:
         if as_json:
             emit_json(res.to_dict())
         else:
-            click.echo(f"{res.model}: {res.reindexed} images re-embedded, {len(res.failed)} failed")
+            click.echo(f"{res.pack}: {res.reindexed} images re-embedded, {len(res.failed)} failed")
             for f in res.failed:
                 click.echo(f"  failed [{f.reason}] {f.message}")
         if res.failed:
@@ -440,15 +440,15 @@ def reindex(state: State, quiet: bool, as_json: bool) -> None:
 @cli.command()
 @json_option
 @pass_state
-def models(state: State, as_json: bool) -> None:
-    """List model packs, the active one, and how many faces each has in this database.
+def packs(state: State, as_json: bool) -> None:
+    """List the model packs, the active one, and how many faces each has in this database.
 
     \b
     Example:
-      facedb models
+      facedb packs
     """
     with handle_errors(as_json):
-        rows = state.backend().models()
+        rows = state.backend().packs()
         if as_json:
             emit_json([r.to_dict() for r in rows])
         else:
@@ -516,3 +516,16 @@ def chroma_clean(folder: str, as_json: bool) -> None:
             emit_json(rep.to_dict())
         else:
             click.echo(f"cleaned {folder}: {rep.bytes_before} -> {rep.bytes_after} bytes")
+
+
+@cli.command("models", hidden=True)
+@json_option
+@click.pass_context
+def models(ctx: click.Context, as_json: bool) -> None:
+    """The former name of `facedb packs`.
+
+    \b
+    Example:
+      facedb packs
+    """
+    ctx.invoke(packs, as_json=as_json)

@@ -79,7 +79,7 @@ def _print_eval(r: dict[str, Any]) -> None:
         return "n/a" if x is None else f"{100 * x:.2f} %"
 
     click.echo(f"{r['dataset']}: {r['images']} images, {r['subjects']} subjects, {r['faces_found']} faces found; "
-               f"model {r['model']}, threshold {r['threshold']:.3f}")
+               f"pack {r['pack']}, threshold {r['threshold']:.3f}")
     if r["failures"]:
         click.echo("failures: " + ", ".join(f"{k} {v}" for k, v in r["failures"].items()))
     click.echo(f"time per image: {1000 * r['seconds_per_image']:.1f} ms ({r['workers']} workers)")

@@ -299,7 +299,7 @@ def evaluate(root: Path, *, pack: str, models_dir: Path | None, threshold: float
         raise FacedbError(f"{root}: fewer than two faces found; nothing to evaluate")
     genuine, impostor = all_pairs(e, max_impostors, seed)
     report: dict[str, Any] = {
-        "dataset": str(root), "model": pack, "threshold": threshold,
+        "dataset": str(root), "pack": pack, "threshold": threshold,
         "images": len(ds.paths), "subjects": len(set(ds.labels)), "faces_found": len(e.vectors),
         "failures": dict(Counter(e.failures.values())), "seconds_per_image": e.seconds_per_image,
         "workers": workers,
@@ -350,7 +350,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax2.set_ylabel("false reject rate")
     ax2.set_title("DET")
     ax2.legend()
-    fig.suptitle(f"{report['model']} on {Path(report['dataset']).name}")
+    fig.suptitle(f"{report['pack']} on {Path(report['dataset']).name}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

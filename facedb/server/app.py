@@ -242,9 +242,9 @@ def create_app(db: FaceDB, config: ServerConfig | None = None) -> FastAPI:
     async def stats(caller: Caller = read_key) -> dict[str, Any]:
         return (await call(caller, db.stats)).to_dict()
 
-    @app.get("/v1/models", tags=["service"])
-    async def models(caller: Caller = read_key) -> list[dict[str, Any]]:
-        return [m.to_dict() for m in await call(caller, db.models)]
+    @app.get("/v1/packs", tags=["service"])
+    async def packs(caller: Caller = read_key) -> list[dict[str, Any]]:
+        return [m.to_dict() for m in await call(caller, db.packs)]
 
     @app.get("/v1/check", tags=["maintenance"])
     async def check(caller: Caller = read_key) -> dict[str, Any]:
@@ -362,9 +362,9 @@ async def _recover_periodically(db: FaceDB, every_s: float) -> None:
             log.warning("background recovery skipped: %s", exc)
 
 
-def enroll_json(model: str, rep: Any) -> dict[str, Any]:
+def enroll_json(pack: str, rep: Any) -> dict[str, Any]:
     """The JSON of ``facedb enroll --json`` (one subject's report plus the totals)."""
-    return {"model": model, "subjects": [rep.to_dict()], "enrolled": rep.enrolled, "duplicates": rep.duplicates,
+    return {"pack": pack, "subjects": [rep.to_dict()], "enrolled": rep.enrolled, "duplicates": rep.duplicates,
             "n_failed": len(rep.failed)}
 
 

@@ -419,7 +419,7 @@ function showResult(rep, file) {
   const n = s.faces.length;
   const summary = n === 0
     ? `No face found in ${res.image}.`
-    : `${plural(n, "face")} in ${res.image}: ${named} named, ${n - named} unknown · ${thr} · model ${rep.model}`;
+    : `${plural(n, "face")} in ${res.image}: ${named} named, ${n - named} unknown · ${thr} · pack ${rep.pack}`;
   $("#search-summary").textContent = summary;
   say(n === 0 ? `No face found in ${res.image}.` : `${plural(n, "face")} found: ${named} named, ${n - named} unknown.`);
 
