@@ -5,6 +5,7 @@ Pack names: ``sface`` (embedded default, offline), ``buffalo_l``, ``buffalo_s``,
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..errors import ModelError
@@ -12,7 +13,9 @@ from .base import Face, FaceEngine, PackInfo, known_packs
 
 __all__ = ["Face", "FaceEngine", "PackInfo", "load_engine", "known_packs", "is_insightface_pack"]
 
-_CACHE: dict[tuple[str, str], FaceEngine] = {}
+_CACHE: dict[tuple[str, ...], FaceEngine] = {}
+#: Environment variables that change how a pack is run (not its vectors): part of the cache key.
+_ENGINE_ENV = ("FACEDB_SFACE_BACKEND", "FACEDB_SFACE_THREADS")
 
 
 def _load_builtin_packs() -> None:
@@ -26,7 +29,9 @@ def is_insightface_pack(name: str) -> bool:
 
 def load_engine(name: str, models_dir: Path | None = None) -> FaceEngine:
     """Load (once per process) the engine for a pack name or pack directory."""
-    key = (name, str(models_dir or ""))
+    key: tuple[str, ...] = (name, str(models_dir or ""))
+    env = tuple(f"{v}={os.environ[v]}" for v in _ENGINE_ENV if os.environ.get(v))
+    key += env  # unchanged (name, dir) key when none is set
     if key in _CACHE:
         return _CACHE[key]
     _load_builtin_packs()
