@@ -241,3 +241,27 @@ def test_database_built_with_opencv_opens_with_onnxruntime(tmp_path: Path, face_
             assert face.matches[0].distance <= 1e-5
     finally:
         db.close()
+
+
+def test_embedded_faces_carry_their_quality(group_photo: Path, opencv_engine: SFaceEngine,
+                                            ort_engine: SFaceEngine) -> None:
+    import cv2
+
+    bgr = imaging.load(group_photo).pixels
+    faces = ort_engine.analyze(bgr, max_faces=2)
+    assert len(faces) == 6
+    assert all(f.quality is None for f in faces[2:])  # detected, not embedded: no quality
+    for f in faces[:2]:
+        q = f.quality
+        assert set(q) == {"det_score", "face_px", "eye_px", "blur", "raw_norm"}
+        assert q["det_score"] == pytest.approx(f.score) and q["face_px"] == pytest.approx(f.area ** 0.5)
+        assert 10 < q["eye_px"] < 200 and q["blur"] > 0 and 5 < q["raw_norm"] < 30
+    # the same numbers from the crop itself, and from the OpenCV embedder
+    row = next(r for r in ort_engine.detect(bgr) if abs(float(r[14]) - faces[0].score) < 1e-6)
+    crop = ort_engine.align(bgr, row)
+    assert faces[0].quality["raw_norm"] == pytest.approx(float(np.linalg.norm(ort_engine.features([crop]))), rel=1e-6)
+    assert faces[0].quality["blur"] == pytest.approx(
+        float(cv2.Laplacian(cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var()))
+    other = opencv_engine.analyze(bgr, max_faces=1)[0].quality
+    for k, v in faces[0].quality.items():
+        assert other[k] == pytest.approx(v, rel=1e-4), k

@@ -239,8 +239,21 @@ class SFaceEngine:
         found.sort(key=lambda fr: fr[0].area, reverse=True)
         for i, (face, row) in enumerate(found):
             if max_faces is None or i < max_faces:
-                face.embedding = normalise(self._feature(self._aligner.alignCrop(bgr, row)))
+                crop = self._aligner.alignCrop(bgr, row)
+                raw = self._feature(crop)
+                face.embedding = normalise(raw)
+                face.quality = face_quality(self._cv2, face, crop, raw)
         return [face for face, _ in found]
+
+
+def face_quality(cv2, face: Face, crop: np.ndarray, raw: np.ndarray) -> dict[str, float]:
+    """The quality signals of one embedded face (about 0.25 ms; see ``Face.quality``)."""
+    (lx, ly), (rx, ry) = face.landmarks[0], face.landmarks[1]
+    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    return {"det_score": float(face.score), "face_px": float(face.area) ** 0.5,
+            "eye_px": float(((lx - rx) ** 2 + (ly - ry) ** 2) ** 0.5),
+            "blur": float(cv2.Laplacian(gray, cv2.CV_64F).var()),
+            "raw_norm": float(np.linalg.norm(np.asarray(raw, np.float64)))}
 
 
 def _align_only_recogniser(cv2, identity_onnx: bytes):

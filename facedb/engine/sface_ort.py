@@ -247,11 +247,13 @@ class SFaceOrt:
     """The SFace recogniser on onnxruntime (CPUExecutionProvider). Not thread-safe.
 
     ``feature(crop)`` matches ``cv2.FaceRecognizerSF.feature(crop)``: the raw 128-d feature of an
-    aligned 112x112 BGR crop, shape ``(1, 128)`` float32. ``features(crops)`` embeds several crops
-    in one call (the batch dimension is symbolic after folding); ``max_batch`` caps one call.
+    aligned 112x112 BGR crop, shape ``(1, 128)`` float32. ``features(crops)`` embeds several crops,
+    ``max_batch`` per onnxruntime call (the batch dimension is symbolic after folding). The default
+    is 1 because batching did not pay here: on one core, per face, batches of 2 / 4 / 8 / 16 took
+    1.03 / 1.07 / 1.05 / 1.05 x the time of single calls (``scripts/bench/sface_embedder.py``).
     """
 
-    def __init__(self, model_bytes: bytes, threads: int | None = None, max_batch: int = 8,
+    def __init__(self, model_bytes: bytes, threads: int | None = None, max_batch: int = 1,
                  fast_prelu: bool = True) -> None:
         import cv2
 
