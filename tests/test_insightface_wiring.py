@@ -386,7 +386,7 @@ def test_wiring_missing_insightface_is_dependency_error(tmp_path, model_files, m
     for mod in [m for m in sys.modules if m == "insightface" or m.startswith("insightface.")]:
         monkeypatch.delitem(sys.modules, mod)
     monkeypatch.setitem(sys.modules, "insightface", None)  # makes `import insightface` fail
-    with pytest.raises(DependencyError, match=r"facedb\[insightface\]"):
+    with pytest.raises(DependencyError, match=r"facedb-service\[insightface\]"):
         load_engine("buffalo_s", models_dir=tmp_path)
 
 

@@ -5,6 +5,7 @@ Pack names: ``sface`` (embedded default, offline), ``buffalo_l``, ``buffalo_s``,
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +17,9 @@ from .. import trace
 __all__ = ["Face", "FaceEngine", "PackInfo", "load_engine", "using_engine", "forget_engines", "known_packs",
            "is_insightface_pack"]
 
-_CACHE: dict[tuple[str, str], FaceEngine] = {}
+_CACHE: dict[tuple[str, ...], FaceEngine] = {}
+#: Environment variables that change how a pack is run (not its vectors): part of the cache key.
+_ENGINE_ENV = ("FACEDB_SFACE_BACKEND", "FACEDB_SFACE_THREADS")
 
 
 def _load_builtin_packs() -> None:
@@ -51,7 +54,9 @@ def forget_engines() -> None:
 
 def load_engine(name: str, models_dir: Path | None = None) -> FaceEngine:
     """Load (once per process) the engine for a pack name or pack directory."""
-    key = (name, str(models_dir or ""))
+    key: tuple[str, ...] = (name, str(models_dir or ""))
+    env = tuple(f"{v}={os.environ[v]}" for v in _ENGINE_ENV if os.environ.get(v))
+    key += env  # unchanged (name, dir) key when none is set
     if key in _CACHE:
         return _CACHE[key]
     with trace.span("engine.load", pack=name):

