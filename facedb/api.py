@@ -21,6 +21,7 @@ from .engine import Face
 from .errors import FacedbError
 from .files import Upload
 from .ingest import Ingestor, MultiFace, write_batch_size
+from .quality import DEFAULT_QUALITY_FLOOR, QualityFloor
 from .names import validate_subject_name
 from .maintenance import Maintenance
 from .migrate import MigrateReport
@@ -29,7 +30,7 @@ from .pipeline import Analyzer, default_workers
 from .results import (AuditEntry, CheckReport, DeleteReport, EnrollReport, FailureRecord, ImportReport, KeyInfo,
                       PackStatus, ReindexReport, SearchReport, Stats, SubjectDetail, SubjectInfo, VacuumReport,
                       VerifyResult)
-from .search import By, ImageInput, Searcher
+from .search import By, ImageInput, Scoring, Searcher
 from .store import Store
 
 ProgressFn = Callable[[int], None]
@@ -105,20 +106,25 @@ class FaceDB:
 
     # -- enrollment ------------------------------------------------------------------------
     def enroll(self, subject: str, paths: Sequence[PathLike | Upload], *, multi_face: MultiFace = "largest",
-               metadata: dict[str, Any] | None = None, progress: ProgressFn | None = None) -> EnrollReport:
+               metadata: dict[str, Any] | None = None, progress: ProgressFn | None = None,
+               quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR) -> EnrollReport:
         """Add the faces in ``paths`` (files, directories, or uploaded bytes) to ``subject``,
-        creating it if new. Photos already stored (same SHA-256) are skipped."""
+        creating it if new. Photos already stored (same SHA-256) are skipped; a face below the
+        quality floor is refused (``low_quality``; ``quality_floor=None`` to keep every face)."""
         with self.gate.audited("enroll", subject) as note:
-            rep = self._ingest.enroll(subject, paths, multi_face=multi_face, metadata=metadata, progress=progress)
+            rep = self._ingest.enroll(subject, paths, multi_face=multi_face, metadata=metadata, progress=progress,
+                                      quality_floor=quality_floor)
             note(rep.enrolled + rep.duplicates + len(rep.failed), rep.enrolled, bool(rep.failed))
         return rep
 
     def import_dir(self, root: PathLike, *, name_from: Literal["dir", "prefix"] = "dir",
-                   multi_face: MultiFace = "largest", progress: ProgressFn | None = None) -> ImportReport:
+                   multi_face: MultiFace = "largest", progress: ProgressFn | None = None,
+                   quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR) -> ImportReport:
         """Bulk-enroll ``root/<subject>/<images>`` (``name_from='dir'``) or a flat folder whose file
         names start with the subject (``'prefix'``: ``subject01.happy``, ``Ann_Lee_0001.jpg``)."""
         with self.gate.audited("import") as note:
-            rep = self._ingest.import_dir(root, name_from=name_from, multi_face=multi_face, progress=progress)
+            rep = self._ingest.import_dir(root, name_from=name_from, multi_face=multi_face, progress=progress,
+                                          quality_floor=quality_floor)
             note(rep.enrolled + rep.duplicates + rep.n_failed, rep.enrolled, bool(rep.n_failed))
         return rep
 
@@ -128,10 +134,13 @@ class FaceDB:
         return self._search.detect(image)
 
     def search(self, images: Sequence[ImageInput], *, k: int = 3, threshold: float | None = None,
-               by: By = "subject", reference: bool = False) -> SearchReport:
-        """Who is in each image? Every face, with its top-k subjects (or faces with by='face')."""
+               by: By = "subject", reference: bool = False, scoring: Scoring = "template") -> SearchReport:
+        """Who is in each image? Every face, with its top-k subjects (or faces with by='face').
+
+        Subjects are scored by their template (the normalised mean of all their faces), or with
+        ``scoring="best"`` by their closest face."""
         with self.gate.audited("search") as note:
-            rep = self._search.search(images, k=k, threshold=threshold, by=by, reference=reference)
+            rep = self._search.search(images, k=k, threshold=threshold, by=by, reference=reference, scoring=scoring)
             faces = [f for r in rep.results for f in r.faces]
             note(len(rep.results), len(faces), bool(rep.n_failed),
                  f"named {sum(f.identity is not None for f in faces)} of {len(faces)} faces")

@@ -23,6 +23,7 @@ from .errors import FacedbError, ImageError, TooLargeError, UnavailableError, er
 from .files import Upload
 from .sockets import server_listening
 from .names import subject_from_filename, validate_subject_name
+from .quality import DEFAULT_QUALITY_FLOOR, QualityFloor, format_quality_floor
 from .results import (AuditEntry, CheckReport, DeleteReport, EnrollReport, FailedItem, FailureRecord, ImageResult,
                       ImportReport, KeyInfo, PackStatus, ReindexReport, SearchReport, Stats, SubjectDetail,
                       SubjectInfo, VacuumReport, VerifyResult)
@@ -248,7 +249,8 @@ class Client:
 
     # -- enrollment ------------------------------------------------------------------------------
     def enroll(self, subject: str, paths: Sequence[str | os.PathLike[str] | Upload], *, multi_face: str = "largest",
-               metadata: dict[str, Any] | None = None, progress: ProgressFn | None = None) -> EnrollReport:
+               metadata: dict[str, Any] | None = None, progress: ProgressFn | None = None,
+               quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR) -> EnrollReport:
         validate_subject_name(subject)
         rep = EnrollReport(subject=subject)
         local = files.iter_image_files([p for p in paths if not isinstance(p, Upload)])
@@ -259,7 +261,7 @@ class Client:
             for up in given:
                 yield 0, up
 
-        data: dict[str, str] = {"multi_face": multi_face}
+        data: dict[str, str] = {"multi_face": multi_face, "quality_floor": format_quality_floor(quality_floor)}
         if metadata:
             data["metadata"] = json.dumps(metadata)
         path = f"/v1/subjects/{quote(subject, safe='')}/images"
@@ -283,7 +285,8 @@ class Client:
         return rep
 
     def import_dir(self, root: str | os.PathLike[str], *, name_from: str = "dir", multi_face: str = "largest",
-                   progress: ProgressFn | None = None) -> ImportReport:
+                   progress: ProgressFn | None = None, quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR
+                   ) -> ImportReport:
         base = Path(root)
         if not base.is_dir():
             raise FacedbError(f"{base}: not a directory")
@@ -311,12 +314,14 @@ class Client:
                 out.subjects.append(EnrollReport(subject, failed=[
                     FailedItem(str(p), "bad_subject_name", f"{p}: {exc}") for p in paths]))
                 continue
-            out.subjects.append(self.enroll(subject, paths, multi_face=multi_face, progress=progress))
+            out.subjects.append(self.enroll(subject, paths, multi_face=multi_face, progress=progress,
+                                            quality_floor=quality_floor))
         return out
 
     # -- search ------------------------------------------------------------------------------------
     def search(self, images: Sequence[str | os.PathLike[str] | bytes | Upload], *, k: int = 3,
-               threshold: float | None = None, by: str = "subject", reference: bool = False) -> SearchReport:
+               threshold: float | None = None, by: str = "subject", reference: bool = False,
+               scoring: str = "template") -> SearchReport:
         results: list[ImageResult | None] = [None] * len(images)
 
         def inputs() -> Iterator[tuple[int, Upload | FailedItem]]:
@@ -327,7 +332,7 @@ class Client:
                     yield i, FailedItem(str(im), exc.reason, str(exc))
 
         header: dict[str, Any] | None = None
-        fields = {"k": str(k), "by": by, "reference": "true" if reference else "false"}
+        fields = {"k": str(k), "by": by, "reference": "true" if reference else "false", "scoring": scoring}
         if threshold is not None:
             fields["threshold"] = repr(float(threshold))
         for chunk in self._chunks(inputs()):
@@ -337,12 +342,12 @@ class Client:
                     results[i] = ImageResult(image=bad.path, error=bad.message, reason=bad.reason)
                     continue
                 part_chunk, body = done
-                header = {key: body[key] for key in ("pack", "threshold", "by", "k", "reference")}
+                header = {key: body[key] for key in ("pack", "threshold", "by", "k", "reference", "scoring")}
                 for (i, _), res in zip(part_chunk, body["results"]):
                     results[i] = ImageResult.from_dict(res)
         if header is None:  # nothing reached the server: it still says which pack and threshold
             header = {"pack": self.pack_name, "threshold": self.threshold if threshold is None else threshold,
-                      "by": by, "k": k, "reference": reference}
+                      "by": by, "k": k, "reference": reference, "scoring": scoring if by == "subject" else "best"}
         return SearchReport(results=[r for r in results if r is not None], **header)
 
     def verify(self, image: str | os.PathLike[str] | bytes | Upload, subject: str, *,

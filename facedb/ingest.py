@@ -19,6 +19,7 @@ from .catalog.faces import StoredItem
 from .errors import FacedbError, ImageError
 from .files import Upload
 from .names import subject_from_filename, validate_subject_name
+from .quality import DEFAULT_QUALITY_FLOOR, QualityFloor
 from .packs import ActivePack
 from .pipeline import Analysis, Analyzer
 from .results import EnrollReport, FailedItem, ImportReport
@@ -82,16 +83,17 @@ class Ingestor:
         self.write_batch = write_batch
 
     def enroll(self, subject: str, inputs: Sequence[str | os.PathLike[str] | Upload], *, multi_face: MultiFace,
-               metadata: dict[str, Any] | None, progress: ProgressFn | None) -> EnrollReport:
+               metadata: dict[str, Any] | None, progress: ProgressFn | None,
+               quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR) -> EnrollReport:
         validate_subject_name(subject)
         paths = [p for p in inputs if not isinstance(p, Upload)]
         items = [_Item(subject, str(p), path=p) for p in files.iter_image_files(paths)]
         items += [upload_item(subject, up) for up in inputs if isinstance(up, Upload)]
-        report = self.ingest(items, multi_face, {subject: metadata} if metadata else {}, progress)
+        report = self.ingest(items, multi_face, {subject: metadata} if metadata else {}, progress, quality_floor)
         return report.subjects[0] if report.subjects else EnrollReport(subject=subject)
 
     def import_dir(self, root: str | os.PathLike[str], *, name_from: Literal["dir", "prefix"], multi_face: MultiFace,
-                   progress: ProgressFn | None) -> ImportReport:
+                   progress: ProgressFn | None, quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR) -> ImportReport:
         base = Path(root)
         if not base.is_dir():
             raise FacedbError(f"{base}: not a directory")
@@ -110,13 +112,13 @@ class Ingestor:
             items = [_Item(subject_from_filename(p.name), str(p), path=p) for p in files.iter_image_files([base])]
         else:
             raise FacedbError(f"--name-from must be 'dir' or 'prefix', not {name_from!r}")
-        report = self.ingest(items, multi_face, {}, progress)
+        report = self.ingest(items, multi_face, {}, progress, quality_floor)
         report.failed.extend(bad)
         return report
 
     @trace.traced("ingest.total")
     def ingest(self, items: list[_Item], multi_face: MultiFace, metadata: dict[str, dict[str, Any]],
-               progress: ProgressFn | None) -> ImportReport:
+               progress: ProgressFn | None, quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR) -> ImportReport:
         if multi_face not in MULTI_FACE_POLICIES:
             raise FacedbError(f"multi_face must be one of {MULTI_FACE_POLICIES}, not {multi_face!r}")
         info = self.pack.info
@@ -142,9 +144,9 @@ class Ingestor:
             pending.append((it, digest, size, res))
             if len(pending) >= self.write_batch or (time.monotonic() - last_write > WRITE_EVERY_S
                                                     and len(pending) >= self.write_batch // 8):
-                self._write_pending(pending, multi_face, metadata, reports, progress)
+                self._write_pending(pending, multi_face, metadata, reports, progress, quality_floor)
                 last_write = time.monotonic()
-        self._write_pending(pending, multi_face, metadata, reports, progress)
+        self._write_pending(pending, multi_face, metadata, reports, progress, quality_floor)
         return ImportReport(pack=info.name, subjects=list(reports.values()))
 
     def _fresh_items(self, valid: list[_Item], reports: dict[str, EnrollReport], todo: dict[int, tuple[_Item, str, int]],
@@ -180,24 +182,25 @@ class Ingestor:
 
     def _write_pending(self, pending: list[tuple[_Item, str, int, Analysis]], multi_face: MultiFace,
                        metadata: dict[str, dict[str, Any]], reports: dict[str, EnrollReport],
-                       progress: ProgressFn | None) -> None:
+                       progress: ProgressFn | None, quality_floor: QualityFloor) -> None:
         """Store and empty ``pending`` (a no-op when it is empty)."""
         if not pending:
             return
         batch = list(pending)
         pending.clear()
         with trace.span("ingest.write_batch", images=len(batch)):
-            self._write_batch(batch, multi_face, metadata, reports)
+            self._write_batch(batch, multi_face, metadata, reports, quality_floor)
         if progress:
             progress(len(batch))
 
     def _write_batch(self, batch: list[tuple[_Item, str, int, Analysis]], multi_face: MultiFace,
-                     metadata: dict[str, dict[str, Any]], reports: dict[str, EnrollReport]) -> None:
+                     metadata: dict[str, dict[str, Any]], reports: dict[str, EnrollReport],
+                     quality_floor: QualityFloor) -> None:
         """Store one batch: SQL (not yet indexed) -> Chroma -> SQL indexed, under the write lock."""
         from .faults import crash_point
 
         info = self.pack.info
-        rows = [_stored_item(it, digest, size, res, multi_face) for it, digest, size, res in batch]
+        rows = [_stored_item(it, digest, size, res, multi_face, quality_floor) for it, digest, size, res in batch]
         with self.store.writing() as index:
             crash_point("enroll.before_sql")
             try:
@@ -227,10 +230,11 @@ def _count_duplicate(rep: EnrollReport, it: _Item, owner: str) -> None:
                                      f"{it.label}: the same image is already enrolled as {owner!r}"))
 
 
-def _stored_item(it: _Item, digest: str, size: int, res: Analysis, multi_face: MultiFace) -> StoredItem:
+def _stored_item(it: _Item, digest: str, size: int, res: Analysis, multi_face: MultiFace,
+                 quality_floor: QualityFloor) -> StoredItem:
     row = StoredItem(subject=it.subject, label=it.label, path=it.stored_path, digest=digest, source=it.source, size_bytes=size,
                      width=res.width, height=res.height)
-    failure = _failure_for(it, res, multi_face)
+    failure = _failure_for(it, res, multi_face, quality_floor)
     if failure is not None:
         row.failure = (failure.reason, failure.message)
     else:
@@ -238,7 +242,7 @@ def _stored_item(it: _Item, digest: str, size: int, res: Analysis, multi_face: M
     return row
 
 
-def _failure_for(it: _Item, res: Analysis, multi_face: MultiFace) -> FailedItem | None:
+def _failure_for(it: _Item, res: Analysis, multi_face: MultiFace, quality_floor: QualityFloor) -> FailedItem | None:
     if res.reason:
         return FailedItem(it.label, res.reason, res.message or res.reason)
     if not res.faces:
@@ -247,4 +251,9 @@ def _failure_for(it: _Item, res: Analysis, multi_face: MultiFace) -> FailedItem 
         return FailedItem(it.label, "analysis_error", f"{it.label}: the largest face was not embedded")
     if len(res.faces) > 1 and multi_face == "skip":
         return FailedItem(it.label, "too_many_faces", f"{it.label}: {len(res.faces)} faces found (--multi-face skip)")
+    quality = res.faces[0].quality or {}
+    low = [f"{key} {quality[key]:.1f} < {floor:g}" for key, floor in (quality_floor or {}).items()
+           if key in quality and quality[key] < floor]
+    if low:
+        return FailedItem(it.label, "low_quality", f"{it.label}: the face is below the quality floor ({', '.join(low)})")
     return None

@@ -60,9 +60,13 @@ class Maintenance:
                                  missing_from_index=sorted(sql_ids - idx_ids),
                                  orphans_in_index=sorted(idx_ids - sql_ids), pending_index=pending_idx,
                                  pending_deletes=pending_del, index_error=error, reach_checked=checked,
-                                 unreachable_in_index=unreachable)
+                                 unreachable_in_index=unreachable, stale_templates=catalog.stale_templates(info.name))
             if repair and not report.clean:
                 report.repairs = self._repair(index if error is None else None, rec, bool(report.unreachable_in_index))
+                stale = catalog.stale_templates(info.name)
+                if stale:
+                    catalog.rebuild_templates(info.name, stale)
+                    report.repairs.append(f"recomputed {len(stale)} templates")
                 report.repaired = True
         return report
 

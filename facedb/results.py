@@ -107,6 +107,9 @@ class Match(Result):
     #: the enrolled face closest to the probe, and the image it came from
     face_id: int
     image: str
+    #: cosine distance to that closest face (with ``scoring="template"`` the ``distance`` is to
+    #: the subject's template: the normalised mean of all its faces)
+    face_distance: float | None = None
 
 
 @dataclass
@@ -121,6 +124,8 @@ class FaceResult(Result):
     matches: list[Match]
     #: with ``reference=True``: whether exact scikit-learn neighbours gave the same answer
     reference_agrees: bool | None = None
+    #: the pack's quality signals of this face (sface: det_score, face_px, eye_px, blur, raw_norm)
+    quality: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -153,6 +158,8 @@ class SearchReport(Result):
     k: int
     results: list[ImageResult]
     reference: bool = False
+    #: "template" (subjects by the mean of their faces: the default) or "best" (by their closest face)
+    scoring: str = "template"
 
     @property
     def n_failed(self) -> int:
@@ -160,7 +167,8 @@ class SearchReport(Result):
 
     def to_dict(self) -> dict[str, Any]:
         return {"pack": self.pack, "threshold": self.threshold, "by": self.by, "k": self.k,
-                "reference": self.reference, "results": [r.to_dict() for r in self.results]}
+                "scoring": self.scoring, "reference": self.reference,
+                "results": [r.to_dict() for r in self.results]}
 
 
 @dataclass
@@ -244,15 +252,18 @@ class CheckReport(Result):
     reach_checked: int = 0
     #: faces in the index that a search with their own vector does not find (HNSW graph fault)
     unreachable_in_index: list[int] = field(default_factory=list)
+    #: subjects whose stored template is not the sum of their indexed faces
+    stale_templates: list[int] = field(default_factory=list)
     repaired: bool = False
     #: what ``repair`` did: "reset the index", "replayed the journal", "removed N orphans",
-    #: "added N missing", "rebuilt the collection"
+    #: "added N missing", "rebuilt the collection", "recomputed N templates"
     repairs: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
         return not (self.missing_from_index or self.orphans_in_index or self.pending_index
-                    or self.pending_deletes or self.index_error or self.unreachable_in_index)
+                    or self.pending_deletes or self.index_error or self.unreachable_in_index
+                    or self.stale_templates)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -3,6 +3,7 @@ verification (1:1); and the scikit-learn reference cross-check."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
@@ -15,6 +16,7 @@ from .engine import Face, PackInfo
 from .errors import FacedbError, ImageError, IndexCorruptError, ModelError, NotFoundError, UnavailableError
 from .files import Upload
 from .index.chroma_index import ChromaIndex, Neighbour, preload
+from .index.templates import TemplateCache
 from .packs import ActivePack
 from .pipeline import Analysis, Analyzer
 from .results import FaceResult, ImageResult, Match, SearchReport, VerifyResult
@@ -23,6 +25,10 @@ from . import trace
 
 ImageInput = str | os.PathLike[str] | bytes | Upload
 By = Literal["subject", "face"]
+#: How subjects are scored: "template" (distance to the normalised mean of all their faces: the
+#: default, measured to miss fewer enrolled people) or "best" (distance to their closest face).
+Scoring = Literal["template", "best"]
+SCORINGS: tuple[Scoring, ...] = ("template", "best")
 QueryFn = Callable[[np.ndarray, int], list[list[Neighbour]]]
 
 
@@ -40,6 +46,8 @@ class Searcher:
         self.store = store
         self.pack = pack
         self.analyzer = analyzer
+        self._template_caches: dict[str, TemplateCache] = {}
+        self._templates_lock = threading.Lock()
 
     # -- analysis ---------------------------------------------------------------------
     def analyse(self, images: Sequence[ImageInput], max_faces: int | None = None) -> Iterator[Analysis]:
@@ -75,12 +83,16 @@ class Searcher:
     # -- 1:N ----------------------------------------------------------------------------
     @trace.traced("search.total")
     def search(self, images: Sequence[ImageInput], *, k: int, threshold: float | None, by: By,
-               reference: bool) -> SearchReport:
+               reference: bool, scoring: Scoring = "template") -> SearchReport:
         if by not in ("subject", "face"):
             raise FacedbError(f"by must be 'subject' or 'face', not {by!r}")
+        if scoring not in SCORINGS:
+            raise FacedbError(f"scoring must be one of {', '.join(SCORINGS)}, not {scoring!r}")
         if k < 1:
             raise FacedbError("k must be at least 1")
-        preload()
+        scoring = scoring if by == "subject" else "best"  # faces are ranked by their own distance
+        if scoring == "best":
+            preload()
         thr = self.pack.threshold if threshold is None else float(threshold)
         info = self.pack.info
         images = list(images)
@@ -93,21 +105,37 @@ class Searcher:
             elif not a.faces:
                 res.error, res.reason = f"{res.image}: no face found", "no_face"
             found[a.key] = a.faces
-        probes = [(results[i], f) for i in sorted(found) for f in found[i]]
-        report = SearchReport(pack=info.name, threshold=thr, by=by, k=k, results=results, reference=reference)
+        probes = [(results[i], f) for i in sorted(found) for f in found[i] if f.embedding is not None]
+        report = SearchReport(pack=info.name, threshold=thr, by=by, k=k, results=results, reference=reference,
+                              scoring=scoring)
         if not probes:
             return report
-        vectors = np.stack([f.embedding for _, f in probes if f.embedding is not None])
+        vectors = np.stack([f.embedding for _, f in probes])
         if reference:
             from .index.reference import ReferenceIndex  # imports scikit-learn: not under the lock
 
             ReferenceIndex.preload()
+        if scoring == "template":
+            matches, agree = self._by_template(vectors, k, thr, reference)
+        else:
+            matches, agree = self._by_index(vectors, k, by, thr, reference)
+        for (res, face), out, ok in zip(probes, matches, agree):
+            identity = out[0].subject if out and out[0].match else None
+            res.faces.append(FaceResult(bbox=[round(v, 1) for v in face.bbox], score=round(face.score, 4),
+                                        identity=identity, matches=out, reference_agrees=ok,
+                                        quality=_rounded(face.quality)))
+        return report
+
+    def _by_index(self, vectors: np.ndarray, k: int, by: By, thr: float, reference: bool
+                  ) -> tuple[list[list[Match]], list[bool | None]]:
+        """Nearest faces (or subjects by their closest face) from the face index (Chroma), exactly
+        ranked; the reference mode asks scikit-learn the same over the catalog's embeddings."""
         with self.store.reading() as index:
             info = self.pack.contract()
             total = self._require_consistent(index, info)
             catalog = self.store.catalog
             ranked = ranked_hits(lambda v, n: index.query(info, v, n), vectors, k, by, total, catalog)
-            agree: list[bool | None] = [None] * len(probes)
+            agree: list[bool | None] = [None] * len(vectors)
             if reference:
                 from .index.reference import ReferenceIndex
 
@@ -115,12 +143,56 @@ class Searcher:
                 ref = ReferenceIndex(ids, mat)
                 ref_ranked = ranked_hits(ref.query, vectors, k, by, len(ids), catalog)
                 agree = [same_answer(a, b) for a, b in zip(ranked, ref_ranked)]
-        for (res, face), matches, ok in zip(probes, ranked, agree):
-            out = [Match(h.subject, round(d, 6), d <= thr, h.face_id, h.image_path) for h, d in matches]
-            identity = out[0].subject if out and out[0].match else None
-            res.faces.append(FaceResult(bbox=[round(v, 1) for v in face.bbox], score=round(face.score, 4),
-                                        identity=identity, matches=out, reference_agrees=ok))
-        return report
+        matches = [[Match(h.subject, round(d, 6), d <= thr, h.face_id, h.image_path, round(d, 6)) for h, d in row]
+                   for row in ranked]
+        return matches, agree
+
+    def _by_template(self, vectors: np.ndarray, k: int, thr: float, reference: bool
+                     ) -> tuple[list[list[Match]], list[bool | None]]:
+        """The k subjects whose templates are nearest, exactly (every template is scored); each
+        with its closest face. Only the catalog is read: no index, no home lock."""
+        info = self.pack.contract()
+        catalog = self.store.catalog
+        cache = self._templates(info.name)
+        cache.refresh()
+        ranked = cache.query(vectors, k)
+        faces: dict[int, list[tuple[int, str, np.ndarray, str]]] = {}
+        for fid, sid, name, emb, path in catalog.subject_faces(info.name, {sid for row in ranked for sid, _ in row}):
+            faces.setdefault(sid, []).append((fid, name, emb, path))
+        matches: list[list[Match]] = []
+        for v, row in zip(vectors, ranked):
+            out = []
+            for sid, d in row:
+                mine = faces.get(sid)
+                if not mine:  # deleted since the cache was read
+                    continue
+                dists = 1.0 - np.stack([emb for _, _, emb, _ in mine]) @ v
+                j = int(np.argmin(dists))
+                fid, name, _, path = mine[j]
+                out.append(Match(name, round(d, 6), d <= thr, fid, path, round(max(0.0, float(dists[j])), 6)))
+            matches.append(out)
+        agree: list[bool | None] = [None] * len(vectors)
+        if reference:
+            agree = self._reference_templates(info.name, vectors, k, ranked)
+        return matches, agree
+
+    def _reference_templates(self, pack: str, vectors: np.ndarray, k: int,
+                             ranked: list[list[tuple[int, float]]]) -> list[bool | None]:
+        """scikit-learn's exact neighbours among templates computed afresh from the faces."""
+        from .index.reference import ReferenceIndex
+        from .index.templates import templates_from_faces
+
+        sids, emb = self.store.catalog.face_embeddings_by_subject(pack)
+        uniq, tmpl = templates_from_faces(sids, emb)
+        ref = ReferenceIndex(uniq, tmpl).query(vectors, k)
+        return [_same_subjects(a, b) for a, b in zip(ranked, ref)]
+
+    def _templates(self, pack: str) -> TemplateCache:
+        with self._templates_lock:
+            cache = self._template_caches.get(pack)
+            if cache is None:
+                cache = self._template_caches[pack] = TemplateCache(self.store.catalog, pack)
+            return cache
 
     def _require_consistent(self, index: ChromaIndex, info: PackInfo) -> int:
         """Cheap invariant before a search: the index holds the indexed SQL faces. Returns how
@@ -210,6 +282,18 @@ def ranked_hits(query: QueryFn, vectors: np.ndarray, k: int, by: By, total: int,
         todo = again
         n *= 4
     return out
+
+
+def _rounded(quality: dict[str, float] | None) -> dict[str, float] | None:
+    return None if quality is None else {k: round(float(v), 4) for k, v in quality.items()}
+
+
+def _same_subjects(a: list[tuple[int, float]], b: list[Neighbour], tol: float = 1e-4) -> bool:
+    """Same ranked subjects (the reference's neighbours carry subject ids), reordered only
+    between near-equal distances."""
+    if len(a) != len(b) or not all(abs(da - nb.distance) <= tol for (_, da), nb in zip(a, b)):
+        return False
+    return {sid for sid, _ in a} == {nb.face_id for nb in b}
 
 
 def same_answer(a: list[tuple[Any, float]], b: list[tuple[Any, float]], tol: float = 1e-4) -> bool:

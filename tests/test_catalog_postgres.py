@@ -27,7 +27,8 @@ from facedb.errors import AlreadyExistsError, DatabaseBusyError, NotFoundError, 
 
 from servers import PostgresCluster
 
-TABLES = {"subjects", "images", "faces", "failures", "pending_deletes", "settings", "api_keys", "audit", "alembic_version"}
+TABLES = {"subjects", "images", "faces", "failures", "pending_deletes", "settings", "api_keys", "audit",
+          "subject_templates", "counters", "alembic_version"}
 _GENERIC = (Boolean, DateTime, LargeBinary, JSON, Float, Integer, Text, String)
 
 

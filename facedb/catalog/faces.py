@@ -70,7 +70,8 @@ def face_row(face: Any, image_id: int, subject_id: int, model: str) -> Face:
     x1, y1, x2, y2 = face.bbox
     return Face(image_id=image_id, subject_id=subject_id, model=model, x1=x1, y1=y1, x2=x2, y2=y2,
                 score=face.score, landmarks=[list(p) for p in face.landmarks], dim=int(face.embedding.size),
-                embedding=np.asarray(face.embedding, dtype=np.float32).tobytes(), indexed=False)
+                embedding=np.asarray(face.embedding, dtype=np.float32).tobytes(), indexed=False,
+                quality=getattr(face, "quality", None))
 
 
 class FaceQueries(SubjectQueries):
@@ -137,15 +138,20 @@ class FaceQueries(SubjectQueries):
 
     @trace.traced("sql.mark_indexed")
     def mark_indexed(self, face_ids: Sequence[int]) -> set[int]:
-        """Step 3 of the write order. Returns the ids that are gone from the catalog (deleted by
-        another process since they were stored): their vectors must leave the index too."""
+        """Step 3 of the write order, with the templates of the subjects concerned in the same
+        transaction. Returns the ids that are gone from the catalog (deleted by another process
+        since they were stored): their vectors must leave the index too."""
         ids = list(face_ids)
         found: set[int] = set()
+        pairs: set[tuple[int, str]] = set()
         with self.session() as s:
             for i in range(0, len(ids), CHUNK):
                 chunk = ids[i:i + CHUNK]
                 s.execute(update(Face).where(Face.id.in_(chunk)).values(indexed=True))
-                found.update(s.scalars(select(Face.id).where(Face.id.in_(chunk))))
+                for fid, sid, model in s.execute(select(Face.id, Face.subject_id, Face.model).where(Face.id.in_(chunk))):
+                    found.add(fid)
+                    pairs.add((sid, model))
+            self.refresh_templates(s, pairs)
         return set(ids) - found
 
     def unindexed_faces(self, model: str) -> list[NewFace]:
@@ -194,6 +200,16 @@ class FaceQueries(SubjectQueries):
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         mat = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
         return ids, mat
+
+    def face_embeddings_by_subject(self, model: str) -> tuple[np.ndarray, np.ndarray]:
+        """(subject id per face, float32 matrix) of a pack's indexed faces."""
+        with self.session() as s:
+            rows = s.execute(select(Face.subject_id, Face.embedding)
+                             .where(Face.model == model, Face.indexed.is_(True)).order_by(Face.id)).all()
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        return (np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+                np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]))
 
     def subject_id(self, name: str) -> int:
         with self.session() as s:
@@ -256,3 +272,4 @@ class FaceQueries(SubjectQueries):
                 s.execute(update(Image).where(Image.id == image_id).values(status="source_missing"))
             else:
                 s.add(face_row(face, image_id, subject_id, model))
+            self.refresh_templates(s, [(subject_id, model)])

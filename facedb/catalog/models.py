@@ -118,6 +118,8 @@ class Face(Base):
     dim: Mapped[int] = mapped_column(Integer)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
     indexed: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: the pack's quality signals of this face (sface: det_score, face_px, eye_px, blur, raw_norm)
+    quality: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     image: Mapped[Image] = relationship(back_populates="faces")
 
@@ -127,6 +129,29 @@ class Face(Base):
 
     def vector(self) -> np.ndarray:
         return np.frombuffer(self.embedding, dtype=np.float32)
+
+
+class SubjectTemplate(Base):
+    """A subject's template for one pack: the sum of the unit embeddings of its *indexed* faces
+    (searched normalised). Written in the same transaction that indexes or removes those faces,
+    so it is never out of step with them; ``seq`` orders the changes for the search caches. A
+    subject left without faces keeps a row with ``n_faces`` 0 and no vector (so that caches
+    learn of the removal); no foreign key, so deleting the subject leaves that marker."""
+
+    __tablename__ = "subject_templates"
+    subject_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(512), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    n_faces: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer, index=True)
+
+
+class Counter(Base):
+    """Named counters bumped inside write transactions (the template change sequence)."""
+
+    __tablename__ = "counters"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Failure(Base):

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..errors import AlreadyExistsError, NotFoundError
-from .core import CatalogCore
+from .templates import TemplateQueries
 from .models import AuditEntry, Face, Failure, Image, PendingDelete, Subject, iso
 
 
@@ -24,7 +24,7 @@ def failure_dict(f: Failure) -> dict[str, Any]:
             "pack": f.model, "created_at": iso(f.created_at)}
 
 
-class SubjectQueries(CatalogCore):
+class SubjectQueries(TemplateQueries):
     def subject(self, s: Session, name: str) -> Subject:
         row = s.scalar(select(Subject).where(Subject.name == name))
         if row is None:
@@ -116,6 +116,7 @@ class SubjectQueries(CatalogCore):
             rows = s.execute(select(Face.id, Face.model).where(Face.subject_id == sub.id)).all()
             by_model = _by_model(rows)
             s.add_all([PendingDelete(face_id=fid, model=model) for fid, model in rows])
+            self.drop_templates(s, sub.id)
             s.execute(delete(Face).where(Face.subject_id == sub.id))
             s.execute(delete(Image).where(Image.subject_id == sub.id))
             s.execute(delete(Failure).where(Failure.subject_name == name))

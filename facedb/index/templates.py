@@ -1,0 +1,99 @@
+"""Exact subject search by template: every subject's normalised template in memory, brute force.
+
+A subject's template is the normalised sum of the unit embeddings of its faces (the catalog
+keeps the sums, see ``facedb.catalog.templates``). Scoring a probe against every template is one
+matrix product: exact, and cheap next to the face index (100,000 faces of 20,000 people: a
+20,000 x 128 product per probe). The cache reads from the catalog only the templates changed
+since its last look (the catalog numbers each change), so other processes' writes reach it at
+the next search.
+"""
+from __future__ import annotations
+
+import fasteners
+import numpy as np
+
+from .. import trace
+from ..catalog.database import Catalog
+
+
+class TemplateCache:
+    """The templates of one pack's subjects, refreshed from the catalog before each search."""
+
+    def __init__(self, catalog: Catalog, pack: str) -> None:
+        self.catalog = catalog
+        self.pack = pack
+        self._lock = fasteners.ReaderWriterLock()  # queries read the arrays while refresh edits them
+        self._seq = 0
+        self._row: dict[int, int] = {}  # subject id -> row
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._mat = np.zeros((0, 0), dtype=np.float32)  # unit templates; rows of removed subjects are 0
+        self._live = np.zeros(0, dtype=bool)
+
+    def __len__(self) -> int:
+        return int(self._live.sum())
+
+    @trace.traced("templates.refresh")
+    def refresh(self) -> None:
+        changes = self.catalog.template_changes(self.pack, self._seq)
+        if not changes:
+            return
+        with self._lock.write_lock():
+            fresh: list[tuple[int, np.ndarray]] = []
+            for sid, vec, seq in changes:
+                if seq <= self._seq and sid in self._row:  # another thread applied it meanwhile
+                    continue
+                self._seq = max(self._seq, seq)
+                unit = None if vec is None else _unit(vec)
+                row = self._row.get(sid)
+                if row is None:
+                    if unit is not None:
+                        fresh.append((sid, unit))
+                elif unit is None:
+                    self._mat[row] = 0.0
+                    self._live[row] = False
+                else:
+                    self._mat[row] = unit
+                    self._live[row] = True
+            if fresh:
+                dim = fresh[0][1].size
+                start = len(self._ids)
+                mat = np.vstack([self._mat.reshape(-1, dim) if self._mat.size else np.zeros((0, dim), np.float32),
+                                 np.stack([u for _, u in fresh])])
+                self._ids = np.concatenate([self._ids, np.array([sid for sid, _ in fresh], dtype=np.int64)])
+                self._live = np.concatenate([self._live, np.ones(len(fresh), dtype=bool)])
+                self._mat = mat
+                self._row.update({sid: start + i for i, (sid, _) in enumerate(fresh)})
+
+    @trace.traced("templates.query")
+    def query(self, vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        """The k nearest subjects of each probe: (subject id, cosine distance to its template)."""
+        with self._lock.read_lock():
+            ids, live = self._ids, self._live.copy()
+            n = int(live.sum())
+            if n == 0 or len(vectors) == 0:
+                return [[] for _ in range(len(vectors))]
+            dist = 1.0 - np.asarray(vectors, dtype=np.float32) @ self._mat.T
+        dist[:, ~live] = np.inf
+        k = min(k, n)
+        out = []
+        for row in dist:
+            top = np.argpartition(row, k - 1)[:k] if k < len(row) else np.arange(len(row))
+            top = top[np.lexsort((ids[top], row[top]))]  # by distance, then subject id: deterministic
+            out.append([(int(ids[j]), max(0.0, float(row[j]))) for j in top if np.isfinite(row[j])][:k])
+        return out
+
+
+def templates_from_faces(subject_ids: np.ndarray, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(subject ids, unit templates) computed directly from face embeddings: the reference mode's
+    own computation, independent of the catalog's stored sums."""
+    order = np.argsort(subject_ids, kind="stable")
+    sids, mat = subject_ids[order], embeddings[order]
+    uniq, starts = np.unique(sids, return_index=True)
+    sums = np.add.reduceat(mat.astype(np.float64), starts, axis=0) if len(uniq) else np.zeros((0, mat.shape[1]))
+    return uniq, np.stack([_unit(v) for v in sums]) if len(uniq) else np.zeros((0, mat.shape[1]), np.float32)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float64)
+    n = float(np.linalg.norm(v))
+    return (v / n).astype(np.float32) if n > 0 else np.zeros_like(v, dtype=np.float32)
