@@ -58,11 +58,10 @@ SERVER_SPANS = (
     ("search.total", "FaceDB search"),
     ("analysis.wait", "  waiting for the analysis worker"),
     ("analysis.image", "    decode + detect + embed in the worker"),
-    ("chroma.count", "  Chroma count (cached while the index is open)"),
-    ("sql.count_indexed", "  SQL count (consistency check)"),
-    ("chroma.query", "  Chroma query"),
-    ("sql.hits", "  SQL hits"),
-    ("sql.audit", "audit entry (SQL insert + commit)"),
+    ("templates.refresh", "  template changes since the last search (SQL)"),
+    ("templates.query", "  every subject's template scored (numpy)"),
+    ("chroma.query", "  Chroma query (--by face / --scoring best only)"),
+    ("sql.audit", "audit entries (batched: one SQL commit for many searches)"),
 )
 
 
