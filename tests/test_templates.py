@@ -171,3 +171,48 @@ def test_new_databases_use_sface_flip_and_old_ones_keep_sface(tmp_path: Path, pe
     with FaceDB(home=tmp_path / "old", workers=1) as db:  # no --pack: the pack it was made with
         assert db.pack_name == "sface"
         assert db.search([people["person1"][1]]).results[0].faces[0].identity == "person1"
+
+
+class _Changes:
+    """The one catalog call the cache makes, over a list of (subject, sum or None, seq) rows."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, np.ndarray | None, int]] = []
+
+    def template_changes(self, model: str, after_seq: int) -> list[tuple[int, np.ndarray | None, int]]:
+        latest: dict[int, tuple[int, np.ndarray | None, int]] = {}
+        for row in self.rows:
+            latest[row[0]] = row
+        return sorted((r for r in latest.values() if r[2] > after_seq), key=lambda r: r[2])
+
+
+def test_the_template_cache_is_exact_through_growth_updates_and_removals() -> None:
+    from facedb.index.templates import TemplateCache
+
+    rng = np.random.default_rng(11)
+    changes = _Changes()
+    cache = TemplateCache(changes, "sface-flip")  # type: ignore[arg-type]
+    truth: dict[int, np.ndarray] = {}
+    seq = 0
+    for step in range(6):  # 6 rounds of new subjects (past the first capacity), updates, removals
+        for _ in range(700):
+            seq += 1
+            sid = int(rng.integers(1, 4000))
+            if sid in truth and rng.random() < 0.2:
+                truth.pop(sid)
+                changes.rows.append((sid, None, seq))
+            else:
+                v = rng.standard_normal(128).astype(np.float32) * 3
+                truth[sid] = v / np.linalg.norm(v)
+                changes.rows.append((sid, v, seq))
+        cache.refresh()
+        assert len(cache) == len(truth)
+        probes = rng.standard_normal((5, 128)).astype(np.float32)
+        probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+        ids = np.array(sorted(truth))
+        mat = np.stack([truth[i] for i in ids])
+        for probe, got in zip(probes, cache.query(probes, 10)):
+            d = 1.0 - mat @ probe
+            want = ids[np.argsort(d, kind="stable")[:10]]
+            assert [sid for sid, _ in got] == list(want)
+            assert np.allclose([dist for _, dist in got], np.sort(d)[:10], atol=1e-5)

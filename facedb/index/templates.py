@@ -25,12 +25,25 @@ class TemplateCache:
         self._lock = fasteners.ReaderWriterLock()  # queries read the arrays while refresh edits them
         self._seq = 0
         self._row: dict[int, int] = {}  # subject id -> row
+        self._n = 0  # rows in use; the arrays have room for more (grown by doubling)
         self._ids = np.zeros(0, dtype=np.int64)
         self._mat = np.zeros((0, 0), dtype=np.float32)  # unit templates; rows of removed subjects are 0
         self._live = np.zeros(0, dtype=bool)
 
     def __len__(self) -> int:
-        return int(self._live.sum())
+        return int(self._live[:self._n].sum())
+
+    def _grow(self, need: int, dim: int) -> None:
+        cap = max(1024, len(self._ids))
+        while cap < need:
+            cap *= 2
+        if cap == len(self._ids) and self._mat.shape[1:] == (dim,):
+            return
+        ids, mat, live = np.zeros(cap, np.int64), np.zeros((cap, dim), np.float32), np.zeros(cap, bool)
+        ids[:self._n], live[:self._n] = self._ids[:self._n], self._live[:self._n]
+        if self._n:
+            mat[:self._n] = self._mat[:self._n]
+        self._ids, self._mat, self._live = ids, mat, live
 
     @trace.traced("templates.refresh")
     def refresh(self) -> None:
@@ -55,24 +68,25 @@ class TemplateCache:
                     self._mat[row] = unit
                     self._live[row] = True
             if fresh:
-                dim = fresh[0][1].size
-                start = len(self._ids)
-                mat = np.vstack([self._mat.reshape(-1, dim) if self._mat.size else np.zeros((0, dim), np.float32),
-                                 np.stack([u for _, u in fresh])])
-                self._ids = np.concatenate([self._ids, np.array([sid for sid, _ in fresh], dtype=np.int64)])
-                self._live = np.concatenate([self._live, np.ones(len(fresh), dtype=bool)])
-                self._mat = mat
+                start, end = self._n, self._n + len(fresh)
+                if end > len(self._ids) or self._mat.shape[1] != fresh[0][1].size:
+                    self._grow(end, fresh[0][1].size)
+                self._ids[start:end] = [sid for sid, _ in fresh]
+                self._mat[start:end] = np.stack([u for _, u in fresh])
+                self._live[start:end] = True
                 self._row.update({sid: start + i for i, (sid, _) in enumerate(fresh)})
+                self._n = end
 
     @trace.traced("templates.query")
     def query(self, vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
         """The k nearest subjects of each probe: (subject id, cosine distance to its template)."""
         with self._lock.read_lock():
-            ids, live = self._ids, self._live.copy()
+            used = self._n
+            ids, live = self._ids[:used].copy(), self._live[:used].copy()
             n = int(live.sum())
             if n == 0 or len(vectors) == 0:
                 return [[] for _ in range(len(vectors))]
-            dist = 1.0 - np.asarray(vectors, dtype=np.float32) @ self._mat.T
+            dist = 1.0 - np.asarray(vectors, dtype=np.float32) @ self._mat[:used].T
         dist[:, ~live] = np.inf
         k = min(k, n)
         out = []
