@@ -110,7 +110,7 @@ class Searcher:
                               scoring=scoring)
         if not probes:
             return report
-        vectors = np.stack([f.embedding for _, f in probes])
+        vectors = np.stack([f.embedding for _, f in probes if f.embedding is not None])
         if reference:
             from .index.reference import ReferenceIndex  # imports scikit-learn: not under the lock
 
@@ -157,7 +157,7 @@ class Searcher:
         cache.refresh()
         ranked = cache.query(vectors, k)
         faces: dict[int, list[tuple[int, str, np.ndarray, str]]] = {}
-        for fid, sid, name, emb, path in catalog.subject_faces(info.name, {sid for row in ranked for sid, _ in row}):
+        for fid, sid, name, emb, path in catalog.subject_faces(info.name, sorted({sid for row in ranked for sid, _ in row})):
             faces.setdefault(sid, []).append((fid, name, emb, path))
         matches: list[list[Match]] = []
         for v, row in zip(vectors, ranked):

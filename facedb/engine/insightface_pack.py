@@ -17,6 +17,8 @@ The pretrained InsightFace packs are released for non-commercial research use on
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import hashlib
 import warnings
 from pathlib import Path
@@ -337,7 +339,7 @@ def load_insightface_dir(path: Path) -> InsightFaceEngine:
     )
 
 
-def _make_factory(name: str):
+def _make_factory(name: str) -> Callable[[Path | None], InsightFaceEngine]:
     def factory(models_dir: Path | None) -> InsightFaceEngine:
         return load_named_pack(name, models_dir)
 

@@ -26,6 +26,7 @@ import importlib.util
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,7 @@ FLIP_TAG = ":flip-tta-v1"
 EMBEDDER_MAX_DISTANCE_SHIFT = 1e-5
 
 
-def require_opencv4():
+def require_opencv4() -> Any:
     """Import cv2 and refuse OpenCV 5, whose dnn engine rejects the int8 model files."""
     try:
         import cv2
@@ -136,10 +137,10 @@ class SFaceEngine:
         rec_bytes = _read_checked(rec)
         self._detector = cv2.FaceDetectorYN.create(str(det), "", (320, 320), SCORE_THRESHOLD, 0.3, 5000)
         name, explicit = choose_embedder(embedder)
-        self._ort = None
+        self._ort: Any = None
         #: OpenCV's FaceRecognizerSF: always the aligner (alignCrop); the network only for "opencv".
-        self._recogniser = None
-        self._aligner = None
+        self._recogniser: Any = None
+        self._aligner: Any = None
         if name == "onnxruntime":
             from . import sface_ort
 
@@ -172,12 +173,14 @@ class SFaceEngine:
 
     def align(self, bgr: np.ndarray, row: np.ndarray) -> np.ndarray:
         """The 112x112 BGR crop of the face in YuNet ``row``, aligned by OpenCV's alignCrop."""
-        return self._aligner.alignCrop(bgr, row)
+        crop: np.ndarray = self._aligner.alignCrop(bgr, row)
+        return crop
 
     def features(self, crops: list[np.ndarray]) -> np.ndarray:
         """Raw (not normalised) SFace features of aligned crops, ``(len(crops), 128)`` float32."""
         if self._ort is not None:
-            return self._ort.features(crops)
+            feats: np.ndarray = self._ort.features(crops)
+            return feats
         if not crops:
             return np.zeros((0, 128), np.float32)
         return np.concatenate([np.asarray(self._recogniser.feature(c), np.float32).reshape(1, -1) for c in crops])
@@ -255,7 +258,7 @@ class SFaceEngine:
         return [face for face, _ in found]
 
 
-def face_quality(cv2, face: Face, crop: np.ndarray, raw: np.ndarray) -> dict[str, float]:
+def face_quality(cv2: Any, face: Face, crop: np.ndarray, raw: np.ndarray) -> dict[str, float]:
     """The quality signals of one embedded face (about 0.25 ms; see ``Face.quality``)."""
     (lx, ly), (rx, ry) = face.landmarks[0], face.landmarks[1]
     gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
@@ -265,7 +268,7 @@ def face_quality(cv2, face: Face, crop: np.ndarray, raw: np.ndarray) -> dict[str
             "raw_norm": float(np.linalg.norm(np.asarray(raw, np.float64)))}
 
 
-def _align_only_recogniser(cv2, identity_onnx: bytes):
+def _align_only_recogniser(cv2: Any, identity_onnx: bytes) -> Any:
     """A FaceRecognizerSF for ``alignCrop`` only, built on a tiny in-memory model (OpenCV's own
     alignment code, without loading the real network a second time); None when this OpenCV has no
     from-buffer constructor (then the real file is loaded, as before)."""

@@ -223,7 +223,8 @@ def identity_model_bytes() -> bytes:
     graph = h.make_graph([h.make_node("Identity", ["data"], ["fc1"])], "align_only", [x], [y])
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", 13)])
     model.ir_version = 7
-    return model.SerializeToString()
+    data: bytes = model.SerializeToString()
+    return data
 
 
 def default_threads() -> int:
@@ -284,7 +285,8 @@ class SFaceOrt:
         return self._cv2.dnn.blobFromImages(list(crops), 1.0, (112, 112), (0, 0, 0), swapRB=True, crop=False)
 
     def run_blob(self, blob: np.ndarray) -> np.ndarray:
-        return self._sess.run([self._output], {self._input: blob})[0]
+        out: np.ndarray = self._sess.run([self._output], {self._input: blob})[0]
+        return out
 
     def feature(self, crop: np.ndarray) -> np.ndarray:
         blob = self._cv2.dnn.blobFromImage(crop, 1.0, (112, 112), (0, 0, 0), swapRB=True, crop=False)

@@ -46,15 +46,17 @@ def _templates_of_existing_faces() -> None:
     import numpy as np
 
     conn = op.get_bind()
-    sums: dict[tuple[int, str], list] = {}
+    totals: dict[tuple[int, str], np.ndarray] = {}
+    counts: dict[tuple[int, str], int] = {}
     rows = conn.execute(sa.text("SELECT subject_id, model, embedding FROM faces WHERE indexed = :yes"), {"yes": True})
     for subject_id, model, embedding in rows:
-        v = np.frombuffer(embedding, dtype=np.float32)
-        acc = sums.setdefault((subject_id, model), [np.zeros_like(v, dtype=np.float64), 0])
-        acc[0] += v
-        acc[1] += 1
+        key = (subject_id, model)
+        v = np.frombuffer(embedding, dtype=np.float32).astype(np.float64)
+        totals[key] = totals[key] + v if key in totals else v
+        counts[key] = counts.get(key, 0) + 1
     seq = 0
-    for (subject_id, model), (total, n) in sums.items():
+    for (subject_id, model), total in totals.items():
+        n = counts[(subject_id, model)]
         seq += 1
         conn.execute(sa.text("INSERT INTO subject_templates (subject_id, model, vector, n_faces, seq) "
                              "VALUES (:sid, :model, :vector, :n, :seq)"),
