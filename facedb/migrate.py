@@ -20,6 +20,9 @@ from .results import CheckReport, Result
 #: Rows per INSERT.
 COPY_CHUNK = 2000
 
+#: Tables a new database fills on its first open (settings, change counters): the copy replaces them.
+FIRST_OPEN_TABLES = frozenset({"settings", "counters"})
+
 
 @dataclass
 class MigrateReport(Result):
@@ -56,8 +59,8 @@ def migrate(source: Any, target: Any) -> MigrateReport:
             for table in Base.metadata.sorted_tables:
                 if table.name == PendingDelete.__tablename__:
                     continue  # empty after the replay
-                if table.name == "settings":
-                    dst.execute(table.delete())  # the target's own first-open settings give way
+                if table.name in FIRST_OPEN_TABLES:
+                    dst.execute(table.delete())  # the target's own first-open rows give way
                 n = 0
                 rows = src.execute(select(table)).mappings()
                 while chunk := rows.fetchmany(COPY_CHUNK):

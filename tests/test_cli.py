@@ -222,7 +222,7 @@ def test_check_detects_and_repairs_drift(enrolled: Path, group: dict) -> None:
     with db.store.writing() as index:
         index.delete(db.pack.info, [victim])  # simulate a lost vector behind facedb's back
     db.close()
-    code, out, err = run_cli(enrolled, "search", str(group["tom"]))
+    code, out, err = run_cli(enrolled, "search", str(group["tom"]), "--by", "face")
     assert code == 7 and "facedb check --repair" in err
     code, out, _ = run_cli(enrolled, "check", "--json")
     assert code == 7 and json.loads(out)["missing_from_index"] == [victim]
@@ -265,8 +265,10 @@ def test_model_mismatch_is_refused_then_reindexed(enrolled: Path, group: dict) -
     from facedb import FaceDB
 
     db = FaceDB(home=enrolled)
-    rec = json.loads(db.catalog.get_setting("pack:sface"))
-    db.catalog.set_setting("pack:sface", json.dumps({**rec, "fingerprint": "0" * 64}))
+    key = f"pack:{db.pack_name}"
+    rec = json.loads(db.catalog.get_setting(key))
+    db.catalog.set_setting(key, json.dumps({**rec, "fingerprint": "0" * 64}))
+    db.close()
     code, out, err = run_cli(enrolled, "search", str(group["tom"]))
     assert code == 6 and "facedb reindex" in err
     code, out, err = run_cli(enrolled, "enroll", "someone", str(group["tom"]))
@@ -307,13 +309,17 @@ def test_corrupt_or_missing_index_is_reported_and_rebuilt(enrolled: Path, group:
     else:
         shutil.rmtree(chroma)
     probe = str(group["crops"]["person5"][0])
-    code, out, err = run_cli(enrolled, "search", probe)
+    # A search by template reads the catalog only: it still answers on a broken index...
+    data = run_json(enrolled, "search", probe)
+    assert data["scoring"] == "template" and data["results"][0]["faces"][0]["identity"] == "person5"
+    # ...while a search by face needs the index, and says how to repair it, in one line.
+    code, out, err = run_cli(enrolled, "search", probe, "--by", "face")
     assert code == 7 and "facedb check --repair" in err and len(err.strip().splitlines()) == 1
     code, out, _ = run_cli(enrolled, "check", "--json")
     assert code == 7 and json.loads(out)["clean"] is False
     assert run_json(enrolled, "check", "--repair")["repaired"] is True
     assert run_json(enrolled, "check")["clean"] is True
-    data = run_json(enrolled, "search", probe, "--reference")
+    data = run_json(enrolled, "search", probe, "--by", "face", "--reference")
     face = data["results"][0]["faces"][0]
     assert face["identity"] == "person5" and face["reference_agrees"] is True
 

@@ -410,8 +410,8 @@ def test_erasure_on_the_chroma_server(tmp_path: Path, shared: Shared, people: di
         db.enroll("victim", people["person1"][:3])
         db.enroll("keeper", people["person2"][:3])
         _add_synthetic_faces(db, 3000)  # past Chroma's flush threshold: the HNSW files hold them
-        victim = db.catalog.embeddings("sface", subject_id=db.catalog.subject_id("victim"))[1]
-        keeper = db.catalog.embeddings("sface", subject_id=db.catalog.subject_id("keeper"))[1]
+        victim = db.catalog.embeddings(db.pack_name, subject_id=db.catalog.subject_id("victim"))[1]
+        keeper = db.catalog.embeddings(db.pack_name, subject_id=db.catalog.subject_id("keeper"))[1]
         assert scan(victim), "positive control: the victim's vectors are on the server's disk"
         db.delete("victim")
         db.vacuum()

@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from dbtools import facedb_executable, run_process
+from facedb.config import DEFAULT_PACK
 from facephotos import make_face_variants
 from servertools import FacedbServer, bearer, clean_env, image_files
 
@@ -62,7 +63,7 @@ def _search(srv: FacedbServer, key: str, paths: list[Path], **fields: str) -> ht
 
 def test_healthz_and_openapi_need_no_key_and_docs_stay_offline(served: FacedbServer) -> None:
     h = httpx.get(served.url + "/healthz").json()
-    assert h["status"] == "ok" and h["pack"] == "sface" and h["faces"] == 12
+    assert h["status"] == "ok" and h["pack"] == DEFAULT_PACK and h["faces"] == 12
     spec = httpx.get(served.url + "/openapi.json").json()
     assert "/v1/search" in spec["paths"] and "/v1/subjects/{name}/images" in spec["paths"]
     # FastAPI's /docs pulls Swagger UI from a CDN: not served, so nothing is fetched from outside.
@@ -101,8 +102,8 @@ def test_verify_subjects_show_failures_stats_models_check(served: FacedbServer, 
     assert httpx.get(served.url + "/v1/subjects/nobody", headers=h).status_code == 404
     assert isinstance(httpx.get(served.url + "/v1/failures", headers=h).json(), list)
     stats = httpx.get(served.url + "/v1/stats", headers=h).json()
-    assert stats["subjects"] >= 4 and stats["pack"] == "sface"
-    assert any(m["name"] == "sface" and m["active"] for m in httpx.get(served.url + "/v1/packs", headers=h).json())
+    assert stats["subjects"] >= 4 and stats["pack"] == DEFAULT_PACK
+    assert any(m["name"] == DEFAULT_PACK and m["active"] for m in httpx.get(served.url + "/v1/packs", headers=h).json())
     check = httpx.get(served.url + "/v1/check", headers=h).json()
     assert check["clean"] is True and check["reach_checked"] == check["catalog_faces"]
 
@@ -116,7 +117,7 @@ def test_enroll_rename_delete_and_thumbnails(served: FacedbServer, people: dict[
                      data={"metadata": json.dumps({"team": "blue"})}, headers=w, timeout=120)
     assert rep.status_code == 200, rep.text
     body = rep.json()
-    assert body["pack"] == "sface" and body["enrolled"] == 3 and body["n_failed"] == 1
+    assert body["pack"] == DEFAULT_PACK and body["enrolled"] == 3 and body["n_failed"] == 1
     (sub,) = body["subjects"]
     assert sub["subject"] == "Ada Lovelace" and sub["failed"][0]["reason"] == "not_an_image"
     assert sub["failed"][0]["path"] == "notes.txt"
@@ -181,7 +182,7 @@ def test_reindex_reports_uploaded_photos_it_cannot_reembed(tmp_path: Path, peopl
         httpx.post(srv.url + "/v1/subjects/uploaded/images", files=image_files(people["person2"][:1]),
                    headers=bearer(admin))
         rep = httpx.post(srv.url + "/v1/reindex", headers=bearer(admin), timeout=300).json()
-        assert rep["pack"] == "sface" and rep["reindexed"] == 3
+        assert rep["pack"] == DEFAULT_PACK and rep["reindexed"] == 3
         assert [f["reason"] for f in rep["failed"]] == ["not_on_disk"]
         assert httpx.get(srv.url + "/v1/check", headers=bearer(admin)).json()["clean"] is True
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from dbtools import run_cli, run_json, run_process
+from facedb.config import DEFAULT_PACK
 
 pytestmark = pytest.mark.dataset
 
@@ -38,7 +39,7 @@ def yale_db(tmp_path_factory: pytest.TempPathFactory, yale_dir: Path):
 def test_precision_at_2_and_identity(yale_db) -> None:
     home, gallery, probes = yale_db
     data = run_json(home, "search", *map(str, probes.values()), "--by", "face", "-k", "2", "--reference")
-    assert data["pack"] == "sface" and data["by"] == "face"
+    assert data["pack"] == DEFAULT_PACK and data["by"] == "face"
     hits, total = 0, 0
     for (subject, probe), res in zip(probes.items(), data["results"]):
         assert res["image"] == str(probe) and res["error"] is None
