@@ -21,15 +21,29 @@ from .engine import Face
 from .errors import FacedbError
 from .files import Upload
 from .ingest import Ingestor, MultiFace, write_batch_size
-from .quality import DEFAULT_QUALITY_FLOOR, QualityFloor
-from .names import validate_subject_name
 from .maintenance import Maintenance
 from .migrate import MigrateReport
+from .names import validate_subject_name
 from .packs import ActivePack
 from .pipeline import Analyzer, default_workers
-from .results import (AuditEntry, CheckReport, DeleteReport, EnrollReport, FailureRecord, ImportReport, KeyInfo,
-                      PackStatus, ReindexReport, SearchReport, Stats, SubjectDetail, SubjectInfo, VacuumReport,
-                      VerifyResult)
+from .quality import DEFAULT_QUALITY_FLOOR, QualityFloor
+from .results import (
+    AuditEntry,
+    CheckReport,
+    DeleteReport,
+    EnrollReport,
+    FailureRecord,
+    ImportReport,
+    KeyInfo,
+    PackStatus,
+    ReindexReport,
+    SearchReport,
+    Stats,
+    SubjectDetail,
+    SubjectInfo,
+    VacuumReport,
+    VerifyResult,
+)
 from .search import By, ImageInput, Scoring, Searcher
 from .store import Store
 

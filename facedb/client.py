@@ -21,12 +21,28 @@ from urllib.parse import quote, urlencode, urlsplit
 from . import files, trace
 from .errors import FacedbError, ImageError, TooLargeError, UnavailableError, error_from
 from .files import Upload
-from .sockets import server_listening
 from .names import subject_from_filename, validate_subject_name
 from .quality import DEFAULT_QUALITY_FLOOR, QualityFloor, format_quality_floor
-from .results import (AuditEntry, CheckReport, DeleteReport, EnrollReport, FailedItem, FailureRecord, ImageResult,
-                      ImportReport, KeyInfo, PackStatus, ReindexReport, SearchReport, Stats, SubjectDetail,
-                      SubjectInfo, VacuumReport, VerifyResult)
+from .results import (
+    AuditEntry,
+    CheckReport,
+    DeleteReport,
+    EnrollReport,
+    FailedItem,
+    FailureRecord,
+    ImageResult,
+    ImportReport,
+    KeyInfo,
+    PackStatus,
+    ReindexReport,
+    SearchReport,
+    Stats,
+    SubjectDetail,
+    SubjectInfo,
+    VacuumReport,
+    VerifyResult,
+)
+from .sockets import server_listening
 
 #: Images and bytes per request at most (within the server's default limits; a server with
 #: lower ones answers 413 and the chunk is split).

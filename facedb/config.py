@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
+
 from . import trace
 
 ENV_HOME = "FACEDB_HOME"
@@ -102,7 +103,7 @@ def make_private_tree(root: Path) -> None:
     """chmod every directory under ``root`` to 0700 and every file to 0600."""
     if not root.exists():
         return
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         os.chmod(dirpath, 0o700)
         for name in filenames:
             p = os.path.join(dirpath, name)

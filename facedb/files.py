@@ -12,8 +12,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ImageError
 from . import trace
+from .errors import ImageError
 
 #: Largest file we read (bytes).
 MAX_FILE_BYTES = 200 * 1024 * 1024
@@ -93,7 +93,7 @@ def read_bytes(path: str | os.PathLike[str]) -> bytes:
     return data
 
 
-def iter_image_files(paths: "list[str | os.PathLike[str]]") -> list[Path]:
+def iter_image_files(paths: list[str | os.PathLike[str]]) -> list[Path]:
     """Expand files and directories into a list of candidate image paths.
 
     Directories are walked recursively in sorted order; symlinked directories are not

@@ -14,17 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from . import files
+from . import files, trace
 from .catalog.faces import StoredItem
 from .errors import FacedbError, ImageError
 from .files import Upload
 from .names import subject_from_filename, validate_subject_name
-from .quality import DEFAULT_QUALITY_FLOOR, QualityFloor
 from .packs import ActivePack
 from .pipeline import Analysis, Analyzer
+from .quality import DEFAULT_QUALITY_FLOOR, QualityFloor
 from .results import EnrollReport, FailedItem, ImportReport
 from .store import Store
-from . import trace
 
 MultiFace = Literal["largest", "skip"]
 MULTI_FACE_POLICIES: tuple[MultiFace, ...] = ("largest", "skip")

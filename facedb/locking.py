@@ -7,9 +7,9 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from . import trace
 from .errors import DatabaseBusyError, ServedElsewhere
 from .sockets import server_listening
-from . import trace
 
 #: How often a process waiting for the home looks whether a server took it meanwhile.
 POLL_S = 0.5

@@ -17,10 +17,9 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import imaging
+from . import imaging, trace
 from .engine import Face, FaceEngine, load_engine
 from .errors import FacedbError, ImageError
-from . import trace
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import files
+from . import files, trace
 from .catalog.database import Catalog, FaceHit
 from .engine import Face, PackInfo
 from .errors import FacedbError, ImageError, IndexCorruptError, ModelError, NotFoundError, UnavailableError
@@ -21,7 +21,6 @@ from .packs import ActivePack
 from .pipeline import Analysis, Analyzer
 from .results import FaceResult, ImageResult, Match, SearchReport, VerifyResult
 from .store import Store
-from . import trace
 
 ImageInput = str | os.PathLike[str] | bytes | Upload
 By = Literal["subject", "face"]

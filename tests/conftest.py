@@ -20,6 +20,7 @@ if str(_TESTS) not in sys.path:  # make ``import hostile`` work in every pytest 
     sys.path.insert(0, str(_TESTS))
 
 from hostile import HostileCorpus, insightface_images_dir, make_hostile_corpus  # noqa: E402
+
 # Real PostgreSQL / Chroma servers (fixtures pg_cluster, pg_url, chroma_server, chroma_client).
 from servers import chroma_client, chroma_server, pg_cluster, pg_url  # noqa: E402,F401
 

@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageEnhance, ImageOps
-
 from dbtools import facedb_executable
 from facephotos import t1_people
 from hostile import insightface_images_dir
+from PIL import Image, ImageEnhance, ImageOps
 
 KILLED = -int(signal.SIGKILL)
 #: Environment variables of the test process that must not reach a killed subprocess.
@@ -327,8 +326,8 @@ def verify_home(home: Path, expect: Expect, flow: str, deleting_ids: dict[int, s
     a search of its own photo; no face of a deleted subject is in Chroma or in any result;
     search and the reference mode agree on every probe face, by face and by subject.
     """
-    from facedb.errors import IndexCorruptError
     from facedb import FaceDB
+    from facedb.errors import IndexCorruptError
 
     out = Outcome(flow)
     db = FaceDB(home=home, workers=1)  # reopening works (schema check, settings) or raises

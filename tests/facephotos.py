@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image, ImageOps
-
 from hostile import insightface_images_dir
+from PIL import Image, ImageOps
 
 SKIP_REASON = "insightface (test extra) is not installed: its sample photos are needed"
 

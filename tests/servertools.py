@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from dbtools import facedb_executable
 
 _SCRUB = ("FACEDB_CRASH_AT", "FACEDB_HOME", "FACEDB_DB_URL", "FACEDB_PACK", "FACEDB_LOCK_TIMEOUT",
@@ -79,9 +78,9 @@ class FacedbServer:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
+            except subprocess.TimeoutExpired as exc:
                 self.kill()
-                raise AssertionError(f"facedb serve did not stop within {timeout} s of SIGTERM")
+                raise AssertionError(f"facedb serve did not stop within {timeout} s of SIGTERM") from exc
         return int(self.proc.returncode)
 
     def kill(self) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from facedb.pipeline import MIN_POOL_ITEMS
-from facedb import FaceDB
 from facephotos import make_face_variants
+
+from facedb import FaceDB
+from facedb.pipeline import MIN_POOL_ITEMS
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import find_datasets_dir
 
 REPO = Path(__file__).resolve().parents[1]

@@ -32,7 +32,7 @@ def _fake_lfw_cache(folder: Path, dim: int = 128) -> None:
     emb = np.array(rows, dtype=np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     emb[5] = np.nan  # an image without a detected face
-    tag = "sface-000000000000-n%d" % len(rel)
+    tag = f"sface-000000000000-n{len(rel)}"
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / f"{tag}-embeddings.npy", emb)
     np.save(folder / f"{tag}-embeddings-central.npy", emb)

@@ -19,13 +19,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from servers import PostgresCluster
 from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, LargeBinary, String, Text, inspect, select
 
 from facedb.catalog.database import MIGRATIONS_DIR, SCHEMA_HEAD, Catalog
 from facedb.catalog.models import Base, Face, Failure, Image, Subject
 from facedb.errors import AlreadyExistsError, DatabaseBusyError, NotFoundError, UnavailableError
-
-from servers import PostgresCluster
 
 TABLES = {"subjects", "images", "faces", "failures", "pending_deletes", "settings", "api_keys", "audit",
           "subject_templates", "counters", "alembic_version"}
@@ -125,7 +124,7 @@ def test_each_migration_downgrades_and_upgrades_on_postgres(pg_url: str) -> None
                 for rev in revisions:
                     command.upgrade(cfg, rev)
                     assert MigrationContext.configure(conn).get_current_revision() == rev
-                for rev in reversed(revisions):
+                for _rev in reversed(revisions):
                     command.downgrade(cfg, "-1")
                 assert MigrationContext.configure(conn).get_current_revision() is None
             assert set(inspect(cat.engine).get_table_names()) <= {"alembic_version"}, step

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
-
 from dbtools import run_cli, run_json, run_process
 from facephotos import insightface_photos, save_crops
+from PIL import Image
+
 from facedb.cli import cli
 
 

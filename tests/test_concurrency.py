@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from dbtools import facedb_executable, run_cli, run_json, run_process
 from facephotos import make_face_variants
 
@@ -214,8 +213,8 @@ def test_concurrent_enrollers_and_searchers(tmp_path: Path, people: dict[str, li
           [tuple(len(ids.get(n, ())) for n in enrolling) for _, _, ids, _ in snapshots])
     # Monotonic reads across processes: a snapshot taken by a search that started after another
     # search had finished holds every face that the earlier one saw.
-    for a_start, a_end, a_ids, a_row in snapshots:
-        for b_start, b_end, b_ids, b_row in snapshots:
+    for _a_start, a_end, a_ids, a_row in snapshots:
+        for b_start, _b_end, b_ids, b_row in snapshots:
             if a_end < b_start:
                 for name, ids in a_ids.items():
                     assert ids <= b_ids.get(name, set()), (
@@ -357,9 +356,8 @@ def test_sigkill_of_the_holder_releases_the_lock(small_home: Path, people: dict[
 def test_stats_survives_a_file_removed_by_another_process(small_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Deterministic stand-in for the race: a file disappears right after the directory listing
     saw it, exactly as when another process's vacuum deletes an obsolete Chroma segment."""
-    from facedb import FaceDB
-
     import facedb.maintenance as maintenance
+    from facedb import FaceDB
 
     db = FaceDB(home=small_home)
     real_stat = os.stat

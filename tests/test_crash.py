@@ -38,16 +38,16 @@ import random
 import resource
 import shutil
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
+from crashtools import Expect, MemoEngine, Outcome, Run, make_people, mixed_folder, run_facedb, t1_photo, verify_home
 
-from crashtools import (Expect, MemoEngine, Outcome, Run, make_people, mixed_folder, run_facedb, t1_photo,
-                        verify_home)
 from facedb import faults
 
 pytestmark = pytest.mark.slow
@@ -213,8 +213,8 @@ class Lab:
 
     # -- data --------------------------------------------------------------------------------
     def build(self) -> None:
-        from facedb.engine import load_engine
         from facedb import FaceDB
+        from facedb.engine import load_engine
 
         engine = load_engine("sface")
         self.people = make_people(self.root / "faces", engine, {
@@ -254,8 +254,8 @@ class Lab:
         """The base home plus 5,001 synthetic faces committed to SQL but not yet indexed."""
         from sqlalchemy import insert, select
 
-        from facedb.catalog.models import Face, Image, Subject
         from facedb import FaceDB
+        from facedb.catalog.models import Face, Image, Subject
 
         self.big = self.root / "big"
         shutil.copytree(self.base, self.big)

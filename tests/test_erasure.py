@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from dbtools import run_json, run_process
 from facephotos import make_face_variants
 
@@ -116,7 +115,8 @@ def add_filler_faces(home: Path, n: int) -> None:
     facedb's journal replay index them in one batch: more than Chroma's sync threshold, so the
     HNSW index (with every vector already in it) is written to data_level0.bin."""
     from facedb import FaceDB
-    from facedb.catalog.models import Face, Image as ImageRow, Subject
+    from facedb.catalog.models import Face, Subject
+    from facedb.catalog.models import Image as ImageRow
 
     rng = np.random.default_rng(7)
     vecs = rng.standard_normal((n, 128)).astype(np.float32)

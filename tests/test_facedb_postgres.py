@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dbtools import run_cli
 from PIL import Image, ImageOps
+from servers import PostgresCluster
 from sqlalchemy import create_engine, text
 
-from dbtools import run_cli
 from facedb import FaceDB
 from facedb.errors import UnavailableError
-from servers import PostgresCluster
 
 
 @pytest.fixture(scope="module")

@@ -70,7 +70,7 @@ def test_hostile_corpus_batch(tmp_path: Path, hostile_corpus, face_photo_paths: 
     assert code == 3
     results = json.loads(out)["results"]
     assert len(results) == len(hostile_corpus)
-    for (case, (path, expected)), res in zip(hostile_corpus.items(), results):
+    for (case, (_path, expected)), res in zip(hostile_corpus.items(), results):
         if expected is None:
             assert res["error"] is None and res["faces"], case
         else:

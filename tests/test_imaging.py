@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile import ALL_CASES, BOMB_SIZE, HUGE_SIZE, expected_walk, make_hostile_corpus, png_header_bomb
 from PIL import Image, ImageFile
 
 from facedb import imaging
 from facedb.engine import load_engine
 from facedb.errors import ImageError
-from hostile import ALL_CASES, BOMB_SIZE, HUGE_SIZE, expected_walk, make_hostile_corpus, png_header_bomb
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-
 from dbtools import facedb_executable, run_cli
 from facephotos import make_face_variants
 from servers import ChromaServer, PostgresCluster
@@ -437,7 +436,7 @@ def test_two_processes_enrolling_the_same_new_person_at_once(tmp_path: Path, sha
                                *photos, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=shared.env())
              for i in range(3)]
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err.decode()
     reports = [json.loads(out)["subjects"][0] for out, _ in outs]
     assert sum(r["enrolled"] for r in reports) == len(photos)

@@ -21,11 +21,11 @@ from typing import Any
 
 import httpx
 import pytest
-
 from dbtools import facedb_executable, run_process
-from facedb.config import DEFAULT_PACK
 from facephotos import make_face_variants
 from servertools import FacedbServer, bearer, clean_env, image_files
+
+from facedb.config import DEFAULT_PACK
 
 ENROLLED = ("person1", "person2", "person3", "person4")
 
@@ -135,8 +135,9 @@ def test_enroll_rename_delete_and_thumbnails(served: FacedbServer, people: dict[
     p1 = httpx.get(served.url + "/v1/subjects/person1", headers=r).json()["images"][0]["faces"][0]["face_id"]
     jpeg = httpx.get(served.url + f"/v1/faces/{p1}/thumbnail?size=64", headers=r)
     assert jpeg.headers["content-type"] == "image/jpeg" and jpeg.content[:2] == b"\xff\xd8"
-    from PIL import Image
     import io
+
+    from PIL import Image
     assert max(Image.open(io.BytesIO(jpeg.content)).size) <= 64
     assert httpx.get(served.url + "/v1/faces/999999/thumbnail", headers=r).status_code == 404
 

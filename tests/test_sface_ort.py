@@ -15,8 +15,13 @@ import pytest
 
 from facedb import imaging
 from facedb.engine import load_engine, sface, sface_ort
-from facedb.engine.sface import (EMBEDDER_MAX_DISTANCE_SHIFT, EMBEDDER_MIN_COSINE, RECOGNISER_FILE,
-                                 SFaceEngine, models_dir)
+from facedb.engine.sface import (
+    EMBEDDER_MAX_DISTANCE_SHIFT,
+    EMBEDDER_MIN_COSINE,
+    RECOGNISER_FILE,
+    SFaceEngine,
+    models_dir,
+)
 from facedb.engine.sface_ort import SFaceOrt, dequantize_blocked, fold_sface_model
 from facedb.errors import DependencyError, ModelError
 

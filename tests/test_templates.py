@@ -12,10 +12,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter
-
 from dbtools import run_cli, run_json
 from facephotos import make_face_variants
+from PIL import Image, ImageFilter
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +193,7 @@ def test_the_template_cache_is_exact_through_growth_updates_and_removals() -> No
     cache = TemplateCache(changes, "sface-flip")  # type: ignore[arg-type]
     truth: dict[int, np.ndarray] = {}
     seq = 0
-    for step in range(6):  # 6 rounds of new subjects (past the first capacity), updates, removals
+    for _step in range(6):  # 6 rounds of new subjects (past the first capacity), updates, removals
         for _ in range(700):
             seq += 1
             sid = int(rng.integers(1, 4000))

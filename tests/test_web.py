@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 import webtools
 from facephotos import insightface_photos, make_face_variants
 from servertools import FacedbServer, bearer

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from dbtools import run_cli, run_json, run_process
+
 from facedb.config import DEFAULT_PACK
 
 pytestmark = pytest.mark.dataset

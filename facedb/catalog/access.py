@@ -13,7 +13,6 @@ from .core import CatalogCore
 from .models import ApiKey, AuditEntry, Subject, iso, utcnow
 
 
-
 def _key_dict(k: ApiKey) -> dict[str, Any]:
     return {"name": k.name, "scope": k.scope, "created_at": iso(k.created_at), "revoked_at": iso(k.revoked_at),
             "last_used_at": iso(k.last_used_at), "active": k.revoked_at is None}

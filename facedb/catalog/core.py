@@ -16,10 +16,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
+from .. import trace
 from ..engine.base import PackInfo
 from ..errors import DatabaseBusyError, FacedbError, UnavailableError
 from .models import Setting
-from .. import trace
 
 T = TypeVar("T")
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"

@@ -10,9 +10,9 @@ import numpy as np
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from .subjects import SubjectQueries
-from .models import Face, Failure, Image, PendingDelete, Subject
 from .. import trace
+from .models import Face, Failure, Image, PendingDelete, Subject
+from .subjects import SubjectQueries
 
 #: Rows per ``IN (...)`` list: well under SQLite's and PostgreSQL's parameter limits.
 CHUNK = 500

@@ -9,9 +9,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..errors import AlreadyExistsError, NotFoundError
-from .templates import TemplateQueries
 from .models import AuditEntry, Face, Failure, Image, PendingDelete, Subject, iso
-
+from .templates import TemplateQueries
 
 
 def deleted_label(subject_id: int) -> str:

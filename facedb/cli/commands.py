@@ -10,7 +10,6 @@ import click
 
 from . import EXIT_INDEX, EXIT_PARTIAL, State, cli, emit_json, handle_errors, json_option, pass_state, progress_bar
 
-
 # -- enroll / import -------------------------------------------------------------------
 
 def _print_enroll(rep: Any) -> None:

@@ -5,14 +5,15 @@ Pack names: ``sface`` (embedded default, offline), ``buffalo_l``, ``buffalo_s``,
 """
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .. import trace
 from ..errors import ModelError
 from .base import Face, FaceEngine, PackInfo, known_packs
-from .. import trace
 
 __all__ = ["Face", "FaceEngine", "PackInfo", "load_engine", "using_engine", "forget_engines", "known_packs",
            "is_insightface_pack"]
@@ -23,8 +24,9 @@ _ENGINE_ENV = ("FACEDB_SFACE_BACKEND", "FACEDB_SFACE_THREADS")
 
 
 def _load_builtin_packs() -> None:
-    from . import sface  # noqa: F401
-    from . import insightface_pack  # noqa: F401
+    # Registered in this order (the embedded default first), so packs are listed in it.
+    for module in ("sface", "insightface_pack"):
+        importlib.import_module(f"{__name__}.{module}")
 
 
 def is_insightface_pack(name: str) -> bool:

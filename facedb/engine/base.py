@@ -1,9 +1,10 @@
 """What every model pack provides: detect -> align -> embed, behind one small interface."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 

@@ -17,10 +17,9 @@ The pretrained InsightFace packs are released for non-commercial research use on
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import hashlib
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 

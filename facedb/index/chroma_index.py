@@ -19,11 +19,11 @@ from typing import Any, TypeVar
 import fasteners
 import numpy as np
 
+from .. import trace
 from ..engine.base import PackInfo
 from ..errors import IndexCorruptError, ModelError, UnavailableError
 from ..faults import crash_point
 from .clients import open_embedded, open_server, unreachable_server
-from .. import trace
 
 #: HNSW parameters, recorded in every collection's configuration.
 HNSW = {"space": "cosine", "max_neighbors": 32, "ef_construction": 200, "ef_search": 200}

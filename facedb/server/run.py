@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import SOCKET_NAME
-from ..sockets import server_listening
 from ..errors import DatabaseBusyError, FacedbError
+from ..sockets import server_listening
 from .app import ServerConfig, create_app
 
 log = logging.getLogger("facedb.server")
