@@ -114,10 +114,11 @@ class Searcher:
             from .index.reference import ReferenceIndex  # imports scikit-learn: not under the lock
 
             ReferenceIndex.preload()
-        if scoring == "template":
-            matches, agree = self._by_template(vectors, k, thr, reference)
-        else:
-            matches, agree = self._by_index(vectors, k, by, thr, reference)
+        with trace.span("search.match", scoring=scoring, by=by, probes=len(probes)):
+            if scoring == "template":
+                matches, agree = self._by_template(vectors, k, thr, reference)
+            else:
+                matches, agree = self._by_index(vectors, k, by, thr, reference)
         for (res, face), out, ok in zip(probes, matches, agree):
             identity = out[0].subject if out and out[0].match else None
             res.faces.append(FaceResult(bbox=[round(v, 1) for v in face.bbox], score=round(face.score, 4),
