@@ -26,6 +26,8 @@ from facedb.catalog.database import MIGRATIONS_DIR, SCHEMA_HEAD, Catalog
 from facedb.catalog.models import Base, Face, Failure, Image, Subject
 from facedb.errors import AlreadyExistsError, DatabaseBusyError, NotFoundError, UnavailableError
 
+pytestmark = pytest.mark.slow  # a real PostgreSQL server
+
 TABLES = {"subjects", "images", "faces", "failures", "pending_deletes", "settings", "api_keys", "audit",
           "subject_templates", "counters", "alembic_version"}
 _GENERIC = (Boolean, DateTime, LargeBinary, JSON, Float, Integer, Text, String)

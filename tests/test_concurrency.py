@@ -26,6 +26,8 @@ import pytest
 from dbtools import facedb_executable, run_cli, run_json, run_process
 from facephotos import make_face_variants
 
+pytestmark = pytest.mark.slow  # several facedb processes at once
+
 BUSY = 5
 #: Generous per-command lock wait in the stress test (each holder keeps the lock < 1-2 s).
 STRESS_LOCK_TIMEOUT = "30"

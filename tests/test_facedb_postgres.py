@@ -17,6 +17,8 @@ from sqlalchemy import create_engine, text
 from facedb import FaceDB
 from facedb.errors import UnavailableError
 
+pytestmark = pytest.mark.slow  # a real PostgreSQL server
+
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory, face_photo_paths: list[Path]) -> dict[str, Any]:

@@ -26,6 +26,8 @@ from facephotos import make_face_variants
 from servers import ChromaServer, PostgresCluster
 from servertools import FacedbServer, bearer, clean_env, image_files
 
+pytestmark = pytest.mark.slow  # real PostgreSQL and Chroma servers
+
 
 @dataclass
 class Shared:

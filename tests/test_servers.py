@@ -14,6 +14,8 @@ from servers import (
     require_or_skip,
 )
 
+pytestmark = pytest.mark.slow  # real PostgreSQL and Chroma servers
+
 
 def _listening(port: int) -> set[str]:
     """Local addresses (hex, as in /proc/net/tcp*) with a listening socket on ``port``."""

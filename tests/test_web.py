@@ -24,6 +24,8 @@ from facephotos import insightface_photos, make_face_variants
 from servertools import FacedbServer, bearer
 from webtools import Watch, drop_file, live_object_urls, screenshot
 
+pytestmark = pytest.mark.slow  # a real Chromium and a facedb server
+
 ENROLLED = ("person1", "person2", "person3", "person4")
 DESKTOP = {"width": 1100, "height": 760}
 PHONE = {"width": 390, "height": 844}

@@ -12,7 +12,7 @@ from dbtools import run_cli, run_json, run_process
 
 from facedb.config import DEFAULT_PACK
 
-pytestmark = pytest.mark.dataset
+pytestmark = [pytest.mark.dataset, pytest.mark.slow]
 
 
 def yale_split(yale_dir: Path, seed: int) -> tuple[dict[str, list[Path]], dict[str, Path]]:
