@@ -34,12 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 from benchlib import REPO, bench_lock, log, median  # noqa: E402
 
-
 # ============================================================================================
 # The benchmark (runs in the script's own process)
 # ============================================================================================
 
-def stage_breakdown(paths: list[Path]) -> dict[str, Any]:
+def stage_breakdown(paths: list[Path], pack: str) -> dict[str, Any]:
     """Per-image stage times in one process with one OpenCV thread (ms; mean and median)."""
     import hashlib
 
@@ -51,7 +50,7 @@ def stage_breakdown(paths: list[Path]) -> dict[str, Any]:
     from facedb.errors import ImageError
 
     t = time.perf_counter()
-    eng = load_engine("sface")
+    eng = load_engine(pack)
     load_s = time.perf_counter() - t
     eng.analyze(imaging.load(paths[0]).pixels)  # warm-up
     cols: dict[str, list[float]] = defaultdict(list)
@@ -93,12 +92,12 @@ def stage_breakdown(paths: list[Path]) -> dict[str, Any]:
 
 
 def run_import(root: Path, workers: int, mode: str, work: Path, env_extra: dict[str, str] | None = None,
-               keep: Path | None = None) -> dict[str, Any]:
+               keep: Path | None = None, pack: str = "sface") -> dict[str, Any]:
     """One `facedb import` on a fresh home. mode: 'cli' (the console script as it is) or
     'traced' (the same command with FACEDB_TRACE_DIR: every process writes its spans)."""
     home = work / f"home-{mode}-{time.monotonic_ns()}"
     trace_dir = work / f"trace-{mode}-{time.monotonic_ns()}"
-    args = ["--home", str(home), "import", str(root), "--workers", str(workers), "-q", "--json"]
+    args = ["--home", str(home), "--pack", pack, "import", str(root), "--workers", str(workers), "-q", "--json"]
     env = benchlib.clean_env(**(env_extra or {}))
     if mode == "traced":
         env = benchlib.trace_env(env, trace_dir)
@@ -202,6 +201,7 @@ def report(args: argparse.Namespace, ctx: dict[str, Any]) -> str:
     lines = [benchlib.header("Enrollment benchmark: `facedb import` vs the model limit", ctx["argv"], {
         "Data": f"{ctx['data_desc']} ({n:,} images)",
         "Workers": f"{args.workers} (the machine has {ncores} cores)",
+        "Pack": f"{args.pack} (the model limit and the import alike)",
     })]
     target = "MET" if ratio >= 0.85 else "NOT MET"
     lines += ["", "## Result", "",
@@ -285,8 +285,8 @@ def report(args: argparse.Namespace, ctx: dict[str, Any]) -> str:
                       f"in the workers {tr['init_s']} s); after the last image: "
                       f"{fmt(tr['last_task_to_exit_s'], 2)} s (last write, pool shutdown, JSON, exit).", ""]
     lines += ["## Commands", "", "```",
-              f"# the model limit: benchlib.model_limit(<the {n} images>, procs={args.workers}) (spawned processes)",
-              f"facedb --home <fresh dir> import {ctx['import_root_desc']} --workers {args.workers} -q --json",
+              f"# the model limit: benchlib.model_limit(<the {n} images>, procs={args.workers}, pack={args.pack!r}) (spawned processes)",
+              f"facedb --home <fresh dir> --pack {args.pack} import {ctx['import_root_desc']} --workers {args.workers} -q --json",
               "FACEDB_TRACE_DIR=<fresh dir> facedb --home <fresh dir> import ... (the traced run)",
               "```", ""]
     return "\n".join(lines)
@@ -297,6 +297,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--dataset", type=Path, help="LFW folder [default: ../shared/datasets/lfw]")
     ap.add_argument("--limit", type=int, help="only N images, spread evenly over the set")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--pack", default=None, help="the pack of the limit and of the import [default: a new database's]")
     ap.add_argument("--breakdown-n", type=int, default=500, help="images for the single-process breakdown")
     ap.add_argument("--repeats", type=int, default=1, help="console-script imports, each followed by a limit run")
     ap.add_argument("--no-trace", action="store_true", help="skip the traced import")
@@ -307,6 +308,10 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "enroll.md")
     ap.add_argument("--json-out", type=Path, help="also write the raw numbers as JSON")
     args = ap.parse_args(argv)
+    if args.pack is None:
+        from facedb.config import DEFAULT_PACK
+
+        args.pack = DEFAULT_PACK
     if args.quick:
         args.limit = args.limit or 40
         args.breakdown_n = min(args.breakdown_n, 4)
@@ -338,7 +343,7 @@ def main(argv: list[str]) -> int:
                                "limits": [], "e2e_cli": []}
         log(f"{n} images; breakdown on {args.breakdown_n}")
         with bench_lock("breakdown", enabled=lock):
-            ctx["breakdown"] = stage_breakdown(benchlib.sample_images(paths, args.breakdown_n))
+            ctx["breakdown"] = stage_breakdown(benchlib.sample_images(paths, args.breakdown_n), args.pack)
 
         def checkpoint() -> None:  # the raw numbers so far survive an interrupted run
             if args.json_out:
@@ -346,7 +351,7 @@ def main(argv: list[str]) -> int:
 
         def limit() -> None:
             with bench_lock("limit", enabled=lock):
-                ctx["limits"].append(benchlib.model_limit(paths, args.workers, max_faces=1))
+                ctx["limits"].append(benchlib.model_limit(paths, args.workers, pack=args.pack, max_faces=1))
             ctx["limits"][-1]["t_end"] = time.time()
             checkpoint()
             log(f"limit: {ctx['limits'][-1]['images_per_s']:.2f} img/s, cpu share {ctx['limits'][-1]['cpu_share']:.2f}")
@@ -354,7 +359,7 @@ def main(argv: list[str]) -> int:
         def e2e(mode: str, env: dict[str, str] | None = None, label: str = "") -> dict[str, Any]:
             with bench_lock(f"e2e-{mode}", enabled=lock):
                 r = run_import(import_root, args.workers, mode, work, env,
-                               keep=args.keep_home if mode == "cli" and not ctx["e2e_cli"] else None)
+                               keep=args.keep_home if mode == "cli" and not ctx["e2e_cli"] else None, pack=args.pack)
             r["label"] = label
             r["t_end"] = time.time()
             ctx.setdefault("_partial", []).append(r)
