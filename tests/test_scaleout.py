@@ -26,6 +26,8 @@ from facephotos import make_face_variants
 from servers import ChromaServer, PostgresCluster
 from servertools import FacedbServer, bearer, clean_env, image_files
 
+from facedb.config import DEFAULT_PACK
+
 pytestmark = pytest.mark.slow  # real PostgreSQL and Chroma servers
 
 
@@ -140,8 +142,8 @@ def test_the_cli_on_postgres_and_a_chroma_server(tmp_path: Path, shared: Shared,
     assert stats["catalog"].startswith("postgresql+psycopg://") and stats["subjects"] == 3
     assert not (served / "facedb.sqlite3").exists() and not (served / "chroma").exists()
     client = shared.chroma.client()
-    assert {c.name for c in client.list_collections()} == {"faces_sface"}
-    assert client.get_collection("faces_sface").count() == 9
+    assert {c.name for c in client.list_collections()} == {f"faces_{DEFAULT_PACK}"}
+    assert client.get_collection(f"faces_{DEFAULT_PACK}").count() == 9
 
 
 # -- several facedb processes at once ------------------------------------------------------------
@@ -158,7 +160,7 @@ def test_three_server_processes_with_four_enrollers_and_four_searchers(tmp_path:
         key = srv.new_key("w", "write")
         # the supervisor's three processes each log once they are ready
         deadline = time.monotonic() + 120
-        while srv.log().count("ready (pack sface)") < 3:
+        while srv.log().count(f"ready (pack {DEFAULT_PACK})") < 3:
             assert time.monotonic() < deadline, srv.log()
             time.sleep(0.2)
         done = threading.Event()
