@@ -50,31 +50,37 @@ class TemplateCache:
         changes = self.catalog.template_changes(self.pack, self._seq)
         if not changes:
             return
+        # Normalised in one vectorised step: a cold cache loads every subject's template at once.
+        present = [i for i, (_, vec, _) in enumerate(changes) if vec is not None]
+        vectors = [vec for _, vec, _ in changes if vec is not None]
+        units: np.ndarray | None = unit_rows(np.stack(vectors)) if vectors else None
+        unit_of = dict(zip(present, range(len(present))))
         with self._lock.write_lock():
-            fresh: list[tuple[int, np.ndarray]] = []
-            for sid, vec, seq in changes:
+            fresh: list[tuple[int, int]] = []  # (subject id, row of ``units``)
+            for i, (sid, _, seq) in enumerate(changes):
                 if seq <= self._seq and sid in self._row:  # another thread applied it meanwhile
                     continue
                 self._seq = max(self._seq, seq)
-                unit = None if vec is None else _unit(vec)
+                j = unit_of.get(i)
                 row = self._row.get(sid)
                 if row is None:
-                    if unit is not None:
-                        fresh.append((sid, unit))
-                elif unit is None:
+                    if j is not None:
+                        fresh.append((sid, j))
+                elif j is None:
                     self._mat[row] = 0.0
                     self._live[row] = False
                 else:
-                    self._mat[row] = unit
+                    assert units is not None
+                    self._mat[row] = units[j]
                     self._live[row] = True
-            if fresh:
+            if fresh and units is not None:
                 start, end = self._n, self._n + len(fresh)
-                if end > len(self._ids) or self._mat.shape[1] != fresh[0][1].size:
-                    self._grow(end, fresh[0][1].size)
+                if end > len(self._ids) or self._mat.shape[1] != units.shape[1]:
+                    self._grow(end, units.shape[1])
                 self._ids[start:end] = [sid for sid, _ in fresh]
-                self._mat[start:end] = np.stack([u for _, u in fresh])
+                self._mat[start:end] = units[[j for _, j in fresh]]
                 self._live[start:end] = True
-                self._row.update({sid: start + i for i, (sid, _) in enumerate(fresh)})
+                self._row.update({sid: start + n for n, (sid, _) in enumerate(fresh)})
                 self._n = end
 
     @trace.traced("templates.query")
@@ -104,7 +110,15 @@ def templates_from_faces(subject_ids: np.ndarray, embeddings: np.ndarray) -> tup
     sids, mat = subject_ids[order], embeddings[order]
     uniq, starts = np.unique(sids, return_index=True)
     sums = np.add.reduceat(mat.astype(np.float64), starts, axis=0) if len(uniq) else np.zeros((0, mat.shape[1]))
-    return uniq, np.stack([_unit(v) for v in sums]) if len(uniq) else np.zeros((0, mat.shape[1]), np.float32)
+    return uniq, unit_rows(sums) if len(uniq) else np.zeros((0, mat.shape[1]), np.float32)
+
+
+def unit_rows(mat: np.ndarray) -> np.ndarray:
+    """Each row scaled to unit length (float64 arithmetic, float32 result); zero rows stay zero."""
+    m = np.asarray(mat, dtype=np.float64)
+    norms = np.linalg.norm(m, axis=1, keepdims=True)
+    units: np.ndarray = np.divide(m, norms, out=np.zeros_like(m), where=norms > 0).astype(np.float32)
+    return units
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

@@ -91,7 +91,7 @@ def exact_templates(db: Any, vectors: np.ndarray, k: int) -> list[list[int]]:
 
 
 def measure(home: Path, faces: int, per_subject: int, probes: list[Path], rounds: int, k: int,
-            seed: int) -> dict[str, Any]:
+            seed: int, exclusive: bool) -> dict[str, Any]:
     from facedb import FaceDB, trace
 
     spans: dict[str, list[float]] = defaultdict(list)
@@ -101,7 +101,8 @@ def measure(home: Path, faces: int, per_subject: int, probes: list[Path], rounds
             spans[name].append(t1 - t0)
 
     out: dict[str, Any] = {"faces": faces, "per_subject": per_subject, "subjects": max(1, faces // per_subject)}
-    with FaceDB(home=home, workers=1) as db:
+    out["exclusive"] = exclusive
+    with FaceDB(home=home, workers=1, exclusive=exclusive) as db:
         out["build_s"] = round(build(db, faces, per_subject, seed), 1)
         benchlib.log(f"  built in {out['build_s']} s")
         # First search by template: the per-process cache loads every template from SQL.
@@ -157,9 +158,11 @@ def probe_photos(n: int) -> list[Path]:
 
 
 def report(runs: list[dict[str, Any]], argv: list[str], started: str, minutes: float) -> str:
+    held = ("the index opened per call (as one CLI command does)" if runs and not runs[0]["exclusive"]
+            else "the home held with the index open (as `facedb serve` does)")
     lines = [benchlib.header("Search latency: template scoring vs best sample",
                              ["python", "scripts/bench/template_search.py", *argv]),
-             f"Started {started}, {minutes:.1f} min. One process, SQLite catalog + embedded Chroma, "
+             f"Started {started}, {minutes:.1f} min. One process, SQLite catalog + embedded Chroma, {held}, "
              "a real LFW photo per search (its embedding included in *search*), modes interleaved round by round; "
              "*match* is the `search.match` trace span (everything after the embedding).", ""]
     rows = []
@@ -195,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--no-lock", action="store_true")
+    ap.add_argument("--per-call", action="store_true",
+                    help="a FaceDB that opens the index per call (as one CLI command does) instead of holding it "
+                         "open like `facedb serve`")
     args = ap.parse_args(argv)
     argv = list(sys.argv[1:] if argv is None else argv)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -206,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             tempfile.TemporaryDirectory(prefix="facedb-template-bench-") as tmp:
         for per in layouts:
             benchlib.log(f"{args.faces:,} faces, {per} per subject")
-            runs.append(measure(Path(tmp) / f"home-{per}", args.faces, per, probes, args.rounds, args.k, args.seed))
+            runs.append(measure(Path(tmp) / f"home-{per}", args.faces, per, probes, args.rounds, args.k, args.seed,
+                                exclusive=not args.per_call))
             benchlib.log(json.dumps({k: v for k, v in runs[-1].items() if k != "modes"}))
     text = report(runs, argv, started, (time.perf_counter() - t0) / 60)
     benchlib.write_report(args.out, text)
