@@ -102,12 +102,25 @@ def _print_eval(r: dict[str, Any]) -> None:
         lp = r["lfw_pairs"]
         click.echo(f"LFW pairs 10-fold: {pct(lp['accuracy_mean'])} ± {pct(lp['accuracy_std'])} "
                    f"({lp['pairs_without_face']} pairs without a face, counted wrong)")
-    click.echo("open-set identification:")
-    for row in r["open_set"]["rows"]:
-        at = row["at_threshold"]
-        key = next(k for k in row if k.startswith("at_fpir_"))
-        ch = row[key]
-        click.echo(f"  gallery {row['gallery_subjects']:>5} subjects: at {at['threshold']:.3f} FNIR {pct(at['fnir'])} "
-                   f"FPIR {pct(at['fpir'])}; FPIR<={key[8:]} at {ch['threshold']:.3f}: FNIR {pct(ch['fnir'])}")
+    o = r["open_set"]
+    floor = o.get("quality_floor")
+    click.echo(f"open-set identification (subjects scored by {o.get('scoring', 'best')}; 'best' = closest face):")
+    for row in o["rows"]:
+        for scoring, res in row.get("by_scoring", {row.get("scoring", "best"): row}).items():
+            at = res["at_threshold"]
+            key = next(k for k in res if k.startswith("at_fpir_"))
+            ch = res[key]
+            click.echo(f"  gallery {row['gallery_subjects']:>5} subjects, {scoring:<8}: at {at['threshold']:.3f} "
+                       f"FNIR {pct(at['fnir'])} FPIR {pct(at['fpir'])}; FPIR<={key[8:]} at {ch['threshold']:.3f}: "
+                       f"FNIR {pct(ch['fnir'])}")
+        qf = row.get("quality_floor")
+        if qf and "by_scoring" in qf:
+            cells = ", ".join(f"{sc} FNIR {pct(v['at_threshold']['fnir'])} FPIR {pct(v['at_threshold']['fpir'])}"
+                              for sc, v in qf["by_scoring"].items())
+            click.echo(f"    with the quality floor ({qf['gallery_images_below_floor']} gallery faces below it, "
+                       f"{qf['subjects_left_out']} subjects left out): {cells}")
+    if floor:
+        click.echo(f"  quality floor {', '.join(f'{k}={v:g}' for k, v in floor.items())}: "
+                   f"{o.get('faces_below_floor', 0)} of {r['faces_found']} faces below it")
 
 
