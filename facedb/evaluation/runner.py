@@ -391,10 +391,22 @@ def lfw_pairs(e: Embedded, root: Path, pairs_file: Path) -> dict[str, Any]:
 def below_floor(e: Embedded, floor: Mapping[str, float] | None) -> np.ndarray:
     """Per embedded image: is its face below the quality ``floor`` (what enrollment refuses with
     reason ``low_quality``)? A signal the pack does not give is never below."""
-    out = np.zeros(len(e.paths), dtype=bool)
+    return rows_below_floor(e.quality, floor, len(e.paths))
+
+
+def rows_below_floor(quality: np.ndarray | None, floor: Mapping[str, float] | None, n: int | None = None
+                     ) -> np.ndarray:
+    """Per row of ``quality`` (columns ``QUALITY_SIGNALS``): below ``floor``? NaN (no signal, or no
+    face) is never below; a floor on a signal that is not a column is ignored."""
+    rows = n if n is not None else (0 if quality is None else len(quality))
+    out = np.zeros(rows, dtype=bool)
+    if quality is None or not len(quality):
+        return out
     for key, value in (floor or {}).items():
-        col = e.quality_of(key)
-        out |= np.isfinite(col) & (col < value)
+        if key in QUALITY_SIGNALS:
+            col = quality[:, QUALITY_SIGNALS.index(key)]
+            with np.errstate(invalid="ignore"):
+                out |= np.isfinite(col) & (col < value)
     return out
 
 
