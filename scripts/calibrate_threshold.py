@@ -54,11 +54,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from facedb.evaluation import (
-    lfw,  # noqa: E402
-    runner,  # noqa: E402
-)
+from facedb.evaluation import lfw, runner  # noqa: E402
 from facedb.evaluation import metrics as M  # noqa: E402
+from facedb.quality import QualityFloor, format_quality_floor, parse_quality_floor  # noqa: E402
 
 DEFAULT_LFW = lfw.find_lfw()
 #: Embedding cache of this script and the experiments (never in the repository).
@@ -198,9 +196,15 @@ class Split:
     singles: list[str]  # exactly one detected image
     single_img: dict[str, int]
     n_people_no_face: int
+    n_refused: int = 0  # gallery images refused by the quality floor
+    n_people_refused: int = 0  # people left with no enrolled image by it (their probe is a stranger)
 
 
-def make_split(E: Embeddings, seed: int, max_enroll: int) -> Split:
+def make_split(E: Embeddings, seed: int, max_enroll: int, refused: np.ndarray | None = None) -> Split:
+    """People split by ``seed`` (see the module docstring). ``refused``: per image, is it below
+    the enrollment quality floor? Such images are not enrolled (as ``facedb enroll`` refuses them
+    with ``low_quality``); they are still searched as probes. The draws do not depend on
+    ``refused``, so a split is the same with the floor on and off."""
     rng = np.random.default_rng(seed)
     by_person: dict[str, list[int]] = {}
     all_people: set[str] = set()
@@ -216,6 +220,7 @@ def make_split(E: Embeddings, seed: int, max_enroll: int) -> Split:
         for rank, j in enumerate(perm):
             half_of[group[j]] = 0 if rank < (len(group) + 1) // 2 else 1
     probe_of, enroll_of = {}, {}
+    n_refused = n_people_refused = 0
     for p in multi:
         idx = by_person[p]
         k = int(rng.integers(len(idx)))
@@ -223,10 +228,15 @@ def make_split(E: Embeddings, seed: int, max_enroll: int) -> Split:
         rest = idx[:k] + idx[k + 1:]
         if max_enroll and len(rest) > max_enroll:
             rest = sorted(rng.choice(rest, size=max_enroll, replace=False).tolist())
+        if refused is not None:
+            kept = [i for i in rest if not refused[i]]
+            n_refused += len(rest) - len(kept)
+            n_people_refused += not kept
+            rest = kept
         enroll_of[p] = rest
     order = [multi[j] for j in rng.permutation(len(multi))]  # nested galleries take prefixes
     return Split(order, half_of, probe_of, enroll_of, singles, {p: by_person[p][0] for p in singles},
-                 len(all_people) - len(by_person))
+                 len(all_people) - len(by_person), n_refused, n_people_refused)
 
 
 @dataclass
@@ -395,7 +405,7 @@ def print_report(R: dict[str, Any]) -> None:
           f"{sp['n_multi_report']}); single-image people (strangers): {sp['n_singles']} "
           f"(calib {sp['n_singles_calib']}, report {sp['n_singles_report']}); people with no detected face: "
           f"{sp['n_people_no_face']}; seed {R['seed']}; target FPIR {pct(R['target_fpir'])}; "
-          f"enrol {'all but one' if not R['max_enroll'] else f'up to {R["max_enroll"]}'} images/person")
+          "enrol " + ("all but one" if not R["max_enroll"] else f"up to {R['max_enroll']}") + " images/person")
     for name, D in o["designs"].items():
         cal = D["calibration"]
         rec = D["recommended"]
@@ -450,13 +460,13 @@ ROBUST_SIZES: list[int | str] = [100, 1000, "max"]
 
 def seed_robustness(E: Embeddings, seeds: list[int], target: float, max_enroll: int, margins: list[float],
                     fixed: list[float], scoring: Scoring = "best",
-                    sizes: list[int | str] | None = None) -> dict[str, Any]:
+                    sizes: list[int | str] | None = None, refused: np.ndarray | None = None) -> dict[str, Any]:
     """Design 'full' re-run for several split seeds: calibrated threshold and report-split rates."""
     sizes = list(sizes or ROBUST_SIZES)
     per_seed = []
     names: list[str] = []
     for sd in seeds:
-        S = make_split(E, sd, max_enroll)
+        S = make_split(E, sd, max_enroll, refused)
         refs = {f"fixed_{t:.2f}": t for t in fixed}
         D = run_design("full", E, S, sizes, target, margins, refs, scoring)
         cal = D["calibration"]
@@ -464,7 +474,8 @@ def seed_robustness(E: Embeddings, seeds: list[int], target: float, max_enroll: 
         row = {"seed": sd, "threshold": cal["plain"]["threshold"], "calib_fnir": cal["plain"]["fnir"],
                "calib_fpir": cal["plain"]["fpir"],
                "margin": cal["with_margin"]["margin"], "margin_threshold": cal["with_margin"]["threshold"],
-               "calib_fnir_with_margin": cal["with_margin"]["fnir"], "report": {}}
+               "calib_fnir_with_margin": cal["with_margin"]["fnir"], "gallery_images_refused": S.n_refused,
+               "people_refused": S.n_people_refused, "report": {}}
         for n in names:
             rp = D["by_size"][n]["report"]
             row["report"][n] = {
@@ -498,15 +509,17 @@ def fixed_grid(thresholds: list[float], *extra: float) -> list[float]:
 
 
 def robustness_config(E: Embeddings, seeds: list[int], a: argparse.Namespace, scoring: Scoring,
-                      current: float, table: list[float]) -> dict[str, Any]:
-    """Calibrated thresholds over ``seeds``, the recommendation and the threshold table."""
+                      current: float, table: list[float], floor: QualityFloor = None) -> dict[str, Any]:
+    """Calibrated thresholds over ``seeds``, the recommendation and the threshold table; with
+    ``floor``, the gallery images below that enrollment quality floor are not enrolled."""
     margins = [float(m) for m in a.margins.split(",") if m]
     fixed = fixed_grid(table, current)
-    rb = seed_robustness(E, seeds, a.target_fpir, a.max_enroll, margins, fixed, scoring)
+    refused = runner.rows_below_floor(E.quality, floor, len(E.rel_paths)) if floor else None
+    rb = seed_robustness(E, seeds, a.target_fpir, a.max_enroll, margins, fixed, scoring, refused=refused)
     rec = floor2(rb["threshold_median"])
     if f"fixed_{rec:.2f}" not in rb["per_seed"][0]["report"][rb["gallery_sizes"][0]]:  # make sure it is measured
         fixed = fixed_grid(fixed, rec)
-        rb = seed_robustness(E, seeds, a.target_fpir, a.max_enroll, margins, fixed, scoring)
+        rb = seed_robustness(E, seeds, a.target_fpir, a.max_enroll, margins, fixed, scoring, refused=refused)
     rows = rb["per_seed"]
     gain = float(np.mean([r["calib_fnir"] - r["calib_fnir_with_margin"] for r in rows]))
 
@@ -514,6 +527,10 @@ def robustness_config(E: Embeddings, seeds: list[int], a: argparse.Namespace, sc
         return summarise(rows, size, key, a.target_fpir, a.target_fnir)
 
     return {
+        "quality_floor": dict(floor) if floor else None,
+        "images_below_floor": int(refused.sum()) if refused is not None else 0,
+        "gallery_images_refused_mean": float(np.mean([r["gallery_images_refused"] for r in rows])),
+        "people_refused_mean": float(np.mean([r["people_refused"] for r in rows])),
         "robustness": rb,
         "recommendation": {
             "threshold": rec,
@@ -574,6 +591,11 @@ def print_sensitivity(R: dict[str, Any]) -> None:
               f"{pct(v['fpir_mean'])}, FNIR {pct(v['fnir_mean'])} (mean over seeds)")
 
 
+def rule_name(C: dict[str, Any]) -> str:
+    """``pack + scoring [+ quality floor]`` of a configuration."""
+    return f"{C['pack']} + {C['scoring']}" + (" + quality floor" if C.get("quality_floor") else "")
+
+
 def compare_rows(R: dict[str, Any]) -> list[tuple[str, str, float, dict[str, dict[str, float]]]]:
     """(label, configuration, threshold, per-size summary) of the side-by-side table."""
     out = []
@@ -581,7 +603,7 @@ def compare_rows(R: dict[str, Any]) -> list[tuple[str, str, float, dict[str, dic
         C = R.get(key)
         if not C:
             continue
-        name = f"{C['pack']} + {C['scoring']}"
+        name = rule_name(C)
         out.append((f"{'old' if key == 'baseline' else 'new'}, threshold in force", name,
                     C["current"]["threshold"], C["current"]["report"]))
         out.append((f"{'old' if key == 'baseline' else 'new'}, own calibrated threshold", name,
@@ -614,7 +636,7 @@ def markdown(R: dict[str, Any]) -> str:
     C = R["config"]
     sizes = C["robustness"]["gallery_sizes"]
     people = {s: R["gallery_people"][s] for s in sizes}
-    lines = [f"# Threshold calibration on LFW: `{R['pack']}` + `{R['scoring']}` scoring", "",
+    lines = [f"# Threshold calibration on LFW: {rule_name(C)}", "",
              f"`{R['command']}` at commit {R['commit']}; {len(R['seeds'])} seeds ({R['seeds'][0]}..{R['seeds'][-1]}); "
              f"target FPIR <= {_p(R['target_fpir'])} % and FNIR <= {_p(R['target_fnir'])} %. Rates in %, on the "
              "report halves: mean (min–max over seeds) [seeds meeting both targets].", ""]
@@ -630,13 +652,18 @@ def markdown(R: dict[str, Any]) -> str:
               f"**{rb['threshold_median']:.4f}** ({rb['threshold_min']:.4f}–{rb['threshold_max']:.4f}); recommended "
               f"(floored to 0.01): **{C['recommendation']['threshold']:.2f}**; in force: "
               f"{C['current']['threshold']:.2f}.",
+              f"- Quality floor of the calibrated rule: `{R['quality_floor']}`; {C['images_below_floor']} of "
+              f"{R['embedding']['n_images']:,} images below it (mean {C['gallery_images_refused_mean']:.1f} gallery "
+              f"images refused per seed, {C['people_refused_mean']:.1f} people left unenrolled)"
+              + (f"; the old rule has floor `{format_quality_floor(R['baseline'].get('quality_floor'))}`."
+                 if R.get("baseline") else "."),
               f"- LFW pairs 10-fold: {100 * v['accuracy_mean']:.2f} % ± {100 * v['accuracy_std']:.2f} "
               f"(EER {_p(v['eer'])} %, TAR@FAR=1e-3 {_p(v['tar_at_far_1e-3'])} %).", ""]
     if R.get("baseline_verification"):
         bv = R["baseline_verification"]
         lines[-2] += (f" Baseline `{R['baseline']['pack']}`: {100 * bv['accuracy_mean']:.2f} % ± "
                       f"{100 * bv['accuracy_std']:.2f}.")
-    lines += [f"## Threshold -> FPIR / FNIR, `{R['pack']}` + `{R['scoring']}`", "",
+    lines += [f"## Threshold -> FPIR / FNIR, {rule_name(C)}", "",
               "| threshold | " + " | ".join(f"{people[s]:,} people: FPIR | FNIR [ok]" for s in sizes) + " |",
               "|---|" + "---|---|" * len(sizes)]
     for t, by in C["table"].items():
@@ -648,8 +675,8 @@ def markdown(R: dict[str, Any]) -> str:
     lines.append("| each seed's own calibrated threshold | " + " | ".join(
         f"{_cell(own[s], 'fpir')} | {_cell(own[s], 'fnir')} [{own[s]['seeds_meeting']}]" for s in sizes) + " |")
     if R.get("baseline"):
-        lines += ["", f"## Side by side on the same seeds: old (`{R['baseline']['pack']}` + "
-                      f"`{R['baseline']['scoring']}`) vs new (`{R['pack']}` + `{R['scoring']}`)", "",
+        lines += ["", f"## Side by side on the same seeds: old ({rule_name(R['baseline'])}) vs new "
+                      f"({rule_name(C)})", "",
                   "| configuration | threshold | " + " | ".join(f"{people[s]:,} people: FPIR | FNIR [ok]"
                                                               for s in sizes) + " |",
                   "|---|---|" + "---|---|" * len(sizes)]
@@ -660,7 +687,7 @@ def markdown(R: dict[str, Any]) -> str:
         B = R["baseline"]
         lines += ["", f"Per seed at the threshold in force ({C['current']['threshold']:.2f}), {people[big]:,} people "
                       "(FPIR / FNIR %):", "",
-                  f"| seed | old `{B['pack']}` + `{B['scoring']}` | new `{R['pack']}` + `{R['scoring']}` |",
+                  f"| seed | old {rule_name(B)} | new {rule_name(C)} |",
                   "|---|---|---|"]
         key_old, key_new = f"fixed_{B['current']['threshold']:.2f}", f"fixed_{C['current']['threshold']:.2f}"
         for ro, rn in zip(B["robustness"]["per_seed"], C["robustness"]["per_seed"]):
@@ -711,8 +738,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pack", default=DEFAULT_PACK, help="pack to calibrate [default: %(default)s]")
     ap.add_argument("--scoring", choices=M.SCORINGS, default="template",
                     help="subject scoring: template (facedb's default search) or best (closest face)")
+    ap.add_argument("--quality-floor", default="default", metavar="SPEC",
+                    help="enrollment quality floor of the calibrated rule: gallery images below it are not "
+                         "enrolled ('default' = facedb's, name=value pairs, or 'off') [default: %(default)s]")
     ap.add_argument("--compare", default="sface:best",
                     help="PACK:SCORING measured on the same seeds and shown side by side ('none': skip)")
+    ap.add_argument("--compare-quality-floor", default="off", metavar="SPEC",
+                    help="quality floor of the --compare rule [default: %(default)s, as before the floor existed]")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--face", choices=runner.PICKS, default="largest",
                     help="which face of a multi-face image is used (the product uses the largest; LFW "
@@ -733,6 +765,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--md", type=Path, default=None, help="write the tables as markdown here")
     a = ap.parse_args(argv)
     t_run = time.perf_counter()
+    floor, b_floor = parse_quality_floor(a.quality_floor), parse_quality_floor(a.compare_quality_floor)
     root = lfw.require_lfw(a.lfw)
     cache = None if a.no_cache else a.cache
     from facedb.engine import load_engine
@@ -741,7 +774,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.face == "central":
         E = E.with_emb(E.emb_central, E.emb)
     current = float(load_engine(a.pack).info.threshold)
-    R: dict[str, Any] = {"pack": a.pack, "scoring": a.scoring, "fingerprint": E.fingerprint, "seed": a.seed,
+    refused = runner.rows_below_floor(E.quality, floor, len(E.rel_paths)) if floor else None
+    R: dict[str, Any] = {"pack": a.pack, "scoring": a.scoring, "quality_floor": format_quality_floor(floor),
+                         "fingerprint": E.fingerprint, "seed": a.seed,
                          "face": a.face, "target_fpir": a.target_fpir, "target_fnir": a.target_fnir,
                          "max_enroll": a.max_enroll, "command": " ".join(["python", *sys.argv]) if argv is None
                          else " ".join(["python", "scripts/calibrate_threshold.py", *argv]), "commit": git_commit()}
@@ -750,7 +785,7 @@ def main(argv: list[str] | None = None) -> int:
     ok = np.flatnonzero(E.detected)
     R["precision_at_2"] = M.precision_at_k(E.emb[ok], [E.people[i] for i in ok], k=2, seed=a.seed)
 
-    S = make_split(E, a.seed, a.max_enroll)
+    S = make_split(E, a.seed, a.max_enroll, refused)
     sizes: list[int | str] = [s if s == "max" else int(s) for s in a.gallery_sizes.split(",")]
     margins = [float(m) for m in a.margins.split(",") if m]
     refs = {f"ref_current_{current:.2f}": current}
@@ -762,7 +797,8 @@ def main(argv: list[str] | None = None) -> int:
     R["open_set"] = {
         "split": {"n_multi": len(S.people_multi), "n_multi_calib": n_mc, "n_multi_report": len(S.people_multi) - n_mc,
                   "n_singles": len(S.singles), "n_singles_calib": n_sc, "n_singles_report": len(S.singles) - n_sc,
-                  "n_people_no_face": S.n_people_no_face},
+                  "n_people_no_face": S.n_people_no_face, "n_gallery_images_refused": S.n_refused,
+                  "n_people_refused": S.n_people_refused},
         "designs": {d: run_design(d, E, S, sizes, a.target_fpir, margins, refs, a.scoring) for d in ("halves", "full")},
     }
     R["gallery_people"] = {"100": min(100, len(S.people_multi)), "1000": min(1000, len(S.people_multi)),
@@ -771,14 +807,14 @@ def main(argv: list[str] | None = None) -> int:
     if R["verification"] and a.repeats > 0:
         seeds = list(range(a.seed, a.seed + a.repeats))
         R["seeds"] = seeds
-        C = robustness_config(E, seeds, a, a.scoring, current, table)
+        C = robustness_config(E, seeds, a, a.scoring, current, table, floor)
         C.update(pack=a.pack, scoring=a.scoring)
         R["config"] = C
         rec = C["recommendation"]["threshold"]
         # sensitivity: the other face choice, same seeds, at the recommended threshold
         E2 = E.with_emb(E.emb_central, E.emb)
         v2 = verification(E2, root)
-        rb2 = seed_robustness(E2, seeds, a.target_fpir, a.max_enroll, [0.0], [rec], a.scoring)
+        rb2 = seed_robustness(E2, seeds, a.target_fpir, a.max_enroll, [0.0], [rec], a.scoring, refused=refused)
         R["sensitivity"] = {
             "face": "central" if a.face == "largest" else "largest",
             "n_images_differing": R["embedding"]["n_largest_not_central"],
@@ -797,7 +833,8 @@ def main(argv: list[str] | None = None) -> int:
             if a.face == "central":
                 EB = EB.with_emb(EB.emb_central, EB.emb)
             same_split = bool(np.array_equal(EB.detected, E.detected))
-            B = robustness_config(EB, seeds, a, b_scoring, float(load_engine(b_pack).info.threshold), table)
+            B = robustness_config(EB, seeds, a, b_scoring, float(load_engine(b_pack).info.threshold), table,
+                                  b_floor)
             B.update(pack=b_pack, scoring=b_scoring, same_detected_images=same_split)
             R["baseline"] = B
             R["baseline_verification"] = verification(EB, root)
