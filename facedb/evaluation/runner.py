@@ -194,6 +194,30 @@ def _save_cache(file: Path, key: str, e: Embedded, keep: list[int], failures: li
     os.replace(tmp, file)
 
 
+def _cache_entry(ds: Dataset, pack: str, models_dir: Path | None, pick: str, also: tuple[str, ...],
+                 cache: Path | bool | None) -> tuple[tuple[str, ...], str, Path | None, str]:
+    """(pickers, fingerprint, cache file or None, key) of an ``embed`` call."""
+    from ..engine import load_engine
+
+    picks = tuple(dict.fromkeys((pick, *also)))
+    for p in picks:
+        if p not in PICKS:
+            raise FacedbError(f"face picker must be one of {', '.join(PICKS)}, not {p!r}")
+    fingerprint = load_engine(pack, models_dir).info.fingerprint
+    if not cache:
+        return picks, fingerprint, None, ""
+    folder = DEFAULT_CACHE if cache is True else Path(cache)
+    key = cache_key(pack, fingerprint, ds.paths, picks)
+    return picks, fingerprint, _cache_path(folder, pack, fingerprint, key), key
+
+
+def load_cached(ds: Dataset, pack: str, models_dir: Path | None = None, *, pick: str = "largest",
+                also: tuple[str, ...] = (), cache: Path | bool = True) -> Embedded | None:
+    """What ``embed`` with these arguments would read from its cache, or None (nothing embedded)."""
+    picks, _, file, key = _cache_entry(ds, pack, models_dir, pick, also, cache)
+    return _load_cache(file, ds, key, picks) if file is not None and file.is_file() else None
+
+
 def embed(ds: Dataset, pack: str, models_dir: Path | None, workers: int,
           progress: ProgressFn | None = None, *, pick: str = "largest", also: tuple[str, ...] = (),
           cache: Path | bool | None = None) -> Embedded:
@@ -204,25 +228,13 @@ def embed(ds: Dataset, pack: str, models_dir: Path | None, workers: int,
     embedded when it is the only picker, else every face is. ``cache``: a folder (or True for
     ``DEFAULT_CACHE``) holding one ``.npz`` per pack, fingerprint, pickers and file list; a
     later call with the same key reads it instead of embedding."""
-    from ..engine import load_engine
-
-    picks = tuple(dict.fromkeys((pick, *also)))
-    for p in picks:
-        if p not in PICKS:
-            raise FacedbError(f"face picker must be one of {', '.join(PICKS)}, not {p!r}")
-    fingerprint = load_engine(pack, models_dir).info.fingerprint
-    file: Path | None = None
-    key = ""
-    if cache:
-        folder = DEFAULT_CACHE if cache is True else Path(cache)
-        key = cache_key(pack, fingerprint, ds.paths, picks)
-        file = _cache_path(folder, pack, fingerprint, key)
-        if file.is_file():
-            hit = _load_cache(file, ds, key, picks)
-            if hit is not None:
-                if progress:
-                    progress(len(ds.paths))
-                return hit
+    picks, fingerprint, file, key = _cache_entry(ds, pack, models_dir, pick, also, cache)
+    if file is not None and file.is_file():
+        hit = _load_cache(file, ds, key, picks)
+        if hit is not None:
+            if progress:
+                progress(len(ds.paths))
+            return hit
     vecs: dict[str, list[np.ndarray]] = {p: [] for p in picks}
     quality: list[list[float]] = []
     n_faces: list[int] = []
