@@ -129,6 +129,7 @@ def child_modify(a: dict[str, Any]) -> dict[str, Any]:
 def child_query(a: dict[str, Any]) -> dict[str, Any]:
     t0 = time.monotonic()
     import chromadb  # noqa: F401
+
     from facedb.index.chroma_index import ChromaIndex
 
     t_import = time.monotonic()
