@@ -244,3 +244,31 @@ def test_embed_pickers_quality_and_cache(tmp_path: Path) -> None:
     st = paths[0].stat()
     os.utime(paths[0], ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     assert runner.cache_key("fakepack", "f" * 64, paths, ("largest",)) != key
+
+
+def test_load_cached_reads_only_what_embed_wrote(tmp_path: Path) -> None:
+    from facedb.engine import PackInfo, using_engine
+
+    paths = _images(tmp_path / "data", 3)
+    ds = runner.Dataset(paths, ["s0", "s1", "s0"])
+    eng = _FakeEngine(PackInfo("fakepack", 4, 0.5, "f" * 64))
+    cache = tmp_path / "cache"
+    with using_engine(eng, "fakepack"):  # type: ignore[arg-type]
+        assert runner.load_cached(ds, "fakepack", cache=cache) is None
+        e = runner.embed(ds, "fakepack", None, 1, cache=cache)
+        calls = eng.calls
+        hit = runner.load_cached(ds, "fakepack", cache=cache)
+        assert hit is not None and hit.cached and eng.calls == calls
+        np.testing.assert_array_equal(hit.vectors, e.vectors)
+        assert runner.load_cached(ds, "fakepack", also=("central",), cache=cache) is None  # other pickers
+        assert runner.load_cached(runner.Dataset(paths[:2], ds.labels[:2]), "fakepack", cache=cache) is None
+
+
+def test_rows_below_floor() -> None:
+    q = np.full((3, len(runner.QUALITY_SIGNALS)), 50.0)
+    eye = runner.QUALITY_SIGNALS.index("eye_px")
+    q[1, eye], q[2, eye] = 5.0, np.nan
+    assert runner.rows_below_floor(q, {"eye_px": 12.0}).tolist() == [False, True, False]  # NaN: no signal
+    assert runner.rows_below_floor(q, {"unknown": 1e9}).tolist() == [False] * 3
+    assert runner.rows_below_floor(q, None).tolist() == [False] * 3
+    assert runner.rows_below_floor(None, {"eye_px": 12.0}, 2).tolist() == [False, False]
