@@ -281,6 +281,20 @@ def _point(part: Part, which: str, thr: float, margin: float | None) -> dict[str
             "mated_unknown": r.n_mated_unknown}
 
 
+def _by_enrolled(part: Part, S: Split, E: Embeddings, thr: float) -> dict[str, dict[str, int]]:
+    """Report-half mated probes by the number of photos their person has enrolled ("1", "2+"):
+    how many, and how many are missed (named wrongly or unknown) at ``thr``."""
+    r = M.open_set_from_scores(part.scores["report"], part.labels["report"], thr, None)
+    enrolled = set(part.scores["report"].subjects.tolist())
+    out = {"1": {"mated": 0, "missed": 0}, "2+": {"mated": 0, "missed": 0}}
+    for lab, pred in zip(part.labels["report"], r.predicted.tolist()):
+        if lab in enrolled:
+            k = "1" if len(S.enroll_of[lab]) == 1 else "2+"
+            out[k]["mated"] += 1
+            out[k]["missed"] += pred != lab
+    return out
+
+
 def calibrate(part: Part, target: float, margins: list[float]) -> dict[str, Any]:
     """Best threshold without margin, and best (threshold, margin) pair, on the calibration probes."""
     sc, lab = part.scores["calib"], part.labels["calib"]
@@ -358,6 +372,8 @@ def run_design(name: str, E: Embeddings, S: Split, sizes: list[int | str], targe
         }
         for ref_name, t in ref_thresholds.items():
             row["report"][ref_name] = _point(part, "report", t, None)
+            if n == max_size:
+                row["report"][ref_name]["by_enrolled"] = _by_enrolled(part, S, E, t)
         out["by_size"][str(n)] = row
     # sweep on the report probes at the largest gallery, for docs / plots
     sweep = []
@@ -501,7 +517,20 @@ def summarise(rows: list[dict[str, Any]], size: str, key: str, target_fpir: floa
             "mated_misnamed_mean": float(np.mean([r["report"][size][key]["mated_misnamed"] for r in rows])),
             "mated_unknown_mean": float(np.mean([r["report"][size][key]["mated_unknown"] for r in rows])),
             "n_mated": int(rows[0]["report"][size][key]["n_mated"]),
-            "n_strangers": int(rows[0]["report"][size][key]["n_strangers"])}
+            "n_strangers": int(rows[0]["report"][size][key]["n_strangers"]),
+            **_enrolled_summary([r["report"][size][key].get("by_enrolled") for r in rows])}
+
+
+def _enrolled_summary(parts: list[dict[str, dict[str, int]] | None]) -> dict[str, Any]:
+    """FNIR of the mated probes by enrolled photos of their person, pooled over seeds."""
+    if not parts or any(p is None for p in parts):
+        return {}
+    out: dict[str, Any] = {}
+    for k in ("1", "2+"):
+        mated = sum(p[k]["mated"] for p in parts if p)
+        missed = sum(p[k]["missed"] for p in parts if p)
+        out[f"enrolled_{k}"] = {"mated_per_seed": mated / len(parts), "fnir": missed / mated if mated else None}
+    return out
 
 
 def fixed_grid(thresholds: list[float], *extra: float) -> list[float]:
@@ -693,6 +722,18 @@ def markdown(R: dict[str, Any]) -> str:
         for ro, rn in zip(B["robustness"]["per_seed"], C["robustness"]["per_seed"]):
             o, n = ro["report"][big][key_old], rn["report"][big][key_new]
             lines.append(f"| {rn['seed']} | {_p(o['fpir'])} / {_p(o['fnir'])} | {_p(n['fpir'])} / {_p(n['fnir'])} |")
+    big = sizes[-1]
+    fe = [(rule_name(X), X["current"]["threshold"], X["current"]["report"][big])
+          for X in (R.get("baseline"), C) if X]
+    if all("enrolled_1" in v for _, _, v in fe):
+        lines += ["", f"Misses by enrolled photos of the person, {people[big]:,} people, at the threshold in force "
+                      "(report halves, pooled over seeds):", "",
+                  "| configuration | threshold | mated probes with 1 photo enrolled: FNIR | with 2+ photos: FNIR |",
+                  "|---|---|---|---|"]
+        for name, thr, v in fe:
+            one, more = v["enrolled_1"], v["enrolled_2+"]
+            lines.append(f"| {name} | {thr:.2f} | {_p(one['fnir'])} ({one['mated_per_seed']:.0f} per seed) | "
+                         f"{_p(more['fnir'])} ({more['mated_per_seed']:.0f} per seed) |")
     sv = R.get("sensitivity")
     if sv:
         lines += ["", f"Sensitivity: with the {sv['face']} face of each photo ({sv['n_images_differing']} photos "
