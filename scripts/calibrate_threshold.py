@@ -680,7 +680,9 @@ def markdown(R: dict[str, Any]) -> str:
               f"- Calibrated threshold (FPIR <= 1 % on the calibration half, all people): median "
               f"**{rb['threshold_median']:.4f}** ({rb['threshold_min']:.4f}–{rb['threshold_max']:.4f}); recommended "
               f"(floored to 0.01): **{C['recommendation']['threshold']:.2f}**; in force: "
-              f"{C['current']['threshold']:.2f}.",
+              f"{C['current']['threshold']:.2f} ("
+              + ("the default stays" if C["recommendation"]["threshold"] == C["current"]["threshold"]
+                 else "the measurement recommends another default") + ").",
               f"- Quality floor of the calibrated rule: `{R['quality_floor']}`; {C['images_below_floor']} of "
               f"{R['embedding']['n_images']:,} images below it (mean {C['gallery_images_refused_mean']:.1f} gallery "
               f"images refused per seed, {C['people_refused_mean']:.1f} people left unenrolled)"
