@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import imaging
 from ..engine import Face
-from ..errors import FacedbError
+from ..errors import FacedbError, ImageError
 from ..pipeline import Analyzer
 from . import lfw, metrics
 
@@ -186,11 +186,12 @@ def _save_cache(file: Path, key: str, e: Embedded, keep: list[int], failures: li
     file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     meta = {"key": key, "pack": e.pack, "fingerprint": e.fingerprint, "workers": e.workers,
             "wall_seconds": e.wall_seconds, "failures": failures, "picks": list(picks)}
-    arrays = {f"vec_{p}": (e.vectors if p == e.pick else e.alternatives[p]) for p in picks}
+    arrays: dict[str, Any] = {f"vec_{p}": (e.vectors if p == e.pick else e.alternatives[p]) for p in picks}
+    arrays.update(meta=np.array(json.dumps(meta)), keep=np.array(keep, dtype=np.int64),
+                  quality=e.quality if e.quality is not None else np.zeros((0, len(QUALITY_SIGNALS))),
+                  n_faces=e.n_faces if e.n_faces is not None else np.zeros(0, np.int64))
     tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, meta=np.array(json.dumps(meta)), keep=np.array(keep, dtype=np.int64),
-             quality=e.quality if e.quality is not None else np.zeros((0, len(QUALITY_SIGNALS))),
-             n_faces=e.n_faces if e.n_faces is not None else np.zeros(0, np.int64), **arrays)
+    np.savez(tmp, **arrays)
     os.replace(tmp, file)
 
 
@@ -246,7 +247,7 @@ def embed(ds: Dataset, pack: str, models_dir: Path | None, workers: int,
         for i, p in enumerate(ds.paths):
             try:
                 yield i, imaging.read_bytes(p), str(p)
-            except imaging.ImageError as exc:
+            except ImageError as exc:
                 failed.append((i, exc.reason))
                 if progress:
                     progress(1)
@@ -262,6 +263,7 @@ def embed(ds: Dataset, pack: str, models_dir: Path | None, workers: int,
                     failed.append((res.key, "analysis_error"))
                 else:
                     for p, f in chosen.items():
+                        assert f.embedding is not None
                         vecs[p].append(f.embedding)
                     quality.append(_quality_row(chosen[pick]))
                     n_faces.append(len(res.faces))
@@ -464,7 +466,8 @@ def open_set(e: Embedded, threshold: float, sizes: list[int | None], target_fpir
         if not people or not stranger_idx or len(people) in done:
             continue
         done.add(len(people))
-        g_idx, p_idx = [], []
+        g_idx: list[int] = []
+        p_idx: list[int] = []
         for lab in people:
             idx = by[lab]
             probe = rng.choice(idx)
