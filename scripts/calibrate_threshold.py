@@ -27,13 +27,17 @@ Steps:
    the per-seed calibrated thresholds floored to 0.01, reported on the report halves with a table
    threshold -> FPIR / FNIR at 100, 1,000 and all enrolled people (mean, min-max, and the seeds
    meeting FPIR <= ``--target-fpir`` and FNIR <= ``--target-fnir``).
-5. ``--compare PACK:SCORING`` (default ``sface:best``, facedb's previous default): the same for
-   that configuration on the same seeds (the same detector finds the same faces, so the splits
-   are the same), side by side.
+   ``--quality-floor`` (default: facedb's enrollment floor): gallery photos whose face is below it
+   are not enrolled, as ``facedb enroll`` refuses them (``low_quality``); they are still probes.
+   The default rule measured is therefore facedb's own: pack ``sface-flip``, template scoring,
+   the quality floor on.
+5. ``--compare PACK:SCORING`` (default ``sface:best``, facedb's previous default, with
+   ``--compare-quality-floor off``): the same for that configuration on the same seeds (the same
+   detector finds the same faces, so the splits are the same), side by side.
 
-Usage::
+Usage (the report in docs/calibration.md)::
 
-    python scripts/calibrate_threshold.py --json /tmp/calib.json --md /tmp/calib.md
+    python scripts/calibrate_threshold.py --json docs/calibration.json --md docs/calibration.md
     python scripts/calibrate_threshold.py --pack sface --scoring best --compare none
 """
 from __future__ import annotations
