@@ -70,7 +70,8 @@ def pairwise_cosine_distances(a: ArrayLike, b: ArrayLike, assume_normalized: boo
     if not assume_normalized:
         a_, b_ = l2_normalize(a_), l2_normalize(b_)
     d = 1.0 - a_ @ b_.T
-    return np.clip(d, 0.0, 2.0).astype(np.float32)
+    out: NDArray[np.float32] = np.clip(d, 0.0, 2.0).astype(np.float32)
+    return out
 
 
 # -- verification (1:1) ---------------------------------------------------------------------
@@ -354,7 +355,7 @@ def open_set_from_scores(
     enrolled = set(scores.subjects.tolist())
     mated = np.array([lab in enrolled for lab in pl.tolist()], dtype=bool)
     ok = _accepts(scores, threshold, margin)
-    predicted = np.where(ok, scores.best_label, None)
+    predicted = np.where(ok, scores.best_label, np.array(None, dtype=object))
     correct = ok & (scores.best_label == pl)
     n_m, n_n = int(mated.sum()), int((~mated).sum())
     misnamed = int((mated & ok & ~correct).sum())
