@@ -1,38 +1,54 @@
 #!/usr/bin/env python
-"""Calibrate the sface pack's default 1:N match threshold on LFW.
+"""Calibrate a pack's default 1:N match threshold on LFW, for one subject scoring rule.
 
 Steps:
 
-1. Embed every LFW image once with the ``sface`` engine (largest face; images with no face are
-   recorded) using a pool of worker processes, each with its own engine and
-   ``cv2.setNumThreads(1)``. Embeddings are cached as .npy under ``--cache``, keyed by the
-   engine fingerprint, so later runs take seconds.
-2. Verification: the official ``pairs.txt`` 10-fold accuracy (threshold chosen on 9 folds,
-   tested on the 10th). Pairs with an undetected image are counted as **wrong**.
-3. Open-set identification (what facedb does): people are split by seed into a calibration
-   half and a report half. People with >= 2 detected images give a gallery (all images but one
-   held-out probe) and mated probes; people with one image, and gallery-eligible people left
-   out of a smaller gallery, are strangers. The threshold (and optionally a best-vs-second
-   margin) with FPIR <= target on the calibration part and the lowest FNIR is chosen and then
-   measured on the report part at several gallery sizes. Two designs:
+1. Embed every LFW image once through facedb's own pipeline (``facedb.evaluation.runner.embed``:
+   ``facedb.pipeline.Analyzer`` workers, the largest face, and the face nearest the image centre
+   for the sensitivity check; images with no face are recorded). The embeddings are cached under
+   ``--cache`` (one file per pack, fingerprint and file list), so later runs take seconds.
+2. Verification: the official ``pairs.txt`` 10-fold accuracy (``facedb.evaluation.lfw``;
+   threshold chosen on 9 folds, tested on the 10th). Pairs with an undetected image count as
+   **wrong**.
+3. Open-set identification (what facedb does), subjects scored by ``--scoring``: ``template``
+   (distance to the normalised mean of the subject's faces: facedb's default search) or ``best``
+   (the closest face). People are split by seed into a calibration half and a report half.
+   People with >= 2 detected images give a gallery (all images but one held-out probe) and mated
+   probes; people with one image, and gallery-eligible people left out of a smaller gallery, are
+   strangers. The threshold (and optionally a best-vs-second margin) with FPIR <= target on the
+   calibration part and the lowest FNIR is chosen and then measured on the report part at
+   several gallery sizes. Two designs:
 
-   * ``halves``: each half has its own gallery (LFW allows only ~840 people per half);
-   * ``full``: one gallery of every person with >= 2 images (~1,680), whose held-out probes
+   * ``halves``: each half has its own gallery (LFW allows only ~780 people per half);
+   * ``full``: one gallery of every person with >= 2 images (1,559), whose held-out probes
      are split by person into calibration/report, with single-image strangers split likewise.
 
-Usage::
+4. Robustness: design ``full`` over ``--repeats`` seeds; the recommended default is the median of
+   the per-seed calibrated thresholds floored to 0.01, reported on the report halves with a table
+   threshold -> FPIR / FNIR at 100, 1,000 and all enrolled people (mean, min-max, and the seeds
+   meeting FPIR <= ``--target-fpir`` and FNIR <= ``--target-fnir``).
+   ``--quality-floor`` (default: facedb's enrollment floor): gallery photos whose face is below it
+   are not enrolled, as ``facedb enroll`` refuses them (``low_quality``); they are still probes.
+   The default rule measured is therefore facedb's own: pack ``sface-flip``, template scoring,
+   the quality floor on.
+5. ``--compare PACK:SCORING`` (default ``sface:best``, facedb's previous default, with
+   ``--compare-quality-floor off``): the same for that configuration on the same seeds (the same
+   detector finds the same faces, so the splits are the same), side by side.
 
-    python scripts/calibrate_threshold.py --cache /tmp/facedb-lfw-cache --json lfw.json
+Usage (the report in docs/calibration.md)::
+
+    python scripts/calibrate_threshold.py --json docs/calibration.json --md docs/calibration.md
+    python scripts/calibrate_threshold.py --pack sface --scoring best --compare none
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import multiprocessing as mp
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,154 +58,104 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from facedb.evaluation import lfw, runner  # noqa: E402
 from facedb.evaluation import metrics as M  # noqa: E402
+from facedb.quality import QualityFloor, format_quality_floor, parse_quality_floor  # noqa: E402
 
-DEFAULT_LFW = ROOT.parent / "shared" / "datasets" / "lfw"
-if not DEFAULT_LFW.is_dir():
-    DEFAULT_LFW = Path("/work/shared/datasets/lfw")
+DEFAULT_LFW = lfw.find_lfw()
+#: Embedding cache of this script and the experiments (never in the repository).
+DEFAULT_CACHE = runner.DEFAULT_CACHE
 
 
 # -- embedding pass -------------------------------------------------------------------------
 
-_ENGINE: Any = None
-
-
-def _init_worker(pack: str) -> None:
-    import cv2
-
-    cv2.setNumThreads(1)
-    global _ENGINE
-    from facedb.engine import load_engine
-
-    _ENGINE = load_engine(pack)
-
-
-def _embed_one(path: str) -> tuple[np.ndarray | None, np.ndarray | None, int, float, str]:
-    """(largest face's embedding, most central face's embedding, n faces, seconds, error)."""
-    from facedb import imaging
-    from facedb.errors import ImageError
-
-    t0 = time.perf_counter()
-    try:
-        im = imaging.load(path)
-        faces = _ENGINE.analyze(im.pixels)
-    except ImageError as exc:
-        return None, None, 0, time.perf_counter() - t0, str(exc)
-    dt = time.perf_counter() - t0
-    if not faces:
-        return None, None, 0, dt, ""
-    h, w = im.pixels.shape[:2]
-    off = [math.hypot((f.bbox[0] + f.bbox[2]) / 2 - w / 2, (f.bbox[1] + f.bbox[3]) / 2 - h / 2) for f in faces]
-    central = faces[int(np.argmin(off))]
-    return faces[0].embedding.astype(np.float32), central.embedding.astype(np.float32), len(faces), dt, ""
-
 
 @dataclass
 class Embeddings:
-    rel_paths: list[str]  # "<Person>/<Person>_NNNN.jpg"
+    rel_paths: list[str]  # "<Person>/<Person>_NNNN.jpg", lfw.list_images order
     people: list[str]
     emb: np.ndarray  # (n, dim) float32, largest face; NaN rows where no face
     emb_central: np.ndarray  # (n, dim) float32, face nearest the image centre (LFW's labelled face)
     n_faces: np.ndarray  # (n,) int
-    seconds: np.ndarray  # (n,) compute seconds per image in its worker (load + analyze)
     wall_seconds: float
     workers: int
     fingerprint: str
     cached: bool = False
+    pack: str = ""
+    quality: np.ndarray | None = None  # (n, len(runner.QUALITY_SIGNALS)) of the largest face; NaN rows
+    cache_file: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def detected(self) -> np.ndarray:
         return np.isfinite(self.emb[:, 0])
 
-
-def list_images(lfw: Path) -> list[str]:
-    out = []
-    for person in sorted(p.name for p in lfw.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for f in sorted((lfw / person).iterdir()):
-            if f.suffix.lower() == ".jpg":
-                out.append(f"{person}/{f.name}")
-    return out
+    def with_emb(self, emb: np.ndarray, central: np.ndarray | None = None) -> Embeddings:
+        """The same images with other vectors (NaN rows where no face)."""
+        return Embeddings(self.rel_paths, self.people, emb, self.emb_central if central is None else central,
+                          self.n_faces, self.wall_seconds, self.workers, self.fingerprint, self.cached, self.pack,
+                          self.quality, self.cache_file, dict(self.extra))
 
 
-def embed_lfw(lfw: Path, cache: Path, pack: str, workers: int, limit: int | None) -> Embeddings:
-    from facedb.engine import load_engine
-
-    fingerprint = load_engine(pack).info.fingerprint
-    rel = list_images(lfw)
-    if limit:
-        rel = rel[:limit]
-    tag = f"{pack}-{fingerprint[:12]}-n{len(rel)}"
-    cache.mkdir(parents=True, exist_ok=True)
-    f_emb, f_meta = cache / f"{tag}-embeddings.npy", cache / f"{tag}-meta.json"
-    f_nf, f_sec = cache / f"{tag}-nfaces.npy", cache / f"{tag}-seconds.npy"
-    f_cen = cache / f"{tag}-embeddings-central.npy"
-    if all(f.is_file() for f in (f_emb, f_meta, f_nf, f_sec, f_cen)):
-        meta = json.loads(f_meta.read_text())
-        if meta.get("rel_paths") == rel and meta.get("fingerprint") == fingerprint:
-            print(f"[embed] using cached embeddings {f_emb}", flush=True)
-            return Embeddings(rel, [r.split("/")[0] for r in rel], np.load(f_emb), np.load(f_cen), np.load(f_nf),
-                              np.load(f_sec), meta["wall_seconds"], meta["workers"], fingerprint, cached=True)
-    print(f"[embed] {len(rel)} images with {workers} worker(s)...", flush=True)
-    dim = load_engine(pack).info.dim
-    emb = np.full((len(rel), dim), np.nan, dtype=np.float32)
+def from_embedded(e: runner.Embedded, root: Path, rel: list[str], central: str | None = "central") -> Embeddings:
+    """An ``Embedded`` of ``runner.lfw_dataset(root)`` as per-image arrays (NaN where no face)."""
+    row = {str(root / r): i for i, r in enumerate(rel)}
+    n, dim = len(rel), e.vectors.shape[1]
+    emb = np.full((n, dim), np.nan, dtype=np.float32)
     emb_c = emb.copy()
-    n_faces = np.zeros(len(rel), dtype=np.int64)
-    seconds = np.zeros(len(rel))
-    errors: dict[str, str] = {}
-    paths = [str(lfw / r) for r in rel]
+    quality = np.full((n, len(runner.QUALITY_SIGNALS)), np.nan)
+    n_faces = np.zeros(n, dtype=np.int64)
+    idx = np.array([row[str(p)] for p in e.paths], dtype=np.int64)
+    if len(idx):
+        emb[idx] = e.vectors
+        emb_c[idx] = e.alternatives[central] if central and central in e.alternatives else e.vectors
+        if e.quality is not None and len(e.quality):
+            quality[idx] = e.quality
+        if e.n_faces is not None and len(e.n_faces):
+            n_faces[idx] = e.n_faces
+    return Embeddings(rel, [lfw.person_of(r) for r in rel], emb, emb_c, n_faces, e.wall_seconds, e.workers,
+                      e.fingerprint, e.cached, e.pack, quality, e.cache_file,
+                      {"failures": {str(Path(k).relative_to(root)): v for k, v in e.failures.items()}})
+
+
+def embed_lfw(root: Path, cache: Path | None, pack: str, workers: int, limit: int | None = None,
+              central: bool = True) -> Embeddings:
+    """Every LFW image (or the first ``limit``) through ``runner.embed``: largest face, and with
+    ``central`` the face nearest the centre too (every face is then embedded)."""
+    ds = runner.lfw_dataset(root, limit)
+    rel = [p.relative_to(root).as_posix() for p in ds.paths]
+    done = [0]
     t0 = time.perf_counter()
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(pack,)) as pool:
-        for i, (vec, vec_c, nf, dt, err) in enumerate(pool.imap(_embed_one, paths, chunksize=16)):
-            if vec is not None:
-                emb[i], emb_c[i] = vec, vec_c
-            n_faces[i], seconds[i] = nf, dt
-            if err:
-                errors[rel[i]] = err
-            if (i + 1) % 1000 == 0:
-                el = time.perf_counter() - t0
-                print(f"[embed] {i + 1}/{len(rel)}  {el:.0f}s  ({el / (i + 1) * 1000:.1f} ms/image wall)", flush=True)
-    wall = time.perf_counter() - t0
-    np.save(f_emb, emb)
-    np.save(f_cen, emb_c)
-    np.save(f_nf, n_faces)
-    np.save(f_sec, seconds)
-    f_meta.write_text(json.dumps({"rel_paths": rel, "fingerprint": fingerprint, "pack": pack,
-                                  "wall_seconds": wall, "workers": workers, "errors": errors}))
-    return Embeddings(rel, [r.split("/")[0] for r in rel], emb, emb_c, n_faces, seconds, wall, workers, fingerprint)
+
+    def progress(k: int) -> None:
+        done[0] += k
+        if done[0] % 1000 < k or done[0] == len(rel):
+            el = time.perf_counter() - t0
+            print(f"[embed {pack}] {done[0]}/{len(rel)}  {el:.0f}s", flush=True)
+
+    e = runner.embed(ds, pack, None, workers, progress, pick="largest", also=("central",) if central else (),
+                     cache=cache if cache is not None else None)
+    if e.cached:
+        print(f"[embed {pack}] cached embeddings {e.cache_file}", flush=True)
+    return from_embedded(e, root, rel)
 
 
 # -- LFW pairs ------------------------------------------------------------------------------
 
 
-def read_pairs(path: Path) -> tuple[list[tuple[str, str]], np.ndarray, np.ndarray]:
-    lines = path.read_text().splitlines()
-    n_folds, n_per = (int(v) for v in lines[0].split())
-    pairs, same, folds = [], [], []
-    rows = [ln.split("\t") for ln in lines[1:] if ln.strip()]
-    if len(rows) != n_folds * 2 * n_per:
-        raise ValueError(f"{path}: expected {n_folds * 2 * n_per} pairs, found {len(rows)}")
-    for k, r in enumerate(rows):
-        if len(r) == 3:
-            a, b = f"{r[0]}/{r[0]}_{int(r[1]):04d}.jpg", f"{r[0]}/{r[0]}_{int(r[2]):04d}.jpg"
-            s = True
-        elif len(r) == 4:
-            a, b = f"{r[0]}/{r[0]}_{int(r[1]):04d}.jpg", f"{r[2]}/{r[2]}_{int(r[3]):04d}.jpg"
-            s = False
-        else:
-            raise ValueError(f"{path}: bad line {r!r}")
-        pairs.append((a, b))
-        same.append(s)
-        folds.append(k // (2 * n_per))
-    return pairs, np.array(same), np.array(folds)
-
-
-def verification(E: Embeddings, lfw: Path) -> dict[str, Any]:
-    pairs, same, folds = read_pairs(lfw / "pairs.txt")
+def verification(E: Embeddings, root: Path) -> dict[str, Any]:
+    pairs = lfw.read_pairs(root / "pairs.txt")
+    same, folds = pairs.same, pairs.fold_ids
     index = {r: i for i, r in enumerate(E.rel_paths)}
-    ia = np.array([index[a] for a, _ in pairs])
-    ib = np.array([index[b] for _, b in pairs])
-    d = 1.0 - np.sum(E.emb[ia].astype(np.float64) * E.emb[ib], axis=1)  # NaN if a face is missing
+    nan_row = np.full(E.emb.shape[1], np.nan, dtype=np.float32)
+
+    def vec(r: str) -> np.ndarray:
+        i = index.get(r)
+        return E.emb[i] if i is not None else nan_row
+
+    va = np.stack([vec(p.a) for p in pairs.pairs]).astype(np.float64)
+    vb = np.stack([vec(p.b) for p in pairs.pairs])
+    d = 1.0 - np.sum(va * vb, axis=1)  # NaN if a face (or an image) is missing
     missing = ~np.isfinite(d)
     cv = M.lfw_10fold_accuracy(d, same, folds)
     ok = ~missing
@@ -198,13 +164,13 @@ def verification(E: Embeddings, lfw: Path) -> dict[str, Any]:
     e, e_thr = M.eer(d[same], d[~same])
     tar3, tar3_thr = M.tar_at_far(d[same], d[~same], 1e-3)
     tar2, tar2_thr = M.tar_at_far(d[same], d[~same], 1e-2)
-    imgs_in_pairs = sorted({x for p in pairs for x in p})
-    undetected_in_pairs = [x for x in imgs_in_pairs if not E.detected[index[x]]]
+    undetected_in_pairs = [x for x in pairs.images() if x not in index or not E.detected[index[x]]]
     return {
         "n_pairs": int(d.size),
         "n_pairs_with_undetected_image": int(missing.sum()),
         "n_same_pairs_with_undetected_image": int((missing & same).sum()),
         "undetected_images_in_pairs": undetected_in_pairs,
+        "images_not_in_dataset": pairs.missing(E.rel_paths),
         "accuracy_mean": cv.mean,
         "accuracy_std": cv.std,
         "fold_accuracies": cv.accuracies.tolist(),
@@ -234,9 +200,15 @@ class Split:
     singles: list[str]  # exactly one detected image
     single_img: dict[str, int]
     n_people_no_face: int
+    n_refused: int = 0  # gallery images refused by the quality floor
+    n_people_refused: int = 0  # people left with no enrolled image by it (their probe is a stranger)
 
 
-def make_split(E: Embeddings, seed: int, max_enroll: int) -> Split:
+def make_split(E: Embeddings, seed: int, max_enroll: int, refused: np.ndarray | None = None) -> Split:
+    """People split by ``seed`` (see the module docstring). ``refused``: per image, is it below
+    the enrollment quality floor? Such images are not enrolled (as ``facedb enroll`` refuses them
+    with ``low_quality``); they are still searched as probes. The draws do not depend on
+    ``refused``, so a split is the same with the floor on and off."""
     rng = np.random.default_rng(seed)
     by_person: dict[str, list[int]] = {}
     all_people: set[str] = set()
@@ -252,6 +224,7 @@ def make_split(E: Embeddings, seed: int, max_enroll: int) -> Split:
         for rank, j in enumerate(perm):
             half_of[group[j]] = 0 if rank < (len(group) + 1) // 2 else 1
     probe_of, enroll_of = {}, {}
+    n_refused = n_people_refused = 0
     for p in multi:
         idx = by_person[p]
         k = int(rng.integers(len(idx)))
@@ -259,10 +232,15 @@ def make_split(E: Embeddings, seed: int, max_enroll: int) -> Split:
         rest = idx[:k] + idx[k + 1:]
         if max_enroll and len(rest) > max_enroll:
             rest = sorted(rng.choice(rest, size=max_enroll, replace=False).tolist())
+        if refused is not None:
+            kept = [i for i in rest if not refused[i]]
+            n_refused += len(rest) - len(kept)
+            n_people_refused += not kept
+            rest = kept
         enroll_of[p] = rest
     order = [multi[j] for j in rng.permutation(len(multi))]  # nested galleries take prefixes
     return Split(order, half_of, probe_of, enroll_of, singles, {p: by_person[p][0] for p in singles},
-                 len(all_people) - len(by_person))
+                 len(all_people) - len(by_person), n_refused, n_people_refused)
 
 
 @dataclass
@@ -275,15 +253,27 @@ class Part:
     n_gallery_images: int
 
 
+#: A subject scoring rule: a name of ``metrics.SCORINGS`` ("template", "best"), or a function
+#: ``(gallery_emb, gallery_labels, probe_emb) -> SubjectScores`` (the experiments' other rules).
+Scoring = str | Callable[..., M.SubjectScores]
+
+
+def score(scoring: Scoring, gallery: np.ndarray, labels: list[str], probes: np.ndarray) -> M.SubjectScores:
+    """Subject scores of ``probes`` against a labelled gallery by rule ``scoring``."""
+    if callable(scoring):
+        return scoring(gallery, labels, probes)
+    return M.subject_scores(gallery, labels, probes, scoring=scoring)
+
+
 def build_part(E: Embeddings, S: Split, gallery_people: list[str], probe_people: dict[str, list[str]],
-               singles: dict[str, list[str]]) -> Part:
+               singles: dict[str, list[str]], scoring: Scoring = "best") -> Part:
     g_idx = [i for p in gallery_people for i in S.enroll_of[p]]
     g_lab = [E.people[i] for i in g_idx]
     scores, labels = {}, {}
     for part in ("calib", "report"):
         p_idx = [S.probe_of[p] for p in probe_people[part]] + [S.single_img[p] for p in singles[part]]
         lab = [E.people[i] for i in p_idx]
-        scores[part] = M.subject_scores(E.emb[g_idx], g_lab, E.emb[p_idx])
+        scores[part] = score(scoring, E.emb[g_idx], g_lab, E.emb[p_idx])
         labels[part] = lab
     return Part(len(gallery_people), scores, labels, len(g_idx))
 
@@ -293,6 +283,20 @@ def _point(part: Part, which: str, thr: float, margin: float | None) -> dict[str
     return {"fpir": r.fpir, "fnir": r.fnir, "n_mated": r.n_mated, "n_strangers": r.n_nonmated,
             "strangers_named": r.n_nonmated_named, "mated_misnamed": r.n_mated_misnamed,
             "mated_unknown": r.n_mated_unknown}
+
+
+def _by_enrolled(part: Part, S: Split, E: Embeddings, thr: float) -> dict[str, dict[str, int]]:
+    """Report-half mated probes by the number of photos their person has enrolled ("1", "2+"):
+    how many, and how many are missed (named wrongly or unknown) at ``thr``."""
+    r = M.open_set_from_scores(part.scores["report"], part.labels["report"], thr, None)
+    enrolled = set(part.scores["report"].subjects.tolist())
+    out = {"1": {"mated": 0, "missed": 0}, "2+": {"mated": 0, "missed": 0}}
+    for lab, pred in zip(part.labels["report"], r.predicted.tolist()):
+        if lab in enrolled:
+            k = "1" if len(S.enroll_of[lab]) == 1 else "2+"
+            out[k]["mated"] += 1
+            out[k]["missed"] += pred != lab
+    return out
 
 
 def calibrate(part: Part, target: float, margins: list[float]) -> dict[str, Any]:
@@ -313,7 +317,7 @@ def floor2(x: float) -> float:
 
 
 def run_design(name: str, E: Embeddings, S: Split, sizes: list[int | str], target: float,
-               margins: list[float], ref_thresholds: dict[str, float]) -> dict[str, Any]:
+               margins: list[float], ref_thresholds: dict[str, float], scoring: Scoring = "best") -> dict[str, Any]:
     if name == "halves":
         pools = {h: [p for p in S.people_multi if S.half_of[p] == h] for h in (0, 1)}
         max_size = min(len(pools[0]), len(pools[1]))
@@ -334,13 +338,13 @@ def run_design(name: str, E: Embeddings, S: Split, sizes: list[int | str], targe
                 pp[which] = gal + withheld
                 sg = {"calib": [], "report": []}
                 sg[which] = singles[which]
-                parts[which] = build_part(E, S, gal, pp, sg)
+                parts[which] = build_part(E, S, gal, pp, sg, scoring)
             return Part(n, {w: parts[w].scores[w] for w in parts}, {w: parts[w].labels[w] for w in parts},
                         parts["report"].n_gallery_images)
         gal = S.people_multi[:n]
         pp = {"calib": [p for p in S.people_multi if S.half_of[p] == 0],
               "report": [p for p in S.people_multi if S.half_of[p] == 1]}
-        return build_part(E, S, gal, pp, singles)
+        return build_part(E, S, gal, pp, singles, scoring)
 
     wanted = sorted({min(max_size, int(s)) if s != "max" else max_size for s in sizes})
     out: dict[str, Any] = {"max_gallery_size": max_size, "by_size": {}}
@@ -372,6 +376,8 @@ def run_design(name: str, E: Embeddings, S: Split, sizes: list[int | str], targe
         }
         for ref_name, t in ref_thresholds.items():
             row["report"][ref_name] = _point(part, "report", t, None)
+            if n == max_size:
+                row["report"][ref_name]["by_enrolled"] = _by_enrolled(part, S, E, t)
         out["by_size"][str(n)] = row
     # sweep on the report probes at the largest gallery, for docs / plots
     sweep = []
@@ -390,15 +396,14 @@ def pct(x: float) -> str:
 
 def print_report(R: dict[str, Any]) -> None:
     em = R["embedding"]
-    print("\n=== facedb threshold calibration on LFW (pack %s) ===" % R["pack"])
+    print(f"\n=== facedb threshold calibration on LFW (pack {R['pack']}, subjects scored by {R['scoring']}) ===")
     print(f"images: {em['n_images']} of {em['n_people']} people; no face detected in {em['n_undetected']} "
           f"({', '.join(em['undetected'][:8])}{' ...' if em['n_undetected'] > 8 else ''})")
     print(f"images with >1 face: {em['n_multi_face']}; {R['face']} face used; in {em['n_largest_not_central']} "
           "images the largest face is not the one nearest the centre (LFW's labelled face)")
-    print(f"time: {em['ms_per_image_compute']:.1f} ms/image (median {em['ms_per_image_compute_median']:.1f}) of "
-          "compute per worker (decode + detect + embed every face), "
-          f"{em['ms_per_image_wall']:.1f} ms/image wall with {em['workers']} workers"
-          + (" (cached run: timings from the original pass)" if em.get("cached") else ""))
+    print(f"time: {em['ms_per_image_wall']:.1f} ms/image wall with {em['workers']} workers (decode + detect + "
+          "embed every face, facedb.pipeline.Analyzer)"
+          + (f" (cached: {em['cache_file']}; the time of the original pass)" if em.get("cached") else ""))
     v = R["verification"]
     print("\n-- 1:1 verification, LFW pairs.txt, 10-fold --")
     print(f"accuracy {100 * v['accuracy_mean']:.2f} % ± {100 * v['accuracy_std']:.2f} "
@@ -420,7 +425,7 @@ def print_report(R: dict[str, Any]) -> None:
           f"{sp['n_multi_report']}); single-image people (strangers): {sp['n_singles']} "
           f"(calib {sp['n_singles_calib']}, report {sp['n_singles_report']}); people with no detected face: "
           f"{sp['n_people_no_face']}; seed {R['seed']}; target FPIR {pct(R['target_fpir'])}; "
-          f"enrol {'all but one' if not R['max_enroll'] else 'up to %d' % R['max_enroll']} images/person")
+          "enrol " + ("all but one" if not R["max_enroll"] else f"up to {R['max_enroll']}") + " images/person")
     for name, D in o["designs"].items():
         cal = D["calibration"]
         rec = D["recommended"]
@@ -469,20 +474,29 @@ def _jsonable(o: Any) -> Any:
     return o
 
 
+#: Gallery sizes of the robustness section and of the tables ("max" = every enrolled person).
+ROBUST_SIZES: list[int | str] = [100, 1000, "max"]
+
+
 def seed_robustness(E: Embeddings, seeds: list[int], target: float, max_enroll: int, margins: list[float],
-                    fixed: list[float]) -> dict[str, Any]:
+                    fixed: list[float], scoring: Scoring = "best",
+                    sizes: list[int | str] | None = None, refused: np.ndarray | None = None) -> dict[str, Any]:
     """Design 'full' re-run for several split seeds: calibrated threshold and report-split rates."""
+    sizes = list(sizes or ROBUST_SIZES)
     per_seed = []
+    names: list[str] = []
     for sd in seeds:
-        S = make_split(E, sd, max_enroll)
+        S = make_split(E, sd, max_enroll, refused)
         refs = {f"fixed_{t:.2f}": t for t in fixed}
-        D = run_design("full", E, S, [1000, "max"], target, margins, refs)
+        D = run_design("full", E, S, sizes, target, margins, refs, scoring)
         cal = D["calibration"]
-        nmax = str(D["max_gallery_size"])
+        names = list(D["by_size"])
         row = {"seed": sd, "threshold": cal["plain"]["threshold"], "calib_fnir": cal["plain"]["fnir"],
+               "calib_fpir": cal["plain"]["fpir"],
                "margin": cal["with_margin"]["margin"], "margin_threshold": cal["with_margin"]["threshold"],
-               "calib_fnir_with_margin": cal["with_margin"]["fnir"], "report": {}}
-        for n in ("1000", nmax):
+               "calib_fnir_with_margin": cal["with_margin"]["fnir"], "gallery_images_refused": S.n_refused,
+               "people_refused": S.n_people_refused, "report": {}}
+        for n in names:
             rp = D["by_size"][n]["report"]
             row["report"][n] = {
                 "exact": rp["exact_threshold"], "exact_with_margin": rp["exact_threshold_with_margin"],
@@ -491,48 +505,110 @@ def seed_robustness(E: Embeddings, seeds: list[int], target: float, max_enroll: 
         per_seed.append(row)
     thr = np.array([r["threshold"] for r in per_seed])
     return {"seeds": seeds, "per_seed": per_seed, "threshold_median": float(np.median(thr)),
-            "threshold_min": float(thr.min()), "threshold_max": float(thr.max()),
-            "gallery_sizes": ["1000", str(len(make_split(E, seeds[0], max_enroll).people_multi))]}
+            "threshold_min": float(thr.min()), "threshold_max": float(thr.max()), "gallery_sizes": names,
+            "fixed": fixed}
 
 
-def summarise(rows: list[dict[str, Any]], size: str, key: str) -> dict[str, float]:
+def summarise(rows: list[dict[str, Any]], size: str, key: str, target_fpir: float = 0.01,
+              target_fnir: float = 0.04) -> dict[str, float]:
     f = np.array([r["report"][size][key]["fpir"] for r in rows])
     n = np.array([r["report"][size][key]["fnir"] for r in rows])
     return {"fpir_mean": float(f.mean()), "fpir_min": float(f.min()), "fpir_max": float(f.max()),
-            "fnir_mean": float(n.mean()), "fnir_min": float(n.min()), "fnir_max": float(n.max())}
+            "fnir_mean": float(n.mean()), "fnir_min": float(n.min()), "fnir_max": float(n.max()),
+            "seeds_meeting": int(np.sum((f <= target_fpir + 1e-12) & (n <= target_fnir + 1e-12))),
+            "seeds_fpir_ok": int(np.sum(f <= target_fpir + 1e-12)), "seeds": len(rows),
+            "strangers_named_mean": float(np.mean([r["report"][size][key]["strangers_named"] for r in rows])),
+            "mated_misnamed_mean": float(np.mean([r["report"][size][key]["mated_misnamed"] for r in rows])),
+            "mated_unknown_mean": float(np.mean([r["report"][size][key]["mated_unknown"] for r in rows])),
+            "n_mated": int(rows[0]["report"][size][key]["n_mated"]),
+            "n_strangers": int(rows[0]["report"][size][key]["n_strangers"]),
+            **_enrolled_summary([r["report"][size][key].get("by_enrolled") for r in rows])}
+
+
+def _enrolled_summary(parts: list[dict[str, dict[str, int]] | None]) -> dict[str, Any]:
+    """FNIR of the mated probes by enrolled photos of their person, pooled over seeds."""
+    if not parts or any(p is None for p in parts):
+        return {}
+    out: dict[str, Any] = {}
+    for k in ("1", "2+"):
+        mated = sum(p[k]["mated"] for p in parts if p)
+        missed = sum(p[k]["missed"] for p in parts if p)
+        out[f"enrolled_{k}"] = {"mated_per_seed": mated / len(parts), "fnir": missed / mated if mated else None}
+    return out
+
+
+def fixed_grid(thresholds: list[float], *extra: float) -> list[float]:
+    return sorted({round(t, 2) for t in (*thresholds, *extra) if math.isfinite(t)})
+
+
+def robustness_config(E: Embeddings, seeds: list[int], a: argparse.Namespace, scoring: Scoring,
+                      current: float, table: list[float], floor: QualityFloor = None) -> dict[str, Any]:
+    """Calibrated thresholds over ``seeds``, the recommendation and the threshold table; with
+    ``floor``, the gallery images below that enrollment quality floor are not enrolled."""
+    margins = [float(m) for m in a.margins.split(",") if m]
+    fixed = fixed_grid(table, current)
+    refused = runner.rows_below_floor(E.quality, floor, len(E.rel_paths)) if floor else None
+    rb = seed_robustness(E, seeds, a.target_fpir, a.max_enroll, margins, fixed, scoring, refused=refused)
+    rec = floor2(rb["threshold_median"])
+    if f"fixed_{rec:.2f}" not in rb["per_seed"][0]["report"][rb["gallery_sizes"][0]]:  # make sure it is measured
+        fixed = fixed_grid(fixed, rec)
+        rb = seed_robustness(E, seeds, a.target_fpir, a.max_enroll, margins, fixed, scoring, refused=refused)
+    rows = rb["per_seed"]
+    gain = float(np.mean([r["calib_fnir"] - r["calib_fnir_with_margin"] for r in rows]))
+
+    def summ(size: str, key: str) -> dict[str, float]:
+        return summarise(rows, size, key, a.target_fpir, a.target_fnir)
+
+    return {
+        "quality_floor": dict(floor) if floor else None,
+        "images_below_floor": int(refused.sum()) if refused is not None else 0,
+        "gallery_images_refused_mean": float(np.mean([r["gallery_images_refused"] for r in rows])),
+        "people_refused_mean": float(np.mean([r["people_refused"] for r in rows])),
+        "robustness": rb,
+        "recommendation": {
+            "threshold": rec,
+            "margin_worth_it": gain >= 0.005,  # at least half a point of FNIR at the same FPIR budget
+            "margin_mean_calib_fnir_gain": gain,
+            "report": {size: summ(size, f"fixed_{rec:.2f}") for size in rb["gallery_sizes"]},
+        },
+        "current": {"threshold": current,
+                    "report": {size: summ(size, f"fixed_{current:.2f}") for size in rb["gallery_sizes"]}},
+        "per_seed_own_threshold": {size: summ(size, "exact") for size in rb["gallery_sizes"]},
+        "table": {f"{t:.2f}": {size: summ(size, f"fixed_{t:.2f}") for size in rb["gallery_sizes"]}
+                  for t in rb["fixed"]},
+    }
 
 
 def print_robustness(R: dict[str, Any]) -> None:
-    rb = R["robustness"]
+    C = R["config"]
+    rb = C["robustness"]
     rows = rb["per_seed"]
-    print(f"\n-- robustness: design 'full' over {len(rows)} split seeds {rb['seeds'][0]}..{rb['seeds'][-1]} --")
+    print(f"\n-- robustness: design 'full' over {len(rows)} split seeds {rb['seeds'][0]}..{rb['seeds'][-1]} "
+          f"({R['pack']}, scoring {R['scoring']}) --")
     print(f"calibrated threshold (FPIR <= {pct(R['target_fpir'])} on calib, gallery max): median "
           f"{rb['threshold_median']:.4f}, range {rb['threshold_min']:.4f}..{rb['threshold_max']:.4f}")
     m = np.array([r["calib_fnir"] - r["calib_fnir_with_margin"] for r in rows])
     print(f"margin rule: calib FNIR gain of the best margin over none: mean {100 * m.mean():.2f} points "
           f"(margins chosen: {sorted({r['margin'] for r in rows})})")
-    for size in rb["gallery_sizes"]:
-        e = summarise(rows, size, "exact")
-        em = summarise(rows, size, "exact_with_margin")
+    for size, e in C["per_seed_own_threshold"].items():
         print(f"  gallery {size:>5}: own calibrated threshold -> report FPIR {pct(e['fpir_mean'])} "
               f"({pct(e['fpir_min'])}..{pct(e['fpir_max'])}), FNIR {pct(e['fnir_mean'])} "
-              f"({pct(e['fnir_min'])}..{pct(e['fnir_max'])});  with best margin: FPIR {pct(em['fpir_mean'])} "
-              f"FNIR {pct(em['fnir_mean'])}")
-    print("  fixed thresholds, REPORT split, mean (min..max) over seeds:")
-    keys = [k for k in rows[0]["report"][rb["gallery_sizes"][0]] if k.startswith("fixed_")]
-    for k in keys:
-        cells = []
-        for size in rb["gallery_sizes"]:
-            e = summarise(rows, size, k)
-            cells.append(f"gallery {size:>5}: FPIR {pct(e['fpir_mean'])} ({pct(e['fpir_min'])}..{pct(e['fpir_max'])}) "
-                         f"FNIR {pct(e['fnir_mean'])} ({pct(e['fnir_min'])}..{pct(e['fnir_max'])})")
-        print(f"   {k[6:]}  " + "   ".join(cells))
-    rec = R["recommendation"]
+              f"({pct(e['fnir_min'])}..{pct(e['fnir_max'])})")
+    print("  fixed thresholds, REPORT split, mean (min..max) over seeds [seeds with FPIR <= "
+          f"{pct(R['target_fpir'])} and FNIR <= {pct(R['target_fnir'])}]:")
+    for t, by in C["table"].items():
+        cells = [f"gallery {size:>5}: FPIR {pct(e['fpir_mean'])} ({pct(e['fpir_min'])}..{pct(e['fpir_max'])}) "
+                 f"FNIR {pct(e['fnir_mean'])} ({pct(e['fnir_min'])}..{pct(e['fnir_max'])}) [{e['seeds_meeting']}]"
+                 for size, e in by.items()]
+        print(f"   {t}  " + "   ".join(cells))
+    rec = C["recommendation"]
     print(f"\nRECOMMENDED default threshold: {rec['threshold']:.2f} (median calibrated threshold over seeds, floored "
-          f"to 0.01); margin rule: {'worth it' if rec['margin_worth_it'] else 'not worth it'}")
+          f"to 0.01; in force now: {C['current']['threshold']:.2f}); margin rule: "
+          f"{'worth it' if rec['margin_worth_it'] else 'not worth it'}")
     for size, v in rec["report"].items():
         print(f"  gallery {size:>5}: report FPIR {pct(v['fpir_mean'])} ({pct(v['fpir_min'])}..{pct(v['fpir_max'])}), "
-              f"FNIR {pct(v['fnir_mean'])} ({pct(v['fnir_min'])}..{pct(v['fnir_max'])})")
+              f"FNIR {pct(v['fnir_mean'])} ({pct(v['fnir_min'])}..{pct(v['fnir_max'])}), seeds ok "
+              f"{v['seeds_meeting']}/{v['seeds']}")
 
 
 def print_sensitivity(R: dict[str, Any]) -> None:
@@ -544,112 +620,288 @@ def print_sensitivity(R: dict[str, Any]) -> None:
     print(f"LFW 10-fold accuracy {100 * sv['accuracy_mean']:.2f} % ± {100 * sv['accuracy_std']:.2f}; "
           f"1:1 best threshold {sv['best_threshold_all_pairs']:.3f}")
     for size, v in sv["report"].items():
-        print(f"  gallery {size:>5} at {R['recommendation']['threshold']:.2f}: report FPIR {pct(v['fpir_mean'])}, "
-              f"FNIR {pct(v['fnir_mean'])} (mean over seeds)")
+        print(f"  gallery {size:>5} at {R['config']['recommendation']['threshold']:.2f}: report FPIR "
+              f"{pct(v['fpir_mean'])}, FNIR {pct(v['fnir_mean'])} (mean over seeds)")
+
+
+def rule_name(C: dict[str, Any]) -> str:
+    """``pack + scoring [+ quality floor]`` of a configuration."""
+    return f"{C['pack']} + {C['scoring']}" + (" + quality floor" if C.get("quality_floor") else "")
+
+
+def compare_rows(R: dict[str, Any]) -> list[tuple[str, str, float, dict[str, dict[str, float]]]]:
+    """(label, configuration, threshold, per-size summary) of the side-by-side table."""
+    out = []
+    for key in ("baseline", "config"):
+        C = R.get(key)
+        if not C:
+            continue
+        name = rule_name(C)
+        out.append((f"{'old' if key == 'baseline' else 'new'}, threshold in force", name,
+                    C["current"]["threshold"], C["current"]["report"]))
+        out.append((f"{'old' if key == 'baseline' else 'new'}, own calibrated threshold", name,
+                    C["recommendation"]["threshold"], C["recommendation"]["report"]))
+    return out
+
+
+def print_compare(R: dict[str, Any]) -> None:
+    if not R.get("baseline"):
+        return
+    print(f"\n-- side by side on the same {len(R['seeds'])} seeds (REPORT halves; mean (min..max); seeds with "
+          f"FPIR <= {pct(R['target_fpir'])} and FNIR <= {pct(R['target_fnir'])}) --")
+    for label, name, thr, by in compare_rows(R):
+        cells = [f"{size:>5}: FPIR {pct(v['fpir_mean'])} ({pct(v['fpir_min'])}..{pct(v['fpir_max'])}) FNIR "
+                 f"{pct(v['fnir_mean'])} ({pct(v['fnir_min'])}..{pct(v['fnir_max'])}) [{v['seeds_meeting']}]"
+                 for size, v in by.items()]
+        print(f"  {name:<22} {thr:.2f} ({label}):  " + "   ".join(cells))
+
+
+def _p(x: float) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{100 * x:.2f}"
+
+
+def _cell(v: dict[str, float], what: str) -> str:
+    return f"{_p(v[what + '_mean'])} ({_p(v[what + '_min'])}–{_p(v[what + '_max'])})"
+
+
+def markdown(R: dict[str, Any]) -> str:
+    """The tables of the report as markdown (README / docs)."""
+    C = R["config"]
+    sizes = C["robustness"]["gallery_sizes"]
+    people = {s: R["gallery_people"][s] for s in sizes}
+    lines = [f"# Threshold calibration on LFW: {rule_name(C)}", "",
+             f"`{R['command']}` at commit {R['commit']}; {len(R['seeds'])} seeds ({R['seeds'][0]}..{R['seeds'][-1]}); "
+             f"target FPIR <= {_p(R['target_fpir'])} % and FNIR <= {_p(R['target_fnir'])} %. Rates in %, on the "
+             "report halves: mean (min–max over seeds) [seeds meeting both targets].", ""]
+    rb = C["robustness"]
+    v = R["verification"]
+    lines += [f"- Embeddings: {R['embedding']['n_images']:,} images, {R['embedding']['n_undetected']} without a "
+              f"face; fingerprint `{R['fingerprint'][:12]}`; {R['embedding']['ms_per_image_wall']:.1f} ms/image wall "
+              f"with {R['embedding']['workers']} workers" + (" (cached pass)" if R["embedding"]["cached"] else ""),
+              f"- Gallery: {people[sizes[-1]]:,} people with >= 2 photos (one held out each as the mated probe); "
+              f"strangers: {R['open_set']['split']['n_singles']:,} single-photo people; probes and strangers split "
+              "by person into calibration and report halves.",
+              f"- Calibrated threshold (FPIR <= 1 % on the calibration half, all people): median "
+              f"**{rb['threshold_median']:.4f}** ({rb['threshold_min']:.4f}–{rb['threshold_max']:.4f}); recommended "
+              f"(floored to 0.01): **{C['recommendation']['threshold']:.2f}**; in force: "
+              f"{C['current']['threshold']:.2f} ("
+              + ("the default stays" if C["recommendation"]["threshold"] == C["current"]["threshold"]
+                 else "the measurement recommends another default") + ").",
+              f"- Quality floor of the calibrated rule: `{R['quality_floor']}`; {C['images_below_floor']} of "
+              f"{R['embedding']['n_images']:,} images below it (mean {C['gallery_images_refused_mean']:.1f} gallery "
+              f"images refused per seed, {C['people_refused_mean']:.1f} people left unenrolled)"
+              + (f"; the old rule has floor `{format_quality_floor(R['baseline'].get('quality_floor'))}`."
+                 if R.get("baseline") else "."),
+              f"- LFW pairs 10-fold: {100 * v['accuracy_mean']:.2f} % ± {100 * v['accuracy_std']:.2f} "
+              f"(EER {_p(v['eer'])} %, TAR@FAR=1e-3 {_p(v['tar_at_far_1e-3'])} %).", ""]
+    if R.get("baseline_verification"):
+        bv = R["baseline_verification"]
+        lines[-2] += (f" Baseline `{R['baseline']['pack']}`: {100 * bv['accuracy_mean']:.2f} % ± "
+                      f"{100 * bv['accuracy_std']:.2f}.")
+    lines += [f"## Threshold -> FPIR / FNIR, {rule_name(C)}", "",
+              "| threshold | " + " | ".join(f"{people[s]:,} people: FPIR | FNIR [ok]" for s in sizes) + " |",
+              "|---|" + "---|---|" * len(sizes)]
+    for t, by in C["table"].items():
+        mark = " (in force)" if float(t) == C["current"]["threshold"] else ""
+        mark += " (calibrated)" if float(t) == C["recommendation"]["threshold"] else ""
+        lines.append(f"| {t}{mark} | " + " | ".join(f"{_cell(by[s], 'fpir')} | {_cell(by[s], 'fnir')} "
+                                                     f"[{by[s]['seeds_meeting']}]" for s in sizes) + " |")
+    own = C["per_seed_own_threshold"]
+    lines.append("| each seed's own calibrated threshold | " + " | ".join(
+        f"{_cell(own[s], 'fpir')} | {_cell(own[s], 'fnir')} [{own[s]['seeds_meeting']}]" for s in sizes) + " |")
+    if R.get("baseline"):
+        lines += ["", f"## Side by side on the same seeds: old ({rule_name(R['baseline'])}) vs new "
+                      f"({rule_name(C)})", "",
+                  "| configuration | threshold | " + " | ".join(f"{people[s]:,} people: FPIR | FNIR [ok]"
+                                                              for s in sizes) + " |",
+                  "|---|---|" + "---|---|" * len(sizes)]
+        for label, name, thr, by in compare_rows(R):
+            lines.append(f"| {name} ({label}) | {thr:.2f} | " + " | ".join(
+                f"{_cell(by[s], 'fpir')} | {_cell(by[s], 'fnir')} [{by[s]['seeds_meeting']}]" for s in sizes) + " |")
+        big = sizes[-1]
+        B = R["baseline"]
+        lines += ["", f"Per seed at the threshold in force ({C['current']['threshold']:.2f}), {people[big]:,} people "
+                      "(FPIR / FNIR %):", "",
+                  f"| seed | old {rule_name(B)} | new {rule_name(C)} |",
+                  "|---|---|---|"]
+        key_old, key_new = f"fixed_{B['current']['threshold']:.2f}", f"fixed_{C['current']['threshold']:.2f}"
+        for ro, rn in zip(B["robustness"]["per_seed"], C["robustness"]["per_seed"]):
+            o, n = ro["report"][big][key_old], rn["report"][big][key_new]
+            lines.append(f"| {rn['seed']} | {_p(o['fpir'])} / {_p(o['fnir'])} | {_p(n['fpir'])} / {_p(n['fnir'])} |")
+    big = sizes[-1]
+    fe = [(rule_name(X), X["current"]["threshold"], X["current"]["report"][big])
+          for X in (R.get("baseline"), C) if X]
+    if all("enrolled_1" in v for _, _, v in fe):
+        lines += ["", f"Misses by enrolled photos of the person, {people[big]:,} people, at the threshold in force "
+                      "(report halves, pooled over seeds):", "",
+                  "| configuration | threshold | mated probes with 1 photo enrolled: FNIR | with 2+ photos: FNIR |",
+                  "|---|---|---|---|"]
+        for name, thr, v in fe:
+            one, more = v["enrolled_1"], v["enrolled_2+"]
+            lines.append(f"| {name} | {thr:.2f} | {_p(one['fnir'])} ({one['mated_per_seed']:.0f} per seed) | "
+                         f"{_p(more['fnir'])} ({more['mated_per_seed']:.0f} per seed) |")
+    sv = R.get("sensitivity")
+    if sv:
+        lines += ["", f"Sensitivity: with the {sv['face']} face of each photo ({sv['n_images_differing']} photos "
+                      f"differ), LFW pairs {100 * sv['accuracy_mean']:.2f} %, calibrated median "
+                      f"{sv['calibrated_threshold_median']:.4f}; at {C['recommendation']['threshold']:.2f}: " +
+                  "; ".join(f"{people[s]:,} people FPIR {_p(x['fpir_mean'])} / FNIR {_p(x['fnir_mean'])}"
+                            for s, x in sv["report"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def git_commit() -> str:
+    import subprocess
+
+    try:
+        rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "facedb", "scripts"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev + (" (with uncommitted changes)" if dirty else "")
+    except Exception:  # pragma: no cover
+        return "unknown"
+
+
+def embedding_summary(E: Embeddings) -> dict[str, Any]:
+    det = E.detected
+    differing = int(np.sum(np.any(E.emb != E.emb_central, axis=1) & det))
+    return {"n_images": len(E.rel_paths), "n_people": len(set(E.people)), "n_undetected": int((~det).sum()),
+            "undetected": [r for r, d in zip(E.rel_paths, det) if not d],
+            "failures": E.extra.get("failures", {}),
+            "n_multi_face": int((E.n_faces > 1).sum()), "n_largest_not_central": differing,
+            "ms_per_image_wall": 1000 * E.wall_seconds / max(1, len(E.rel_paths)),
+            "wall_seconds": E.wall_seconds, "workers": E.workers, "cached": E.cached, "cache_file": E.cache_file}
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--lfw", type=Path, default=DEFAULT_LFW, help="LFW folder (with pairs.txt)")
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/facedb-lfw-cache"), help="embedding cache dir")
-    ap.add_argument("--pack", default="sface")
+    from facedb.config import DEFAULT_PACK
+
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument("--lfw", type=Path, default=DEFAULT_LFW, help="LFW folder (with pairs.txt) [default: "
+                    f"{lfw.DATASETS_ENV}/lfw, else <checkout>/../shared/datasets/lfw]")
+    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="embedding cache folder")
+    ap.add_argument("--no-cache", action="store_true", help="embed afresh and write no cache")
+    ap.add_argument("--pack", default=DEFAULT_PACK, help="pack to calibrate [default: %(default)s]")
+    ap.add_argument("--scoring", choices=M.SCORINGS, default="template",
+                    help="subject scoring: template (facedb's default search) or best (closest face)")
+    ap.add_argument("--quality-floor", default="default", metavar="SPEC",
+                    help="enrollment quality floor of the calibrated rule: gallery images below it are not "
+                         "enrolled ('default' = facedb's, name=value pairs, or 'off') [default: %(default)s]")
+    ap.add_argument("--compare", default="sface:best",
+                    help="PACK:SCORING measured on the same seeds and shown side by side ('none': skip)")
+    ap.add_argument("--compare-quality-floor", default="off", metavar="SPEC",
+                    help="quality floor of the --compare rule [default: %(default)s, as before the floor existed]")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--face", choices=("largest", "central"), default="largest",
+    ap.add_argument("--face", choices=runner.PICKS, default="largest",
                     help="which face of a multi-face image is used (the product uses the largest; LFW "
                          "labels the central one); the other is reported as a sensitivity check")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=10, help="split seeds for the robustness section")
     ap.add_argument("--target-fpir", type=float, default=0.01)
-    ap.add_argument("--gallery-sizes", default="100,500,1000,max")
+    ap.add_argument("--target-fnir", type=float, default=0.04, help="FNIR target the tables count seeds against")
+    ap.add_argument("--gallery-sizes", default="100,500,1000,max", help="gallery sizes of the seed-0 designs")
+    ap.add_argument("--table-thresholds", default=",".join(f"{t / 100:.2f}" for t in range(44, 60)),
+                    help="fixed thresholds of the robustness table (the calibrated and the current one are added)")
     ap.add_argument("--margins", default="0,0.01,0.02,0.03,0.04,0.05,0.06,0.08,0.10,0.12,0.15,0.20",
                     help="margins (second-best minus best subject distance) tried with the threshold; "
                          "0 is the same as no margin rule")
     ap.add_argument("--max-enroll", type=int, default=0, help="cap on enrolled images per person (0: all but one)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N images (smoke test)")
     ap.add_argument("--json", type=Path, default=None, help="write every number as JSON here")
+    ap.add_argument("--md", type=Path, default=None, help="write the tables as markdown here")
     a = ap.parse_args(argv)
     t_run = time.perf_counter()
-
-    E = embed_lfw(a.lfw, a.cache, a.pack, a.workers, a.limit)
-    differing = int(np.sum(np.any(E.emb != E.emb_central, axis=1) & E.detected))
-    if a.face == "central":
-        E.emb, E.emb_central = E.emb_central, E.emb
+    floor, b_floor = parse_quality_floor(a.quality_floor), parse_quality_floor(a.compare_quality_floor)
+    root = lfw.require_lfw(a.lfw)
+    cache = None if a.no_cache else a.cache
     from facedb.engine import load_engine
 
+    E = embed_lfw(root, cache, a.pack, a.workers, a.limit)
+    if a.face == "central":
+        E = E.with_emb(E.emb_central, E.emb)
     current = float(load_engine(a.pack).info.threshold)
-    det = E.detected
-    R: dict[str, Any] = {"pack": a.pack, "fingerprint": E.fingerprint, "seed": a.seed, "face": a.face,
-                         "target_fpir": a.target_fpir, "max_enroll": a.max_enroll}
-    R["embedding"] = {
-        "n_images": len(E.rel_paths), "n_people": len(set(E.people)), "n_undetected": int((~det).sum()),
-        "undetected": [r for r, d in zip(E.rel_paths, det) if not d],
-        "n_multi_face": int((E.n_faces > 1).sum()), "n_largest_not_central": differing,
-        "ms_per_image_compute": 1000 * float(E.seconds.mean()),
-        "ms_per_image_compute_median": 1000 * float(np.median(E.seconds)),
-        "ms_per_image_wall": 1000 * E.wall_seconds / len(E.rel_paths),
-        "wall_seconds": E.wall_seconds, "workers": E.workers, "cached": E.cached,
-    }
-    R["verification"] = verification(E, a.lfw) if a.limit is None else None
-    ok = np.flatnonzero(det)
+    refused = runner.rows_below_floor(E.quality, floor, len(E.rel_paths)) if floor else None
+    R: dict[str, Any] = {"pack": a.pack, "scoring": a.scoring, "quality_floor": format_quality_floor(floor),
+                         "fingerprint": E.fingerprint, "seed": a.seed,
+                         "face": a.face, "target_fpir": a.target_fpir, "target_fnir": a.target_fnir,
+                         "max_enroll": a.max_enroll, "command": " ".join(["python", *sys.argv]) if argv is None
+                         else " ".join(["python", "scripts/calibrate_threshold.py", *argv]), "commit": git_commit()}
+    R["embedding"] = embedding_summary(E)
+    R["verification"] = verification(E, root) if a.limit is None else None
+    ok = np.flatnonzero(E.detected)
     R["precision_at_2"] = M.precision_at_k(E.emb[ok], [E.people[i] for i in ok], k=2, seed=a.seed)
 
-    S = make_split(E, a.seed, a.max_enroll)
+    S = make_split(E, a.seed, a.max_enroll, refused)
     sizes: list[int | str] = [s if s == "max" else int(s) for s in a.gallery_sizes.split(",")]
     margins = [float(m) for m in a.margins.split(",") if m]
     refs = {f"ref_current_{current:.2f}": current}
     if R["verification"]:
-        refs["ref_1:1_best_%.3f" % R["verification"]["best_threshold_all_pairs"]] = \
-            R["verification"]["best_threshold_all_pairs"]
+        best = R["verification"]["best_threshold_all_pairs"]
+        refs[f"ref_1:1_best_{best:.3f}"] = best
     n_mc = sum(S.half_of[p] == 0 for p in S.people_multi)
     n_sc = sum(S.half_of[p] == 0 for p in S.singles)
     R["open_set"] = {
         "split": {"n_multi": len(S.people_multi), "n_multi_calib": n_mc, "n_multi_report": len(S.people_multi) - n_mc,
                   "n_singles": len(S.singles), "n_singles_calib": n_sc, "n_singles_report": len(S.singles) - n_sc,
-                  "n_people_no_face": S.n_people_no_face},
-        "designs": {d: run_design(d, E, S, sizes, a.target_fpir, margins, refs) for d in ("halves", "full")},
+                  "n_people_no_face": S.n_people_no_face, "n_gallery_images_refused": S.n_refused,
+                  "n_people_refused": S.n_people_refused},
+        "designs": {d: run_design(d, E, S, sizes, a.target_fpir, margins, refs, a.scoring) for d in ("halves", "full")},
     }
+    R["gallery_people"] = {"100": min(100, len(S.people_multi)), "1000": min(1000, len(S.people_multi)),
+                           str(len(S.people_multi)): len(S.people_multi)}
+    table = [float(t) for t in a.table_thresholds.split(",") if t]
     if R["verification"] and a.repeats > 0:
         seeds = list(range(a.seed, a.seed + a.repeats))
-        base = R["open_set"]["designs"]["full"]["recommended"]["threshold"]
-        fixed = sorted({round(base + k / 100, 2) for k in range(-3, 4)})
-        rb = seed_robustness(E, seeds, a.target_fpir, a.max_enroll, margins, fixed)
-        rec = floor2(rb["threshold_median"])
-        if f"fixed_{rec:.2f}" not in rb["per_seed"][0]["report"]["1000"]:  # make sure it is measured
-            rb = seed_robustness(E, seeds, a.target_fpir, a.max_enroll, margins, sorted(set(fixed) | {rec}))
-        R["robustness"] = rb
-        rows = rb["per_seed"]
-        gain = float(np.mean([r["calib_fnir"] - r["calib_fnir_with_margin"] for r in rows]))
-        R["recommendation"] = {
-            "threshold": rec,
-            "margin_worth_it": gain >= 0.005,  # at least half a point of FNIR at the same FPIR budget
-            "margin_mean_calib_fnir_gain": gain,
-            "report": {size: summarise(rows, size, f"fixed_{rec:.2f}") for size in rb["gallery_sizes"]},
-        }
+        R["seeds"] = seeds
+        C = robustness_config(E, seeds, a, a.scoring, current, table, floor)
+        C.update(pack=a.pack, scoring=a.scoring)
+        R["config"] = C
+        rec = C["recommendation"]["threshold"]
         # sensitivity: the other face choice, same seeds, at the recommended threshold
-        E2 = Embeddings(E.rel_paths, E.people, E.emb_central, E.emb, E.n_faces, E.seconds, E.wall_seconds,
-                        E.workers, E.fingerprint, E.cached)
-        v2 = verification(E2, a.lfw)
-        rb2 = seed_robustness(E2, seeds, a.target_fpir, a.max_enroll, [0.0], [rec])
+        E2 = E.with_emb(E.emb_central, E.emb)
+        v2 = verification(E2, root)
+        rb2 = seed_robustness(E2, seeds, a.target_fpir, a.max_enroll, [0.0], [rec], a.scoring, refused=refused)
         R["sensitivity"] = {
             "face": "central" if a.face == "largest" else "largest",
-            "n_images_differing": differing,
+            "n_images_differing": R["embedding"]["n_largest_not_central"],
             "accuracy_mean": v2["accuracy_mean"], "accuracy_std": v2["accuracy_std"],
             "best_threshold_all_pairs": v2["best_threshold_all_pairs"],
             "calibrated_threshold_median": rb2["threshold_median"],
-            "report": {size: summarise(rb2["per_seed"], size, f"fixed_{rec:.2f}") for size in rb2["gallery_sizes"]},
+            "report": {size: summarise(rb2["per_seed"], size, f"fixed_{rec:.2f}", a.target_fpir, a.target_fnir)
+                       for size in rb2["gallery_sizes"]},
         }
+        if a.compare.lower() != "none":
+            b_pack, _, b_scoring = a.compare.partition(":")
+            b_scoring = b_scoring or "best"
+            if b_scoring not in M.SCORINGS:
+                ap.error(f"--compare: scoring must be one of {M.SCORINGS}")
+            EB = E if b_pack == a.pack else embed_lfw(root, cache, b_pack, a.workers, a.limit)
+            if a.face == "central":
+                EB = EB.with_emb(EB.emb_central, EB.emb)
+            same_split = bool(np.array_equal(EB.detected, E.detected))
+            B = robustness_config(EB, seeds, a, b_scoring, float(load_engine(b_pack).info.threshold), table,
+                                  b_floor)
+            B.update(pack=b_pack, scoring=b_scoring, same_detected_images=same_split)
+            R["baseline"] = B
+            R["baseline_verification"] = verification(EB, root)
+            R["baseline_embedding"] = embedding_summary(EB)
     R["run_seconds"] = time.perf_counter() - t_run
     if R["verification"]:
         print_report(R)
-        if "robustness" in R:
+        if "config" in R:
             print_robustness(R)
             print_sensitivity(R)
+            print_compare(R)
         print(f"\nembedding pass {R['embedding']['wall_seconds']:.0f} s; total run {R['run_seconds']:.0f} s")
     else:
         print(json.dumps({k: R[k] for k in ("embedding", "precision_at_2")}, indent=1, default=str))
     if a.json:
         a.json.write_text(json.dumps(_jsonable(R), indent=1, allow_nan=False))
         print(f"wrote {a.json}")
+    if a.md and "config" in R:
+        a.md.write_text(markdown(R))
+        print(f"wrote {a.md}")
     return 0
 
 

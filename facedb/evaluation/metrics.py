@@ -12,8 +12,8 @@ Conventions used everywhere in this module:
 """
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Hashable, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -31,6 +31,8 @@ __all__ = [
     "lfw_10fold_accuracy",
     "SubjectScores",
     "subject_scores",
+    "template_scores",
+    "SCORINGS",
     "OpenSetResult",
     "open_set_from_scores",
     "open_set_identification",
@@ -68,7 +70,8 @@ def pairwise_cosine_distances(a: ArrayLike, b: ArrayLike, assume_normalized: boo
     if not assume_normalized:
         a_, b_ = l2_normalize(a_), l2_normalize(b_)
     d = 1.0 - a_ @ b_.T
-    return np.clip(d, 0.0, 2.0).astype(np.float32)
+    out: NDArray[np.float32] = np.clip(d, 0.0, 2.0).astype(np.float32)
+    return out
 
 
 # -- verification (1:1) ---------------------------------------------------------------------
@@ -235,13 +238,26 @@ def _labels(x: Sequence[Hashable] | ArrayLike) -> NDArray[np.object_]:
     return out
 
 
+#: Subject scoring rules, as ``facedb.search`` names them: ``best`` = a subject's distance is that
+#: of its closest sample; ``template`` = the distance to the normalised mean of its unit samples.
+SCORINGS = ("best", "template")
+
+
 def subject_scores(
     gallery_emb: ArrayLike,
     gallery_labels: Sequence[Hashable] | ArrayLike,
     probe_emb: ArrayLike,
     chunk: int = 2048,
+    scoring: str = "best",
 ) -> SubjectScores:
-    """Best and second-best subject distance of each probe against a labelled gallery."""
+    """Best and second-best subject distance of each probe against a labelled gallery.
+
+    ``scoring="best"``: a subject's distance is the minimum over its samples;
+    ``scoring="template"``: see ``template_scores``."""
+    if scoring == "template":
+        return template_scores(gallery_emb, gallery_labels, probe_emb, chunk)
+    if scoring != "best":
+        raise ValueError(f"scoring must be one of {SCORINGS}, not {scoring!r}")
     g = l2_normalize(np.asarray(gallery_emb, dtype=np.float32))
     p = l2_normalize(np.asarray(probe_emb, dtype=np.float32))
     gl = _labels(gallery_labels)
@@ -280,6 +296,29 @@ def subject_scores(
     )
 
 
+def template_scores(
+    gallery_emb: ArrayLike,
+    gallery_labels: Sequence[Hashable] | ArrayLike,
+    probe_emb: ArrayLike,
+    chunk: int = 2048,
+) -> SubjectScores:
+    """Like ``subject_scores``, but a subject's distance is ``1 - cos(probe, template)``, where
+    the template is the normalised sum of the subject's unit samples (facedb's default search,
+    ``scoring="template"``)."""
+    g = l2_normalize(np.asarray(gallery_emb, dtype=np.float32))
+    gl = _labels(gallery_labels)
+    if g.ndim != 2 or g.shape[0] == 0 or g.shape[0] != gl.size:
+        raise ValueError("gallery_emb must be (n, dim) with n >= 1 and one label per row")
+    index: dict[Hashable, int] = {}
+    inv = np.array([index.setdefault(lab, len(index)) for lab in gl.tolist()], dtype=np.int64)
+    sums = np.zeros((len(index), g.shape[1]), dtype=np.float64)
+    np.add.at(sums, inv, g.astype(np.float64))
+    templates = l2_normalize(sums)
+    labels = _labels(list(index))
+    # one template per subject: the per-sample minimum over it is its own distance
+    return subject_scores(templates, labels, probe_emb, chunk=chunk, scoring="best")
+
+
 @dataclass(frozen=True)
 class OpenSetResult:
     """Outcome of open-set identification at one operating point."""
@@ -316,7 +355,7 @@ def open_set_from_scores(
     enrolled = set(scores.subjects.tolist())
     mated = np.array([lab in enrolled for lab in pl.tolist()], dtype=bool)
     ok = _accepts(scores, threshold, margin)
-    predicted = np.where(ok, scores.best_label, None)
+    predicted = np.where(ok, scores.best_label, np.array(None, dtype=object))
     correct = ok & (scores.best_label == pl)
     n_m, n_n = int(mated.sum()), int((~mated).sum())
     misnamed = int((mated & ok & ~correct).sum())
@@ -343,6 +382,7 @@ def open_set_identification(
     probe_labels: Sequence[Hashable] | ArrayLike,
     threshold: float,
     margin: float | None = None,
+    scoring: str = "best",
 ) -> OpenSetResult:
     """Open-set 1:N identification with subject-level decisions.
 
@@ -350,8 +390,9 @@ def open_set_identification(
     sample. The probe is named as the closest subject if that distance is ``<= threshold``
     and, when ``margin`` is given, the second-closest subject is at least ``margin`` farther;
     otherwise it is unknown. Probes whose label is not in the gallery are strangers.
+    ``scoring="template"`` scores subjects by their template instead (``template_scores``).
     """
-    scores = subject_scores(gallery_emb, gallery_labels, probe_emb)
+    scores = subject_scores(gallery_emb, gallery_labels, probe_emb, scoring=scoring)
     return open_set_from_scores(scores, probe_labels, threshold, margin)
 
 
@@ -403,9 +444,10 @@ def threshold_for_fpir(
     probe_labels: Sequence[Hashable] | ArrayLike,
     target_fpir: float,
     margin: float | None = None,
+    scoring: str = "best",
 ) -> ThresholdChoice:
     """Threshold giving FPIR <= ``target_fpir`` with the lowest FNIR, and that FNIR."""
-    scores = subject_scores(gallery_emb, gallery_labels, probe_emb)
+    scores = subject_scores(gallery_emb, gallery_labels, probe_emb, scoring=scoring)
     return threshold_for_fpir_from_scores(scores, probe_labels, target_fpir, margin)
 
 

@@ -7,38 +7,89 @@ end to end through a scratch FaceDB in a temporary home, deleted afterwards.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import math
+import os
 import random
 import tempfile
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from collections.abc import Iterator
-from typing import Any, Callable
+from typing import Any, Literal
 
 import numpy as np
 
 from .. import imaging
-from ..errors import FacedbError
+from ..engine import Face
+from ..errors import FacedbError, ImageError
 from ..pipeline import Analyzer
-from . import metrics
+from . import lfw, metrics
 
 ProgressFn = Callable[[int], None]
 
 
 @dataclass
 class Dataset:
+    """Labelled images: ``labels[i]`` is the subject of ``paths[i]``."""
+
     paths: list[Path]
     labels: list[str]
+
+
+#: The quality signals of ``Face.quality`` kept per embedded image (columns of ``Embedded.quality``).
+QUALITY_SIGNALS = ("det_score", "face_px", "eye_px", "blur", "raw_norm")
+#: Which face of an image with several is used: ``largest`` (what enrollment does: the largest
+#: visible face) or ``central`` (the face whose box centre is nearest the image centre: the one
+#: LFW labels).
+Pick = Literal["largest", "central"]
+PICKS: tuple[Pick, ...] = ("largest", "central")
+#: Where ``embed(cache=True)`` keeps its files (never in the repository).
+DEFAULT_CACHE = Path(tempfile.gettempdir()) / "facedb-embeddings"
+_CACHE_VERSION = 1
 
 
 @dataclass
 class Embedded:
+    """The embeddings of a dataset's images where a face was found (one face per image)."""
+
     paths: list[Path]
     labels: list[str]
-    vectors: np.ndarray  # (n, dim) for the images where a face was found
+    vectors: np.ndarray  # (n, dim) for the images where a face was found, face chosen by ``pick``
     failures: dict[str, str] = field(default_factory=dict)  # path -> reason
-    seconds_per_image: float = 0.0
+    seconds_per_image: float = 0.0  # wall clock of the embedding pass / images (0 when cached)
+    #: (n, len(QUALITY_SIGNALS)): the chosen face's quality signals (NaN when the pack has none)
+    quality: np.ndarray | None = None
+    n_faces: np.ndarray | None = None  # (n,) faces detected in each image
+    pick: str = "largest"
+    #: the vectors of the same images chosen by the other pickers asked for (``embed(picks=...)``)
+    alternatives: dict[str, np.ndarray] = field(default_factory=dict)
+    pack: str = ""
+    fingerprint: str = ""
+    workers: int = 1
+    wall_seconds: float = 0.0
+    cached: bool = False
+    cache_file: str | None = None
+
+    def with_pick(self, pick: str) -> Embedded:
+        """The same images with the vectors of another picker (one of ``embed``'s ``picks``)."""
+        if pick == self.pick:
+            return self
+        if pick not in self.alternatives:
+            raise FacedbError(f"face picker {pick!r} was not computed (picks: {self.pick}, "
+                              f"{', '.join(self.alternatives) or '-'})")
+        alt = dict(self.alternatives)
+        alt[self.pick] = self.vectors
+        vec = alt.pop(pick)
+        return replace(self, vectors=vec, pick=pick, alternatives=alt)
+
+    def quality_of(self, signal: str) -> np.ndarray:
+        """One column of ``quality`` (NaN everywhere when the pack gives no quality)."""
+        if self.quality is None or signal not in QUALITY_SIGNALS:
+            return np.full(len(self.paths), np.nan)
+        return self.quality[:, QUALITY_SIGNALS.index(signal)]
 
 
 def load_dataset(root: Path, name_from: str = "dir", limit: int | None = None) -> Dataset:
@@ -69,38 +120,169 @@ def load_dataset(root: Path, name_from: str = "dir", limit: int | None = None) -
     return Dataset(paths, labels)
 
 
+def lfw_dataset(root: Path, limit: int | None = None) -> Dataset:
+    """LFW as a ``Dataset``, in ``lfw.list_images`` order (person = folder)."""
+    rel = lfw.list_images(root)[:limit] if limit else lfw.list_images(root)
+    if not rel:
+        raise FacedbError(f"{root}: no LFW images found")
+    return Dataset([Path(root) / r for r in rel], [lfw.person_of(r) for r in rel])
+
+
+def pick_face(faces: list[Face], width: int, height: int, pick: str) -> int:
+    """Index in ``faces`` (largest first) of the face ``pick`` chooses."""
+    if pick == "largest" or len(faces) == 1:
+        return 0
+    if pick == "central":
+        cx, cy = width / 2, height / 2
+        off = [math.hypot((f.bbox[0] + f.bbox[2]) / 2 - cx, (f.bbox[1] + f.bbox[3]) / 2 - cy) for f in faces]
+        return int(np.argmin(off))  # the first of equals: the larger face
+    raise FacedbError(f"face picker must be one of {', '.join(PICKS)}, not {pick!r}")
+
+
+def _quality_row(face: Face) -> list[float]:
+    q = face.quality or {}
+    return [float(q.get(k, math.nan)) for k in QUALITY_SIGNALS]
+
+
+def cache_key(pack: str, fingerprint: str, paths: list[Path], picks: tuple[str, ...]) -> str:
+    """What an embedding cache file is keyed by: pack, fingerprint, face pickers and the file
+    list (resolved path, size and modification time of every file)."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"v": _CACHE_VERSION, "pack": pack, "fingerprint": fingerprint,
+                         "picks": list(picks)}).encode())
+    for p in paths:
+        try:
+            st = os.stat(p)
+            h.update(f"{Path(p).resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{p}\0missing\n".encode())
+    return h.hexdigest()
+
+
+def _cache_path(folder: Path, pack: str, fingerprint: str, key: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in pack)
+    return folder / f"{safe}-{fingerprint[:12]}-{key[:16]}.npz"
+
+
+def _load_cache(file: Path, ds: Dataset, key: str, picks: tuple[str, ...]) -> Embedded | None:
+    try:
+        with np.load(file, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta.get("key") != key:
+                return None
+            keep = z["keep"]
+            vecs = {p: z[f"vec_{p}"] for p in picks}
+            quality, n_faces = z["quality"], z["n_faces"]
+    except (OSError, ValueError, KeyError):
+        return None
+    failures = {str(ds.paths[int(i)]): r for i, r in meta["failures"]}
+    return Embedded([ds.paths[i] for i in keep], [ds.labels[i] for i in keep], vecs[picks[0]], failures,
+                    0.0, quality, n_faces, picks[0], {p: vecs[p] for p in picks[1:]}, meta["pack"],
+                    meta["fingerprint"], meta["workers"], meta["wall_seconds"], True, str(file))
+
+
+def _save_cache(file: Path, key: str, e: Embedded, keep: list[int], failures: list[tuple[int, str]],
+                picks: tuple[str, ...]) -> None:
+    file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    meta = {"key": key, "pack": e.pack, "fingerprint": e.fingerprint, "workers": e.workers,
+            "wall_seconds": e.wall_seconds, "failures": failures, "picks": list(picks)}
+    arrays: dict[str, Any] = {f"vec_{p}": (e.vectors if p == e.pick else e.alternatives[p]) for p in picks}
+    arrays.update(meta=np.array(json.dumps(meta)), keep=np.array(keep, dtype=np.int64),
+                  quality=e.quality if e.quality is not None else np.zeros((0, len(QUALITY_SIGNALS))),
+                  n_faces=e.n_faces if e.n_faces is not None else np.zeros(0, np.int64))
+    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, file)
+
+
+def _cache_entry(ds: Dataset, pack: str, models_dir: Path | None, pick: str, also: tuple[str, ...],
+                 cache: Path | bool | None) -> tuple[tuple[str, ...], str, Path | None, str]:
+    """(pickers, fingerprint, cache file or None, key) of an ``embed`` call."""
+    from ..engine import load_engine
+
+    picks = tuple(dict.fromkeys((pick, *also)))
+    for p in picks:
+        if p not in PICKS:
+            raise FacedbError(f"face picker must be one of {', '.join(PICKS)}, not {p!r}")
+    fingerprint = load_engine(pack, models_dir).info.fingerprint
+    if not cache:
+        return picks, fingerprint, None, ""
+    folder = DEFAULT_CACHE if cache is True else Path(cache)
+    key = cache_key(pack, fingerprint, ds.paths, picks)
+    return picks, fingerprint, _cache_path(folder, pack, fingerprint, key), key
+
+
+def load_cached(ds: Dataset, pack: str, models_dir: Path | None = None, *, pick: str = "largest",
+                also: tuple[str, ...] = (), cache: Path | bool = True) -> Embedded | None:
+    """What ``embed`` with these arguments would read from its cache, or None (nothing embedded)."""
+    picks, _, file, key = _cache_entry(ds, pack, models_dir, pick, also, cache)
+    return _load_cache(file, ds, key, picks) if file is not None and file.is_file() else None
+
+
 def embed(ds: Dataset, pack: str, models_dir: Path | None, workers: int,
-          progress: ProgressFn | None = None) -> Embedded:
-    vecs: list[np.ndarray] = []
-    keep_p: list[Path] = []
-    keep_l: list[str] = []
-    failures: dict[str, str] = {}
+          progress: ProgressFn | None = None, *, pick: str = "largest", also: tuple[str, ...] = (),
+          cache: Path | bool | None = None) -> Embedded:
+    """Embed one face per image through facedb's pipeline (``pipeline.Analyzer``).
+
+    ``pick`` chooses the face of a multi-face image (``PICKS``); ``also`` computes the other
+    pickers' vectors in the same pass (``Embedded.with_pick``). Only the largest face is
+    embedded when it is the only picker, else every face is. ``cache``: a folder (or True for
+    ``DEFAULT_CACHE``) holding one ``.npz`` per pack, fingerprint, pickers and file list; a
+    later call with the same key reads it instead of embedding."""
+    picks, fingerprint, file, key = _cache_entry(ds, pack, models_dir, pick, also, cache)
+    if file is not None and file.is_file():
+        hit = _load_cache(file, ds, key, picks)
+        if hit is not None:
+            if progress:
+                progress(len(ds.paths))
+            return hit
+    vecs: dict[str, list[np.ndarray]] = {p: [] for p in picks}
+    quality: list[list[float]] = []
+    n_faces: list[int] = []
+    keep: list[int] = []
+    failed: list[tuple[int, str]] = []
     start = time.perf_counter()
 
     def read_all() -> Iterator[tuple[int, bytes, str]]:  # lazily: the pool pulls as it goes
         for i, p in enumerate(ds.paths):
             try:
                 yield i, imaging.read_bytes(p), str(p)
-            except imaging.ImageError as exc:
-                failures[str(p)] = exc.reason
+            except ImageError as exc:
+                failed.append((i, exc.reason))
                 if progress:
                     progress(1)
 
+    max_faces = 1 if picks == ("largest",) else None
     with Analyzer(pack, models_dir, workers) as analyzer:
-        for res in analyzer.run(read_all(), len(ds.paths), max_faces=1):
-            p = ds.paths[res.key]
+        for res in analyzer.run(read_all(), len(ds.paths), max_faces=max_faces):
             if res.reason or not res.faces:
-                failures[str(p)] = res.reason or "no_face"
+                failed.append((res.key, res.reason or "no_face"))
             else:
-                vecs.append(res.faces[0].embedding)
-                keep_p.append(p)
-                keep_l.append(ds.labels[res.key])
+                chosen = {p: res.faces[pick_face(res.faces, res.width, res.height, p)] for p in picks}
+                if any(f.embedding is None for f in chosen.values()):
+                    failed.append((res.key, "analysis_error"))
+                else:
+                    for p, f in chosen.items():
+                        assert f.embedding is not None
+                        vecs[p].append(f.embedding)
+                    quality.append(_quality_row(chosen[pick]))
+                    n_faces.append(len(res.faces))
+                    keep.append(res.key)
             if progress:
                 progress(1)
     elapsed = time.perf_counter() - start
-    dim = vecs[0].size if vecs else 0
-    return Embedded(keep_p, keep_l, np.stack(vecs) if vecs else np.zeros((0, dim), np.float32), failures,
-                    elapsed / max(1, len(ds.paths)))
+    dim = vecs[pick][0].size if vecs[pick] else 0
+    arrays = {p: np.stack(v).astype(np.float32) if v else np.zeros((0, dim), np.float32) for p, v in vecs.items()}
+    failed.sort()
+    e = Embedded([ds.paths[i] for i in keep], [ds.labels[i] for i in keep], arrays[pick],
+                 {str(ds.paths[i]): r for i, r in failed}, elapsed / max(1, len(ds.paths)),
+                 np.array(quality, dtype=np.float64).reshape(-1, len(QUALITY_SIGNALS)),
+                 np.array(n_faces, dtype=np.int64), pick, {p: arrays[p] for p in picks[1:]}, pack, fingerprint,
+                 max(1, workers), elapsed)
+    if file is not None:
+        _save_cache(file, key, e, keep, failed, picks)
+        e.cache_file = str(file)
+    return e
 
 
 # -- protocols -------------------------------------------------------------------------------
@@ -183,40 +365,84 @@ def verification(genuine: np.ndarray, impostor: np.ndarray, threshold: float) ->
 
 
 def lfw_pairs(e: Embedded, root: Path, pairs_file: Path) -> dict[str, Any]:
-    """The LFW pairs protocol: 10-fold accuracy, threshold chosen on the other 9 folds."""
-    index = {p.name: i for i, p in enumerate(e.paths)}
-    lines = pairs_file.read_text().split("\n")
-    n_folds, n_per = (int(x) for x in lines[0].split()[:2])
-    dist, same, fold = [], [], []
-    missing = 0
-    rows = [ln.split("\t") if "\t" in ln else ln.split() for ln in lines[1:] if ln.strip()]
-    for j, parts in enumerate(rows):
-        if len(parts) == 3:
-            a = f"{parts[0]}_{int(parts[1]):04d}.jpg"
-            b = f"{parts[0]}_{int(parts[2]):04d}.jpg"
-            is_same = True
-        else:
-            a = f"{parts[0]}_{int(parts[1]):04d}.jpg"
-            b = f"{parts[2]}_{int(parts[3]):04d}.jpg"
-            is_same = False
-        ia, ib = index.get(a), index.get(b)
+    """The LFW pairs protocol: 10-fold accuracy, threshold chosen on the other 9 folds.
+
+    Pairs are read by ``lfw.read_pairs`` (strict: a malformed file is an error). A pair with an
+    image where no face was found, or that is not in the dataset, counts as an error."""
+    pairs = lfw.read_pairs(pairs_file)
+    index: dict[str, int] = {}
+    by_name: dict[str, int] = {}
+    for i, p in enumerate(e.paths):
+        try:
+            index[p.relative_to(root).as_posix()] = i
+        except ValueError:
+            pass
+        by_name.setdefault(p.name, i)
+    def rel(f: Path) -> str:
+        return f.relative_to(root).as_posix() if f.is_relative_to(root) else f.name
+
+    listed = {rel(f) for f in e.paths} | {rel(Path(f)) for f in e.failures}
+    dist = []
+    missing = not_listed = 0
+    for pr in pairs.pairs:
+        ia = index.get(pr.a, by_name.get(pr.a.rsplit("/", 1)[-1]))
+        ib = index.get(pr.b, by_name.get(pr.b.rsplit("/", 1)[-1]))
         if ia is None or ib is None:
             missing += 1
+            not_listed += (pr.a not in listed) or (pr.b not in listed)
             dist.append(np.nan)
         else:
             dist.append(float(1.0 - e.vectors[ia] @ e.vectors[ib]))
-        same.append(is_same)
-        fold.append(j // (2 * n_per))
-    acc = metrics.lfw_10fold_accuracy(np.array(dist), np.array(same), np.array(fold))
-    return {"folds": n_folds, "pairs": len(dist), "pairs_without_face": missing,
+    acc = metrics.lfw_10fold_accuracy(np.array(dist), pairs.same, pairs.fold_ids)
+    return {"folds": pairs.folds, "pairs": len(pairs), "pairs_without_face": missing,
+            "pairs_with_image_not_in_dataset": not_listed,
             "accuracy_mean": acc.mean, "accuracy_std": acc.std,
+            "fold_accuracies": [float(a) for a in acc.accuracies],
             "fold_thresholds": [float(t) for t in acc.thresholds],
             "note": "pairs with an image where no face was found count as errors"}
 
 
-def open_set(e: Embedded, threshold: float, sizes: list[int | None], target_fpir: float, seed: int
-             ) -> dict[str, Any]:
-    """Enrolled vs never-enrolled subjects; FNIR/FPIR at the threshold in force and at FPIR=target."""
+def below_floor(e: Embedded, floor: Mapping[str, float] | None) -> np.ndarray:
+    """Per embedded image: is its face below the quality ``floor`` (what enrollment refuses with
+    reason ``low_quality``)? A signal the pack does not give is never below."""
+    return rows_below_floor(e.quality, floor, len(e.paths))
+
+
+def rows_below_floor(quality: np.ndarray | None, floor: Mapping[str, float] | None, n: int | None = None
+                     ) -> np.ndarray:
+    """Per row of ``quality`` (columns ``QUALITY_SIGNALS``): below ``floor``? NaN (no signal, or no
+    face) is never below; a floor on a signal that is not a column is ignored."""
+    rows = n if n is not None else (0 if quality is None else len(quality))
+    out = np.zeros(rows, dtype=bool)
+    if quality is None or not len(quality):
+        return out
+    for key, value in (floor or {}).items():
+        if key in QUALITY_SIGNALS:
+            col = quality[:, QUALITY_SIGNALS.index(key)]
+            with np.errstate(invalid="ignore"):
+                out |= np.isfinite(col) & (col < value)
+    return out
+
+
+def _scored(g: np.ndarray, gl: list[str], p: np.ndarray, pl: list[str], threshold: float, target_fpir: float,
+            scoring: str) -> dict[str, Any]:
+    scores = metrics.subject_scores(g, gl, p, scoring=scoring)
+    at = metrics.open_set_from_scores(scores, pl, threshold)
+    choice = metrics.threshold_for_fpir_from_scores(scores, pl, target_fpir)
+    return {"at_threshold": {"threshold": threshold, "fnir": at.fnir, "fpir": at.fpir,
+                             "mated_misnamed": at.n_mated_misnamed, "mated_unknown": at.n_mated_unknown,
+                             "strangers_named": at.n_nonmated_named},
+            f"at_fpir_{target_fpir:g}": {"threshold": choice.threshold, "fnir": choice.fnir, "fpir": choice.fpir}}
+
+
+def open_set(e: Embedded, threshold: float, sizes: list[int | None], target_fpir: float, seed: int,
+             scoring: str = "template", quality_floor: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """Enrolled vs never-enrolled subjects; FNIR/FPIR at the threshold in force and at FPIR=target.
+
+    Every gallery is scored both ways (``by_scoring``: ``template`` and ``best``; the row's
+    ``at_threshold`` is ``scoring``'s), and again with the gallery faces below ``quality_floor``
+    left out, as enrollment would refuse them (a subject left without faces is not enrolled:
+    their probe is then a stranger)."""
     by: dict[str, list[int]] = defaultdict(list)
     for i, lab in enumerate(e.labels):
         by[lab].append(i)
@@ -232,6 +458,7 @@ def open_set(e: Embedded, threshold: float, sizes: list[int | None], target_fpir
         cut = len(multi) - len(multi) // 2
         enrolled_pool, held = multi[:cut], multi[cut:]
     stranger_idx = [by[lab][0] for lab in held] + [by[lab][0] for lab in single]
+    low = below_floor(e, quality_floor)
     rows = []
     done: set[int] = set()
     for size in sizes:
@@ -239,26 +466,39 @@ def open_set(e: Embedded, threshold: float, sizes: list[int | None], target_fpir
         if not people or not stranger_idx or len(people) in done:
             continue
         done.add(len(people))
-        g_idx, p_idx = [], []
+        g_idx: list[int] = []
+        p_idx: list[int] = []
         for lab in people:
             idx = by[lab]
             probe = rng.choice(idx)
             p_idx.append(probe)
             g_idx.extend(i for i in idx if i != probe)
         probes = p_idx + stranger_idx
-        scores = metrics.subject_scores(e.vectors[g_idx], [e.labels[i] for i in g_idx], e.vectors[probes])
-        plabels = [e.labels[i] for i in probes]
-        at = metrics.open_set_from_scores(scores, plabels, threshold)
-        choice = metrics.threshold_for_fpir_from_scores(scores, plabels, target_fpir)
-        rows.append({"gallery_subjects": len(people), "gallery_images": len(g_idx),
-                     "mated_probes": at.n_mated, "stranger_probes": at.n_nonmated,
-                     "at_threshold": {"threshold": threshold, "fnir": at.fnir, "fpir": at.fpir},
-                     f"at_fpir_{target_fpir:g}": {"threshold": choice.threshold, "fnir": choice.fnir,
-                                                  "fpir": choice.fpir}})
-    return {"enrolled_pool": len(enrolled_pool), "strangers": len(stranger_idx), "rows": rows,
+        pv, pl = e.vectors[probes], [e.labels[i] for i in probes]
+        gl = [e.labels[i] for i in g_idx]
+        scored = {sc: _scored(e.vectors[g_idx], gl, pv, pl, threshold, target_fpir, sc) for sc in metrics.SCORINGS}
+        row: dict[str, Any] = {"gallery_subjects": len(people), "gallery_images": len(g_idx),
+                               "mated_probes": len(p_idx), "stranger_probes": len(stranger_idx),
+                               "scoring": scoring, **scored[scoring], "by_scoring": scored}
+        if quality_floor:
+            kept = [i for i in g_idx if not low[i]]
+            kept_people = {e.labels[i] for i in kept}
+            qf: dict[str, Any] = {"gallery_images_below_floor": len(g_idx) - len(kept),
+                                  "subjects_left_out": len(people) - len(kept_people)}
+            if kept:
+                kl = [e.labels[i] for i in kept]
+                qf["by_scoring"] = {sc: _scored(e.vectors[kept], kl, pv, pl, threshold, target_fpir, sc)
+                                    for sc in metrics.SCORINGS}
+            row["quality_floor"] = qf
+        rows.append(row)
+    return {"enrolled_pool": len(enrolled_pool), "strangers": len(stranger_idx), "scoring": scoring,
+            "quality_floor": dict(quality_floor) if quality_floor else None,
+            "faces_below_floor": int(low.sum()), "rows": rows,
             "note": "gallery: all but one image of enrolled subjects (the other is the mated probe); "
                     "strangers: every single-image subject, or when there are none, one image of each "
-                    "subject of a never-enrolled half"}
+                    "subject of a never-enrolled half; scoring 'template': distance to the normalised mean "
+                    "of a subject's faces (facedb's default search), 'best': to its closest face; "
+                    "quality_floor: the same with the gallery faces below the enrollment floor left out"}
 
 
 def database_crosscheck(e: Embedded, pack: str, models_dir: Path | None, threshold: float, seed: int
@@ -292,21 +532,33 @@ def evaluate(root: Path, *, pack: str, models_dir: Path | None, threshold: float
              lfw_pairs_file: Path | None = None, splits: int = 5, seed: int = 0,
              gallery_sizes: list[int | None] | None = None, target_fpir: float = 0.01,
              workers: int = 1, limit: int | None = None, max_impostors: int = 5_000_000,
-             via_database: bool | None = None, progress: ProgressFn | None = None) -> dict[str, Any]:
+             via_database: bool | None = None, progress: ProgressFn | None = None,
+             scoring: str = "template", quality_floor: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """Every protocol on one embedding pass of ``root`` (see the module docstring).
+
+    ``scoring``: the subject scoring of the open-set headline (both are reported);
+    ``quality_floor``: the enrollment floor whose effect on the open set is reported
+    (``facedb.quality.DEFAULT_QUALITY_FLOOR`` when None; pass ``{}`` for none)."""
+    from ..quality import DEFAULT_QUALITY_FLOOR
+
+    if scoring not in metrics.SCORINGS:
+        raise FacedbError(f"scoring must be one of {', '.join(metrics.SCORINGS)}, not {scoring!r}")
+    floor = DEFAULT_QUALITY_FLOOR if quality_floor is None else quality_floor
     ds = load_dataset(root, name_from, limit)
     e = embed(ds, pack, models_dir, workers, progress)
     if len(e.vectors) < 2:
         raise FacedbError(f"{root}: fewer than two faces found; nothing to evaluate")
     genuine, impostor = all_pairs(e, max_impostors, seed)
     report: dict[str, Any] = {
-        "dataset": str(root), "pack": pack, "threshold": threshold,
+        "dataset": str(root), "pack": pack, "threshold": threshold, "scoring": scoring,
         "images": len(ds.paths), "subjects": len(set(ds.labels)), "faces_found": len(e.vectors),
         "failures": dict(Counter(e.failures.values())), "seconds_per_image": e.seconds_per_image,
         "workers": workers,
         "tutorial": tutorial_protocol(e, splits, seed),
         "leave_one_out": leave_one_out_rank1(e),
         "verification": verification(genuine, impostor, threshold),
-        "open_set": open_set(e, threshold, gallery_sizes or [100, 500, 1000, None], target_fpir, seed),
+        "open_set": open_set(e, threshold, gallery_sizes or [100, 500, 1000, None], target_fpir, seed,
+                             scoring, floor),
     }
     if lfw_pairs_file is not None:
         report["lfw_pairs"] = lfw_pairs(e, root, lfw_pairs_file)

@@ -311,19 +311,25 @@ def replace_section(path: Path, name: str, body: str) -> None:
 # -- data ------------------------------------------------------------------------------------------
 
 def datasets_dir() -> Path | None:
-    """``$FACEDB_DATASETS``, else ``<checkout>/../shared/datasets``; None when absent."""
-    env = os.environ.get("FACEDB_DATASETS")
-    root = Path(env).expanduser() if env else REPO.parent / "shared" / "datasets"
-    return root if root.is_dir() else None
+    """``$FACEDB_DATASETS``, else ``<checkout>/../shared/datasets``; None when absent
+    (``facedb.evaluation.lfw.find_datasets``)."""
+    from facedb.evaluation import lfw
+
+    return lfw.find_datasets()
 
 
 def lfw_dir() -> Path | None:
-    d = datasets_dir()
-    return d / "lfw" if d is not None and (d / "lfw").is_dir() else None
+    """``<datasets>/lfw``; None when absent (``facedb.evaluation.lfw.find_lfw``)."""
+    from facedb.evaluation import lfw
+
+    return lfw.find_lfw()
 
 
 def lfw_images(root: Path) -> list[Path]:
-    return sorted(p for p in root.glob("*/*.jpg"))
+    """Every LFW image, in the order of every LFW reader (``facedb.evaluation.lfw.image_paths``)."""
+    from facedb.evaluation import lfw
+
+    return lfw.image_paths(root)
 
 
 def sample_images(paths: Sequence[Path], n: int | None) -> list[Path]:

@@ -129,6 +129,7 @@ def child_modify(a: dict[str, Any]) -> dict[str, Any]:
 def child_query(a: dict[str, Any]) -> dict[str, Any]:
     t0 = time.monotonic()
     import chromadb  # noqa: F401
+
     from facedb.index.chroma_index import ChromaIndex
 
     t_import = time.monotonic()
@@ -298,22 +299,38 @@ def make_synthetic(n: int, dim: int, per_id: int, n_queries: int, seed: int, fol
             "mean_cos_to_centre": cos_sum / n, "names_file": None}
 
 
-def find_lfw(cache: Path) -> Path | None:
+def find_lfw(cache: Path, pack: str = "sface-flip") -> dict[str, Any] | None:
+    """The cached LFW embeddings of ``pack`` (``facedb.evaluation.runner.embed``'s cache, as
+    scripts/calibrate_threshold.py writes it): ``{"emb", "people", "source", "pack"}``, or None
+    when LFW or the cache is absent (nothing is embedded here)."""
+    from facedb.evaluation import lfw, runner
+
     if not cache.is_dir():
         return None
-    found = sorted(p for p in cache.glob("*-embeddings.npy") if not p.name.endswith("-central.npy"))
-    for p in found:
-        if p.with_name(p.name.replace("-embeddings.npy", "-meta.json")).is_file():
-            return p
+    root = lfw.find_lfw()
+    if root is not None:
+        ds = runner.lfw_dataset(root)
+        for also in (("central",), ()):
+            e = runner.load_cached(ds, pack, pick="largest", also=also, cache=cache)
+            if e is not None:
+                return {"emb": e.vectors.astype(np.float32), "people": list(e.labels), "source": e.cache_file,
+                        "pack": pack}
+    # a plain embeddings file (the format of earlier calibrate_threshold.py runs, and of the smoke test):
+    # <tag>-embeddings.npy (NaN rows: no face) beside <tag>-meta.json {"rel_paths": [...], "pack": ...}
+    for f in sorted(cache.glob("*-embeddings.npy")):
+        meta_file = f.with_name(f.name.replace("-embeddings.npy", "-meta.json"))
+        if meta_file.is_file():
+            meta = json.loads(meta_file.read_text())
+            return {"emb": np.load(f).astype(np.float32), "people": [lfw.person_of(r) for r in meta["rel_paths"]],
+                    "source": str(f), "pack": meta.get("pack")}
     return None
 
 
-def make_lfw(emb_file: Path, n_queries: int, seed: int, folder: Path, limit: int | None) -> dict[str, Any]:
-    """Real LFW embeddings (scripts/calibrate_threshold.py cache). Queries: one held-out image of
-    each of ``n_queries`` random people with >= 2 images; the gallery is every other image."""
-    meta = json.loads(emb_file.with_name(emb_file.name.replace("-embeddings.npy", "-meta.json")).read_text())
-    emb = np.load(emb_file).astype(np.float32)
-    people = [r.split("/")[0] for r in meta["rel_paths"]]
+def make_lfw(found: dict[str, Any], n_queries: int, seed: int, folder: Path, limit: int | None) -> dict[str, Any]:
+    """Real LFW embeddings (``find_lfw``). Queries: one held-out image of each of ``n_queries``
+    random people with >= 2 images; the gallery is every other image."""
+    emb = found["emb"]
+    people = found["people"]
     ok = np.isfinite(emb).all(axis=1)
     rows = np.flatnonzero(ok)
     if limit:
@@ -338,7 +355,7 @@ def make_lfw(emb_file: Path, n_queries: int, seed: int, folder: Path, limit: int
     (folder / "names.json").write_text(json.dumps(names))
     return {"n": len(gallery), "dim": emb.shape[1], "identities": len({pid[people[i]] for i in gallery}),
             "per_identity": None, "mean_cos_to_centre": None, "names_file": str(folder / "names.json"),
-            "source": str(emb_file), "pack": meta.get("pack")}
+            "source": str(found["source"]), "pack": found["pack"]}
 
 
 # --------------------------------------------------------------------------------------
@@ -616,8 +633,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--ef-search", type=int, default=None, help="override the create-time ef_search")
     ap.add_argument("--hnsw-extra", type=json.loads, default={},
                     help='extra create-time HNSW keys as JSON, e.g. \'{"num_threads": 2}\'')
-    ap.add_argument("--lfw-cache", type=Path, default=Path("/tmp/facedb-lfw-cache"),
-                    help="folder with scripts/calibrate_threshold.py's *-embeddings.npy (row skipped if absent)")
+    ap.add_argument("--lfw-cache", type=Path, default=None,
+                    help="embedding cache of scripts/calibrate_threshold.py (facedb.evaluation.runner.embed) "
+                         "[default: runner.DEFAULT_CACHE]; the LFW row is skipped when it holds no LFW pass")
+    ap.add_argument("--lfw-pack", default="sface-flip", help="pack of the cached LFW embeddings [%(default)s]")
     ap.add_argument("--lfw-limit", type=int, default=None, help="use only the first N LFW images")
     ap.add_argument("--no-lfw", action="store_true")
     ap.add_argument("--max-load-minutes", type=float, default=None,
@@ -642,6 +661,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a.sweep = a.sweep if a.sweep is not None else ([50] if q else [50, 100, 200])
     a.time_cap = a.time_cap or (2.0 if q else 15.0)
     a.lfw_limit = a.lfw_limit or (1500 if q else None)
+    if a.lfw_cache is None:
+        from facedb.evaluation import runner
+
+        a.lfw_cache = runner.DEFAULT_CACHE
     a.lock = (not q) if a.lock is None else a.lock
     if a.out is None and not q:
         a.out = DEFAULT_OUT
@@ -677,10 +700,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # real LFW first (small), then synthetic by dimension and size
         if not a.no_lfw:
-            emb = find_lfw(a.lfw_cache)
+            emb = find_lfw(a.lfw_cache, a.lfw_pack)
             if emb is None:
-                report["lfw_note"] = (f"no *-embeddings.npy in {a.lfw_cache}: the real LFW row was skipped "
-                                      "(run scripts/calibrate_threshold.py to create the cache).")
+                report["lfw_note"] = (f"no cached LFW embeddings of {a.lfw_pack} in {a.lfw_cache}: the real LFW "
+                                      "row was skipped (run scripts/calibrate_threshold.py to create the cache).")
             else:
                 folder = work / "lfw"
                 folder.mkdir(exist_ok=True)
@@ -689,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
                     label = f"lfw d={data['dim']} N={data['n']}"
                     r = measure(label, {**data, "kind": "real LFW"}, folder, a)
                 results.append(r)
-                report["lfw_note"] = (f"real LFW embeddings from {emb.name} (pack {data.get('pack')}): gallery = "
+                report["lfw_note"] = (f"real LFW embeddings from {Path(emb['source']).name} (pack {data.get('pack')}): gallery = "
                                       f"{data['n']} detected faces, {data['identities']} people; queries = one "
                                       "held-out image of random people with ≥ 2 images.")
                 shutil.rmtree(folder, ignore_errors=True)

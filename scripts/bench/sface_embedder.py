@@ -39,11 +39,11 @@ for p in (ROOT, HERE):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-import common  # noqa: E402
+import benchlib as common  # noqa: E402
 
-DEFAULT_LFW = ROOT.parent / "shared" / "datasets" / "lfw"
-if not DEFAULT_LFW.is_dir():
-    DEFAULT_LFW = Path("/work/shared/datasets/lfw")
+from facedb.evaluation import lfw  # noqa: E402
+
+DEFAULT_LFW = lfw.find_lfw()
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         R["prelu_rewritten"] = ort.prelu_rewritten
         cvrec = eng_cv._recogniser
 
-        rel = sorted(str(p.relative_to(a.lfw)) for p in a.lfw.glob("*/*.jpg"))
+        rel = lfw.list_images(lfw.require_lfw(a.lfw))
         order = np.random.default_rng(a.seed).permutation(len(rel))
         need = max(a.agree, a.time)
         crops: list[np.ndarray] = []
@@ -154,11 +154,17 @@ def main(argv: list[str] | None = None) -> int:
                 fl = cv2.flip(c, 1)
                 k0 = (j + rnd) % len(keys)  # rotate the order
                 for k in keys[k0:] + keys[:k0]:
-                    s0 = time.perf_counter(); fns[k](c); s1 = time.perf_counter()
+                    s0 = time.perf_counter()
+                    fns[k](c)
+                    s1 = time.perf_counter()
                     times[k].append(s1 - s0)
-                s0 = time.perf_counter(); ort.feature(fl); s1 = time.perf_counter()
-                ort.run_blob(ort.blob([c, fl])); s2 = time.perf_counter()
-                t_flip_single.append(s1 - s0); t_flip_pair.append(s2 - s1)
+                s0 = time.perf_counter()
+                ort.feature(fl)
+                s1 = time.perf_counter()
+                ort.run_blob(ort.blob([c, fl]))
+                s2 = time.perf_counter()
+                t_flip_single.append(s1 - s0)
+                t_flip_pair.append(s2 - s1)
         tc, to = np.array(times["opencv"]) * 1000, np.array(times["ort"]) * 1000
         tn = np.array(times["ort_native_prelu"]) * 1000
         R["speed"] = {
@@ -191,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                 n_groups += 1
         b1 = np.array(per_face[bs[0]])
         R["batching"] = {str(b): {"ms_per_face_median": float(np.median(per_face[b]) * 1000),
-                                  "median_ratio_to_batch%d" % bs[0]: float(np.median(np.array(per_face[b]) / b1)),
+                                  f"median_ratio_to_batch{bs[0]}": float(np.median(np.array(per_face[b]) / b1)),
                                   "groups": n_groups, "faces_per_group": group} for b in bs}
         print(json.dumps(R["batching"]), file=sys.stderr, flush=True)
 
@@ -214,9 +220,13 @@ def main(argv: list[str] | None = None) -> int:
                 tt, tf, cs = [], [], []
                 for c in tcrops[:a.unfolded]:  # unfolded and folded back to back
                     blob = ort.blob([c])
-                    s0 = time.perf_counter(); y = s.run(None, {"data": blob})[0]; s1 = time.perf_counter()
-                    y2 = ort.run_blob(blob); s2 = time.perf_counter()
-                    tt.append(s1 - s0); tf.append(s2 - s1)
+                    s0 = time.perf_counter()
+                    y = s.run(None, {"data": blob})[0]
+                    s1 = time.perf_counter()
+                    y2 = ort.run_blob(blob)
+                    s2 = time.perf_counter()
+                    tt.append(s1 - s0)
+                    tf.append(s2 - s1)
                     cs.append(float(np.sum(unit(y) * unit(y2))))
                 R["unfolded"] = {"faces": len(tt), "ms_median": float(np.median(tt) * 1000),
                                  "folded_ms_median_same_loop": float(np.median(tf) * 1000),

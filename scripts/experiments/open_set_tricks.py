@@ -9,9 +9,10 @@ half at gallery 1,000 and 1,559). Only two things vary:
 
 * the **embedding** of every image (gallery and probe alike):
 
-  - ``base``: ``normalise(feature(aligned))`` -- what ``facedb/engine/sface.py`` does;
-  - ``flip``: ``normalise(feature(aligned) + feature(cv2.flip(aligned, 1)))`` (raw features summed);
-  - ``flipn``: ``normalise(normalise(f) + normalise(f_flip))`` (unit features summed);
+  - ``base``: pack ``sface``, ``normalise(feature(aligned))``;
+  - ``flip``: pack ``sface-flip``, ``normalise(feature(aligned) + feature(cv2.flip(aligned, 1)))``
+    (raw features summed; the unit-sum variant ``flipn`` of the first run is not a pack and was
+    dropped);
 
 * the **subject score** (the distance a gallery subject gets for a probe):
 
@@ -23,10 +24,9 @@ half at gallery 1,000 and 1,559). Only two things vary:
     i.e. a probe-side cohort normalisation (a soft, many-subject form of the margin rule); beta is
     chosen on the calibration half of seed 0 only.
 
-The flip pass re-runs detection + alignment exactly like ``SFaceEngine.analyze`` and records for
-the largest face the raw feature of the aligned crop and of its mirror image, plus the time of
-each step, into ``--cache`` (default /tmp/facedb-lfw-cache-flip). ``base`` uses the cache of
-``calibrate_threshold.py`` (checked to be identical to the re-computed unflipped features).
+Both embeddings come from facedb's pipeline through ``calibrate_threshold.embed_lfw``
+(``facedb.evaluation.runner.embed``, its cache under ``--cache``: the same files as
+``calibrate_threshold.py``), LFW read by ``facedb.evaluation.lfw``.
 
 Usage::
 
@@ -36,11 +36,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -50,103 +50,12 @@ for p in (ROOT, ROOT / "scripts"):
         sys.path.insert(0, str(p))
 
 import calibrate_threshold as ct  # noqa: E402
+
+from facedb.evaluation import lfw  # noqa: E402
 from facedb.evaluation import metrics as M  # noqa: E402
 
-# -- flip embedding pass --------------------------------------------------------------------
-
-_ENGINE: Any = None
-
-
-def _init_worker(pack: str) -> None:
-    import cv2
-
-    cv2.setNumThreads(1)
-    global _ENGINE
-    from facedb.engine import load_engine
-
-    _ENGINE = load_engine(pack)
-
-
-def _embed_flip(path: str) -> tuple[np.ndarray | None, np.ndarray | None, int, np.ndarray, str]:
-    """Largest face: (raw feature, raw feature of the mirrored crop, n faces,
-    [load s, detect s, align+feature s (all faces), flip+feature s (all faces)], error)."""
-    import cv2
-
-    from facedb import imaging
-    from facedb.errors import ImageError
-
-    eng = _ENGINE
-    t = np.zeros(4)
-    t0 = time.perf_counter()
-    try:
-        im = imaging.load(path)
-    except ImageError as exc:
-        return None, None, 0, t, str(exc)
-    t1 = time.perf_counter()
-    t[0] = t1 - t0
-    bgr = im.pixels
-    rows = eng.detect(bgr)
-    t[1] = time.perf_counter() - t1
-    h, w = bgr.shape[:2]
-    faces = []
-    for row in rows:
-        a0 = time.perf_counter()
-        aligned = eng.align(bgr, row)
-        f = eng.features([aligned]).reshape(-1).astype(np.float32).copy()
-        a1 = time.perf_counter()
-        ff = eng.features([cv2.flip(aligned, 1)]).reshape(-1).astype(np.float32).copy()
-        a2 = time.perf_counter()
-        t[2] += a1 - a0
-        t[3] += a2 - a1
-        x, y, bw, bh = (float(v) for v in row[:4])
-        x1, y1, x2, y2 = max(0.0, x), max(0.0, y), min(float(w), x + bw), min(float(h), y + bh)
-        faces.append((max(0.0, x2 - x1) * max(0.0, y2 - y1), f, ff))
-    if not faces:
-        return None, None, 0, t, ""
-    faces = sorted(faces, key=lambda r: r[0], reverse=True)  # == sort_largest_first (stable)
-    return faces[0][1], faces[0][2], len(faces), t, ""
-
-
-def flip_pass(lfw: Path, cache: Path, pack: str, workers: int) -> dict[str, Any]:
-    rel = ct.list_images(lfw)
-    tag = f"{pack}-n{len(rel)}"
-    cache.mkdir(parents=True, exist_ok=True)
-    f_npz, f_meta = cache / f"{tag}-flip.npz", cache / f"{tag}-flip-meta.json"
-    if f_npz.is_file() and f_meta.is_file():
-        meta = json.loads(f_meta.read_text())
-        if meta.get("rel_paths") == rel:
-            print(f"[flip] using cached {f_npz}", flush=True)
-            z = np.load(f_npz)
-            return {"rel_paths": rel, "feat": z["feat"], "feat_flip": z["feat_flip"], "n_faces": z["n_faces"],
-                    "times": z["times"], "wall_seconds": meta["wall_seconds"], "workers": meta["workers"],
-                    "cached": True}
-    from facedb.engine import load_engine
-
-    dim = load_engine(pack).info.dim
-    n = len(rel)
-    feat = np.full((n, dim), np.nan, dtype=np.float32)
-    feat_flip = feat.copy()
-    n_faces = np.zeros(n, dtype=np.int64)
-    times = np.zeros((n, 4))
-    errors: dict[str, str] = {}
-    print(f"[flip] {n} images with {workers} worker(s)...", flush=True)
-    t0 = time.perf_counter()
-    with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(pack,)) as pool:
-        for i, (f, ff, nf, t, err) in enumerate(pool.imap(_embed_flip, [str(lfw / r) for r in rel], chunksize=16)):
-            if f is not None:
-                feat[i], feat_flip[i] = f, ff
-            n_faces[i], times[i] = nf, t
-            if err:
-                errors[rel[i]] = err
-            if (i + 1) % 1000 == 0:
-                el = time.perf_counter() - t0
-                print(f"[flip] {i + 1}/{n}  {el:.0f}s", flush=True)
-    wall = time.perf_counter() - t0
-    np.savez(f_npz, feat=feat, feat_flip=feat_flip, n_faces=n_faces, times=times)
-    f_meta.write_text(json.dumps({"rel_paths": rel, "pack": pack, "wall_seconds": wall, "workers": workers,
-                                  "errors": errors}))
-    return {"rel_paths": rel, "feat": feat, "feat_flip": feat_flip, "n_faces": n_faces, "times": times,
-            "wall_seconds": wall, "workers": workers, "cached": False}
+#: The packs of the two embeddings.
+PACKS = {"base": "sface", "flip": "sface-flip"}
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -217,38 +126,20 @@ def make_scorer(kind: str, beta: float = 0.0, k_cohort: int = 10, mu: float = 0.
     return scorer
 
 
-class _MetricsShim:
-    """``metrics`` with ``subject_scores`` swapped, handed to calibrate_threshold as its ``M``."""
-
-    def __init__(self, scorer: Callable[..., M.SubjectScores]) -> None:
-        self.subject_scores = scorer
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(M, name)
-
-
-def with_scorer(scorer: Callable[..., M.SubjectScores] | None, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
-    old = ct.M
-    ct.M = _MetricsShim(scorer) if scorer is not None else M
-    try:
-        return fn(*args, **kw)
-    finally:
-        ct.M = old
-
-
 # -- the protocol of calibrate_threshold.main (robustness + recommendation) ------------------
 
 
 def protocol(E: ct.Embeddings, lfw: Path, seeds: list[int], target: float, margins: list[float],
              scorer: Callable[..., M.SubjectScores] | None, do_verification: bool) -> dict[str, Any]:
+    scoring: ct.Scoring = scorer if scorer is not None else "best"
     S = ct.make_split(E, seeds[0], 0)
-    D = with_scorer(scorer, ct.run_design, "full", E, S, [1000, "max"], target, margins, {})
+    D = ct.run_design("full", E, S, [1000, "max"], target, margins, {}, scoring)
     base = D["recommended"]["threshold"]
     fixed = sorted({round(base + k / 100, 2) for k in range(-3, 4)})
-    rb = with_scorer(scorer, ct.seed_robustness, E, seeds, target, 0, margins, fixed)
+    rb = ct.seed_robustness(E, seeds, target, 0, margins, fixed, scoring, [1000, "max"])
     rec = ct.floor2(rb["threshold_median"])
     if f"fixed_{rec:.2f}" not in rb["per_seed"][0]["report"]["1000"]:
-        rb = with_scorer(scorer, ct.seed_robustness, E, seeds, target, 0, margins, sorted(set(fixed) | {rec}))
+        rb = ct.seed_robustness(E, seeds, target, 0, margins, sorted(set(fixed) | {rec}), scoring, [1000, "max"])
     rows = rb["per_seed"]
     out = {
         "threshold": rec,
@@ -300,7 +191,7 @@ def fmt(s: dict[str, float]) -> str:
             f"FNIR {pct(s['fnir_mean'])} ({pct(s['fnir_min'])}..{pct(s['fnir_max'])})")
 
 
-def timing_bench(lfw: Path, pack: str, n: int, seed: int) -> dict[str, float]:
+def timing_bench(root: Path, pack: str, n: int, seed: int) -> dict[str, float]:
     """Single-process, single-thread timing on n random LFW images: base analyze vs + flip."""
     import cv2
 
@@ -309,9 +200,9 @@ def timing_bench(lfw: Path, pack: str, n: int, seed: int) -> dict[str, float]:
 
     cv2.setNumThreads(1)
     eng = load_engine(pack)
-    rel = ct.list_images(lfw)
+    rel = lfw.list_images(root)
     pick = np.random.default_rng(seed).choice(len(rel), size=n, replace=False)
-    ims = [imaging.load(str(lfw / rel[i])).pixels for i in pick]
+    ims = [imaging.load(str(root / rel[i])).pixels for i in pick]
     t_det, t_feat, t_flip, n_f = [], [], [], 0
     for bgr in ims:
         a = time.perf_counter()
@@ -342,9 +233,7 @@ def timing_bench(lfw: Path, pack: str, n: int, seed: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--lfw", type=Path, default=ct.DEFAULT_LFW)
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/facedb-lfw-cache"), help="calibrate_threshold's cache")
-    ap.add_argument("--flip-cache", type=Path, default=Path("/tmp/facedb-lfw-cache-flip"))
-    ap.add_argument("--pack", default="sface")
+    ap.add_argument("--cache", type=Path, default=ct.DEFAULT_CACHE, help="calibrate_threshold's embedding cache")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--target-fpir", type=float, default=0.01)
@@ -363,7 +252,6 @@ def main(argv: list[str] | None = None) -> int:
         ("(d) min+centroid", "base", "min+cen"),
         ("(d) snorm-10", "base", "snorm"),
         ("(a) flip", "flip", "min"),
-        ("(a') flip, unit sum", "flipn", "min"),
         ("(a)+(c) flip+top2", "flip", "top2"),
         ("(a)+(d) flip+centroid", "flip", "centroid"),
         ("(a)+(d) flip+min+centroid", "flip", "min+cen"),
@@ -372,38 +260,29 @@ def main(argv: list[str] | None = None) -> int:
     if a.variants:
         keep = {v.strip() for v in a.variants.split(",")}
         variants = [v for v in variants if v[0] in keep or v[0].split(" ", 1)[-1] in keep]
+    root = lfw.require_lfw(a.lfw)
     need_flip = a.embed_only or any(ek != "base" for _, ek, _ in variants)
-    F = flip_pass(a.lfw, a.flip_cache, a.pack, a.workers) if need_flip else None
+    E0 = ct.embed_lfw(root, a.cache, PACKS["base"], a.workers, None)
+    F = ct.embed_lfw(root, a.cache, PACKS["flip"], a.workers, None) if need_flip else None
     if a.embed_only:
         return 0
-    E0 = ct.embed_lfw(a.lfw, a.cache, a.pack, a.workers, None)
-
-    def E_with(emb: np.ndarray) -> ct.Embeddings:
-        return ct.Embeddings(E0.rel_paths, E0.people, emb.astype(np.float32), E0.emb_central, E0.n_faces,
-                             E0.seconds, E0.wall_seconds, E0.workers, E0.fingerprint, True)
 
     embs = {"base": E0.emb}
     check: dict[str, Any] = {}
     if F is not None:
-        assert F["rel_paths"] == E0.rel_paths
-        det1 = np.isfinite(F["feat"][:, 0])
-        same_det = bool(np.array_equal(E0.detected, det1))
-        dev = float(np.nanmax(np.abs(unit(F["feat"][det1]) - E0.emb[det1]))) if same_det else float("nan")
-        print(f"[check] same detected set: {same_det}; max |unflipped - cached| = {dev:.2e}", flush=True)
-        check = {"same_detected_set": same_det, "max_abs_dev_unflipped_vs_cache": dev}
-        feat, fflip = F["feat"], F["feat_flip"]
-        embs["flip"], embs["flipn"] = unit(feat + fflip), unit(unit(feat) + unit(fflip))
-        cos = np.sum(unit(feat[det1]) * unit(fflip[det1]), axis=1)
-        check["cos_feature_vs_flipped_feature_mean"] = float(cos.mean())
-        for k in ("flip", "flipn"):
-            embs[k][~det1] = np.nan
+        same_det = bool(np.array_equal(E0.detected, F.detected))
+        print(f"[check] same detected set: {same_det}", flush=True)
+        check = {"same_detected_set": same_det}
+        embs["flip"] = F.emb
+        det = E0.detected & F.detected
+        check["cos_base_vs_flip_mean"] = float(np.sum(E0.emb[det] * F.emb[det], axis=1).mean())
     seeds = list(range(a.seeds))
     margins = [float(m) for m in a.margins.split(",") if m]
     R: dict[str, Any] = {"check": check, "target_fpir": a.target_fpir, "seeds": seeds, "variants": {}}
     verif_done: dict[str, dict] = {}
     for name, ek, sk in variants:
         t0 = time.perf_counter()
-        E = E_with(embs[ek])
+        E = E0.with_emb(embs[ek])
         extra: dict[str, Any] = {}
         if sk == "min":
             scorer = None  # the untouched metrics.subject_scores
@@ -413,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             scorer = make_scorer("snorm", beta=beta, k_cohort=10, mu=mu)
         else:
             scorer = make_scorer(sk)
-        res = protocol(E, a.lfw, seeds, a.target_fpir, margins, scorer, ek not in verif_done)
+        res = protocol(E, root, seeds, a.target_fpir, margins, scorer, ek not in verif_done)
         if ek in verif_done:
             res["verification"] = verif_done[ek]
         else:
@@ -433,16 +312,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   margin rule calib FNIR gain {100 * res['margin_gain_calib_fnir']:.2f} points", flush=True)
 
     if F is not None:
-        tt = F["times"][np.isfinite(F["feat"][:, 0])] * 1000
-        R["timing_flip_pass"] = {
-            "workers": F["workers"], "wall_seconds": F["wall_seconds"], "cached": F["cached"],
-            "load_ms_mean": float(tt[:, 0].mean()), "detect_ms_mean": float(tt[:, 1].mean()),
-            "align_feature_ms_mean": float(tt[:, 2].mean()), "flip_feature_ms_mean": float(tt[:, 3].mean()),
-            "align_feature_ms_median": float(np.median(tt[:, 2])),
-            "flip_feature_ms_median": float(np.median(tt[:, 3])),
-        }
+        R["timing_flip_pass"] = {"workers": F.workers, "wall_seconds": F.wall_seconds, "cached": F.cached,
+                                 "base_wall_seconds": E0.wall_seconds}
     if a.bench:
-        R["timing_bench"] = timing_bench(a.lfw, a.pack, a.bench, 0)
+        R["timing_bench"] = timing_bench(root, PACKS["base"], a.bench, 0)
     R["run_seconds"] = time.perf_counter() - t_run
 
     print("\n=== summary: REPORT half, recommended (median-calibrated, floored) threshold, mean (min..max) over "
@@ -456,9 +329,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<28} {res['threshold']:>5.2f} {100 * res['verification']['accuracy_mean']:>8.2f}% | {c[0]:<50} | {c[1]}")
     tf = R.get("timing_flip_pass")
     if tf:
-        print(f"\ntiming in the 2-worker pass (busy machine): load {tf['load_ms_mean']:.1f} ms, detect {tf['detect_ms_mean']:.1f} ms, "
-              f"align+feature {tf['align_feature_ms_mean']:.1f} ms, extra flip+feature {tf['flip_feature_ms_mean']:.1f} "
-              f"ms (median {tf['flip_feature_ms_median']:.1f}) per image")
+        print(f"\nembedding passes ({tf['workers']} workers, every face): sface {tf['base_wall_seconds']:.0f} s, "
+              f"sface-flip {tf['wall_seconds']:.0f} s" + (" (cached: the times of the original passes)"
+                                                           if tf["cached"] else ""))
     if "timing_bench" in R:
         tb = R["timing_bench"]
         print(f"timing, 1 process / 1 thread, {tb['n_images']} images: detect {tb['detect_ms_mean']:.1f} ms, "
