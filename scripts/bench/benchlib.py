@@ -612,7 +612,11 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
 
 @dataclass
 class FacedbServer:
-    """``facedb --home HOME serve --port PORT --workers N`` as a child process (stdlib only)."""
+    """``facedb --home HOME serve --port PORT --analysis-workers N`` as a child process (stdlib only).
+
+    ``processes`` > 1 adds ``--workers P`` (that many server processes on the port: shared stores
+    only, so ``env`` must carry ``FACEDB_DB_URL`` and ``FACEDB_CHROMA_URL``); ``start`` then waits
+    until every one of them has logged that it is ready, not only for the first answer."""
 
     home: Path
     workers: int = 2
@@ -621,6 +625,7 @@ class FacedbServer:
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     start_s: float = 0.0
+    processes: int = 1
 
     @property
     def url(self) -> str:
@@ -631,14 +636,19 @@ class FacedbServer:
         log_path = self.log_path or self.home.parent / f"serve-{self.port}.log"
         self.log_path = log_path
         t0 = time.perf_counter()
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        extra = ["--workers", str(self.processes)] if self.processes != 1 else []
         with open(log_path, "ab") as logf:
             self.proc = subprocess.Popen([*facedb_command(), "--home", str(self.home), "serve", "--port",
-                                          str(self.port), "--analysis-workers", str(self.workers)],
+                                          str(self.port), "--analysis-workers", str(self.workers), *extra],
                                          stdout=logf, stderr=logf, env=self.env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"facedb serve exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+            if self.processes > 1 and self.log()[offset:].count(" ready (pack ") < self.processes:
+                time.sleep(0.1)
+                continue
             try:
                 status, _ = http_json("127.0.0.1", self.port, "GET", "/healthz", timeout=5)
                 if status == 200:

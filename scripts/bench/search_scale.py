@@ -68,6 +68,14 @@ def _pack_info(a: dict[str, Any]):
                     fingerprint=f"bench-{a['pack']}-{a['dim']}")
 
 
+def _open_index(a: dict[str, Any]):
+    """``ChromaIndex(url=a["url"])`` (a Chroma server) when the arguments name one, else the
+    embedded ``ChromaIndex(a["path"])`` (scripts/bench/shared_stores.py measures both)."""
+    from facedb.index.chroma_index import ChromaIndex
+
+    return ChromaIndex(url=a["url"]) if a.get("url") else ChromaIndex(Path(a["path"]))
+
+
 def _read_rows(path: str, start: int, count: int, dim: int) -> np.ndarray:
     return np.fromfile(path, dtype=np.float32, count=count * dim, offset=start * dim * 4).reshape(count, dim)
 
@@ -81,7 +89,7 @@ def child_load(a: dict[str, Any]) -> dict[str, Any]:
     n, dim, chunk = int(a["n"]), int(a["dim"]), int(a["chunk"])
     sids = np.load(a["sids_file"])
     names = json.loads(Path(a["names_file"]).read_text()) if a.get("names_file") else None
-    idx = ci.ChromaIndex(Path(a["path"]))
+    idx = _open_index(a)
     marks = []  # [vectors so far, seconds for this chunk]
     add_s = 0.0
     cpu0 = time.process_time()
@@ -130,11 +138,11 @@ def child_query(a: dict[str, Any]) -> dict[str, Any]:
     t0 = time.monotonic()
     import chromadb  # noqa: F401
 
-    from facedb.index.chroma_index import ChromaIndex
+    import facedb.index.chroma_index  # noqa: F401
 
     t_import = time.monotonic()
     info = _pack_info(a)
-    idx = ChromaIndex(Path(a["path"]))
+    idx = _open_index(a)
     col = idx.collection(info, create=False)
     t_open = time.monotonic()
     q = np.load(a["queries_file"])
