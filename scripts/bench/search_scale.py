@@ -257,7 +257,8 @@ def child_exact(a: dict[str, Any]) -> dict[str, Any]:
 CHILDREN = {"load": child_load, "modify": child_modify, "query": child_query, "exact": child_exact}
 
 
-def run_child(kind: str, args: dict[str, Any], scratch: Path) -> dict[str, Any]:
+def run_child(kind: str, args: dict[str, Any], scratch: Path, timeout: float | None = None) -> dict[str, Any]:
+    """Run one measurement child (``timeout``: seconds, then it is killed: ``subprocess.TimeoutExpired``)."""
     fd, out = tempfile.mkstemp(prefix=f"{kind}-", suffix=".json", dir=scratch)
     os.close(fd)
     spec = scratch / f"{kind}-args.json"
@@ -265,7 +266,7 @@ def run_child(kind: str, args: dict[str, Any], scratch: Path) -> dict[str, Any]:
     spec.write_text(json.dumps(args))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--_child", kind, str(spec), out],
-                          env=env)
+                          env=env, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"child {kind} failed with exit code {proc.returncode}")
     return json.loads(Path(out).read_text())

@@ -33,6 +33,7 @@ import argparse
 import json
 import math
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -93,7 +94,7 @@ def phase_search(a: argparse.Namespace, work: Path, res: dict[str, Any], checkpo
     out = res.setdefault("search", {"hnsw": dict(HNSW), "sizes": [], "skipped": [], "queries": a.queries,
                                     "batch": a.batch, "rounds": a.rounds, "per_identity": a.per_identity})
     fits: dict[str, dict[str, float] | None] = {}
-    for n in sorted(a.sizes):
+    for n in a.sizes:  # in the order given (e.g. 100k, then 1M, then 300k if time is left)
         proj = {b: _load_minutes(fits.get(b), n) for b in ("embedded", "server")}
         if a.max_load_minutes and all(v is not None for v in proj.values()) and \
                 sum(proj.values()) > a.max_load_minutes:  # type: ignore[arg-type]
@@ -116,13 +117,30 @@ def phase_search(a: argparse.Namespace, work: Path, res: dict[str, Any], checkpo
                 continue
         folder = work / f"search-{n}"
         folder.mkdir(parents=True, exist_ok=True)
-        with bench_lock(f"shared_stores search N={n}", enabled=a.lock):
-            row = measure_search(n, folder, a, dict(HNSW), ChromaServer)
+        try:
+            with bench_lock(f"shared_stores search N={n}", enabled=a.lock):
+                row = measure_search(n, folder, a, dict(HNSW), ChromaServer)
+        except subprocess.TimeoutExpired as exc:
+            elapsed = (time.monotonic() - a.t_start) / 60
+            reason = (f"started, but its `{Path(exc.cmd[3]).name if len(exc.cmd) > 3 else '?'}` child was stopped at "
+                      f"the run's time limit ({a.deadline_minutes:.0f} min after the start; {elapsed:.0f} min had "
+                      "passed): no result for this size")
+            out["skipped"].append({"n": n, "reason": reason, "stopped_at_deadline": True})
+            log(f"search N={n}: {reason}")
+            shutil.rmtree(folder, ignore_errors=True)
+            break
         for b in ("embedded", "server"):
             fits[b] = row[b]["load_fit"] or fits.get(b)
         out["sizes"].append(row)
         shutil.rmtree(folder, ignore_errors=True)
         checkpoint()
+
+
+def _left_s(a: argparse.Namespace) -> float | None:
+    """Seconds left before the run's deadline (None without one)."""
+    if not a.deadline_minutes:
+        return None
+    return max(1.0, a.deadline_minutes * 60 - (time.monotonic() - a.t_start))
 
 
 def measure_search(n: int, folder: Path, a: argparse.Namespace, hnsw: dict[str, Any], server_cls: Any) -> dict[str, Any]:
@@ -133,7 +151,7 @@ def measure_search(n: int, folder: Path, a: argparse.Namespace, hnsw: dict[str, 
     files = {"vec_file": str(folder / "vectors.f32"), "queries_file": str(folder / "queries.npy"),
              "sids_file": str(folder / "sids.npy"), "names_file": None}
     exact = search_scale.run_child("exact", {**base, **files, "batch": a.batch, "time_cap_s": a.time_cap,
-                                             "truth_out": str(folder / "truth.npy")}, folder)
+                                             "truth_out": str(folder / "truth.npy")}, folder, _left_s(a))
     truth = np.load(folder / "truth.npy")
     chunk = max(5000, min(50_000, (n // 20) // 5000 * 5000)) if n > 5000 else n
     row: dict[str, Any] = {"n": n, "dim": DIM, "data": data, "chunk": chunk, "queries": int(len(truth)),
@@ -149,7 +167,7 @@ def measure_search(n: int, folder: Path, a: argparse.Namespace, hnsw: dict[str, 
             cpu0 = benchlib.tree_cpu_s(chroma.pid) if b == "server" else {}
             t0 = time.monotonic()
             load = search_scale.run_child("load", {**base, **files, **where, "hnsw": hnsw, "chunk": chunk,
-                                                   "label": f"{b} N={n}", "progress": True}, folder)
+                                                   "label": f"{b} N={n}", "progress": True}, folder, _left_s(a))
             wall = time.monotonic() - t0
             load["process_wall_s"] = wall
             load["vectors_per_s"] = n / load["load_s"]
@@ -168,7 +186,8 @@ def measure_search(n: int, folder: Path, a: argparse.Namespace, hnsw: dict[str, 
                 ids_out = folder / f"ids-{b}-{r}.npy"
                 cpu0 = benchlib.tree_cpu_s(chroma.pid) if b == "server" else {}
                 q = search_scale.run_child("query", {**base, **files, **targets[b], "batch": a.batch,
-                                                     "batch_reps": a.batch_reps, "ids_out": str(ids_out)}, folder)
+                                                     "batch_reps": a.batch_reps, "ids_out": str(ids_out)}, folder,
+                                                    _left_s(a))
                 if b == "server":
                     cpu1 = benchlib.tree_cpu_s(chroma.pid)
                     q["server_cpu_s"] = sum(v - cpu0.get(p, 0.0) for p, v in cpu1.items())
