@@ -75,6 +75,7 @@ def test_shared_stores_quick_report(tmp_path: Path) -> None:
     # N=2 really ran two server processes (supervisor + 2 servers + their analysis workers)
     assert t["runs"][1]["processes_seen"] > t["runs"][0]["processes_seen"]
     assert [x["processes"] for x in t["summary"]] == [1, 2] and t["summary"][0]["search_ratio"] == 1.0
+    assert all(_positive(x["search_cores_busy"]) and _positive(x["enroll_cores_busy"]) for x in t["summary"])
 
     # 3. migrate: every row copied, every face indexed, the target checks clean and finds the real person
     mg = d["migrate"]
@@ -83,3 +84,12 @@ def test_shared_stores_quick_report(tmp_path: Path) -> None:
     assert rep["rows"]["faces"] == mg["source_faces"] == 600 + mg["real_faces"] == rep["indexed_faces"]
     assert rep["check"]["clean"] is True
     assert mg["probe"]["identity"] == mg["probe"]["expected"]
+
+    # the report can be rendered again from the JSON alone (how a later run includes an earlier one)
+    again = tmp_path / "again.md"
+    r = subprocess.run([sys.executable, str(BENCH / "shared_stores.py"), "--quick", "--phases", "none", "--include-json",
+                        str(js), "--out", str(again), "--json", str(tmp_path / "again.json")],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    text2 = again.read_text()
+    assert "- Also included: the results of" in text2 and "## 3. `facedb migrate`" in text2

@@ -25,7 +25,12 @@ ports), each under the machine-wide benchmark lock (``benchlib.bench_lock``):
 
     python scripts/bench/shared_stores.py                 # writes docs/benchmarks/shared_stores.md and .json
     python scripts/bench/shared_stores.py --quick --out /tmp/s.md    # smoke test: tiny sizes, no lock
-    python scripts/bench/shared_stores.py --phases search --sizes 100000,300000,1000000
+    python scripts/bench/shared_stores.py --phases search --sizes 100000,1000000,300000 --deadline-minutes 120
+    # a second throughput variant, reported beside the earlier run's results:
+    python scripts/bench/shared_stores.py --phases throughput --cv-threads 1 \
+        --include-json docs/benchmarks/shared_stores.json
+
+Each section of the report names the command (and commit) it comes from.
 """
 from __future__ import annotations
 
@@ -91,7 +96,8 @@ def phase_search(a: argparse.Namespace, work: Path, res: dict[str, Any], checkpo
     from facedb.index.chroma_index import HNSW
     from servers import ChromaServer
 
-    out = res.setdefault("search", {"hnsw": dict(HNSW), "sizes": [], "skipped": [], "queries": a.queries,
+    out = res.setdefault("search", {"command": res["command"], "commit": res["commit"], "started": res["started"],
+                                    "hnsw": dict(HNSW), "sizes": [], "skipped": [], "queries": a.queries,
                                     "batch": a.batch, "rounds": a.rounds, "per_identity": a.per_identity})
     fits: dict[str, dict[str, float] | None] = {}
     for n in a.sizes:  # in the order given (e.g. 100k, then 1M, then 300k if time is left)
@@ -240,7 +246,9 @@ def phase_throughput(a: argparse.Namespace, work: Path, res: dict[str, Any], che
     enroll_list, probe_list = work / "enroll.tsv", work / "probes.txt"
     enroll_list.write_text("".join(f"{p.parent.name}\t{p}\n" for p in gallery))
     probe_list.write_text("".join(f"{p}\n" for p in probes))
-    out = res.setdefault("throughput", {"procs": a.procs, "clients": a.clients, "enroll_images": len(gallery),
+    out = res.setdefault("throughput", {"command": res["command"], "commit": res["commit"], "started": res["started"],
+                                        "cv_threads": a.cv_threads,
+                                        "procs": a.procs, "clients": a.clients, "enroll_images": len(gallery),
                                         "enroll_subjects": len({p.parent.name for p in gallery}),
                                         "probes": len(probes), "searches": a.searches, "rounds": a.rounds,
                                         "analysis_workers": 1, "runs": []})
@@ -258,11 +266,23 @@ def phase_throughput(a: argparse.Namespace, work: Path, res: dict[str, Any], che
             out["loadavg_end"] = benchlib.loadavg()
     finally:
         chroma.cleanup()
-    by = {n: [x for x in out["runs"] if x["processes"] == n] for n in a.procs}
-    base_e = median(x["enroll"]["images_per_s"] for x in by[a.procs[0]])
-    base_s = median(x["search"]["images_per_s"] for x in by[a.procs[0]])
+    throughput_summary(out)
+
+
+def _busy(x: dict[str, Any]) -> float | None:
+    if x.get("server_cores_busy") is not None:
+        return x["server_cores_busy"]
+    return x["server_tree_cpu_s"] / x["wall_s"] if x.get("wall_s") else None
+
+
+def throughput_summary(out: dict[str, Any]) -> None:
+    """Per N: the medians over rounds, and the ratios to the first N (overall and round by round)."""
+    procs = out["procs"]
+    by = {n: [x for x in out["runs"] if x["processes"] == n] for n in procs}
+    base_e = median(x["enroll"]["images_per_s"] for x in by[procs[0]])
+    base_s = median(x["search"]["images_per_s"] for x in by[procs[0]])
     out["summary"] = []
-    for n in a.procs:
+    for n in procs:
         xs = by[n]
         e = median(x["enroll"]["images_per_s"] for x in xs)
         s = median(x["search"]["images_per_s"] for x in xs)
@@ -271,11 +291,13 @@ def phase_throughput(a: argparse.Namespace, work: Path, res: dict[str, Any], che
             "enroll_ratio": e / base_e, "search_ratio": s / base_s,
             # ratios pair by pair within each round (every round has every N)
             "enroll_ratio_by_round": [x["enroll"]["images_per_s"] / y["enroll"]["images_per_s"] for x in xs
-                                      for y in by[a.procs[0]] if y["round"] == x["round"]],
+                                      for y in by[procs[0]] if y["round"] == x["round"]],
             "search_ratio_by_round": [x["search"]["images_per_s"] / y["search"]["images_per_s"] for x in xs
-                                      for y in by[a.procs[0]] if y["round"] == x["round"]],
+                                      for y in by[procs[0]] if y["round"] == x["round"]],
             "search_p50_ms": median(x["search"]["latency"]["p50_ms"] for x in xs),
             "search_p99_ms": median(x["search"]["latency"]["p99_ms"] for x in xs),
+            "enroll_cores_busy": median(_busy(x["enroll"]) for x in xs),
+            "search_cores_busy": median(_busy(x["search"]) for x in xs),
             "enroll_cpu_ms_per_image": median(x["enroll"]["server_tree_cpu_ms_per_image"] for x in xs),
             "search_cpu_ms_per_image": median(x["search"]["server_tree_cpu_ms_per_image"] for x in xs),
         })
@@ -288,6 +310,8 @@ def throughput_run(n: int, rnd: int, pg: Any, chroma: Any, work: Path, a: argpar
     wipe_collections(chroma)
     home = work / f"home-n{n}-r{rnd}"
     env = benchlib.clean_env(FACEDB_DB_URL=url, FACEDB_CHROMA_URL=chroma.url)
+    if a.cv_threads:  # OpenCV's own thread count in each facedb process (its default: the cores)
+        env["OPENCV_FOR_THREADS_NUM"] = str(a.cv_threads)
     key = service.cli(home, "keys", "create", "bench", "--scope", "write", env=env)[0]["key"]
     srv = benchlib.FacedbServer(home, workers=1, processes=n, env=env, log_path=work / f"serve-n{n}-r{rnd}.log")
     run: dict[str, Any] = {"processes": n, "round": rnd}
@@ -324,6 +348,7 @@ def _rates(out: dict[str, Any]) -> dict[str, Any]:
     total = cpu.get("main", 0.0) + cpu.get("workers", 0.0)
     images = out["images_ok"] + (out["sent"] - out["requests"])  # warm-up searches ran on the server too
     out["server_tree_cpu_s"] = total
+    out["server_cores_busy"] = total / out["wall_s"] if out["wall_s"] else None
     out["server_tree_cpu_ms_per_image"] = 1000 * total / images if images else None
     return out
 
@@ -373,7 +398,8 @@ def phase_migrate(a: argparse.Namespace, work: Path, res: dict[str, Any], checkp
     people = sorted((d for d in lfw.iterdir() if d.is_dir() and len(list(d.glob("*.jpg"))) >= 5),
                     key=lambda d: d.name)[:a.migrate_people]
     home = work / "home-migrate"
-    out: dict[str, Any] = {"synthetic_faces": a.migrate_faces, "real_people": [d.name for d in people]}
+    out: dict[str, Any] = {"command": res["command"], "commit": res["commit"], "started": res["started"],
+                           "synthetic_faces": a.migrate_faces, "real_people": [d.name for d in people]}
     res["migrate"] = out
     pg = a.pg
     chroma = ChromaServer()
@@ -450,12 +476,18 @@ def render(res: dict[str, Any]) -> str:
         "cluster on a loopback port, run by the `postgres` user, `fsync=off`, `shared_buffers=32MB`) and "
         "`chroma run` (the chromadb wheel's server) on a loopback port, each with its files in a temporary folder; "
         "everything on this one 2-core machine, so the servers share the cores with facedb and the load generator.",
-        f"- Phases run: {', '.join(res['phases'])}." + (" **Quick mode: smoke-test sizes, the numbers mean nothing.**"
+        *[f"- Also included: the results of `{x['command']}` (started {x['started']}, facedb commit {x['commit']}, "
+          f"{(x.get('runtime_min') or 0):.1f} min, load average {x.get('loadavg_start')} at its start, "
+          f"{x.get('loadavg_end')} at its end); each section names the command it comes from."
+          for x in res.get("included", [])],
+        f"- Phases run by this command: {', '.join(res['phases'])}." + (" **Quick mode: smoke-test sizes, the numbers mean nothing.**"
                                                         if res.get("quick") else ""), ""]
     if "search" in res:
         lines += render_search(res["search"])
     if "throughput" in res:
         lines += render_throughput(res["throughput"])
+        for t in res.get("throughput_more", []):
+            lines += render_throughput(t, more=True)
     if "migrate" in res:
         lines += render_migrate(res["migrate"])
     if res.get("not_run"):
@@ -465,6 +497,7 @@ def render(res: dict[str, Any]) -> str:
 
 def render_search(s: dict[str, Any]) -> list[str]:
     out = ["## 1. Search through the Chroma server vs embedded Chroma", "",
+           f"From `{s.get('command')}` (started {s.get('started')}, commit {s.get('commit')}).", "",
            f"Synthetic face-like unit vectors, d={DIM} (the default pack's dimension): identity centres uniform on the "
            f"sphere, {s['per_identity']} samples per identity, cos(sample, centre) ≈ 0.75 "
            "(`search_scale.make_synthetic`); the same vectors loaded into both, each through facedb's "
@@ -517,8 +550,16 @@ def render_search(s: dict[str, Any]) -> list[str]:
     return out
 
 
-def render_throughput(t: dict[str, Any]) -> list[str]:
-    out = ["## 2. Enroll and search throughput with 1, 2, 3 facedb processes on the shared servers", "",
+def _cv(t: dict[str, Any]) -> str:
+    n = t.get("cv_threads")
+    return (f"`OPENCV_FOR_THREADS_NUM={n}` in each facedb process (OpenCV's inference on {n} thread(s) per process)"
+            if n else "OpenCV's default threads (every core) in each facedb process")
+
+
+def render_throughput(t: dict[str, Any], more: bool = False) -> list[str]:
+    title = ("### 2b. The same with " + _cv(t)) if more else \
+        "## 2. Enroll and search throughput with 1, 2, 3 facedb processes on the shared servers"
+    out = [title, "", f"From `{t.get('command')}` (started {t.get('started')}, commit {t.get('commit')}); {_cv(t)}.", "",
            f"`facedb serve --workers N --analysis-workers 1` on PostgreSQL + the Chroma server (a fresh database "
            "and empty collections for each run), and the HTTP load generator (`scripts/bench/loadgen.py`, its own "
            f"process) with **{t['clients']} client threads** for every N. Enroll: the same {t['enroll_images']} LFW "
@@ -537,10 +578,12 @@ def render_throughput(t: dict[str, Any]) -> list[str]:
                      _f(x["search_images_per_s"], 1), f"{x['search_ratio']:.2f}x",
                      " / ".join(f"{v:.2f}" for v in x["search_ratio_by_round"]),
                      _f(x["search_p50_ms"], 0), _f(x["search_p99_ms"], 0),
-                     _f(x["enroll_cpu_ms_per_image"], 0), _f(x["search_cpu_ms_per_image"], 0)])
+                     _f(x["enroll_cpu_ms_per_image"], 0), _f(x["search_cpu_ms_per_image"], 0),
+                     _f(x.get("enroll_cores_busy"), 2), _f(x.get("search_cores_busy"), 2)])
     out += [benchlib.md_table(["facedb processes", "enroll img/s", "vs N=1", "per round", "search img/s", "vs N=1",
                                "per round", "search p50 ms", "search p99 ms", "enroll server CPU ms / image",
-                               "search server CPU ms / image"], rows), ""]
+                               "search server CPU ms / image", "enroll: cores busy in facedb",
+                               "search: cores busy in facedb"], rows), ""]
     rows = []
     for x in t["runs"]:
         rows.append([x["round"], x["processes"], _f(x["start_s"], 1), x["enroll"]["requests"],
@@ -559,6 +602,7 @@ def render_migrate(mg: dict[str, Any]) -> list[str]:
     rep = mg.get("report") or {}
     chk = rep.get("check") or {}
     out = ["## 3. `facedb migrate` from an embedded home to PostgreSQL + the Chroma server", "",
+           f"From `{mg.get('command')}` (started {mg.get('started')}, commit {mg.get('commit')}).", "",
            f"Source: an embedded home (SQLite + embedded Chroma) with {mg['synthetic_faces']:,} synthetic face-like "
            "128-d unit vectors stored through facedb's write path (SQL rows, the index, rows marked indexed; "
            f"{mg['synthetic']['identities']:,} identities of {mg['synthetic']['per_identity']}) plus "
@@ -611,6 +655,13 @@ def summary_md(res: dict[str, Any], link: str = "benchmarks/shared_stores.md") -
                      + " / ".join(f"{x['enroll_ratio']:.2f}x" for x in t["summary"]) + "; search "
                      + " / ".join(f"{x['search_images_per_s']:.1f}" for x in t["summary"]) + " img/s = "
                      + " / ".join(f"{x['search_ratio']:.2f}x" for x in t["summary"])])
+    for t in res.get("throughput_more", []):
+        rows.append([f"throughput with OPENCV_FOR_THREADS_NUM={t.get('cv_threads')}, facedb processes "
+                     f"{' / '.join(str(x['processes']) for x in t['summary'])} ({t['clients']} clients)",
+                     "enroll " + " / ".join(f"{x['enroll_images_per_s']:.1f}" for x in t["summary"]) + " img/s = "
+                     + " / ".join(f"{x['enroll_ratio']:.2f}x" for x in t["summary"]) + "; search "
+                     + " / ".join(f"{x['search_images_per_s']:.1f}" for x in t["summary"]) + " img/s = "
+                     + " / ".join(f"{x['search_ratio']:.2f}x" for x in t["summary"])])
     if "migrate" in res and res["migrate"].get("report"):
         mg = res["migrate"]
         rep = mg["report"]
@@ -631,7 +682,8 @@ def _ints(s: str) -> list[int]:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--phases", default=",".join(PHASES), help=f"comma list of {PHASES} [all]")
+    ap.add_argument("--phases", default=",".join(PHASES),
+                    help=f"comma list of {PHASES} [all]; 'none' renders the --include-json results only")
     ap.add_argument("--sizes", type=_ints, default=None, help="search: gallery sizes [100000,300000,1000000]")
     ap.add_argument("--max-load-minutes", type=float, default=None,
                     help="search: skip a size whose projected load (both indexes) exceeds this [90]")
@@ -649,6 +701,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--enroll-images", type=int, default=None, help="throughput: LFW images enrolled per run [300]")
     ap.add_argument("--probes", type=int, default=None, help="throughput: LFW probe images [200]")
     ap.add_argument("--searches", type=int, default=None, help="throughput: search requests per run [300]")
+    ap.add_argument("--cv-threads", type=int, default=None,
+                    help="throughput: OPENCV_FOR_THREADS_NUM for each facedb process [unset: OpenCV uses every core]")
     ap.add_argument("--migrate-faces", type=int, default=None, help="migrate: synthetic faces in the home [100000]")
     ap.add_argument("--migrate-people", type=int, default=None, help="migrate: real LFW people enrolled [3]")
     ap.add_argument("--migrate-batch", type=int, default=2000, help="migrate: synthetic faces per write")
@@ -661,11 +715,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--update-benchmarks-md", action="store_true",
                     help="also put the summary section into docs/benchmarks.md")
     ap.add_argument("--workdir", type=Path, default=None, help="scratch folder [a temporary one, removed]")
+    ap.add_argument("--include-json", type=Path, action="append", default=[],
+                    help="also report the phases of an earlier run of this script (its JSON); a throughput phase "
+                         "of both is shown as a second variant")
     ap.add_argument("--not-run", action="append", default=[],
                     help="text for the report's 'Not run' list (what this command left out, and why)")
     a = ap.parse_args(argv)
     q = a.quick
-    a.phases = [p for p in a.phases.split(",") if p]
+    a.phases = [p for p in a.phases.split(",") if p and p != "none"]  # none: only render --include-json
     bad = set(a.phases) - set(PHASES)
     if bad:
         ap.error(f"unknown phases {sorted(bad)}")
@@ -701,6 +758,7 @@ def main(argv: list[str]) -> int:
         print("shared_stores: LFW not found (../shared/datasets/lfw or $FACEDB_DATASETS/lfw): the throughput and "
               "migrate phases need it (run --phases search without it)", file=sys.stderr)
         return 2
+    earlier = [json.loads(f.read_text()) for f in a.include_json]  # read now: --json may be the same file
     t_start = time.monotonic()
     res: dict[str, Any] = {"command": benchlib.command_line(), "argv": argv, "started": time.strftime("%Y-%m-%d %H:%M %Z"),
                            "commit": benchlib.git_rev(), "machine": benchlib.machine_info(),
@@ -742,8 +800,33 @@ def main(argv: list[str]) -> int:
             a.pg.cleanup()
         if own:
             shutil.rmtree(work, ignore_errors=True)
+    res["included"] = []
+    res.setdefault("throughput_more", [])
+    for prev in earlier:
+        for key in ("throughput", "migrate", "search"):
+            if key not in prev:
+                continue
+            prev[key].setdefault("command", prev["command"])
+            prev[key].setdefault("commit", prev["commit"])
+            prev[key].setdefault("started", prev["started"])
+            if key not in res:
+                res[key] = prev[key]
+            elif key == "throughput":
+                res["throughput_more"].append(prev[key])
+        res["throughput_more"] += prev.get("throughput_more", [])
+    for t in [res.get("throughput"), *res["throughput_more"]]:
+        if t:
+            throughput_summary(t)
+        res["not_run"] += [x for x in prev.get("not_run", []) if x not in res["not_run"]]
+        res["included"].append({"command": prev["command"], "started": prev["started"],
+                                "commit": prev["commit"], "runtime_min": prev.get("runtime_min"),
+                                "loadavg_start": prev.get("loadavg_start"), "loadavg_end": prev.get("loadavg_end")})
+        res["included"] += [x for x in prev.get("included", []) if x not in res["included"]]
+    res["phases_reported"] = [k for k in PHASES if k in res]
     for sk in (res.get("search") or {}).get("skipped", []):
-        res["not_run"].append(f"search at N={sk['n']:,}: {sk['reason']}")
+        line = f"search at N={sk['n']:,}: {sk['reason']}"
+        if line not in res["not_run"]:
+            res["not_run"].append(line)
     res["loadavg_end"] = benchlib.loadavg()
     checkpoint()
     text = render(res)
