@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import find_datasets_dir
 from servers import chroma_unavailable, postgres_unavailable, require_or_skip
 

@@ -93,8 +93,9 @@ def _load_minutes(fit: dict[str, float] | None, n: int) -> float | None:
 
 
 def phase_search(a: argparse.Namespace, work: Path, res: dict[str, Any], checkpoint: Any) -> None:
-    from facedb.index.chroma_index import HNSW
     from servers import ChromaServer
+
+    from facedb.index.chroma_index import HNSW
 
     out = res.setdefault("search", {"command": res["command"], "commit": res["commit"], "started": res["started"],
                                     "hnsw": dict(HNSW), "sizes": [], "skipped": [], "queries": a.queries,
@@ -390,8 +391,9 @@ class _Synthetic:
 
 
 def phase_migrate(a: argparse.Namespace, work: Path, res: dict[str, Any], checkpoint: Any) -> None:
-    from facedb import FaceDB
     from servers import ChromaServer
+
+    from facedb import FaceDB
 
     lfw = benchlib.lfw_dir()
     assert lfw is not None
@@ -763,7 +765,7 @@ def main(argv: list[str]) -> int:
     res: dict[str, Any] = {"command": benchlib.command_line(), "argv": argv, "started": time.strftime("%Y-%m-%d %H:%M %Z"),
                            "commit": benchlib.git_rev(), "machine": benchlib.machine_info(),
                            "loadavg_start": benchlib.loadavg(), "quick": a.quick, "phases": a.phases,
-                           "versions": benchlib.library_versions("facedb", "chromadb", "numpy", "sqlalchemy", "psycopg",
+                           "versions": benchlib.library_versions("facedb-service", "chromadb", "numpy", "sqlalchemy", "psycopg",
                                                                  "fastapi", "uvicorn", "opencv-python-headless"),
                            "not_run": list(a.not_run)}
     try:
@@ -814,14 +816,14 @@ def main(argv: list[str]) -> int:
             elif key == "throughput":
                 res["throughput_more"].append(prev[key])
         res["throughput_more"] += prev.get("throughput_more", [])
-    for t in [res.get("throughput"), *res["throughput_more"]]:
-        if t:
-            throughput_summary(t)
         res["not_run"] += [x for x in prev.get("not_run", []) if x not in res["not_run"]]
         res["included"].append({"command": prev["command"], "started": prev["started"],
                                 "commit": prev["commit"], "runtime_min": prev.get("runtime_min"),
                                 "loadavg_start": prev.get("loadavg_start"), "loadavg_end": prev.get("loadavg_end")})
         res["included"] += [x for x in prev.get("included", []) if x not in res["included"]]
+    for t in [res.get("throughput"), *res["throughput_more"]]:
+        if t:
+            throughput_summary(t)
     res["phases_reported"] = [k for k in PHASES if k in res]
     for sk in (res.get("search") or {}).get("skipped", []):
         line = f"search at N={sk['n']:,}: {sk['reason']}"
