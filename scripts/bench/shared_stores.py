@@ -313,15 +313,15 @@ def throughput_run(n: int, rnd: int, pg: Any, chroma: Any, work: Path, a: argpar
     env = benchlib.clean_env(FACEDB_DB_URL=url, FACEDB_CHROMA_URL=chroma.url)
     if a.cv_threads:  # OpenCV's own thread count in each facedb process (its default: the cores)
         env["OPENCV_FOR_THREADS_NUM"] = str(a.cv_threads)
-    key = service.cli(home, "keys", "create", "bench", "--scope", "write", env=env)[0]["key"]
+    key = _shared(home, url, chroma.url, lambda db: db.create_key("bench", "write").key)
     srv = benchlib.FacedbServer(home, workers=1, processes=n, env=env, log_path=work / f"serve-n{n}-r{rnd}.log")
     run: dict[str, Any] = {"processes": n, "round": rnd}
     try:
         srv.start()
         run["start_s"] = srv.start_s
         run["processes_seen"] = len(benchlib.process_tree(srv.pid))
-        # warm-up on the empty gallery (first requests of each process; connections land on any process)
-        service.loadgen("search", srv.port, key, probe_list, a.clients, requests=a.clients * 3)
+        if not a.quick:  # warm-up on the empty gallery (first requests of each process; connections land on any)
+            service.loadgen("search", srv.port, key, probe_list, a.clients, requests=a.clients * 3)
         log(f"throughput N={n} round {rnd}: enroll")
         run["enroll"] = _rates(service.loadgen("enroll", srv.port, key, enroll_list, a.clients, server_pid=srv.pid))
         log(f"throughput N={n} round {rnd}: enroll {run['enroll']['images_per_s']:.1f} img/s; search")
@@ -334,12 +334,21 @@ def throughput_run(n: int, rnd: int, pg: Any, chroma: Any, work: Path, a: argpar
         run["exit_code"] = srv.stop()
     finally:
         srv.kill()
-    check, _ = service.cli(home, "check", env=env)
-    run["check_clean"] = check.get("clean")
-    run["check_faces"] = check.get("index_faces")
+    check = _shared(home, url, chroma.url, lambda db: db.check())
+    run["check_clean"] = check.clean
+    run["check_faces"] = check.index_faces
     pg.drop_database(name)
     shutil.rmtree(home, ignore_errors=True)
     return run
+
+
+def _shared(home: Path, url: str, chroma_url: str, fn: Any) -> Any:
+    """``fn(db)`` on a FaceDB opened here on the shared stores (what ``facedb keys create`` / ``check`` do,
+    without a CLI process each time); closed before the database is dropped."""
+    from facedb import FaceDB
+
+    with FaceDB(home=home, db_url=url, chroma_url=chroma_url, workers=1) as db:
+        return fn(db)
 
 
 def _rates(out: dict[str, Any]) -> dict[str, Any]:
