@@ -76,6 +76,9 @@ def migrate(source: Any, target: Any) -> MigrateReport:
                     if "id" in table.c and table.c.id.autoincrement and table.name != PendingDelete.__tablename__:
                         dst.execute(text(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
                                          f"COALESCE((SELECT MAX(id) FROM {table.name}), 0) + 1, false)"))
+                # Statistics for the planner: without them, a query by subject right after a bulk copy
+                # scanned every face through the (model, indexed) index (86 ms per subject at 100k faces).
+                dst.execute(text("ANALYZE"))
     with target.store.exclusive(recover=False) as index:
         for model in dst_cat.models_in_use():
             rec = dst_cat.pack_record(model)

@@ -22,6 +22,8 @@ from .core import CatalogCore
 from .models import Counter, Face, SubjectTemplate
 
 SEQ = "templates_seq"
+#: Subjects whose faces one query reads when templates are recomputed.
+TEMPLATE_CHUNK = 500
 
 
 def bump(s: Session, name: str) -> int:
@@ -43,13 +45,26 @@ class TemplateQueries(CatalogCore):
         if not pairs:
             return
         seq = bump(s, SEQ)
+        by_model: dict[str, list[int]] = {}
         for sid, model in pairs:
-            rows = s.scalars(select(Face.embedding).where(Face.subject_id == sid, Face.model == model,
-                                                          Face.indexed.is_(True))).all()
-            total = np.sum([np.frombuffer(e, dtype=np.float32) for e in rows], axis=0, dtype=np.float64) \
-                if rows else None
-            s.merge(SubjectTemplate(subject_id=sid, model=model, n_faces=len(rows), seq=seq,
-                                    vector=b"" if total is None else total.astype(np.float32).tobytes()))
+            by_model.setdefault(model, []).append(sid)
+        for model, sids in by_model.items():
+            for i in range(0, len(sids), TEMPLATE_CHUNK):  # one query per chunk of subjects, not per subject
+                chunk = sids[i:i + TEMPLATE_CHUNK]
+                found: dict[int, list[bytes]] = {sid: [] for sid in chunk}
+                # Existing rows loaded at once: merge() then finds them in the session, without a query each.
+                s.scalars(select(SubjectTemplate).where(SubjectTemplate.subject_id.in_(chunk),
+                                                        SubjectTemplate.model == model)).all()
+                for sid, emb in s.execute(select(Face.subject_id, Face.embedding)
+                                          .where(Face.subject_id.in_(chunk), Face.model == model,
+                                                 Face.indexed.is_(True)).order_by(Face.id)):
+                    found[int(sid)].append(emb)
+                for sid in chunk:
+                    rows = found[sid]
+                    total = np.sum([np.frombuffer(e, dtype=np.float32) for e in rows], axis=0, dtype=np.float64) \
+                        if rows else None
+                    s.merge(SubjectTemplate(subject_id=sid, model=model, n_faces=len(rows), seq=seq,
+                                            vector=b"" if total is None else total.astype(np.float32).tobytes()))
 
     def drop_templates(self, s: Session, subject_id: int) -> None:
         """Empty a subject's templates (it is being deleted), inside the caller's transaction."""
