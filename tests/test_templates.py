@@ -115,7 +115,7 @@ def test_a_database_from_before_templates_gets_them(tmp_path: Path, people: dict
     from alembic.config import Config
 
     from facedb import FaceDB
-    from facedb.catalog.database import MIGRATIONS_DIR
+    from facedb.catalog.database import MIGRATIONS_DIR, SCHEMA_HEAD
 
     home = tmp_path / "home"
     with FaceDB(home=home, workers=1) as db:
@@ -126,7 +126,7 @@ def test_a_database_from_before_templates_gets_them(tmp_path: Path, people: dict
     cfg.set_main_option("sqlalchemy.url", url)
     command.downgrade(cfg, "0002")  # as an older facedb left it: no templates
     with FaceDB(home=home, workers=1) as db:
-        assert db.catalog.schema_revision() == "0003"
+        assert db.catalog.schema_revision() == SCHEMA_HEAD
         assert db.catalog.stale_templates(db.pack_name) == []
         assert db.search([people["person1"][3]]).results[0].faces[0].identity == "person1"
         assert db.check().clean

@@ -104,7 +104,11 @@ class Face(Base):
 
     __tablename__ = "faces"
     # AUTOINCREMENT: a face id is never reused, so a stale index entry can never alias a new face.
-    __table_args__ = (Index("ix_faces_model_indexed", "model", "indexed"), {"sqlite_autoincrement": True})
+    # By subject first as well: a subject's faces (its template, its closest face) must not be found
+    # by scanning every face of the pack, which is what the (model, indexed) index alone gives.
+    __table_args__ = (Index("ix_faces_model_indexed", "model", "indexed"),
+                      Index("ix_faces_subject_model_indexed", "subject_id", "model", "indexed"),
+                      {"sqlite_autoincrement": True})
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
     subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"), index=True)
