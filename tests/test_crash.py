@@ -274,11 +274,11 @@ class Lab:
                     for i in range(SYNTHETIC_FACES)])
                 img_ids = s.scalars(select(Image.id).where(Image.subject_id == sub.id).order_by(Image.id)).all()
                 s.execute(insert(Face), [
-                    {"image_id": iid, "subject_id": sub.id, "model": "sface", "x1": 0.0, "y1": 0.0, "x2": 50.0,
+                    {"image_id": iid, "subject_id": sub.id, "model": db.pack_name, "x1": 0.0, "y1": 0.0, "x2": 50.0,
                      "y2": 50.0, "score": 0.9, "landmarks": [[0.0, 0.0]] * 5, "dim": 128,
                      "embedding": vec.tobytes(), "indexed": False}
                     for iid, vec in zip(img_ids, vecs)])
-            assert len(db.catalog.unindexed_faces("sface")) == SYNTHETIC_FACES
+            assert len(db.catalog.unindexed_faces(db.pack_name)) == SYNTHETIC_FACES
 
     # -- expectations ------------------------------------------------------------------------
     def expect(self, case: Case) -> Expect:

@@ -232,7 +232,7 @@ def test_sigkill_of_a_facedb_process_mid_write_is_recovered_by_the_next(
     killed = _process(home, shared, *args, env=shared.env(FACEDB_CRASH_AT=point))
     assert killed.returncode == -9, killed.stderr.decode()
     # another process: its first use of the stores replays the journal under the exclusive claim
-    found = _process(home, shared, "search", str(people["person2"][4]), "--json")
+    found = _process(home, shared, "search", str(people["person2"][4]), "--by", "face", "--json")
     assert found.returncode == 0, found.stderr.decode()
     who = json.loads(found.stdout)["results"][0]["faces"][0]["identity"]
     assert who == ("person2" if command == "enroll" else None)
@@ -307,9 +307,9 @@ def test_outages_answer_503_and_recover_without_a_restart(tmp_path: Path, shared
         assert httpx.post(srv.url + "/v1/subjects/person1/images", files=image_files(people["person1"][:2]),
                           headers=h, timeout=120).status_code == 200
 
-        def search() -> httpx.Response:
-            return httpx.post(srv.url + "/v1/search", files=image_files([people["person1"][4]]), headers=h,
-                              timeout=120)
+        def search(**fields: str) -> httpx.Response:
+            return httpx.post(srv.url + "/v1/search", files=image_files([people["person1"][4]]), data=fields,
+                              headers=h, timeout=120)
 
         shared.pg.kill()
         try:
@@ -324,11 +324,17 @@ def test_outages_answer_503_and_recover_without_a_restart(tmp_path: Path, shared
 
         shared.chroma.kill()
         try:
+            # A search by template reads the catalog only: it still answers while the index is out...
             r = search()
-            assert r.status_code == 503 and r.json()["kind"] == "unavailable", r.text
-            assert "Chroma server" in r.json()["error"]
+            assert r.status_code == 200 and r.json()["results"][0]["faces"][0]["identity"] == "person1", r.text
+            # ...what needs the index (by face, an enrollment) is refused with the reason.
+            for r in (search(by="face"), httpx.post(srv.url + "/v1/subjects/person9/images", headers=h, timeout=120,
+                                                    files=image_files(people["person2"][:1]))):
+                assert r.status_code == 503 and r.json()["kind"] == "unavailable", r.text
+                assert "Chroma server" in r.json()["error"] and r.headers["retry-after"]
         finally:
             shared.chroma.start()
+        assert search(by="face").json()["results"][0]["faces"][0]["identity"] == "person1"
         assert search().json()["results"][0]["faces"][0]["identity"] == "person1"
         assert srv.cli_json("check")["clean"] is True
 
