@@ -52,9 +52,10 @@ class TemplateQueries(CatalogCore):
             for i in range(0, len(sids), TEMPLATE_CHUNK):  # one query per chunk of subjects, not per subject
                 chunk = sids[i:i + TEMPLATE_CHUNK]
                 found: dict[int, list[bytes]] = {sid: [] for sid in chunk}
-                # Existing rows loaded at once: merge() then finds them in the session, without a query each.
-                s.scalars(select(SubjectTemplate).where(SubjectTemplate.subject_id.in_(chunk),
-                                                        SubjectTemplate.model == model)).all()
+                # Existing rows loaded at once (and held: the session's identity map is weak), so that
+                # merge() finds them without a query each.
+                held = s.scalars(select(SubjectTemplate).where(SubjectTemplate.subject_id.in_(chunk),
+                                                               SubjectTemplate.model == model)).all()
                 for sid, emb in s.execute(select(Face.subject_id, Face.embedding)
                                           .where(Face.subject_id.in_(chunk), Face.model == model,
                                                  Face.indexed.is_(True)).order_by(Face.id)):
@@ -65,6 +66,7 @@ class TemplateQueries(CatalogCore):
                         if rows else None
                     s.merge(SubjectTemplate(subject_id=sid, model=model, n_faces=len(rows), seq=seq,
                                             vector=b"" if total is None else total.astype(np.float32).tobytes()))
+                del held
 
     def drop_templates(self, s: Session, subject_id: int) -> None:
         """Empty a subject's templates (it is being deleted), inside the caller's transaction."""
