@@ -43,6 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 from benchlib import REPO, bench_lock, log, median, percentile  # noqa: E402
 
+from facedb.config import DEFAULT_PACK  # noqa: E402  (the pack of a new home: the served one)
+
 HERE = Path(__file__).resolve().parent
 FACEDB = benchlib.facedb_command()
 LOADGEN = [sys.executable, str(HERE / "loadgen.py")]
@@ -270,7 +272,7 @@ def main(argv: list[str]) -> int:
             checkpoint()
 
             # -- 3. HTTP search: latency and throughput against the model limit ------------------
-            res["limits"] = [benchlib.model_limit(probes, args.workers)]
+            res["limits"] = [benchlib.model_limit(probes, args.workers, pack=DEFAULT_PACK)]
             log(f"model limit: {res['limits'][-1]['images_per_s']:.1f} img/s")
             res["search_levels"] = []
             for c in levels:
@@ -282,7 +284,7 @@ def main(argv: list[str]) -> int:
                 res["search_levels"].append(out)
                 log(f"search x{c}: {out['requests_per_s']:.1f} req/s, p50 {out['latency']['p50_ms']:.0f} ms")
                 checkpoint()
-            res["limits"].append(benchlib.model_limit(probes, args.workers))
+            res["limits"].append(benchlib.model_limit(probes, args.workers, pack=DEFAULT_PACK))
             log(f"model limit: {res['limits'][-1]['images_per_s']:.1f} img/s")
 
             # -- 4. memory over many searches ----------------------------------------------------
