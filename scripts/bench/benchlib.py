@@ -221,6 +221,15 @@ def percentile(values: Iterable[float], q: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
+def fmt_number(v: Any, nd: int = 1) -> str:
+    """A report cell: thousands separators, ``nd`` decimals for floats, a dash for missing/non-finite."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    if isinstance(v, float):
+        return f"{v:,.{nd}f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
 def summarize_ms(seconds: Sequence[float]) -> dict[str, float]:
     """Latency samples in seconds -> n and p50/p90/p99/mean/min/max in milliseconds."""
     ms = [s * 1000.0 for s in seconds]

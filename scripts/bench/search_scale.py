@@ -445,12 +445,7 @@ def measure(label: str, data: dict[str, Any], folder: Path, a: argparse.Namespac
 # report
 # --------------------------------------------------------------------------------------
 
-def _f(v: Any, nd: int = 1) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "–"
-    if isinstance(v, float):
-        return f"{v:,.{nd}f}"
-    return f"{v:,}" if isinstance(v, int) else str(v)
+_f = benchlib.fmt_number
 
 
 def _params(r: dict[str, Any]) -> str:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import subprocess
 import sys
@@ -72,12 +71,7 @@ def servers_unavailable() -> str | None:
     return postgres_unavailable() or chroma_unavailable()
 
 
-def _f(v: Any, nd: int = 1) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "–"
-    if isinstance(v, float):
-        return f"{v:,.{nd}f}"
-    return f"{v:,}" if isinstance(v, int) else str(v)
+_f = benchlib.fmt_number
 
 
 def wipe_collections(chroma: Any) -> None:
