@@ -45,10 +45,17 @@ T1_FACE_CROPS = (
 
 
 def find_datasets_dir() -> Path | None:
-    """``$FACEDB_DATASETS``, else ``<checkout>/../shared/datasets``; None when absent."""
-    env = os.environ.get("FACEDB_DATASETS")
-    root = Path(env).expanduser() if env else Path(__file__).resolve().parents[2] / "shared" / "datasets"
-    return root if root.is_dir() else None
+    """``$FACEDB_DATASETS``, else ``<checkout>/../shared/datasets``; None when absent. The same
+    lookup as the package's (``facedb.evaluation.lfw.find_datasets``), so that a test and the
+    benchmark script it starts agree, plus this file's own checkout when the tests run from
+    another directory."""
+    from facedb.evaluation import lfw
+
+    found = lfw.find_datasets()
+    if found is not None or os.environ.get(lfw.DATASETS_ENV, "").strip():
+        return found
+    beside = Path(__file__).resolve().parents[2] / lfw.SHARED_DATASETS
+    return beside if beside.is_dir() else None
 
 
 def _insightface_images() -> Path:

@@ -136,7 +136,32 @@ def test_datasets_root_env_then_beside_the_checkout(tmp_path: Path, monkeypatch:
     monkeypatch.setenv(lfw.DATASETS_ENV, str(tmp_path / "absent"))
     assert lfw.find_datasets() is None and lfw.find_lfw() is None
     monkeypatch.delenv(lfw.DATASETS_ENV)
-    assert lfw.datasets_root() == Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    # Run from inside a checkout (CI's layout): <checkout>/../shared/datasets, found from any
+    # folder of the checkout, before the datasets beside the package's own source tree.
+    shared = tmp_path / "work" / "shared" / "datasets"
+    (tmp_path / "work" / "main" / "tests").mkdir(parents=True)
+    shared.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "work" / "main" / "tests")
+    assert lfw.datasets_root() == shared and lfw.find_datasets() == shared
+
+
+def test_datasets_beside_a_regular_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A regular (non-editable) install lives in ``<checkout>/.venv/.../site-packages``: the
+    datasets beside that checkout are found even when the working directory is elsewhere."""
+    monkeypatch.delenv(lfw.DATASETS_ENV, raising=False)
+    site = tmp_path / "work" / "main" / ".venv" / "lib" / "python3.11" / "site-packages" / "facedb" / "evaluation"
+    site.mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setattr(lfw, "__file__", str(site / "lfw.py"))
+    if Path("/shared/datasets").is_dir():
+        pytest.skip("/shared/datasets exists on this machine: it would be found first")
+    absent = Path.cwd().parent / "shared" / "datasets"
+    assert lfw.find_datasets() is None and lfw.datasets_root() == absent
+    shared = tmp_path / "work" / "shared" / "datasets"
+    shared.mkdir(parents=True)
+    assert lfw.datasets_root() == shared and lfw.find_datasets() == shared
 
 
 @pytest.mark.dataset

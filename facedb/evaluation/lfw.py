@@ -24,8 +24,8 @@ from ..errors import FacedbError
 
 #: Environment variable naming the datasets folder (holding ``lfw/`` and ``yalefaces/``).
 DATASETS_ENV = "FACEDB_DATASETS"
-#: The checkout this package was imported from (``<checkout>/facedb/evaluation/lfw.py``).
-CHECKOUT = Path(__file__).resolve().parents[2]
+#: Where the datasets sit relative to a checkout: ``<checkout>/../shared/datasets``.
+SHARED_DATASETS = Path("shared") / "datasets"
 
 
 class PairsError(FacedbError):
@@ -34,11 +34,32 @@ class PairsError(FacedbError):
 
 # -- where the datasets are ----------------------------------------------------------------------
 
+def _datasets_candidates() -> list[Path]:
+    """``<ancestor>/shared/datasets`` for every ancestor of the working directory, then of this
+    module's file: a checkout's ``../shared/datasets`` is found from the checkout (or any folder
+    in it) whether the package runs from the source tree or from a regular install in the
+    checkout's venv (``<checkout>/.venv/lib/.../site-packages``)."""
+    out: list[Path] = []
+    for start in (Path.cwd(), Path(__file__).resolve().parent):
+        for ancestor in (start, *start.parents):
+            candidate = ancestor / SHARED_DATASETS
+            if candidate not in out:
+                out.append(candidate)
+    return out
+
+
 def datasets_root() -> Path:
-    """The datasets folder: ``$FACEDB_DATASETS``, else ``<checkout>/../shared/datasets`` (it may
-    not exist: see ``find_datasets``)."""
+    """The datasets folder: ``$FACEDB_DATASETS`` when set, else the nearest existing
+    ``shared/datasets`` above the working directory or the package (``<checkout>/../shared/datasets``
+    in the documented layout), else ``<working directory>/../shared/datasets``. It may not exist:
+    see ``find_datasets``."""
     env = os.environ.get(DATASETS_ENV, "").strip()
-    return Path(env).expanduser() if env else CHECKOUT.parent / "shared" / "datasets"
+    if env:
+        return Path(env).expanduser()
+    for candidate in _datasets_candidates():
+        if candidate.is_dir():
+            return candidate
+    return Path.cwd().parent / SHARED_DATASETS
 
 
 def find_datasets() -> Path | None:
