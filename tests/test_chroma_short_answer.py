@@ -82,3 +82,23 @@ def test_k_larger_than_the_collection_is_not_short(index: Any) -> None:
     idx, vecs = index
     rows = idx.query(INFO, vecs[:1], 50)
     assert len(rows[0]) == 12 and idx.retries == 0
+
+
+def test_a_full_answer_needs_no_count(index: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a shared (server) index nothing is cached, so ``count`` is a round trip: a query that
+    got its k neighbours does not ask for it; a short one does, to tell a fault from a small
+    collection."""
+    idx, vecs = index
+    idx.shared = True  # count() is then never cached, as on a Chroma server
+    counted: list[int] = []
+    real_count = ChromaIndex.count
+
+    def count(self: ChromaIndex, info: PackInfo) -> int:
+        n: int = real_count(self, info)
+        counted.append(n)
+        return n
+
+    monkeypatch.setattr(ChromaIndex, "count", count)
+    assert [len(r) for r in idx.query(INFO, vecs[:2], 5)] == [5, 5] and counted == []
+    assert [len(r) for r in idx.query(INFO, vecs[:1], 50)] == [12] and counted == [12]
+    assert idx.retries == 0
