@@ -58,6 +58,16 @@ def find_datasets_dir() -> Path | None:
     return beside if beside.is_dir() else None
 
 
+def script_env(datasets: Path | None) -> dict[str, str]:
+    """The environment for a script a test starts (a benchmark): none of the caller's ``FACEDB_*``
+    settings (home, server, key), and ``FACEDB_DATASETS`` naming the folder the test found, so
+    that the script reads the same datasets whatever its own lookup would find."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACEDB_")}
+    if datasets is not None:
+        env["FACEDB_DATASETS"] = str(datasets)
+    return env
+
+
 def _insightface_images() -> Path:
     d = insightface_images_dir()
     if d is None:

@@ -7,21 +7,20 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import find_datasets_dir, script_env
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "scripts" / "bench"
 
 
 def _lfw() -> Path | None:
-    env = os.environ.get("FACEDB_DATASETS")
-    root = Path(env).expanduser() if env else REPO.parent / "shared" / "datasets"
-    return root / "lfw" if (root / "lfw").is_dir() else None
+    root = find_datasets_dir()
+    return root / "lfw" if root is not None and (root / "lfw").is_dir() else None
 
 
 @pytest.fixture()
@@ -80,7 +79,7 @@ def test_enroll_quick_report(tmp_path: Path) -> None:
     if _lfw() is None:
         pytest.skip("../shared/datasets/lfw not found: the enrollment benchmark smoke test needs LFW images")
     out, js = tmp_path / "enroll.md", tmp_path / "enroll.json"
-    env = {k: v for k, v in os.environ.items() if k != "FACEDB_HOME"}
+    env = script_env(find_datasets_dir())
     r = subprocess.run([sys.executable, str(BENCH / "enroll.py"), "--quick", "--out", str(out), "--json-out", str(js)],
                        capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]

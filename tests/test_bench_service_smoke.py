@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import find_datasets_dir
+from conftest import find_datasets_dir, script_env
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "scripts" / "bench"
@@ -30,7 +29,7 @@ def test_service_quick_report(tmp_path: Path) -> None:
     if root is None or not (root / "lfw").is_dir():
         pytest.skip("../shared/datasets/lfw not found: the service benchmark smoke test needs LFW images")
     out, js = tmp_path / "service.md", tmp_path / "service.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FACEDB_") or k == "FACEDB_DATASETS"}
+    env = script_env(root)
     r = subprocess.run([sys.executable, str(BENCH / "service.py"), "--quick", "--out", str(out), "--json-out", str(js)],
                        capture_output=True, text=True, env=env, timeout=1500)
     assert r.returncode == 0, r.stderr[-3000:]

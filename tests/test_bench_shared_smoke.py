@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import find_datasets_dir
+from conftest import find_datasets_dir, script_env
 from servers import chroma_unavailable, postgres_unavailable, require_or_skip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,9 +35,7 @@ def test_shared_stores_quick_report(tmp_path: Path) -> None:
     if root is None or not (root / "lfw").is_dir():
         require_or_skip("../shared/datasets/lfw not found: the shared-stores benchmark smoke test needs LFW images")
     out, js = tmp_path / "shared.md", tmp_path / "shared.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FACEDB_") or k == "FACEDB_DATASETS"}
-    if root is not None:
-        env["FACEDB_DATASETS"] = str(root)
+    env = script_env(root)
     r = subprocess.run([sys.executable, str(BENCH / "shared_stores.py"), "--quick", "--out", str(out), "--json", str(js)],
                        capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]

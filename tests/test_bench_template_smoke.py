@@ -12,19 +12,21 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import find_datasets_dir, script_env
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "bench" / "template_search.py"
-LFW = REPO.parent / "shared" / "datasets" / "lfw"
 
 
 @pytest.mark.slow
 def test_template_search_benchmark_smoke(tmp_path: Path) -> None:
-    if not LFW.is_dir():
+    root = find_datasets_dir()
+    if root is None or not (root / "lfw").is_dir():
         pytest.skip("../shared/datasets/lfw not found: the benchmark's probes are LFW photos")
     out = tmp_path / "template.md"
     r = subprocess.run([sys.executable, str(SCRIPT), "--faces", "300", "--per-subject", "3", "--rounds", "2",
-                        "--probes", "3", "--no-lock", "--out", str(out)], capture_output=True, text=True, timeout=600)
+                        "--probes", "3", "--no-lock", "--out", str(out)], capture_output=True, text=True,
+                       env=script_env(root), timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     data = json.loads(out.with_suffix(".json").read_text())
     assert [(run["faces"], run["subjects"]) for run in data["runs"]] == [(300, 100), (300, 300)]
