@@ -534,13 +534,20 @@ def facedb_command() -> list[str]:
 
 
 def _children(pid: int) -> list[int]:
+    """The children of ``pid``, from each of its threads' ``children`` list. A thread that ends
+    while it is read (a server's thread pool does that) is skipped, not taken for a process
+    without children: that once dropped every worker from a memory reading."""
     try:
-        out = []
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            out += [int(x) for x in (task / "children").read_text().split()]
-        return out
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return []
+    out: list[int] = []
+    for task in tasks:
+        try:
+            out += [int(x) for x in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
 
 
 def process_tree(pid: int) -> list[int]:
