@@ -509,8 +509,9 @@ def render_search(s: dict[str, Any]) -> list[str]:
            "`ChromaIndex.add` (embedded: `ChromaIndex(path)`; server: `ChromaIndex(url=...)`), in chunks, in a "
            f"child process, with facedb's collection settings `{json.dumps(s['hnsw'])}`. Queries: {s['queries']} "
            "held-out noisy samples of random identities, one per call after 10 warm-up calls, in a fresh "
-           "process per round; *facedb path* = `ChromaIndex.query` (on a server it asks `count()` first on every "
-           "query, because other processes write meanwhile: two HTTP round trips), *raw* = `collection.query` "
+           "process per round; *facedb path* = `ChromaIndex.query` (on a server, up to commit 73d746f it asked "
+           "`count()` before every query, a second HTTP round trip; from 04ab972 on it asks only when an answer "
+           "is short), *raw* = `collection.query` "
            f"alone. {s['rounds']} rounds alternating embedded/server; the table gives the median over rounds of "
            "each round's p50/p99. recall@10 against exact numpy search (`argpartition` on the matrix product).", ""]
     rows = []
