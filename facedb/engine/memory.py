@@ -11,7 +11,6 @@ and by 75 MB with it.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 from functools import lru_cache
 from typing import Any
@@ -19,12 +18,10 @@ from typing import Any
 
 @lru_cache(maxsize=1)
 def _libc() -> Any:
-    name = ctypes.util.find_library("c")
-    if not name:
-        return None
+    """The C library this process already runs on (``dlopen(NULL)``), when it has ``malloc_trim``."""
     try:
-        lib = ctypes.CDLL(name)
-    except OSError:
+        lib = ctypes.CDLL(None)
+    except (OSError, TypeError):  # TypeError: Windows has no process-wide handle
         return None
     return lib if hasattr(lib, "malloc_trim") else None
 
