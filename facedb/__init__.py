@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .analysis.files import Upload
 from .errors import (
     AuthError,
     DatabaseBusyError,
@@ -21,11 +22,10 @@ from .errors import (
     NotFoundError,
     UnavailableError,
 )
-from .files import Upload
 
 if TYPE_CHECKING:
     from .api import FaceDB
-    from .results import (
+    from .contract.models import (
         AuditEntry,
         CheckReport,
         DeleteReport,
@@ -63,7 +63,7 @@ def __getattr__(name: str) -> Any:
 
         return FaceDB
     if name in __all__:  # the result dataclasses (errors and Upload are imported above)
-        from . import results
+        from .contract import models as results
 
         return getattr(results, name)
     raise AttributeError(f"module 'facedb' has no attribute {name!r}")

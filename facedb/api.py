@@ -1,9 +1,10 @@
 """``FaceDB``: the Python API. The CLI and the HTTP server are thin layers over it.
 
-It is a facade: each verb is one call into a module with one job — ``ingest`` (enrollment),
-``search`` (1:N, 1:1), ``maintenance`` (check, repair, vacuum, reindex), ``store`` (the
-catalog, the index and the home lock), ``access`` (API keys, audit). Thread-safe: searches run
-in parallel, writes one at a time, and every write and search is audited.
+It is a facade: each verb is one call into ``facedb.operations`` — ``enroll`` (enrollment),
+``search`` (1:N, 1:1), ``maintenance`` (check, repair, vacuum, reindex), ``gatekeeper`` (API
+keys, audit) — over ``facedb.store`` (the catalog, the index and the right to use them).
+Thread-safe: searches run in parallel, writes one at a time, and every write and search is
+audited.
 """
 from __future__ import annotations
 
@@ -13,21 +14,16 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from . import access, trace
+from . import trace
+from .analysis.engines import Face
+from .analysis.files import Upload
+from .analysis.packs import ActivePack
+from .analysis.pipeline import Analyzer, default_workers
+from .analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor
 from .catalog.core import DEFAULT_PACK_KEY
 from .catalog.subjects import deleted_label
 from .config import DEFAULT_PACK, Settings, resolve_settings
-from .engine import Face
-from .errors import FacedbError
-from .files import Upload
-from .ingest import Ingestor, MultiFace, write_batch_size
-from .maintenance import Maintenance
-from .migrate import MigrateReport
-from .names import validate_subject_name
-from .packs import ActivePack
-from .pipeline import Analyzer, default_workers
-from .quality import DEFAULT_QUALITY_FLOOR, QualityFloor
-from .results import (
+from .contract.models import (
     AuditEntry,
     CheckReport,
     DeleteReport,
@@ -44,8 +40,14 @@ from .results import (
     VacuumReport,
     VerifyResult,
 )
-from .search import By, ImageInput, Scoring, Searcher
-from .store import Store
+from .contract.names import validate_subject_name
+from .errors import FacedbError
+from .operations import gatekeeper
+from .operations.enroll import Ingestor, MultiFace, write_batch_size
+from .operations.maintenance import Maintenance
+from .operations.migrate import MigrateReport
+from .operations.search import By, ImageInput, Scoring, Searcher
+from .store.stores import Store
 
 ProgressFn = Callable[[int], None]
 PathLike = str | os.PathLike[str]
@@ -86,7 +88,7 @@ class FaceDB:
         self.pack = ActivePack(self.catalog, self.pack_name, self.settings.models_dir, threshold)
         self.analyzer = Analyzer(self.pack_name, self.settings.models_dir,
                                  default_workers() if workers is None else max(1, workers))
-        self.gate = access.Gatekeeper(self.catalog)
+        self.gate = gatekeeper.Gatekeeper(self.catalog)
         self._ingest = Ingestor(self.store, self.pack, self.analyzer, batch)
         self._search = Searcher(self.store, self.pack, self.analyzer)
         self._maint = Maintenance(self.store, self.pack, self.analyzer)
@@ -198,7 +200,7 @@ class FaceDB:
     def face_thumbnail(self, face_id: int, size: int = 112) -> bytes | None:
         """A JPEG of an enrolled face, cropped from its source photo while that file is on disk
         and unchanged; None when it is not (facedb keeps no copy of photos)."""
-        from .thumbnails import face_thumbnail
+        from .analysis.thumbnails import face_thumbnail
 
         return face_thumbnail(self.catalog, face_id, size)
 
@@ -243,7 +245,7 @@ class FaceDB:
         embedded home), verified by ``check`` there; this one is left as it is."""
         from pathlib import Path
 
-        from .migrate import migrate
+        from .operations.migrate import migrate
 
         target_home = Path(home).expanduser().absolute() if home else self.settings.home
         if not chroma_url and target_home == self.settings.home:
@@ -258,13 +260,13 @@ class FaceDB:
             target.close()
 
     # -- API keys and audit --------------------------------------------------------------------
-    def create_key(self, name: str, scope: access.Scope) -> KeyInfo:
+    def create_key(self, name: str, scope: gatekeeper.Scope) -> KeyInfo:
         """A new API key for ``facedb serve``; the secret is in the result, and nowhere else."""
-        access.validate_key_name(name)
-        access.validate_scope(scope)
-        key = access.new_key()
+        gatekeeper.validate_key_name(name)
+        gatekeeper.validate_scope(scope)
+        key = gatekeeper.new_key()
         with self.gate.audited("key_create", detail=f"{name} ({scope})"):
-            row = self.catalog.create_key(name, scope, access.key_hash(key))
+            row = self.catalog.create_key(name, scope, gatekeeper.key_hash(key))
         return KeyInfo(**row, key=key)
 
     def keys(self) -> list[KeyInfo]:

@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from . import files, trace
-from .errors import FacedbError, ImageError, TooLargeError, UnavailableError, error_from
-from .files import Upload
-from .names import subject_from_filename, validate_subject_name
-from .quality import DEFAULT_QUALITY_FLOOR, QualityFloor, format_quality_floor
-from .results import (
+from . import trace
+from .analysis import files
+from .analysis.files import Upload
+from .analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor, format_quality_floor
+from .contract.models import (
     AuditEntry,
     CheckReport,
     DeleteReport,
@@ -42,7 +41,9 @@ from .results import (
     VacuumReport,
     VerifyResult,
 )
-from .sockets import server_listening
+from .contract.names import subject_from_filename, validate_subject_name
+from .errors import FacedbError, ImageError, TooLargeError, UnavailableError, error_from
+from .store.sockets import server_listening
 
 #: Images and bytes per request at most (within the server's default limits; a server with
 #: lower ones answers 413 and the chunk is split).

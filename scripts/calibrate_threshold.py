@@ -4,7 +4,7 @@
 Steps:
 
 1. Embed every LFW image once through facedb's own pipeline (``facedb.evaluation.runner.embed``:
-   ``facedb.pipeline.Analyzer`` workers, the largest face, and the face nearest the image centre
+   ``facedb.analysis.pipeline.Analyzer`` workers, the largest face, and the face nearest the image centre
    for the sensitivity check; images with no face are recorded). The embeddings are cached under
    ``--cache`` (one file per pack, fingerprint and file list), so later runs take seconds.
 2. Verification: the official ``pairs.txt`` 10-fold accuracy (``facedb.evaluation.lfw``;
@@ -58,9 +58,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from facedb.analysis.quality import QualityFloor, format_quality_floor, parse_quality_floor  # noqa: E402
 from facedb.evaluation import lfw, runner  # noqa: E402
 from facedb.evaluation import metrics as M  # noqa: E402
-from facedb.quality import QualityFloor, format_quality_floor, parse_quality_floor  # noqa: E402
 
 DEFAULT_LFW = lfw.find_lfw()
 #: Embedding cache of this script and the experiments (never in the repository).
@@ -402,7 +402,7 @@ def print_report(R: dict[str, Any]) -> None:
     print(f"images with >1 face: {em['n_multi_face']}; {R['face']} face used; in {em['n_largest_not_central']} "
           "images the largest face is not the one nearest the centre (LFW's labelled face)")
     print(f"time: {em['ms_per_image_wall']:.1f} ms/image wall with {em['workers']} workers (decode + detect + "
-          "embed every face, facedb.pipeline.Analyzer)"
+          "embed every face, facedb.analysis.pipeline.Analyzer)"
           + (f" (cached: {em['cache_file']}; the time of the original pass)" if em.get("cached") else ""))
     v = R["verification"]
     print("\n-- 1:1 verification, LFW pairs.txt, 10-fold --")
@@ -815,7 +815,7 @@ def main(argv: list[str] | None = None) -> int:
     floor, b_floor = parse_quality_floor(a.quality_floor), parse_quality_floor(a.compare_quality_floor)
     root = lfw.require_lfw(a.lfw)
     cache = None if a.no_cache else a.cache
-    from facedb.engine import load_engine
+    from facedb.analysis.engines import load_engine
 
     E = embed_lfw(root, cache, a.pack, a.workers, a.limit)
     if a.face == "central":

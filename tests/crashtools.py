@@ -56,7 +56,7 @@ def _variant(crop: Image.Image, v: int) -> Image.Image:
 def make_people(out: Path, engine: Any, wanted: dict[str, int]) -> dict[str, list[Path]]:
     """person1..person6 (left to right in t1.jpg) -> ``wanted[person]`` JPEG files of that face,
     each with different bytes (crop, mirrored, rescaled, brightened...) and exactly one face."""
-    from facedb import imaging
+    from facedb.analysis import imaging
 
     out.mkdir(parents=True, exist_ok=True)
     people: dict[str, list[Path]] = {}

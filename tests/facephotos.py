@@ -34,8 +34,8 @@ class PersonCrop:
 
 def t1_people(margin: float = 1.0, engine: Any = None) -> list[PersonCrop]:
     """The six faces of t1.jpg as crops with ``margin`` x the face size on each side."""
-    from facedb import imaging
-    from facedb.engine import load_engine
+    from facedb.analysis import imaging
+    from facedb.analysis.engines import load_engine
 
     src = insightface_photos() / "t1.jpg"
     faces = (engine or load_engine("sface")).analyze(imaging.load(src).pixels)

@@ -8,7 +8,7 @@ import pytest
 from facephotos import make_face_variants
 
 from facedb import FaceDB
-from facedb.pipeline import MIN_POOL_ITEMS
+from facedb.analysis.pipeline import MIN_POOL_ITEMS
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from facedb.engine.base import PackInfo
+from facedb.analysis.engines.base import PackInfo
 from facedb.errors import IndexCorruptError
 from facedb.index.chroma_index import ChromaIndex
 

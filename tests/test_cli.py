@@ -283,7 +283,7 @@ def test_model_mismatch_is_refused_then_reindexed(enrolled: Path, group: dict) -
 def test_opencv5_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     import cv2
 
-    from facedb.engine.sface import require_opencv4
+    from facedb.analysis.engines.sface import require_opencv4
     from facedb.errors import DependencyError
 
     monkeypatch.setattr(cv2, "__version__", "5.0.0")

@@ -358,7 +358,7 @@ def test_sigkill_of_the_holder_releases_the_lock(small_home: Path, people: dict[
 def test_stats_survives_a_file_removed_by_another_process(small_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Deterministic stand-in for the race: a file disappears right after the directory listing
     saw it, exactly as when another process's vacuum deletes an obsolete Chroma segment."""
-    import facedb.maintenance as maintenance
+    import facedb.operations.maintenance as maintenance
     from facedb import FaceDB
 
     db = FaceDB(home=small_home)

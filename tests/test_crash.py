@@ -3,7 +3,7 @@ SIGKILLed at many moments, and every killed home must come back whole.
 
 Kill points (each one a real console-script subprocess on its own copy of a pre-built home):
 
-* named: every crash point of ``facedb.faults.POINTS`` (``FACEDB_CRASH_AT=NAME:N``), with hit
+* named: every crash point of ``facedb.store.faults.POINTS`` (``FACEDB_CRASH_AT=NAME:N``), with hit
   counts N = 1, 2, 3 for the enroll points, so kills land in the first, a middle and the last
   write batch of an ``enroll`` and of an ``import`` (ingest.WRITE_BATCH = 64 analysed items;
   the folders mix 6 real faces with cheap junk files so that 3 batches cost little analysis);
@@ -48,7 +48,7 @@ import numpy as np
 import pytest
 from crashtools import Expect, MemoEngine, Outcome, Run, make_people, mixed_folder, run_facedb, t1_photo, verify_home
 
-from facedb import faults
+from facedb.store import faults
 
 pytestmark = pytest.mark.slow
 
@@ -214,7 +214,7 @@ class Lab:
     # -- data --------------------------------------------------------------------------------
     def build(self) -> None:
         from facedb import FaceDB
-        from facedb.engine import load_engine
+        from facedb.analysis.engines import load_engine
 
         engine = load_engine("sface")
         self.people = make_people(self.root / "faces", engine, {
@@ -386,7 +386,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
         pytest.fail("FACEDB_CRASH_AT is set in the test process: unset it (it would kill pytest)")
     if t1_photo() is None:
         pytest.skip("insightface (test extra) is not installed: its sample photo t1.jpg is needed")
-    from facedb import engine as engine_mod
+    from facedb.analysis import engines as engine_mod
 
     real = engine_mod.load_engine("sface")
     lab = Lab(tmp_path_factory.mktemp("crash"))

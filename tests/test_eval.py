@@ -38,8 +38,8 @@ def _check_report(rep: dict, n_images: int) -> None:
 def test_eval_on_crops_without_datasets(tmp_path: Path, group_photo: Path, capsys: pytest.CaptureFixture[str]
                                         ) -> None:
     """Six people from the group photo, two views each (crop and its mirror image)."""
-    from facedb import imaging
-    from facedb.engine import load_engine
+    from facedb.analysis import imaging
+    from facedb.analysis.engines import load_engine
 
     faces = load_engine("sface").analyze(imaging.load(group_photo).pixels)
     img = Image.open(group_photo).convert("RGB")

@@ -1,4 +1,4 @@
-"""facedb.imaging against a hostile corpus: every bad input gets its stable reason code, every
+"""facedb.analysis.imaging against a hostile corpus: every bad input gets its stable reason code, every
 odd-but-valid photo still gives a face to the sface engine, and nothing hangs or blows up memory."""
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pytest
 from hostile import ALL_CASES, BOMB_SIZE, HUGE_SIZE, expected_walk, make_hostile_corpus, png_header_bomb
 from PIL import Image, ImageFile
 
-from facedb import imaging
-from facedb.engine import load_engine
+from facedb.analysis import imaging
+from facedb.analysis.engines import load_engine
 from facedb.errors import ImageError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -228,7 +228,7 @@ def test_bomb_is_refused_without_decoding(monkeypatch, tmp_path):
 
 _BOMB_CHILD = r"""
 import json, resource, sys, time
-from facedb import imaging
+from facedb.analysis import imaging
 from facedb.errors import ImageError
 try:  # a safety net, so that a regression fails fast instead of swapping the machine
     vm = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
@@ -269,7 +269,7 @@ def test_bomb_memory_stays_bounded(hostile_corpus):
 def test_too_large_file_and_bytes(monkeypatch, tmp_path):
     p = tmp_path / "big.jpg"
     p.write_bytes(b"\xff\xd8" + b"\x00" * 200)
-    from facedb import files
+    from facedb.analysis import files
 
     monkeypatch.setattr(files, "MAX_FILE_BYTES", 100)
     monkeypatch.setattr(imaging, "MAX_FILE_BYTES", 100)

@@ -1,4 +1,4 @@
-"""WIRING tests for the InsightFace packs (``facedb.engine.insightface_pack``).
+"""WIRING tests for the InsightFace packs (``facedb.analysis.engines.insightface_pack``).
 
 These tests check WIRING, NOT ACCURACY.  No real InsightFace weights are used and nothing is
 downloaded: tiny fake ONNX models are built with the ``onnx`` package in a temp dir.
@@ -39,9 +39,9 @@ pytest.importorskip("insightface")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-import facedb.engine as fe  # noqa: E402
-from facedb.engine import load_engine  # noqa: E402
-from facedb.engine.base import Face  # noqa: E402
+import facedb.analysis.engines as fe  # noqa: E402
+from facedb.analysis.engines import load_engine  # noqa: E402
+from facedb.analysis.engines.base import Face  # noqa: E402
 from facedb.errors import DependencyError, ModelError  # noqa: E402
 
 OPSET = 17
@@ -392,8 +392,8 @@ def test_wiring_missing_insightface_is_dependency_error(tmp_path, model_files, m
 
 def test_wiring_packs_registered_and_insightface_not_imported_eagerly():
     assert {"buffalo_l", "buffalo_s", "antelopev2"} <= set(fe.known_packs())
-    code = ("import sys, facedb.engine as fe; fe.known_packs(); "
-            "import facedb.engine.insightface_pack; "
+    code = ("import sys, facedb.analysis.engines as fe; fe.known_packs(); "
+            "import facedb.analysis.engines.insightface_pack; "
             "assert 'insightface' not in sys.modules, 'insightface imported eagerly'; "
             "assert 'onnxruntime' not in sys.modules, 'onnxruntime imported eagerly'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

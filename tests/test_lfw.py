@@ -183,7 +183,7 @@ class _FakeEngine:
     calls: int = 0
 
     def analyze(self, bgr: np.ndarray, max_faces: int | None = None) -> list:
-        from facedb.engine import Face
+        from facedb.analysis.engines import Face
 
         self.calls += 1
         h, w = bgr.shape[:2]
@@ -214,7 +214,7 @@ def _images(folder: Path, n: int) -> list[Path]:
 
 
 def test_pick_face_largest_and_central() -> None:
-    from facedb.engine import Face
+    from facedb.analysis.engines import Face
 
     big = Face((0, 0, 60, 60), 0.9, [], None)
     mid = Face((40, 40, 60, 60), 0.9, [], None)
@@ -228,7 +228,7 @@ def test_pick_face_largest_and_central() -> None:
 
 
 def test_embed_pickers_quality_and_cache(tmp_path: Path) -> None:
-    from facedb.engine import PackInfo, using_engine
+    from facedb.analysis.engines import PackInfo, using_engine
 
     paths = _images(tmp_path / "data", 4)
     (tmp_path / "data" / "s0" / "broken.png").write_bytes(b"not an image")
@@ -272,7 +272,7 @@ def test_embed_pickers_quality_and_cache(tmp_path: Path) -> None:
 
 
 def test_load_cached_reads_only_what_embed_wrote(tmp_path: Path) -> None:
-    from facedb.engine import PackInfo, using_engine
+    from facedb.analysis.engines import PackInfo, using_engine
 
     paths = _images(tmp_path / "data", 3)
     ds = runner.Dataset(paths, ["s0", "s1", "s0"])

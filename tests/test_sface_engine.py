@@ -6,8 +6,8 @@ import pytest
 from conftest import find_datasets_dir
 from facephotos import insightface_photos
 
-from facedb import imaging
-from facedb.engine import load_engine
+from facedb.analysis import imaging
+from facedb.analysis.engines import load_engine
 
 #: LFW photos where a face cut by the image border has the largest detector box but not the
 #: largest visible area (found by scanning all 7,701 LFW images; `facedb import` of LFW

@@ -13,16 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facedb import imaging
-from facedb.engine import load_engine, sface, sface_ort
-from facedb.engine.sface import (
+from facedb.analysis import imaging
+from facedb.analysis.engines import load_engine, sface, sface_ort
+from facedb.analysis.engines.sface import (
     EMBEDDER_MAX_DISTANCE_SHIFT,
     EMBEDDER_MIN_COSINE,
     RECOGNISER_FILE,
     SFaceEngine,
     models_dir,
 )
-from facedb.engine.sface_ort import SFaceOrt, dequantize_blocked, fold_sface_model
+from facedb.analysis.engines.sface_ort import SFaceOrt, dequantize_blocked, fold_sface_model
 from facedb.errors import DependencyError, ModelError
 
 
@@ -274,15 +274,15 @@ def test_embedded_faces_carry_their_quality(group_photo: Path, opencv_engine: SF
 
 _LOAD_RSS_CHILD = r"""
 import json, sys
-from facedb.engine import memory
-from facedb.engine.sface import SFaceEngine
+from facedb.analysis.engines import memory
+from facedb.analysis.engines.sface import SFaceEngine
 def rss():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
 if sys.argv[1] == "keep":
     memory.release_freed_memory = lambda: False  # the loader's call does nothing
-    import facedb.engine.sface as sface_module
+    import facedb.analysis.engines.sface as sface_module
     sface_module.release_freed_memory = memory.release_freed_memory
 before = rss()
 SFaceEngine(embedder="onnxruntime", threads=1)
@@ -299,7 +299,7 @@ def test_loading_the_pack_gives_the_freed_heap_back() -> None:
     import subprocess
     import sys
 
-    from facedb.engine import memory
+    from facedb.analysis.engines import memory
 
     if not memory.release_freed_memory():
         pytest.skip("this C library has no malloc_trim (not glibc): nothing to release")

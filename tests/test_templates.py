@@ -154,11 +154,11 @@ def test_the_quality_floor_refuses_a_badly_blurred_face(tmp_path: Path, people: 
 
 def test_new_databases_use_sface_flip_and_old_ones_keep_sface(tmp_path: Path, people: dict[str, list[Path]]) -> None:
     from facedb import FaceDB
-    from facedb.engine import load_engine
+    from facedb.analysis.engines import load_engine
 
     plain, flip = load_engine("sface"), load_engine("sface-flip")
     assert plain.info.fingerprint != flip.info.fingerprint and plain.info.dim == flip.info.dim
-    from facedb import imaging
+    from facedb.analysis import imaging
 
     pixels = imaging.load(people["person1"][0]).pixels
     a, b = plain.analyze(pixels, max_faces=1)[0].embedding, flip.analyze(pixels, max_faces=1)[0].embedding

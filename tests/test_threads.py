@@ -47,7 +47,7 @@ def test_searches_run_at_the_same_time(db: Any, people: dict[str, list[Path]], m
 
 def test_writes_are_one_at_a_time_and_searches_stay_right(db: Any, people: dict[str, list[Path]],
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from facedb.journal import Journal
+    from facedb.store.journal import Journal
 
     inside = {"now": 0, "most": 0}
     lock = threading.Lock()

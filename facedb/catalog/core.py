@@ -1,6 +1,6 @@
 """The catalog's core: the connection (any SQLAlchemy URL), migrations, settings and pack records.
 
-The query groups (``subjects.py``, ``faces.py``, ``access.py``) build on ``CatalogCore``; every
+The query groups (``subjects.py``, ``faces.py``, ``keys.py``) build on ``CatalogCore``; every
 method runs in its own transaction unless it takes a ``Session``.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import trace
-from ..engine.base import PackInfo
+from ..analysis.engines.base import PackInfo
 from ..errors import DatabaseBusyError, FacedbError, UnavailableError
 from .models import Setting
 

@@ -59,8 +59,8 @@ def enroll(state: State, name: str, paths: tuple[str, ...], multi_face: str, min
                 raise click.BadParameter(f"not valid JSON ({exc})", param_hint="--metadata") from None
             if not isinstance(meta, dict):
                 raise click.BadParameter("must be a JSON object", param_hint="--metadata")
-        from ..files import iter_image_files
-        from ..quality import parse_quality_floor
+        from ..analysis.files import iter_image_files
+        from ..analysis.quality import parse_quality_floor
 
         floor = parse_quality_floor(min_quality)
         total = len(iter_image_files(list(paths)))
@@ -99,8 +99,8 @@ def import_(state: State, directory: str, name_from: str, multi_face: str, min_q
       facedb import yalefaces/ --name-from prefix
     """
     with handle_errors(as_json):
-        from ..files import iter_image_files
-        from ..quality import parse_quality_floor
+        from ..analysis.files import iter_image_files
+        from ..analysis.quality import parse_quality_floor
 
         floor = parse_quality_floor(min_quality)
         total = len(iter_image_files([directory]))
@@ -521,7 +521,7 @@ def chroma_clean(folder: str, as_json: bool) -> None:
     with handle_errors(as_json):
         from pathlib import Path
 
-        from ..maintenance import clean_chroma_folder
+        from ..operations.maintenance import clean_chroma_folder
 
         rep = clean_chroma_folder(Path(folder))
         if as_json:

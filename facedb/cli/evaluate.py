@@ -55,11 +55,11 @@ def eval_(state: State, dataset: str, name_from: str, lfw_pairs: str | None, spl
     with handle_errors(as_json):
         from pathlib import Path
 
+        from ..analysis.engines import load_engine
+        from ..analysis.pipeline import default_workers
+        from ..analysis.quality import parse_quality_floor
         from ..config import DEFAULT_PACK
-        from ..engine import load_engine
         from ..evaluation import runner
-        from ..pipeline import default_workers
-        from ..quality import parse_quality_floor
 
         if plot_file:
             runner.require_matplotlib()

@@ -238,7 +238,7 @@ def _labels(x: Sequence[Hashable] | ArrayLike) -> NDArray[np.object_]:
     return out
 
 
-#: Subject scoring rules, as ``facedb.search`` names them: ``best`` = a subject's distance is that
+#: Subject scoring rules, as ``facedb.operations.search`` names them: ``best`` = a subject's distance is that
 #: of its closest sample; ``template`` = the distance to the normalised mean of its unit samples.
 SCORINGS = ("best", "template")
 

@@ -22,10 +22,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .. import imaging
-from ..engine import Face
+from ..analysis import imaging
+from ..analysis.engines import Face
+from ..analysis.pipeline import Analyzer
 from ..errors import FacedbError, ImageError
-from ..pipeline import Analyzer
 from . import lfw, metrics
 
 ProgressFn = Callable[[int], None]
@@ -94,7 +94,7 @@ class Embedded:
 
 def load_dataset(root: Path, name_from: str = "dir", limit: int | None = None) -> Dataset:
     """``root/<subject>/<images>`` or, with ``name_from='prefix'``, a flat folder."""
-    from ..names import subject_from_filename
+    from ..contract.names import subject_from_filename
 
     if not root.is_dir():
         raise FacedbError(f"{root}: not a directory")
@@ -198,7 +198,7 @@ def _save_cache(file: Path, key: str, e: Embedded, keep: list[int], failures: li
 def _cache_entry(ds: Dataset, pack: str, models_dir: Path | None, pick: str, also: tuple[str, ...],
                  cache: Path | bool | None) -> tuple[tuple[str, ...], str, Path | None, str]:
     """(pickers, fingerprint, cache file or None, key) of an ``embed`` call."""
-    from ..engine import load_engine
+    from ..analysis.engines import load_engine
 
     picks = tuple(dict.fromkeys((pick, *also)))
     for p in picks:
@@ -538,8 +538,8 @@ def evaluate(root: Path, *, pack: str, models_dir: Path | None, threshold: float
 
     ``scoring``: the subject scoring of the open-set headline (both are reported);
     ``quality_floor``: the enrollment floor whose effect on the open set is reported
-    (``facedb.quality.DEFAULT_QUALITY_FLOOR`` when None; pass ``{}`` for none)."""
-    from ..quality import DEFAULT_QUALITY_FLOOR
+    (``facedb.analysis.quality.DEFAULT_QUALITY_FLOOR`` when None; pass ``{}`` for none)."""
+    from ..analysis.quality import DEFAULT_QUALITY_FLOOR
 
     if scoring not in metrics.SCORINGS:
         raise FacedbError(f"scoring must be one of {', '.join(metrics.SCORINGS)}, not {scoring!r}")

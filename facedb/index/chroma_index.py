@@ -1,7 +1,7 @@
 """One Chroma cosine collection per model pack, keyed by SQL face id.
 
 Chroma's embedded client is not process-safe: callers must hold the home lock
-(``facedb.locking``) for the whole time a ``ChromaIndex`` is open, and ``close()`` it
+(``facedb.store.locking``) for the whole time a ``ChromaIndex`` is open, and ``close()`` it
 before releasing the lock. Inside one process it is thread-safe: Chroma's client is, and the
 client is only swapped (``reopen``) once the queries using it have finished.
 """
@@ -20,9 +20,9 @@ import fasteners
 import numpy as np
 
 from .. import trace
-from ..engine.base import PackInfo
+from ..analysis.engines.base import PackInfo
 from ..errors import IndexCorruptError, ModelError, UnavailableError
-from ..faults import crash_point
+from ..store.faults import crash_point
 from .clients import open_embedded, open_server, unreachable_server
 
 #: HNSW parameters, recorded in every collection's configuration.

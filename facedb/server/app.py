@@ -26,11 +26,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import trace
-from ..access import acting_as
+from ..analysis.files import Upload
+from ..analysis.quality import parse_quality_floor
 from ..api import FaceDB
 from ..errors import AuthError, FacedbError, OverloadedError, UsageError
-from ..files import Upload
-from ..quality import parse_quality_floor
+from ..operations.gatekeeper import acting_as
 from .guard import Admission, Caller, KeyCheck
 from .uploads import Limits, read_form
 

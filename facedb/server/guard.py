@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from ..access import LOCAL_ACTOR, Gatekeeper, Scope
 from ..errors import OverloadedError
+from ..operations.gatekeeper import LOCAL_ACTOR, Gatekeeper, Scope
 
 
 @dataclass(frozen=True)

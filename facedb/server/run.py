@@ -21,7 +21,7 @@ from typing import Any
 
 from ..config import SOCKET_NAME
 from ..errors import DatabaseBusyError, FacedbError
-from ..sockets import server_listening
+from ..store.sockets import server_listening
 from .app import ServerConfig, create_app
 
 log = logging.getLogger("facedb.server")

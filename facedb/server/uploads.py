@@ -12,8 +12,8 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
+from ..analysis.files import display_name
 from ..errors import TooLargeError, UsageError
-from ..files import display_name
 
 #: A text field (k, by, metadata...) is never longer than this.
 MAX_FIELD_BYTES = 64 * 1024

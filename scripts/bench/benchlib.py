@@ -708,8 +708,8 @@ def _limit_worker(idx: int, paths: list[str], pack: str, chunk: int, counter: An
     import cv2
 
     cv2.setNumThreads(1)
-    from facedb import files, imaging
-    from facedb.engine import load_engine
+    from facedb.analysis import files, imaging
+    from facedb.analysis.engines import load_engine
     from facedb.errors import ImageError
 
     engine = load_engine(pack)

@@ -305,7 +305,7 @@ def pool_batch(paths: list[Path]) -> dict[str, Any]:
         "import sys, time, json\n"
         "t0 = time.perf_counter()\n"
         "from facedb import files\n"
-        "from facedb.pipeline import Analyzer\n"
+        "from facedb.analysis.pipeline import Analyzer\n"
         "paths = sys.stdin.read().split('\\n')[:-1]\n"
         "items = [(i, files.read_bytes(p), p) for i, p in enumerate(paths)]\n"
         "with Analyzer('sface', None, 2) as a:\n"

@@ -45,8 +45,8 @@ def stage_breakdown(paths: list[Path], pack: str) -> dict[str, Any]:
     import cv2
 
     cv2.setNumThreads(1)
-    from facedb import files, imaging
-    from facedb.engine import load_engine
+    from facedb.analysis import files, imaging
+    from facedb.analysis.engines import load_engine
     from facedb.errors import ImageError
 
     t = time.perf_counter()
@@ -335,7 +335,7 @@ def main(argv: list[str]) -> int:
             data_desc = f"LFW, all of {root}"
             import_root_desc = str(root)
         n = len(paths)
-        from facedb.ingest import WRITE_BATCH
+        from facedb.operations.enroll import WRITE_BATCH
 
         ctx: dict[str, Any] = {"argv": ["python", "scripts/bench/enroll.py", *argv], "n_images": n,
                                "write_batch": WRITE_BATCH,

@@ -62,7 +62,7 @@ PACK_BY_DIM = {128: "sface", 512: "buffalo_l"}
 # --------------------------------------------------------------------------------------
 
 def _pack_info(a: dict[str, Any]):
-    from facedb.engine.base import PackInfo
+    from facedb.analysis.engines.base import PackInfo
 
     return PackInfo(name=a["pack"], dim=int(a["dim"]), threshold=0.4,
                     fingerprint=f"bench-{a['pack']}-{a['dim']}")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Cold start of the two sface embedders, in fresh processes, runs alternating.
 
-1. ``SFaceEngine(embedder=X)`` including its imports (``from facedb.engine.sface import ...``)
+1. ``SFaceEngine(embedder=X)`` including its imports (``from facedb.analysis.engines.sface import ...``)
    and the first embedding of one face, for X = opencv / onnxruntime;
 2. with ``--home H --probe IMG``: the whole command ``facedb --home H search IMG --json`` with
    ``FACEDB_SFACE_BACKEND=X`` (what a user waits for).
@@ -30,7 +30,7 @@ ENGINE_CODE = """
 import time
 t0 = time.perf_counter()
 import numpy as np
-from facedb.engine.sface import SFaceEngine
+from facedb.analysis.engines.sface import SFaceEngine
 e = SFaceEngine(embedder={name!r})
 t1 = time.perf_counter()
 e.analyze(np.full((160, 160, 3), 128, np.uint8))

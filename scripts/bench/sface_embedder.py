@@ -73,9 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
 
     cv2.setNumThreads(1)
-    from facedb import imaging
-    from facedb.engine.sface import RECOGNISER_FILE, SFaceEngine, models_dir
-    from facedb.engine.sface_ort import SFaceOrt
+    from facedb.analysis import imaging
+    from facedb.analysis.engines.sface import RECOGNISER_FILE, SFaceEngine, models_dir
+    from facedb.analysis.engines.sface_ort import SFaceOrt
 
     R: dict[str, Any] = {"command": common.command_line(), "machine": common.machine_info(),
                          "versions": common.library_versions("opencv-python-headless", "onnxruntime", "onnx", "numpy")}

@@ -195,8 +195,8 @@ def timing_bench(root: Path, pack: str, n: int, seed: int) -> dict[str, float]:
     """Single-process, single-thread timing on n random LFW images: base analyze vs + flip."""
     import cv2
 
-    from facedb import imaging
-    from facedb.engine import load_engine
+    from facedb.analysis import imaging
+    from facedb.analysis.engines import load_engine
 
     cv2.setNumThreads(1)
     eng = load_engine(pack)

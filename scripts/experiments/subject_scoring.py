@@ -12,7 +12,7 @@ FPIR are measured on the report half at every gallery size with (1) that seed's 
 threshold and (2) one fixed default (the median of the 10 calibrated thresholds).
 
 Embeddings, both from the package's own pipeline (``scripts/calibrate_threshold.py``'s
-``embed_lfw``, i.e. ``facedb.evaluation.runner.embed``: ``facedb.pipeline.Analyzer`` workers,
+``embed_lfw``, i.e. ``facedb.evaluation.runner.embed``: ``facedb.analysis.pipeline.Analyzer`` workers,
 largest face), cached under ``--cache`` (the calibration's cache, never in the repository):
 ``base`` = the ``sface`` pack; ``flip`` = the ``sface-flip`` pack, ``normalise(f + f_mirrored)``
 of the same aligned crop, for gallery and probes alike; ``flipG`` = flip for the gallery only.
@@ -135,7 +135,7 @@ def _rows(e: runner.Embedded, ds: runner.Dataset) -> tuple[np.ndarray, np.ndarra
 def embed_dataset(name: str, root: Path, name_from: str, cache: Path, workers: int) -> Data:
     """Both packs through the package's pipeline (cached under ``cache``: the same files as
     ``scripts/calibrate_threshold.py`` for LFW)."""
-    from facedb.engine import load_engine
+    from facedb.analysis.engines import load_engine
 
     eng = load_engine("sface")
     if name_from == "dir":  # LFW: exactly calibrate_threshold's pass and cache
@@ -493,8 +493,8 @@ def timing_bench(root: Path, n: int, seed: int = 0) -> dict[str, Any]:
     """One process, one thread (OpenCV and onnxruntime): detect / align+embed / embed mirror, ms."""
     import cv2
 
-    from facedb import imaging
-    from facedb.engine.sface import SFaceEngine
+    from facedb.analysis import imaging
+    from facedb.analysis.engines.sface import SFaceEngine
 
     cv2.setNumThreads(1)
     eng = SFaceEngine(embedder="onnxruntime", threads=1)

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .. import trace
-from ..errors import ModelError
+from ... import trace
+from ...errors import ModelError
 from .base import Face, FaceEngine, PackInfo, known_packs
 
 __all__ = ["Face", "FaceEngine", "PackInfo", "load_engine", "using_engine", "forget_engines", "known_packs",

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DependencyError, FacedbError, ModelError
+from ...errors import DependencyError, FacedbError, ModelError
 from .base import Face, PackInfo, normalise, register, sort_largest_first
 
 #: InsightFace's default models root when no --models-dir / FACEDB_MODELS_DIR is given.

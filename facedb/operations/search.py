@@ -10,17 +10,18 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import files, trace
-from .catalog.database import Catalog, FaceHit
-from .engine import Face, PackInfo
-from .errors import FacedbError, ImageError, IndexCorruptError, ModelError, NotFoundError, UnavailableError
-from .files import Upload
-from .index.chroma_index import ChromaIndex, Neighbour, preload
-from .index.templates import TemplateCache
-from .packs import ActivePack
-from .pipeline import Analysis, Analyzer
-from .results import FaceResult, ImageResult, Match, SearchReport, VerifyResult
-from .store import Store
+from .. import trace
+from ..analysis import files
+from ..analysis.engines import Face, PackInfo
+from ..analysis.files import Upload
+from ..analysis.packs import ActivePack
+from ..analysis.pipeline import Analysis, Analyzer
+from ..catalog.database import Catalog, FaceHit
+from ..contract.models import FaceResult, ImageResult, Match, SearchReport, VerifyResult
+from ..errors import FacedbError, ImageError, IndexCorruptError, ModelError, NotFoundError, UnavailableError
+from ..index.chroma_index import ChromaIndex, Neighbour, preload
+from ..index.templates import TemplateCache
+from ..store.stores import Store
 
 ImageInput = str | os.PathLike[str] | bytes | Upload
 By = Literal["subject", "face"]
@@ -111,7 +112,7 @@ class Searcher:
             return report
         vectors = np.stack([f.embedding for _, f in probes if f.embedding is not None])
         if reference:
-            from .index.reference import ReferenceIndex  # imports scikit-learn: not under the lock
+            from ..index.reference import ReferenceIndex  # imports scikit-learn: not under the lock
 
             ReferenceIndex.preload()
         with trace.span("search.match", scoring=scoring, by=by, probes=len(probes)):
@@ -137,7 +138,7 @@ class Searcher:
             ranked = ranked_hits(lambda v, n: index.query(info, v, n), vectors, k, by, total, catalog)
             agree: list[bool | None] = [None] * len(vectors)
             if reference:
-                from .index.reference import ReferenceIndex
+                from ..index.reference import ReferenceIndex
 
                 ids, mat = catalog.embeddings(info.name)
                 ref = ReferenceIndex(ids, mat)
@@ -179,8 +180,8 @@ class Searcher:
     def _reference_templates(self, pack: str, vectors: np.ndarray, k: int,
                              ranked: list[list[tuple[int, float]]]) -> list[bool | None]:
         """scikit-learn's exact neighbours among templates computed afresh from the faces."""
-        from .index.reference import ReferenceIndex
-        from .index.templates import templates_from_faces
+        from ..index.reference import ReferenceIndex
+        from ..index.templates import templates_from_faces
 
         sids, emb = self.store.catalog.face_embeddings_by_subject(pack)
         uniq, tmpl = templates_from_faces(sids, emb)

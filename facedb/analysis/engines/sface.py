@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DependencyError, ModelError
+from ...errors import DependencyError, ModelError
 from .base import Face, PackInfo, normalise, register
 from .memory import release_freed_memory
 

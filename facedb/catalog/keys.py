@@ -18,7 +18,7 @@ def _key_dict(k: ApiKey) -> dict[str, Any]:
             "last_used_at": iso(k.last_used_at), "active": k.revoked_at is None}
 
 
-class AccessQueries(CatalogCore):
+class KeyQueries(CatalogCore):
     # -- API keys ------------------------------------------------------------------
     def create_key(self, name: str, scope: str, key_hash: str) -> dict[str, Any]:
         try:

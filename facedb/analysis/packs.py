@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from .catalog.core import REINDEXING
-from .catalog.database import Catalog
-from .engine import FaceEngine, PackInfo, load_engine
-from .errors import IndexCorruptError, ModelError
+from ..catalog.core import REINDEXING
+from ..catalog.database import Catalog
+from ..errors import IndexCorruptError, ModelError
+from .engines import FaceEngine, PackInfo, load_engine
 
 
 class ActivePack:
@@ -24,7 +24,7 @@ class ActivePack:
 
     @property
     def engine(self) -> FaceEngine:
-        """The loaded engine (not thread-safe itself: analyse through ``facedb.pipeline``)."""
+        """The loaded engine (not thread-safe itself: analyse through ``facedb.analysis.pipeline``)."""
         if self._engine is None:
             with self._load_lock:
                 if self._engine is None:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .errors import DatabaseBusyError, UnavailableError
+from ..errors import DatabaseBusyError, UnavailableError
 from .locking import HomeLock
 
 #: The advisory lock key (64-bit): "facedb" + 1.

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from . import trace
-from .errors import DatabaseBusyError, ServedElsewhere
+from .. import trace
+from ..errors import DatabaseBusyError, ServedElsewhere
 from .sockets import server_listening
 
 #: How often a process waiting for the home looks whether a server took it meanwhile.

@@ -2,7 +2,7 @@
 
 Every problem with one input becomes an ``ImageError`` whose ``reason`` is a stable code
 (``not_found``, ``unreadable``, ``is_directory``, ``not_a_file``, ``empty_file``, ``too_large``;
-see ``facedb.imaging`` for the codes decoding adds).
+see ``facedb.analysis.imaging`` for the codes decoding adds).
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import trace
-from .errors import ImageError
+from .. import trace
+from ..errors import ImageError
 
 #: Largest file we read (bytes).
 MAX_FILE_BYTES = 200 * 1024 * 1024

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DependencyError, ModelError
+from ...errors import DependencyError, ModelError
 
 INPUT_SHAPE = (3, 112, 112)
 FEATURE_DIM = 128

@@ -16,13 +16,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import trace
-from .catalog.core import REBUILDING, REINDEXING
-from .catalog.database import Catalog
-from .catalog.faces import NewFace
-from .engine.base import PackInfo
+from .. import trace
+from ..analysis.engines.base import PackInfo
+from ..catalog.core import REBUILDING, REINDEXING
+from ..catalog.database import Catalog
+from ..catalog.faces import NewFace
+from ..index.chroma_index import ChromaIndex
 from .faults import crash_point
-from .index.chroma_index import ChromaIndex
 
 #: Vectors per Chroma call when rebuilding (Chroma's own limit is 5,461).
 ADD_CHUNK = 5000

@@ -2,7 +2,7 @@
 
 Inside a process the store is thread-safe: ``reading()`` (searches) may run in many threads at
 once; ``writing()`` and ``exclusive()`` run alone. Across processes, a coordinator decides
-(``facedb.coordination``):
+(``facedb.store.coordination``):
 
 - an **embedded** Chroma index lives in the home and is not process-safe: the process holds the
   home lock (``facedb.lock``) from the first thread's use to the last one's, unless the store is
@@ -21,11 +21,11 @@ from contextlib import contextmanager
 
 import fasteners
 
-from .catalog.database import Catalog
-from .config import Settings, ensure_private_dir, make_private_tree
+from ..catalog.database import Catalog
+from ..config import Settings, ensure_private_dir, make_private_tree
+from ..errors import DatabaseBusyError
+from ..index.chroma_index import ChromaIndex
 from .coordination import HomeCoordinator, SharedCoordinator
-from .errors import DatabaseBusyError
-from .index.chroma_index import ChromaIndex
 from .journal import Journal
 from .locking import HomeLock
 

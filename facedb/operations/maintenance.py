@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .catalog.core import REINDEXING
-from .engine import PackInfo, known_packs
-from .errors import FacedbError, ImageError, ModelError
-from .index.chroma_index import ChromaIndex
-from .packs import ActivePack
-from .pipeline import Analyzer
-from .results import CheckReport, FailedItem, PackStatus, ReindexReport, Stats, VacuumReport
-from .store import Store
+from ..analysis.engines import PackInfo, known_packs
+from ..analysis.packs import ActivePack
+from ..analysis.pipeline import Analyzer
+from ..catalog.core import REINDEXING
+from ..contract.models import CheckReport, FailedItem, PackStatus, ReindexReport, Stats, VacuumReport
+from ..errors import FacedbError, ImageError, ModelError
+from ..index.chroma_index import ChromaIndex
+from ..store.stores import Store
 
 #: ``check`` searches for every indexed face with its own vector up to this many, a sample beyond
 REACH_SAMPLE = 10_000
@@ -221,7 +221,7 @@ def clean_chroma_folder(path: Path) -> VacuumReport:
 
 
 def _read_unchanged(path: Path, digest: str) -> bytes:
-    from . import files
+    from ..analysis import files
 
     data = files.read_bytes(path)
     if hashlib.sha256(data).hexdigest() != digest:

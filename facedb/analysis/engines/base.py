@@ -8,7 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..errors import ModelError
+from ...errors import ModelError
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Subject names: what is accepted, and how ``import --name-from prefix`` derives them."""
 from __future__ import annotations
 
-from .errors import FacedbError
+from ..errors import FacedbError
 
 MAX_NAME_LENGTH = 256
 

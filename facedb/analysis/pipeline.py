@@ -17,9 +17,10 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import imaging, trace
-from .engine import Face, FaceEngine, load_engine
-from .errors import FacedbError, ImageError
+from .. import trace
+from ..errors import FacedbError, ImageError
+from . import imaging
+from .engines import Face, FaceEngine, load_engine
 
 
 @dataclass

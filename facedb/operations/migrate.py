@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
-from .catalog.models import Base, PendingDelete
-from .errors import FacedbError
-from .results import CheckReport, Result
+from ..catalog.models import Base, PendingDelete
+from ..contract.models import CheckReport, Result
+from ..errors import FacedbError
 
 #: Rows per INSERT.
 COPY_CHUNK = 2000

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..catalog.database import Catalog
+from ..errors import ImageError, NotFoundError
 from . import files, imaging
-from .catalog.database import Catalog
-from .errors import ImageError, NotFoundError
 
 #: Extra context around the face box, as a share of its size on each side.
 MARGIN = 0.25

@@ -2,7 +2,7 @@
 
 Files are read and hashed lazily while the workers detect and embed; duplicates (same SHA-256)
 are skipped before analysis; results are stored in write batches, each one short exclusive
-write (SQL, Chroma, SQL: see ``facedb.journal``), so searches interleave with a long import.
+write (SQL, Chroma, SQL: see ``facedb.store.journal``), so searches interleave with a long import.
 """
 from __future__ import annotations
 
@@ -14,16 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from . import files, trace
-from .catalog.faces import StoredItem
-from .errors import FacedbError, ImageError
-from .files import Upload
-from .names import subject_from_filename, validate_subject_name
-from .packs import ActivePack
-from .pipeline import Analysis, Analyzer
-from .quality import DEFAULT_QUALITY_FLOOR, QualityFloor
-from .results import EnrollReport, FailedItem, ImportReport
-from .store import Store
+from .. import trace
+from ..analysis import files
+from ..analysis.files import Upload
+from ..analysis.packs import ActivePack
+from ..analysis.pipeline import Analysis, Analyzer
+from ..analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor
+from ..catalog.faces import StoredItem
+from ..contract.models import EnrollReport, FailedItem, ImportReport
+from ..contract.names import subject_from_filename, validate_subject_name
+from ..errors import FacedbError, ImageError
+from ..store.stores import Store
 
 MultiFace = Literal["largest", "skip"]
 MULTI_FACE_POLICIES: tuple[MultiFace, ...] = ("largest", "skip")
@@ -196,7 +197,7 @@ class Ingestor:
                      metadata: dict[str, dict[str, Any]], reports: dict[str, EnrollReport],
                      quality_floor: QualityFloor) -> None:
         """Store one batch: SQL (not yet indexed) -> Chroma -> SQL indexed, under the write lock."""
-        from .faults import crash_point
+        from ..store.faults import crash_point
 
         info = self.pack.info
         rows = [_stored_item(it, digest, size, res, multi_face, quality_floor) for it, digest, size, res in batch]

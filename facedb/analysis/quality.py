@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .errors import FacedbError
+from ..errors import FacedbError
 
 #: The quality floor of an enrolled face: a face with a signal below its floor is refused
 #: (reason ``low_quality``) so that it cannot pull its subject's template. Low on purpose: of

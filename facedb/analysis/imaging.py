@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from . import trace
-from .errors import ImageError
+from .. import trace
+from ..errors import ImageError
 from .files import MAX_FILE_BYTES, display_name, iter_image_files, read_bytes
 
 __all__ = ["LoadedImage", "decode", "load", "read_bytes", "iter_image_files", "display_name", "MAX_FILE_BYTES"]

@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Literal
 
-from .catalog.database import Catalog
-from .catalog.models import utcnow
-from .errors import AuthError, FacedbError, ForbiddenError
+from ..catalog.database import Catalog
+from ..catalog.models import utcnow
+from ..errors import AuthError, FacedbError, ForbiddenError
 
 Scope = Literal["read", "write", "admin"]
 #: Each scope includes the ones before it.

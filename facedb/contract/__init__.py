@@ -1,0 +1,2 @@
+"""The contract every front end shares: the result models (``models``) and subject names
+(``names``)."""
