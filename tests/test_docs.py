@@ -192,8 +192,10 @@ RANK = {
 }
 #: Front ends that may import another front end (the CLI chooses the backend and starts serve).
 FRONT_END_IMPORTS = {"cli": {"client", "server", "evaluation"}}
-#: What the thin client must never load (it starts without numpy, OpenCV, Chroma, SQLAlchemy).
-CLIENT_NEVER = {"api", "operations", "catalog", "index", "evaluation", "server", "cli"}
+#: The light modules: standard library and the shared layer only (no numpy, Pillow, OpenCV,
+#: Chroma or SQLAlchemy), so the thin client and the contract may use them.
+LIGHT = {"facedb.analysis", "facedb.analysis.files", "facedb.analysis.quality", "facedb.store", "facedb.store.sockets"}
+SHARED = {"errors", "trace", "config", "contract"}
 #: Inside the analysis/stores rank, the only analysis modules that read the catalog.
 ANALYSIS_READS_CATALOG = {"facedb.analysis.packs", "facedb.analysis.thumbnails"}
 
@@ -221,10 +223,11 @@ def facedb_imports(path: Path) -> set[str]:
                 target = node.module or ""
             if target.split(".")[0] != "facedb":
                 continue
-            if node.module:
-                found.add(target)
-            else:  # from . import x: x may be a module
-                found |= {f"{target}.{a.name}" for a in node.names}
+            found.add(target)
+            for alias in node.names:  # from package import x: x may be a module (analysis.files)
+                sub = ROOT.joinpath(*target.split("."), alias.name)
+                if sub.with_suffix(".py").is_file() or (sub / "__init__.py").is_file():
+                    found.add(f"{target}.{alias.name}")
     return found
 
 
@@ -247,19 +250,21 @@ def layer_violations() -> list[str]:
             continue
         for target in sorted(facedb_imports(path)):
             theirs = _part(target)
-            if theirs == mine or theirs == "facedb" or target.startswith("facedb.__version__"):
+            if theirs == "facedb" or theirs not in RANK:
+                continue  # the package itself (its __version__), or a part reported above
+            if mine in {"client", "contract"} or me in LIGHT:
+                if theirs not in SHARED and target not in LIGHT:
+                    who = {"client": "the thin client", "contract": "the contract"}.get(mine, "a light module")
+                    bad.append(f"{me} imports {target}: {who} may import only the shared layer and the light "
+                               f"modules {sorted(LIGHT)}")
                 continue
-            if theirs not in RANK:
-                continue  # reported once, for the module itself
+            if theirs == mine:
+                continue
             if RANK[theirs] > RANK[mine] or (RANK[theirs] == RANK[mine] == 5
                                              and theirs not in FRONT_END_IMPORTS.get(mine, set())):
                 bad.append(f"{me} imports {target}: {mine} may not import {theirs}")
-            if mine == "client" and theirs in CLIENT_NEVER:
-                bad.append(f"{me} imports {target}: the thin client never loads {theirs}")
             if mine == "analysis" and theirs in {"catalog", "store", "index"} and me not in ANALYSIS_READS_CATALOG:
                 bad.append(f"{me} imports {target}: only {sorted(ANALYSIS_READS_CATALOG)} read the stores")
-            if mine == "contract" and theirs != "errors":
-                bad.append(f"{me} imports {target}: the contract imports only facedb.errors")
     return bad
 
 
@@ -275,8 +280,21 @@ def test_layer_check_sees_an_upward_import(tmp_path: Path, monkeypatch: pytest.M
     (fake / "catalog" / "__init__.py").write_text("")
     (fake / "catalog" / "oops.py").write_text("def f():\n    from ..cli import cli\n    from ..errors import X\n")
     (fake / "client.py").write_text("from .catalog import oops\n")
+    (fake / "analysis").mkdir()
+    (fake / "analysis" / "__init__.py").write_text("")
+    (fake / "analysis" / "files.py").write_text("from ..analysis import imaging\n")
+    (fake / "analysis" / "imaging.py").write_text("from . import files\n")
+    (fake / "contract").mkdir()
+    (fake / "contract" / "__init__.py").write_text("from ..analysis import files\n")
+    (fake / "contract" / "models.py").write_text("from ..store import stores\n")
+    (fake / "store").mkdir()
+    (fake / "store" / "__init__.py").write_text("")
+    (fake / "store" / "stores.py").write_text("from ..catalog import oops\n")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     bad = layer_violations()
     assert any("facedb.catalog.oops imports facedb.cli" in b for b in bad)
-    assert any("thin client never loads catalog" in b for b in bad)
+    assert any("facedb.client imports facedb.catalog: the thin client may import only" in b for b in bad)
+    assert any("facedb.analysis.files imports facedb.analysis.imaging: a light module" in b for b in bad)
+    assert any("facedb.contract.models imports facedb.store" in b for b in bad)
+    assert not any(b.startswith(("facedb.contract imports", "facedb.analysis.imaging")) for b in bad)
     assert not any("errors" in b for b in bad)
