@@ -32,7 +32,9 @@ def _docs_cli() -> ModuleType:
 def test_cli_md_help_section_matches_the_commands() -> None:
     docs_cli = _docs_cli()
     current = docs_cli.CLI_MD.read_text(encoding="utf-8")
-    if docs_cli.updated(current, docs_cli.render_help()) != current:
+    expected = docs_cli.updated(current, docs_cli.render_help())
+    # Words, not wrapping: another Click release may wrap the same help differently.
+    if expected.split() != current.split():
         pytest.fail("docs/cli.md is out of date with the commands' --help: run `python scripts/docs_cli.py` "
                     "and commit docs/cli.md")
 
