@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import re
 import shutil
-from urllib.parse import quote
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -636,7 +636,6 @@ def test_at_phone_width_no_view_is_wider_than_the_screen(pages: Callable[..., An
     page.locator("#face-list .face-item").nth(5).tap()
     expect(page.locator("#matches-title")).to_have_text(f"Face 6: {long_name}")
     assert page_width(page) <= PHONE["width"], "search"
-    screenshot(page, "phone-search-long-name", full_page=True)
 
     # People: a hidden column takes its header with it; the long name is cut, whole in its title.
     page.click("#nav a[data-view='people']")
@@ -653,7 +652,6 @@ def test_at_phone_width_no_view_is_wider_than_the_screen(pages: Callable[..., An
     expect(page.locator("#subject-title")).to_have_text(long_name)
     expect(page.locator("#subject-summary")).to_contain_text("1 photo · 1 face")
     assert page_width(page) <= PHONE["width"], "subject"
-    screenshot(page, "phone-subject", full_page=True)
     page.click("#subject-delete")
     expect(page.locator("#delete-dialog")).to_be_visible()
     for part in ("#delete-dialog", "#delete-confirm", "#delete-title"):
@@ -677,7 +675,6 @@ def test_at_desktop_width_the_labels_show_names_and_never_overlap(pages: Callabl
     assert photo and all(photo["x"] <= r["x"] and r["x"] + r["width"] <= photo["x"] + photo["width"] + 1
                          for r in labels), (photo, labels)
     assert page_width(page) <= WIDE["width"]
-    screenshot(page, "wide-search-long-name")
     # Narrowed to a phone's width, the same result is laid out again, the labels still apart.
     page.set_viewport_size(PHONE)
     page.wait_for_function("() => document.querySelector('#photo').getBoundingClientRect().width < 390")
@@ -761,6 +758,13 @@ def test_every_view_has_an_address_the_back_button_and_a_reload_keep(pages: Call
     expect(page.locator("#matches-list .match-name").first).to_have_attribute("href", "#people/person2")
     page.click("#nav a[data-view='enroll']")
     assert page.evaluate(hash_) == "#enroll"
+    # Signing out takes a person's name out of the address bar.
+    page.click("#nav a[data-view='people']")
+    page.locator("#people-rows a", has_text="person1").click()
+    expect(page.locator("#subject-title")).to_have_text("person1")
+    page.click("#sign-out")
+    expect(page.locator("#view-signin")).to_be_visible()
+    assert page.evaluate(hash_) == "#people"
 
     # A link copied from the page, opened in a new tab: the tab asks for the key (it is kept per
     # tab), then shows that person.

@@ -347,6 +347,9 @@ function signOut(message) {
   state.who = null;
   if (state.enroll.xhr) state.enroll.xhr.abort();
   state.enroll.busy = false;
+  // A person's name does not stay in the address bar of a signed-out tab (signing in again
+  // opens the list instead).
+  if (parseHash(location.hash).view === "subject") history.replaceState(null, "", "#people");
   leaveView();
   clearEnrollFiles();
   state.people = [];
