@@ -661,6 +661,9 @@ def test_at_phone_width_no_view_is_wider_than_the_screen(pages: Callable[..., An
     page.click("#subject-add")
     expect(page.locator("#enroll-name")).to_have_value(long_name)
     assert page_width(page) <= PHONE["width"], "enroll"
+    page.click("#sign-out")
+    expect(page.locator("#view-signin")).to_be_visible()
+    assert page_width(page) <= PHONE["width"], "sign-in"
 
 
 def test_at_desktop_width_the_labels_show_names_and_never_overlap(pages: Callable[..., Any],
@@ -780,6 +783,10 @@ def test_every_view_has_an_address_the_back_button_and_a_reload_keep(pages: Call
     # An address that names nobody says so.
     other.goto(served.url + "/" + subject_hash("Nobody Here"))
     expect(other.locator("#alert")).to_have_text("Nobody named “Nobody Here” is enrolled (any more).")
+    # Typed by hand, with a "%" that is no escape: the name as typed, sent encoded.
+    other.goto(served.url + "/#people/100%")
+    expect(other.locator("#subject-title")).to_have_text("100%")
+    expect(other.locator("#alert")).to_have_text("Nobody named “100%” is enrolled (any more).")
 
 
 def test_names_with_url_characters_open_rename_and_delete(pages: Callable[..., Any], served: FacedbServer,
