@@ -680,7 +680,9 @@ def test_at_desktop_width_the_labels_show_names_and_never_overlap(pages: Callabl
     assert page_width(page) <= WIDE["width"]
     # Narrowed to a phone's width, the same result is laid out again, the labels still apart.
     page.set_viewport_size(PHONE)
-    page.wait_for_function("() => document.querySelector('#photo').getBoundingClientRect().width < 390")
+    page.wait_for_function("""() => document.querySelector('#photo').getBoundingClientRect().width < 390
+        && Array.from(document.querySelectorAll('#face-boxes .face-tag, #face-boxes .face-key'))
+             .every((e) => e.getBoundingClientRect().right <= 390)""")
     labels = label_boxes(page)
     assert len(labels) == 6 and overlapping(labels) == [], labels
     assert all(r["x"] >= 0 and r["x"] + r["width"] <= PHONE["width"] for r in labels), labels

@@ -3,7 +3,9 @@
 // It talks to the /v1 API of `facedb serve` with the API key the user typed, which is the only
 // thing it keeps (sessionStorage, this tab only). Photos, thumbnails and results live in memory
 // for the current view: leaving a view aborts its requests, revokes its object URLs and drops
-// the photo, and signing out clears everything.
+// the photo, and signing out clears everything. The address names the view, and on a person's
+// page that person's name (#people/<name>: see "addresses"); it stays in this browser's history,
+// and is never sent to the server (a fragment is not part of a request).
 
 const KEY_STORE = "facedb.api_key";
 /** The API root; whoami is about the key, not about a gallery, so it stays here (see apiUrl). */
