@@ -6,7 +6,11 @@ Covers sign-in (wrong, read-only, revoked keys), search by file and by drag-and-
 faces boxed and named or "unknown", keyboard selection of a face, the Yale faces (when
 ``../shared/datasets`` is there), the people list and one person's page, enrolling through the
 page with a rejected file, rename and delete, the phone-width layout, and that the page keeps
-nothing but the key. Browser tests skip with a clear reason when Chromium or Playwright is
+nothing but the key. Layout and addresses: at 390 px no view is wider than the screen with a
+200-character name enrolled, no table header sits over a hidden column, the labels on a group
+photo never overlap; every view has its own address (#people/<name> opens a subject, the back
+button and a reload work), and names with "/", "%", "#", "?", blanks and non-ASCII letters open,
+rename and delete. Browser tests skip with a clear reason when Chromium or Playwright is
 absent; ``/v1/whoami`` (which the page uses) is checked without a browser.
 """
 from __future__ import annotations
@@ -16,6 +20,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -28,7 +33,13 @@ pytestmark = pytest.mark.slow  # a real Chromium and a facedb server
 
 ENROLLED = ("person1", "person2", "person3", "person4")
 DESKTOP = {"width": 1100, "height": 760}
+WIDE = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
+#: 200 characters without a blank: the longest word a name can be (the limit is 256).
+LONG_NAME = ("Wolfeschlegelsteinhausenbergerdorff" * 6)[:200]
+#: Every character that means something in a URL, a blank and non-ASCII letters.
+ODD_NAME = "R&D/ops 100% #1? Zoë 東京"
+ODD_RENAMED = "a/../b ?x=1#top %zz ü+"
 
 
 def expect(target: Any) -> Any:
@@ -140,6 +151,64 @@ def storage(page: Any) -> dict[str, Any]:
         session: Object.keys(sessionStorage), local: Object.keys(localStorage), cookie: document.cookie,
         idb: (await indexedDB.databases()).map((d) => d.name),
         caches: self.caches ? await caches.keys() : [] })""")
+
+
+def subject_hash(name: str) -> str:
+    """The page's address of a subject: what encodeURIComponent makes of the name."""
+    return "#people/" + quote(name, safe="!~*'()")
+
+
+def api_path(name: str) -> str:
+    return "/v1/subjects/" + quote(name, safe="")
+
+
+def enroll_over_http(srv: FacedbServer, name: str, photo: Path) -> None:
+    r = httpx.post(srv.url + api_path(name) + "/images", files=[("images", (photo.name, photo.read_bytes()))],
+                   headers=bearer(srv.keys["write"]), timeout=120)
+    assert r.status_code == 200 and r.json()["enrolled"] == 1, r.text
+    assert [s["name"] for s in httpx.get(srv.url + "/v1/subjects", headers=bearer(srv.keys["read"])).json()
+            if s["name"] == name] == [name]
+
+
+def delete_over_http(srv: FacedbServer, name: str) -> None:
+    httpx.delete(srv.url + api_path(name), headers=bearer(srv.keys["write"]), timeout=120)
+
+
+def page_width(page: Any) -> int:
+    return int(page.evaluate("() => document.documentElement.scrollWidth"))
+
+
+def label_boxes(page: Any) -> list[dict[str, float]]:
+    """The labels drawn on the face boxes, as shown: the names, or the numbers when names do not fit."""
+    return page.evaluate("""() => Array.from(document.querySelectorAll('#face-boxes .face-tag, #face-boxes .face-key'))
+        .map((e) => e.getBoundingClientRect())
+        .filter((r) => r.width > 2 && r.height > 2)
+        .map((r) => ({x: r.x, y: r.y, width: r.width, height: r.height}))""")
+
+
+def overlapping(rects: list[dict[str, float]]) -> list[tuple[int, int]]:
+    def hit(a: dict[str, float], b: dict[str, float]) -> bool:
+        return (a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
+                and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"])
+
+    return [(i, j) for i in range(len(rects)) for j in range(i + 1, len(rects)) if hit(rects[i], rects[j])]
+
+
+def headers_without_a_column(page: Any) -> list[str]:
+    """Visible header cells of the people table with no visible cell under them in some row."""
+    return page.evaluate("""() => {
+        const shown = (e) => e.getClientRects().length > 0 && e.getBoundingClientRect().width > 1;
+        const heads = Array.from(document.querySelectorAll('#people-table thead th'));
+        const rows = Array.from(document.querySelectorAll('#people-rows tr'))
+          .filter((tr) => tr.cells.length === heads.length);
+        if (!rows.length) return ['no row to compare with'];
+        const bad = [];
+        heads.forEach((th, i) => {
+          if (shown(th) && rows.some((tr) => !shown(tr.cells[i]))) bad.push(th.textContent);
+          if (!shown(th) && rows.some((tr) => shown(tr.cells[i]))) bad.push(`(a cell without its header) ${i}`);
+        });
+        return bad;
+    }""")
 
 
 def inside(inner: dict[str, float], outer: dict[str, float], slack: float = 1.0) -> bool:
@@ -382,7 +451,7 @@ def test_people_list_filter_and_one_persons_page_with_a_read_only_key(pages: Cal
     page.fill("#people-filter", "nobody")
     expect(page.locator("#people-rows .empty")).to_contain_text("Nobody’s name contains “nobody”")
     page.fill("#people-filter", "")
-    rows.first.locator("button").click()
+    rows.first.locator("a").click()
 
     expect(page.locator("#subject-title")).to_have_text("person1")
     expect(page.locator("#subject-summary")).to_contain_text("3 photos · 3 faces · enrolled")
@@ -443,7 +512,7 @@ def test_enroll_through_the_page_then_named_renamed_deleted_unknown(
     rows = page.locator("#people-rows tr")
     expect(rows).to_have_count(1)
     assert rows.first.locator("td, th").all_inner_texts()[:3] == ["Ada Lovelace", "2", "2"]
-    rows.first.locator("button").click()
+    rows.first.locator("a").click()
     expect(page.locator("#subject-title")).to_have_text("Ada Lovelace")
     expect(page.locator("#subject-meta")).to_contain_text("team")
     expect(page.locator("#subject-meta dd")).to_have_text("blue")
@@ -542,6 +611,246 @@ def test_phone_width_layout(pages: Callable[..., Any], served: FacedbServer) -> 
         .filter((e) => e.offsetParent)
         .filter((e) => e.getBoundingClientRect().height < 24).map((e) => e.id || e.textContent)""")
     assert small == []
+
+
+@pytest.fixture
+def long_name(served: FacedbServer, people: dict[str, list[Path]]) -> Iterator[str]:
+    """LONG_NAME enrolled with person6's face (a stranger in the other tests: deleted after)."""
+    enroll_over_http(served, LONG_NAME, people["person6"][0])
+    try:
+        yield LONG_NAME
+    finally:
+        delete_over_http(served, LONG_NAME)
+
+
+def test_at_phone_width_no_view_is_wider_than_the_screen(pages: Callable[..., Any], served: FacedbServer,
+                                                         long_name: str) -> None:
+    page = pages(PHONE)
+    sign_in(page, served, served.keys["write"])
+    assert page_width(page) <= PHONE["width"]
+    # The group photo, person6 named with 200 characters: no label touches another or leaves the page.
+    assert search(page, insightface_photos() / "t1.jpg", faces=6)[5] == long_name
+    labels = label_boxes(page)
+    assert len(labels) == 6 and overlapping(labels) == [], labels
+    assert all(r["x"] >= 0 and r["x"] + r["width"] <= PHONE["width"] for r in labels), labels
+    page.locator("#face-list .face-item").nth(5).tap()
+    expect(page.locator("#matches-title")).to_have_text(f"Face 6: {long_name}")
+    assert page_width(page) <= PHONE["width"], "search"
+
+    # People: a hidden column takes its header with it; the long name is cut, whole in its title.
+    page.click("#nav a[data-view='people']")
+    expect(page.locator("#people-rows tr")).to_have_count(5)
+    expect(page.locator("#people-table thead th.date")).to_be_hidden()
+    assert headers_without_a_column(page) == []
+    link = page.locator("#people-rows a.subject-link").filter(has_text=long_name[:40])
+    expect(link).to_have_attribute("title", long_name)
+    assert link.evaluate("(a) => a.scrollWidth > a.clientWidth")
+    assert page_width(page) <= PHONE["width"], "people"
+    screenshot(page, "phone-people")
+
+    link.click()
+    expect(page.locator("#subject-title")).to_have_text(long_name)
+    expect(page.locator("#subject-summary")).to_contain_text("1 photo · 1 face")
+    assert page_width(page) <= PHONE["width"], "subject"
+    page.click("#subject-delete")
+    expect(page.locator("#delete-dialog")).to_be_visible()
+    for part in ("#delete-dialog", "#delete-confirm", "#delete-title"):
+        box = page.locator(part).bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], part
+    page.keyboard.press("Escape")
+    page.click("#subject-add")
+    expect(page.locator("#enroll-name")).to_have_value(long_name)
+    assert page_width(page) <= PHONE["width"], "enroll"
+    page.click("#sign-out")
+    expect(page.locator("#view-signin")).to_be_visible()
+    assert page_width(page) <= PHONE["width"], "sign-in"
+
+
+def test_at_desktop_width_the_labels_show_names_and_never_overlap(pages: Callable[..., Any],
+                                                                  served: FacedbServer, long_name: str) -> None:
+    page = pages(WIDE)
+    sign_in(page, served, served.keys["read"])
+    assert search(page, insightface_photos() / "t1.jpg", faces=6)[5] == long_name
+    expect(page.locator("#face-boxes.compact")).to_have_count(0)  # room for the names themselves
+    labels = label_boxes(page)
+    assert len(labels) == 6 and overlapping(labels) == [], labels
+    photo = page.locator("#photo").bounding_box()
+    assert photo and all(photo["x"] <= r["x"] and r["x"] + r["width"] <= photo["x"] + photo["width"] + 1
+                         for r in labels), (photo, labels)
+    assert page_width(page) <= WIDE["width"]
+    # Narrowed to a phone's width, the same result is laid out again, the labels still apart.
+    page.set_viewport_size(PHONE)
+    page.wait_for_function("""() => document.querySelector('#photo').getBoundingClientRect().width < 390
+        && Array.from(document.querySelectorAll('#face-boxes .face-tag, #face-boxes .face-key'))
+             .every((e) => e.getBoundingClientRect().right <= 390)""")
+    labels = label_boxes(page)
+    assert len(labels) == 6 and overlapping(labels) == [], labels
+    assert all(r["x"] >= 0 and r["x"] + r["width"] <= PHONE["width"] for r in labels), labels
+    page.set_viewport_size(WIDE)
+    page.click("#nav a[data-view='people']")
+    expect(page.locator("#people-rows tr")).to_have_count(5)
+    expect(page.locator("#people-table thead th.date")).to_be_visible()
+    assert headers_without_a_column(page) == []
+    assert page_width(page) <= WIDE["width"]
+
+
+def test_crowded_faces_carry_numbers_and_the_list_names_them(pages: Callable[..., Any], served: FacedbServer,
+                                                              people: dict[str, list[Path]], tmp_path: Path) -> None:
+    """Twelve faces side by side on a strip, drawn 360 px wide: no room for twelve names, so the
+    boxes carry their numbers (apart from each other) and the numbered list under the photo names them."""
+    from PIL import Image
+
+    crops = [Image.open(people[f"person{i}"][v]).convert("RGB") for v in (0, 1, 2) for i in range(1, 5)]
+    height = min(c.height for c in crops)
+    crops = [c.resize((round(c.width * height / c.height), height)) for c in crops]
+    strip = Image.new("RGB", (sum(c.width for c in crops), height))
+    x = 0
+    for c in crops:
+        strip.paste(c, (x, 0))
+        x += c.width
+    path = tmp_path / "strip.jpg"
+    strip.save(path, quality=92)
+    page = pages(PHONE)
+    sign_in(page, served, served.keys["read"])
+    names = search(page, path)
+    assert len(names) >= 12 and names.count("person1") >= 3, names
+    screenshot(page, "phone-crowded", full_page=True)
+    expect(page.locator("#face-boxes.compact")).to_have_count(1)
+    expect(page.locator("#photo-caption")).to_contain_text("The numbers on the faces are those of the list below")
+    labels = label_boxes(page)
+    assert len(labels) == len(names) and overlapping(labels) == [], labels
+    keys = page.locator("#face-boxes .face-key").all_inner_texts()
+    assert keys == [str(i) for i in range(1, len(names) + 1)]
+    assert page.locator("#face-list .face-num").all_inner_texts() == keys
+    # The box is still named for a screen reader; the list item with its number selects it.
+    expect(page.locator("#face-boxes .face-box").first).to_have_accessible_name(re.compile(r"^Face 1: person\d"))
+    assert page_width(page) <= PHONE["width"]
+
+
+# -- addresses ------------------------------------------------------------------------------------
+
+def test_every_view_has_an_address_the_back_button_and_a_reload_keep(pages: Callable[..., Any],
+                                                                     served: FacedbServer,
+                                                                     people: dict[str, list[Path]]) -> None:
+    page = pages()
+    sign_in(page, served, served.keys["read"])
+    hash_ = "() => location.hash"
+    assert page.evaluate(hash_) == "#search"
+    page.click("#nav a[data-view='people']")
+    expect(page.locator("#people-rows tr")).to_have_count(4)
+    assert page.evaluate(hash_) == "#people"
+    page.locator("#people-rows a", has_text="person3").click()
+    expect(page.locator("#subject-title")).to_have_text("person3")
+    assert page.evaluate(hash_) == "#people/person3"
+    expect(page).to_have_title("person3 – facedb")
+    # Back: the list; forward: the person again; a reload: the same person.
+    page.go_back()
+    expect(page.locator("#view-people")).to_be_visible()
+    expect(page.locator("#people-rows tr")).to_have_count(4)
+    page.go_forward()
+    expect(page.locator("#subject-title")).to_have_text("person3")
+    expect(page.locator("#subject-summary")).to_contain_text("3 photos · 3 faces")
+    page.reload()
+    page.wait_for_selector("body[data-ready='true']")
+    expect(page.locator("#subject-title")).to_have_text("person3")
+    expect(page.locator("#subject-summary")).to_contain_text("3 photos · 3 faces")
+    page.click("#subject-back")
+    expect(page.locator("#people-rows tr")).to_have_count(4)
+    assert page.evaluate(hash_) == "#people"
+    # A candidate of a search is a link to that person's page.
+    page.click("#nav a[data-view='search']")
+    search(page, people["person2"][0], faces=1)
+    expect(page.locator("#matches-list .match-name").first).to_have_attribute("href", "#people/person2")
+    page.click("#nav a[data-view='enroll']")
+    assert page.evaluate(hash_) == "#enroll"
+    # Signing out takes a person's name out of the address bar.
+    page.click("#nav a[data-view='people']")
+    page.locator("#people-rows a", has_text="person1").click()
+    expect(page.locator("#subject-title")).to_have_text("person1")
+    page.click("#sign-out")
+    expect(page.locator("#view-signin")).to_be_visible()
+    assert page.evaluate(hash_) == "#people"
+
+    # A link copied from the page, opened in a new tab: the tab asks for the key (it is kept per
+    # tab), then shows that person.
+    other = pages()
+    other.goto(served.url + "/" + subject_hash("person4"))
+    other.wait_for_selector("body[data-ready='true']")
+    expect(other.locator("#view-signin")).to_be_visible()
+    other.fill("input[name='api_key']", served.keys["read"])
+    other.press("input[name='api_key']", "Enter")
+    expect(other.locator("#subject-title")).to_have_text("person4")
+    expect(other.locator("#subject-faces img[data-placeholder='false']")).to_have_count(3)
+    expect(other.locator("#nav a[data-view='people']")).to_have_attribute("aria-current", "page")
+    # An address that names nobody says so.
+    other.goto(served.url + "/" + subject_hash("Nobody Here"))
+    expect(other.locator("#alert")).to_have_text("Nobody named “Nobody Here” is enrolled (any more).")
+    # Typed by hand, with a "%" that is no escape: the name as typed, sent encoded.
+    other.goto(served.url + "/#people/100%")
+    expect(other.locator("#subject-title")).to_have_text("100%")
+    expect(other.locator("#alert")).to_have_text("Nobody named “100%” is enrolled (any more).")
+
+
+def test_names_with_url_characters_open_rename_and_delete(pages: Callable[..., Any], served: FacedbServer,
+                                                          people: dict[str, list[Path]]) -> None:
+    enroll_over_http(served, ODD_NAME, people["person5"][0])
+    try:
+        page = pages()
+        sign_in(page, served, served.keys["write"])
+        page.click("#nav a[data-view='people']")
+        page.fill("#people-filter", "zoë")
+        rows = page.locator("#people-rows tr")
+        expect(rows).to_have_count(1)
+        rows.first.locator("a").click()
+        expect(page.locator("#subject-title")).to_have_text(ODD_NAME)
+        expect(page.locator("#subject-summary")).to_contain_text("1 photo · 1 face")
+        assert page.evaluate("() => location.hash") == subject_hash(ODD_NAME)
+        page.reload()
+        page.wait_for_selector("body[data-ready='true']")
+        expect(page.locator("#subject-title")).to_have_text(ODD_NAME)
+        expect(page.locator("#subject-summary")).to_contain_text("1 photo · 1 face")
+
+        page.fill("#rename-input", ODD_RENAMED)
+        page.press("#rename-input", "Enter")
+        expect(page.locator("#status")).to_have_text(f"Renamed “{ODD_NAME}” to “{ODD_RENAMED}”.")
+        expect(page.locator("#subject-title")).to_have_text(ODD_RENAMED)
+        expect(page.locator("#subject-summary")).to_contain_text("1 photo · 1 face")  # found by its new name
+        assert page.evaluate("() => location.hash") == subject_hash(ODD_RENAMED)
+        names = [s["name"] for s in httpx.get(served.url + "/v1/subjects", headers=bearer(served.keys["read"])).json()]
+        assert ODD_RENAMED in names and ODD_NAME not in names
+
+        page.click("#subject-delete")
+        page.click("#delete-confirm")
+        expect(page.locator("#status")).to_have_text(f"Deleted {ODD_RENAMED}: 1 photo and 1 face removed.")
+        expect(page.locator("#view-people")).to_be_visible()
+        names = [s["name"] for s in httpx.get(served.url + "/v1/subjects", headers=bearer(served.keys["read"])).json()]
+        assert ODD_RENAMED not in names and sorted(names) == list(ENROLLED)
+    finally:
+        delete_over_http(served, ODD_NAME)
+        delete_over_http(served, ODD_RENAMED)
+
+
+def test_a_name_no_address_can_hold_is_explained_not_sent_elsewhere(pages: Callable[..., Any],
+                                                                    served: FacedbServer) -> None:
+    """An older database may hold the names "." and "..": no URL path can carry them (the browser
+    resolves them), so the page says how to rename them instead of sending a request elsewhere."""
+    page = pages()
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url))
+    odd = [{"name": n, "images": 1, "faces": 1, "metadata": None, "created_at": None} for n in ("..", ".")]
+    page.route("**/v1/subjects", lambda route: route.fulfill(json=odd))
+    sign_in(page, served, served.keys["write"])
+    page.click("#nav a[data-view='people']")
+    expect(page.locator("#people-rows tr")).to_have_count(2)
+    page.locator("#people-rows a").first.click()
+    expect(page.locator("#subject-title")).to_have_text("..")
+    expect(page.locator("#alert")).to_contain_text("facedb rename '..' NEW-NAME")
+    api = [u.split(served.url, 1)[1] for u in sent if u.startswith(served.url + "/v1")]
+    assert set(api) <= {"/v1/whoami", "/v1/subjects"}, api
+    page.click("#nav a[data-view='enroll']")
+    page.fill("#enroll-name", "..")
+    page.click("#enroll-submit")
+    expect(page.locator("#enroll-name-error")).to_have_text("“..” cannot be a name: choose another one.")
 
 
 def unlabelled(page: Any) -> list[str]:

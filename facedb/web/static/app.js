@@ -3,9 +3,13 @@
 // It talks to the /v1 API of `facedb serve` with the API key the user typed, which is the only
 // thing it keeps (sessionStorage, this tab only). Photos, thumbnails and results live in memory
 // for the current view: leaving a view aborts its requests, revokes its object URLs and drops
-// the photo, and signing out clears everything.
+// the photo, and signing out clears everything. The address names the view, and on a person's
+// page that person's name (#people/<name>: see "addresses"); it stays in this browser's history,
+// and is never sent to the server (a fragment is not part of a request).
 
 const KEY_STORE = "facedb.api_key";
+/** The API root; whoami is about the key, not about a gallery, so it stays here (see apiUrl). */
+const API_ROOT = "/v1";
 const REASONS = {
   not_found: "file not found",
   unreadable: "the file could not be read",
@@ -32,6 +36,7 @@ const state = {
   who: null,          // {name, scope} from /v1/whoami
   health: null,       // /healthz: pack, threshold, limits
   view: null,
+  apiBase: API_ROOT,  // the gallery's API; a collections selector will switch it
   urls: new Set(),    // object URLs of the current view
   abort: new AbortController(),  // requests of the current view
   search: { file: null, report: null, faces: [], selected: -1, seq: 0, thumbs: new Map() },
@@ -61,7 +66,6 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const fmt = (x, d = 2) => (typeof x === "number" ? x.toFixed(d) : "–");
 const plural = (n, one, many = one + "s") => `${n} ${n === 1 ? one : many}`;
 const basename = (p) => String(p || "").split(/[\\/]/).pop() || String(p || "");
-const enc = (name) => encodeURIComponent(name);
 
 function when(iso) {
   if (!iso) return "";
@@ -107,6 +111,61 @@ function limiter(n) {
   return (fn) => new Promise((resolve, reject) => { queue.push({ fn, resolve, reject }); next(); });
 }
 const thumbSlots = limiter(4);
+
+// -- addresses -------------------------------------------------------------------------------
+//
+// Every API URL is built by apiUrl(), from the base of the gallery the page works on, so that a
+// future choice of collection only has to change state.apiBase. Every view has an address in the
+// fragment (#search, #people, #people/<name>, #enroll): the back button, a reload and a copied
+// link all open the same view. A subject's name is one percent-encoded segment in both, so that
+// names with "/", "%", "#", "?", blanks or non-ASCII letters reach the server intact.
+
+/**
+ * The URL of an API resource: state.apiBase, then each part as one encoded path segment.
+ * A part that is "." or ".." cannot be sent as a segment at all (browsers resolve it, even as
+ * %2E%2E, before the request leaves), so it is refused here rather than sent somewhere else.
+ */
+function apiUrl(parts, { query = null, base = state.apiBase } = {}) {
+  for (const p of parts) {
+    if (!addressable(p)) throw new NotAddressable(String(p));
+  }
+  const path = parts.map((p) => encodeURIComponent(String(p))).join("/");
+  const qs = query ? `?${new URLSearchParams(query)}` : "";
+  return `${base}/${path}${qs}`;
+}
+
+/** Whether a name can be one segment of a URL path ("." and ".." cannot). */
+const addressable = (name) => name !== "." && name !== "..";
+
+class NotAddressable extends Error {
+  constructor(name) {
+    super(`“${name}” cannot be opened, renamed or deleted from this page: a web address cannot hold `
+      + `the name “${name}”. Rename it from the command line: facedb rename '${name}' NEW-NAME`);
+    this.name = "NotAddressable";
+  }
+}
+
+/** The page's address of one subject. */
+const subjectHash = (name) => `#people/${encodeURIComponent(name)}`;
+
+/** {view, name} of an address; an unknown address is the search. */
+function parseHash(hash) {
+  const where = String(hash || "").replace(/^#/, "");
+  if (where.startsWith("people/") && where.length > "people/".length) {
+    const raw = where.slice("people/".length);
+    let name;
+    try { name = decodeURIComponent(raw); } catch { name = raw; }  // typed by hand: "100%"
+    return { view: "subject", name };
+  }
+  if (["people", "enroll", "search"].includes(where)) return { view: where, name: null };
+  return { view: "search", name: null };
+}
+
+/** Open ``hash``: a new history entry, or the same view afresh when the address is already there. */
+function go(hash) {
+  if (location.hash === hash) route({ focus: true });
+  else location.hash = hash;
+}
 
 // -- the API ---------------------------------------------------------------------------------
 
@@ -209,9 +268,10 @@ function route({ focus = false } = {}) {
     show("signin");
     return;
   }
-  const where = location.hash.replace(/^#/, "");
-  if (where === "people") openPeople({ focus });
-  else if (where === "enroll") openEnroll({ focus });
+  const where = parseHash(location.hash);
+  if (where.view === "subject") openSubject(where.name, { focus });
+  else if (where.view === "people") openPeople({ focus });
+  else if (where.view === "enroll") openEnroll({ focus });
   else openSearch({ focus });
 }
 
@@ -219,10 +279,10 @@ function route({ focus = false } = {}) {
 
 async function whoami(key) {
   try {
-    return await api("/v1/whoami", { key });
+    return await api(apiUrl(["whoami"], { base: API_ROOT }), { key });
   } catch (e) {
     if (e.status !== 404) throw e;
-    await api("/v1/subjects", { key });  // an older server: the key works, its scope is unknown
+    await api(apiUrl(["subjects"]), { key });  // an older server: the key works, its scope is unknown
     return { name: "this key", scope: null };
   }
 }
@@ -289,6 +349,9 @@ function signOut(message) {
   state.who = null;
   if (state.enroll.xhr) state.enroll.xhr.abort();
   state.enroll.busy = false;
+  // A person's name does not stay in the address bar of a signed-out tab (signing in again
+  // opens the list instead).
+  if (parseHash(location.hash).view === "subject") history.replaceState(null, "", "#people");
   leaveView();
   clearEnrollFiles();
   state.people = [];
@@ -380,7 +443,7 @@ async function runSearch(file) {
   say(`Searching ${file.name || "the photo"}…`);
   let rep;
   try {
-    rep = await api("/v1/search", { method: "POST", body: form, signal });
+    rep = await api(apiUrl(["search"]), { method: "POST", body: form, signal });
   } catch (e) {
     if (seq === s.seq) { say(""); report(e, "The search failed"); }
     return;
@@ -428,8 +491,8 @@ function showResult(rep, file) {
   const img = $("#photo");
   img.onload = () => {
     if (s.report !== rep) return;
+    $("#photo-caption").textContent = "";
     drawBoxes(img.naturalWidth, img.naturalHeight);
-    $("#photo-caption").textContent = n ? "Select a face to see who it is closest to." : "";
   };
   img.onerror = () => {
     if (s.report !== rep) return;
@@ -462,18 +525,97 @@ function drawBoxes(W, H) {
       dataset: { face: String(i) }, "aria-pressed": String(i === s.selected), onclick: () => selectFace(i),
     },
       el("span", { class: "sr-only", text: `Face ${i + 1}: ` }),
-      el("span", { class: "face-tag" }, faceName(f),
+      el("span", { class: "face-tag" }, el("span", { class: "tag-name", text: faceName(f) }),
          d === null ? null : el("span", { class: "sr-only", text: ", distance" }),
-         d === null ? null : ` ${fmt(d)}`));
+         d === null ? null : el("span", { class: "tag-dist", text: ` ${fmt(d)}` })),
+      el("span", { class: "face-key", "aria-hidden": "true", text: String(i + 1) }));
     b.style.left = pct(x1, W);
     b.style.top = pct(y1, H);
     b.style.width = `${(100 * (Math.min(x2, W) - Math.max(x1, 0)) / W).toFixed(3)}%`;
     b.style.height = `${(100 * (Math.min(y2, H) - Math.max(y1, 0)) / H).toFixed(3)}%`;
-    if (y1 / H < 0.08) b.classList.add("tag-below");
-    if (x1 / W > 0.75) b.classList.add("tag-right");
     return b;
   }));
   if (s.selected < 0 && s.faces.length) box.firstChild.tabIndex = 0;
+  placeTags();
+}
+
+/**
+ * Put the label of every face box where it touches no other label. Each label tries spots
+ * above and below its box (left-aligned, right-aligned, centred), then up to two rows further
+ * out, and takes the nearest free one that stays on the photo (or in the room above it) and
+ * covers no other face. When the names cannot all be placed so (small faces close together, a
+ * phone-width photo), the boxes carry their numbers instead, which may cover another face when
+ * nothing else is free, and the names are read in the numbered list under the photo. Runs again
+ * whenever the photo changes size.
+ */
+function placeTags() {
+  const layer = $("#face-boxes");
+  const boxes = $$(".face-box", layer);
+  const { width, height } = layer.getBoundingClientRect();
+  const W = Math.floor(width);
+  const H = Math.floor(height);
+  if (!boxes.length || !W || !H) return;
+  const room = parseFloat(getComputedStyle($("#photo-frame")).marginTop) || 0;
+  const rects = boxes.map((b) => ({ x: b.offsetLeft, y: b.offsetTop, w: b.offsetWidth, h: b.offsetHeight }));
+  let compact = false;
+  for (const tryCompact of [false, true]) {
+    compact = tryCompact;
+    layer.classList.toggle("compact", compact);
+    if (layoutLabels(boxes, rects, W, H, room, compact) || compact) break;
+  }
+  const caption = $("#photo-caption");
+  if (state.search.faces.length) {
+    caption.textContent = compact
+      ? "The numbers on the faces are those of the list below. Select a face to see who it is closest to."
+      : "Select a face to see who it is closest to.";
+  }
+}
+
+/** The widest a label on a face gets, in CSS pixels. */
+const MAX_TAG_PX = 220;
+/** Rows of labels above (and below) a box: further out, a label is no longer read as its face's. */
+const MAX_TAG_ROWS = 3;
+
+/** One try of placeTags(): true when every label found a free spot. */
+function layoutLabels(boxes, rects, W, H, room, compact) {
+  const gap = 2;
+  const hit = (a, b) => a.x < b.x + b.w + 1 && b.x < a.x + a.w + 1 && a.y < b.y + b.h + 1 && b.y < a.y + a.h + 1;
+  const placed = [];
+  let all = true;
+  boxes.forEach((b, i) => {
+    const tag = $(compact ? ".face-key" : ".face-tag", b);
+    tag.style.inset = "";
+    tag.style.maxWidth = `${Math.min(W, MAX_TAG_PX)}px`;  // a long name is cut: the list below has it whole
+    const w = tag.offsetWidth;
+    const h = tag.offsetHeight;
+    const r = rects[i];
+    const xs = [r.x - gap, r.x + r.w + gap - w, r.x + (r.w - w) / 2].map((x) => Math.min(Math.max(x, 0), W - w));
+    let best = null;
+    let fallback = null;
+    for (let k = 0; k < MAX_TAG_ROWS; k++) {
+      for (const [side, y] of [[0, r.y - h - gap - k * (h + gap)], [1, r.y + r.h + gap + k * (h + gap)]]) {
+        if (y < -room || y + h > H) continue;
+        xs.forEach((x, xi) => {
+          const spot = { x, y, w, h };
+          const covers = rects.filter((o, j) => j !== i && hit(spot, o)).length;
+          const clashes = placed.filter((p) => hit(spot, p)).length;
+          const cost = 4 * k + side + xi / 2 + 3 * covers;
+          // A name may not hide another face; a number may, when nothing else is free.
+          if (!clashes && (compact || !covers) && (!best || cost < best.cost)) best = { spot, cost };
+          const bad = 100 * clashes + cost;
+          if (!fallback || bad < fallback.cost) fallback = { spot, cost: bad };
+        });
+      }
+    }
+    if (!best) all = false;
+    const chosen = (best || fallback || { spot: { x: r.x, y: r.y, w, h } }).spot;
+    placed.push(chosen);
+    // The label is positioned from inside the box's border.
+    const dx = chosen.x - r.x - b.clientLeft;
+    const dy = chosen.y - r.y - b.clientTop;
+    tag.style.inset = `${dy.toFixed(1)}px auto auto ${dx.toFixed(1)}px`;
+  });
+  return all;
 }
 
 function faceKeys(event) {
@@ -521,8 +663,7 @@ function selectFace(i, { focus = false } = {}) {
     const li = el("li", { class: `match ${m.match ? "is-match" : "no-match"}` },
       img,
       el("div", { class: "match-text" },
-        el("button", { type: "button", class: "link match-name", text: m.subject,
-                       onclick: () => openSubject(m.subject, { focus: true }) }),
+        el("a", { class: "match-name", href: subjectHash(m.subject), text: m.subject }),
         el("span", { class: "match-dist", text: `distance ${fmt(m.distance, 3)}` }),
         el("span", { class: "badge", text: m.match ? "match" : "no match" }),
         el("span", { class: "match-src help", title: m.image, text: basename(m.image) })));
@@ -548,7 +689,7 @@ async function thumbnail(img, faceId, who, cache) {
     return;
   }
   const job = thumbSlots(async () => {
-    const res = await api(`/v1/faces/${faceId}/thumbnail?size=128`, { raw: true, signal });
+    const res = await api(apiUrl(["faces", faceId, "thumbnail"], { query: { size: 128 } }), { raw: true, signal });
     const placeholder = res.headers.has("X-Facedb-Placeholder");
     const blob = await res.blob();
     if (signal.aborted) return null;
@@ -570,7 +711,7 @@ async function openPeople({ focus = false } = {}) {
   show("people", { focus });
   $("#people-count").textContent = "Loading…";
   try {
-    state.people = await api("/v1/subjects", { signal: state.abort.signal });
+    state.people = await api(apiUrl(["subjects"]), { signal: state.abort.signal });
   } catch (e) {
     $("#people-count").textContent = "";
     report(e, "Could not list the people");
@@ -584,8 +725,8 @@ function renderPeople() {
   const all = state.people;
   const shown = q ? all.filter((p) => p.name.toLocaleLowerCase().includes(q)) : all;
   const rows = shown.map((p) => el("tr", {},
-    el("th", { scope: "row" }, el("button", { type: "button", class: "link", text: p.name,
-                                              onclick: () => openSubject(p.name, { focus: true }) })),
+    el("th", { scope: "row" }, el("a", { class: "subject-link", href: subjectHash(p.name), title: p.name,
+                                         text: p.name })),
     el("td", { class: "num", text: String(p.images) }),
     el("td", { class: "num", text: String(p.faces) }),
     el("td", { class: "date", text: when(p.created_at) })));
@@ -614,16 +755,22 @@ function clearSubject() {
   $("#rename-input").value = "";
 }
 
+/** One subject's page; route() calls it for #people/<name>, so the address names the subject. */
 async function openSubject(name, { focus = false } = {}) {
-  if (location.hash !== "#people") history.pushState(null, "", "#people");
   show("subject", { focus: false });
+  document.title = `${name} – facedb`;
   $("#subject-title").textContent = name;
   $("#subject-summary").textContent = "Loading…";
   if (focus) $("#subject-title").focus();
   let d;
   try {
-    d = await api(`/v1/subjects/${enc(name)}`, { signal: state.abort.signal });
+    d = await api(apiUrl(["subjects", name]), { signal: state.abort.signal });
   } catch (e) {
+    if (e.name === "NotAddressable") {
+      $("#subject-summary").textContent = "";
+      warn(e.message);
+      return;
+    }
     if (e.status === 404) {
       $("#subject-summary").textContent = "";
       warn(`Nobody named “${name}” is enrolled (any more).`);
@@ -668,14 +815,17 @@ async function renameSubject(event) {
   warn("");
   if (!to) { warn("Enter the new name."); input.focus(); return; }
   if (to === d.name) { say("The name is unchanged."); return; }
+  if (!addressable(to)) { warn(`“${to}” cannot be a name: choose another one.`); input.focus(); return; }
   try {
-    await api(`/v1/subjects/${enc(d.name)}`, { method: "PATCH", json: { name: to } });
+    await api(apiUrl(["subjects", d.name]), { method: "PATCH", json: { name: to } });
   } catch (e) {
     if (e.status === 409) warn(`“${to}” is already the name of someone else.`);
     else report(e, "Could not rename");
     input.focus();
     return;
   }
+  // The old address names nobody now: the new one takes its place in the history.
+  history.replaceState(null, "", subjectHash(to));
   await openSubject(to, { focus: true });
   say(`Renamed “${d.name}” to “${to}”.`);
 }
@@ -701,7 +851,7 @@ async function confirmDelete() {
   say(`Deleting ${d.name}…`);
   let gone;
   try {
-    gone = await api(`/v1/subjects/${enc(d.name)}`, { method: "DELETE" });
+    gone = await api(apiUrl(["subjects", d.name]), { method: "DELETE" });
   } catch (e) {
     say("");
     report(e, `Could not delete ${d.name}`);
@@ -721,7 +871,7 @@ async function openEnroll({ focus = false } = {}) {
     state.enroll.prefill = null;
   }
   try {
-    const people = await api("/v1/subjects", { signal: state.abort.signal });
+    const people = await api(apiUrl(["subjects"]), { signal: state.abort.signal });
     $("#enroll-names").replaceChildren(...people.map((p) => el("option", { value: p.name })));
   } catch (e) {
     if (e.status === 401) report(e);
@@ -798,7 +948,7 @@ function sendOne(name, it, fields) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     state.enroll.xhr = xhr;
-    xhr.open("POST", `/v1/subjects/${enc(name)}/images`);
+    xhr.open("POST", apiUrl(["subjects", name, "images"]));
     xhr.setRequestHeader("Authorization", `Bearer ${state.key}`);
     const bar = $("progress", it.row);
     xhr.upload.onprogress = (ev) => {
@@ -839,8 +989,9 @@ async function enroll(event) {
   nameInput.removeAttribute("aria-invalid");
   metaInput.removeAttribute("aria-invalid");
   const name = nameInput.value.trim();
-  if (!name || name.length > 256) {
-    nameError.textContent = name ? "The name is longer than 256 characters." : "Enter the name of the person.";
+  if (!name || name.length > 256 || !addressable(name)) {
+    nameError.textContent = !name ? "Enter the name of the person."
+      : name.length > 256 ? "The name is longer than 256 characters." : `“${name}” cannot be a name: choose another one.`;
     nameInput.setAttribute("aria-invalid", "true");
     nameInput.focus();
     return;
@@ -958,7 +1109,7 @@ async function enroll(event) {
   if (counts.enrolled || counts.duplicate) {
     const open = $("#enroll-open");
     open.textContent = `Open ${name}`;
-    open.onclick = () => openSubject(name, { focus: true });
+    open.onclick = () => go(subjectHash(name));
     $("#enroll-next").hidden = false;
     const known = $$("#enroll-names option").some((o) => o.value === name);
     if (!known) $("#enroll-names").append(el("option", { value: name }));
@@ -1019,15 +1170,20 @@ function wire() {
   $("#sign-out").addEventListener("click", () => signOut());
   $("#search-file").addEventListener("change", (ev) => runSearch(ev.target.files[0]));
   $("#face-boxes").addEventListener("keydown", faceKeys);
+  // The labels are placed in pixels: a photo drawn at another size places them again.
+  let frameSize = "";
+  new ResizeObserver(() => {
+    const layer = $("#face-boxes");
+    const size = `${layer.clientWidth}x${layer.clientHeight}`;
+    if (size !== frameSize) { frameSize = size; placeTags(); }
+  }).observe($("#face-boxes"));
   for (const id of ["#search-k", "#search-threshold"]) {
     $(id).addEventListener("change", () => { if (state.search.file) runSearch(state.search.file); });
   }
   $("#people-filter").addEventListener("input", renderPeople);
-  $("#subject-back").addEventListener("click", () => openPeople({ focus: true }));
   $("#subject-add").addEventListener("click", () => {
     state.enroll.prefill = state.subject ? state.subject.name : null;
-    if (location.hash === "#enroll") openEnroll({ focus: true });
-    else location.hash = "#enroll";
+    go("#enroll");
   });
   $("#rename-form").addEventListener("submit", renameSubject);
   $("#subject-delete").addEventListener("click", askDelete);
