@@ -15,7 +15,7 @@ import socket
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from . import trace
@@ -44,6 +44,9 @@ from .contract.models import (
 from .contract.names import subject_from_filename, validate_subject_name
 from .errors import FacedbError, ImageError, TooLargeError, UnavailableError, error_from
 from .store.sockets import server_listening
+
+if TYPE_CHECKING:
+    from .contract.backend import By, MultiFace, NameFrom, Scope, Scoring
 
 #: Images and bytes per request at most (within the server's default limits; a server with
 #: lower ones answers 413 and the chunk is split).
@@ -265,7 +268,7 @@ class Client:
         return Upload(str(image), files.read_bytes(image))
 
     # -- enrollment ------------------------------------------------------------------------------
-    def enroll(self, subject: str, paths: Sequence[str | os.PathLike[str] | Upload], *, multi_face: str = "largest",
+    def enroll(self, subject: str, paths: Sequence[str | os.PathLike[str] | Upload], *, multi_face: MultiFace = "largest",
                metadata: dict[str, Any] | None = None, progress: ProgressFn | None = None,
                quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR) -> EnrollReport:
         validate_subject_name(subject)
@@ -301,7 +304,7 @@ class Client:
                     progress(len(part_chunk))
         return rep
 
-    def import_dir(self, root: str | os.PathLike[str], *, name_from: str = "dir", multi_face: str = "largest",
+    def import_dir(self, root: str | os.PathLike[str], *, name_from: NameFrom = "dir", multi_face: MultiFace = "largest",
                    progress: ProgressFn | None = None, quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR
                    ) -> ImportReport:
         base = Path(root)
@@ -337,8 +340,8 @@ class Client:
 
     # -- search ------------------------------------------------------------------------------------
     def search(self, images: Sequence[str | os.PathLike[str] | bytes | Upload], *, k: int = 3,
-               threshold: float | None = None, by: str = "subject", reference: bool = False,
-               scoring: str = "template") -> SearchReport:
+               threshold: float | None = None, by: By = "subject", reference: bool = False,
+               scoring: Scoring = "template") -> SearchReport:
         results: list[ImageResult | None] = [None] * len(images)
 
         def inputs() -> Iterator[tuple[int, Upload | FailedItem]]:
@@ -415,7 +418,7 @@ class Client:
         return rep
 
     # -- keys and audit -----------------------------------------------------------------------------
-    def create_key(self, name: str, scope: str) -> KeyInfo:
+    def create_key(self, name: str, scope: Scope) -> KeyInfo:
         return KeyInfo.from_dict(self._request("POST", "/v1/keys", json_body={"name": name, "scope": scope}))
 
     def keys(self) -> list[KeyInfo]:
