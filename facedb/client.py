@@ -210,7 +210,9 @@ class Client:
     def _chunks(self, uploads: Iterator[tuple[int, Upload | FailedItem]]
                 ) -> Iterator[tuple[int, FailedItem] | list[tuple[int, Upload]]]:
         """Group keyed uploads into requests of at most ``CHUNK_FILES`` images and
-        ``CHUNK_BYTES`` bytes; failures (files unreadable here) come out alone, as (key, item)."""
+        ``CHUNK_BYTES`` bytes; a file larger than ``CHUNK_BYTES`` goes alone (the owner's socket
+        takes files up to the direct path's limit). Failures (files unreadable here) come out
+        alone, as (key, item)."""
         chunk: list[tuple[int, Upload]] = []
         size = 0
         for key, up in uploads:
@@ -233,6 +235,8 @@ class Client:
         fields = dict(data)
         if self.local and field == "images" and "/subjects/" in path:  # the files the owner's server may reopen
             fields["source_paths"] = json.dumps([up.path for _, up in chunk])
+        if any(up.failure for _, up in chunk):
+            fields["read_failures"] = json.dumps([list(up.failure) if up.failure else None for _, up in chunk])
         try:
             yield chunk, self._request("POST", path, files=[(field, up) for _, up in chunk], data=fields)
         except TooLargeError as exc:
@@ -277,7 +281,12 @@ class Client:
         given = [p for p in paths if isinstance(p, Upload)]
 
         def inputs() -> Iterator[tuple[int, Upload | FailedItem]]:
-            yield from enumerate(self._read(local))
+            for key, item in enumerate(self._read(local)):
+                # A file unreadable here goes to the server all the same, as an empty part with
+                # its failure: the server stores it, as enrolling the file directly does.
+                yield key, (item if isinstance(item, Upload) else Upload(
+                    item.path, b"", str(Path(item.path).absolute()) if self.local else None,
+                    failure=(item.reason, item.message)))
             for up in given:
                 yield 0, up
 

@@ -11,13 +11,15 @@ with and without a server.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from ..analysis.files import MAX_FILE_BYTES, display_name
+from ..analysis.files import MAX_FILE_BYTES, Upload, display_name
 from ..errors import TooLargeError, UsageError
 from .guard import is_local
 
@@ -54,6 +56,42 @@ def limits_for(request: Request, configured: Limits) -> Limits:
         return configured
     return Limits(max(configured.max_file_bytes, OWNER_LIMITS.max_file_bytes),
                   max(configured.max_request_bytes, OWNER_LIMITS.max_request_bytes))
+
+
+#: The reasons a client may report for a file it could not read (``analysis.files``' codes, and
+#: ``too_large`` for a file over the client's own limit).
+READ_FAILURES = ("not_found", "unreadable", "is_directory", "not_a_file", "empty_file", "too_large")
+MAX_FAILURE_MESSAGE = 4096
+
+
+def with_read_failures(images: list[Upload], field: str | None) -> list[Upload]:
+    """``images`` with the files the client could not read marked as such.
+
+    ``field`` (the form field ``read_failures``) is a JSON list aligned with ``images``: null,
+    or ``[reason, message]`` for a file the client could not read, sent as an empty part in its
+    place. Enrolling it stores that failure, as the direct path stores a file it cannot read,
+    so ``failures`` and ``stats`` answer the same on every path. Only reading codes are taken,
+    and the message is shown as ``display_name`` shows a file name (one printable line).
+    """
+    if not field:
+        return images
+    try:
+        given = json.loads(field)
+    except json.JSONDecodeError:
+        raise UsageError("read_failures must be a JSON list") from None
+    if not isinstance(given, list) or len(given) != len(images):
+        raise UsageError("read_failures must have one entry (null or [reason, message]) per image")
+    out: list[Upload] = []
+    for up, failure in zip(images, given):
+        if failure is None:
+            out.append(up)
+            continue
+        if (not isinstance(failure, list) or len(failure) != 2 or failure[0] not in READ_FAILURES
+                or not isinstance(failure[1], str) or up.data):
+            raise UsageError(f"read_failures: each entry is null or [reason, message] for an empty part, "
+                             f"with a reason among {', '.join(READ_FAILURES)}")
+        out.append(dataclasses.replace(up, failure=(failure[0], display_name(failure[1])[:MAX_FAILURE_MESSAGE])))
+    return out
 
 
 #: Fields whose parts are always images, with or without a file name.
