@@ -37,8 +37,6 @@ from facedb.analysis.files import MAX_FILE_BYTES
 from facedb.analysis.imaging import MAX_PIXELS
 from facedb.cli import cli
 
-pytestmark = [pytest.mark.slow, pytest.mark.dataset]
-
 #: Enrolled before the table runs (same photos in every home).
 ALICE = ("Adrien_Brody/Adrien_Brody_0002.jpg", "Adrien_Brody/Adrien_Brody_0005.jpg")
 BOB = ("Alan_Greenspan/Alan_Greenspan_0001.jpg",)
@@ -219,6 +217,8 @@ def _table(i: Inputs) -> list[tuple[str, list[str]]]:
     return steps
 
 
+@pytest.mark.slow
+@pytest.mark.dataset
 def test_every_command_answers_the_same_on_every_path(paths: dict[str, Path_], inputs: Inputs) -> None:
     homes = tuple(p.home for p in paths.values())
     mismatches: list[str] = []
@@ -271,6 +271,8 @@ def _assert_too_large_over_tcp(label: str, direct: tuple[int, Any], tcp: tuple[i
     assert rep["enrolled"] == 0 and [f["reason"] for f in rep["failed"]] == ["too_large"], (label, tcp)
 
 
+@pytest.mark.slow
+@pytest.mark.dataset
 def test_a_command_that_waited_for_the_home_is_rerun_through_the_server_that_took_it(
         tmp_path: Path, lfw_dir: Path) -> None:
     """The race: a local ``enroll`` waits for the home lock, a server takes the home meanwhile.
@@ -359,3 +361,44 @@ def test_only_the_socket_a_request_arrived_on_lifts_the_limits() -> None:
                       tcp_limits) == tcp_limits
     generous = Limits(max_file_bytes=2 * MAX_FILE_BYTES, max_request_bytes=3 * MAX_FILE_BYTES)
     assert limits_for(request(("/x/facedb.sock", None)), generous) == generous
+
+
+def test_the_client_path_and_help_import_nothing_heavy(tmp_path: Path) -> None:
+    """The backend is chosen before the command runs without opening a database: ``--help`` and
+    a command sent to a server import no numpy, OpenCV, Pillow, Chroma or SQLAlchemy."""
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "from click.testing import CliRunner\n"
+        "from facedb.cli import cli\n"
+        "out = {}\n"
+        "out['help'] = CliRunner().invoke(cli, ['search', '--help']).exit_code\n"
+        "r = CliRunner().invoke(cli, ['--home', sys.argv[1], '--server', 'http://127.0.0.1:9', 'subjects', '--json'])\n"
+        "out['served'] = [r.exit_code, json.loads(r.stdout)['reason']]\n"
+        "out['heavy'] = sorted(m for m in ('numpy', 'cv2', 'PIL', 'chromadb', 'sqlalchemy', 'onnxruntime')\n"
+        "                      if m in sys.modules)\n"
+        "print(json.dumps(out))\n")
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "home")], capture_output=True, timeout=120,
+                         env=clean_env())
+    assert res.returncode == 0, res.stderr.decode()
+    assert json.loads(res.stdout) == {"help": 0, "served": [8, "unavailable"], "heavy": []}
+    assert not (tmp_path / "home").exists(), "the client path opened the home"
+
+
+def test_read_failures_a_client_reports_are_checked() -> None:
+    """A client's report of a file it could not read becomes that failure, and nothing else: only
+    reading codes, only for an empty part, one printable line; anything else is a 422."""
+    from facedb.analysis.files import Upload
+    from facedb.errors import UsageError
+    from facedb.server.uploads import with_read_failures
+
+    parts = [Upload("a.jpg", b"jpeg bytes"), Upload("gone.jpg", b"")]
+    out = with_read_failures(parts, json.dumps([None, ["not_found", "gone.jpg: no such file\nforged line"]]))
+    assert out[0] == parts[0]
+    assert out[1].failure == ("not_found", "gone.jpg: no such file\\nforged line") and out[1].data == b""
+    assert with_read_failures(parts, None) == parts
+    for bad in ("{", json.dumps([None]), json.dumps([None, ["no_face", "x"]]), json.dumps([["not_found", "x"], None]),
+                json.dumps([None, ["not_found", 3]]), json.dumps([None, "not_found"])):
+        with pytest.raises(UsageError):
+            with_read_failures(parts, bad)

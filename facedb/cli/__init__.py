@@ -3,8 +3,10 @@ print human text or JSON.
 
 Every command is one call on a *backend*: the local ``FaceDB``, or ``facedb.client.Client``
 when a ``facedb serve`` owns the home (its socket ``<home>/facedb.sock``) or ``--server URL``
-is given. Both return the same result dataclasses, so the output and the exit codes are the
-same either way. Nothing heavy is imported before a command needs it.
+is given. Both implement ``facedb.contract.backend.Backend`` and return the same result
+dataclasses, so the output and the exit codes are the same either way. The backend is chosen
+before the command runs (``State.choose``: one look at the socket); nothing heavy is imported
+before a command needs it.
 
 Exit codes (``facedb.errors`` holds the one table): 0 success; 1 error; 2 usage error;
 3 some inputs failed (the rest was done); 4 subject not found; 5 database busy; 6 model or
