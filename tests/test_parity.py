@@ -273,20 +273,23 @@ def _assert_too_large_over_tcp(label: str, direct: tuple[int, Any], tcp: tuple[i
 
 @pytest.mark.slow
 @pytest.mark.dataset
+@pytest.mark.parametrize("command", ["enroll", "search-stdin"])
 def test_a_command_that_waited_for_the_home_is_rerun_through_the_server_that_took_it(
-        tmp_path: Path, lfw_dir: Path) -> None:
-    """The race: a local ``enroll`` waits for the home lock, a server takes the home meanwhile.
+        tmp_path: Path, lfw_dir: Path, command: str) -> None:
+    """The race: a local command waits for the home lock, a server takes the home meanwhile.
     ``HomeLock`` raises ``ServedElsewhere`` (nothing written); the CLI re-runs the command once
-    with the client backend, and prints only the re-run's answer, the one direct would give."""
+    with the client backend, and prints only the re-run's answer, the one direct would give.
+    An image read from stdin by the first run is the one the re-run sends."""
     home = tmp_path / "home"
     photo = str(lfw_dir / ALICE_PROBE)
     lock = FileLock(str(home / "facedb.lock"))
     home.mkdir(mode=0o700)
     srv = FacedbServer(home, workers=1)
     env = clean_env(FACEDB_LOCK_TIMEOUT="120")
-    with lock:  # another process holds the home
-        enroll = subprocess.Popen([*facedb_executable(), "--home", str(home), "enroll", "alice", photo, "--json"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    args = ["enroll", "alice", photo] if command == "enroll" else ["search", "-"]
+    with lock, open(photo, "rb") as stdin:  # another process holds the home
+        enroll = subprocess.Popen([*facedb_executable(), "--home", str(home), *args, "--json"],
+                                  stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         try:
             time.sleep(2.0)
             assert enroll.poll() is None, "the command should wait for the lock"
@@ -304,11 +307,16 @@ def test_a_command_that_waited_for_the_home_is_rerun_through_the_server_that_too
         out, err = enroll.communicate(timeout=180)
         assert enroll.returncode == 0, err.decode()
         rep = json.loads(out)  # one JSON document: the first run printed nothing
-        assert (rep["enrolled"], rep["duplicates"], rep["n_failed"]) == (1, 0, 0), rep
-        assert "POST /v1/subjects/{name:path}/images 200" in srv.log(), srv.log()
         assert b"Error" not in err, err.decode()
-        listed = srv.cli("subjects", "--json")
-        assert [(s["name"], s["faces"]) for s in json.loads(listed.stdout)] == [("alice", 1)]
+        if command == "enroll":
+            assert (rep["enrolled"], rep["duplicates"], rep["n_failed"]) == (1, 0, 0), rep
+            assert "POST /v1/subjects/{name:path}/images 200" in srv.log(), srv.log()
+            listed = srv.cli("subjects", "--json")
+            assert [(s["name"], s["faces"]) for s in json.loads(listed.stdout)] == [("alice", 1)]
+        else:
+            (result,) = rep["results"]
+            assert result["image"] == "<stdin>" and result["faces"] and result["error"] is None, result
+            assert "POST /v1/search 200" in srv.log(), srv.log()
     finally:
         enroll.kill()
         srv.stop()

@@ -129,13 +129,25 @@ def _read_inputs(images: tuple[str, ...], paths_from: str | None) -> list[Any]:
     inputs: list[Any] = []
     for img in images:
         if img == "-":
-            inputs.append(click.open_file("-", "rb").read())
+            inputs.append(_once("stdin", lambda: click.open_file("-", "rb").read()))
         else:
             inputs.append(img)
     if paths_from:
-        stream = click.open_file(paths_from, "r", encoding="utf-8")
-        inputs.extend(line.rstrip("\n") for line in stream if line.strip())
+        def lines() -> list[str]:
+            stream = click.open_file(paths_from, "r", encoding="utf-8")
+            return [line.rstrip("\n") for line in stream if line.strip()]
+
+        inputs.extend(_once(f"paths-from:{paths_from}", lines))
     return inputs
+
+
+def _once(key: str, read: Callable[[], Any]) -> Any:
+    """``read()``, kept for the command's re-run through a server (``FacedbGroup``): stdin
+    cannot be read twice."""
+    meta = click.get_current_context().meta
+    if f"facedb.input.{key}" not in meta:
+        meta[f"facedb.input.{key}"] = read()
+    return meta[f"facedb.input.{key}"]
 
 
 def _print_search(rep: Any) -> None:
