@@ -70,11 +70,6 @@ class State:
             raise ServedElsewhere(f"a facedb server took {self.opts.get('home') or 'the home'} while this "
                                   "command waited for it, and stopped again: run the command again")
 
-    @property
-    def remote(self) -> bool:
-        """The command goes to a server (the home's owner, or ``--server``)."""
-        return self._client is not None
-
     def backend(self, **extra: Any) -> Backend:
         """The chosen backend; ``extra`` (e.g. ``workers``) configures a local ``FaceDB``."""
         if self._backend is None:
