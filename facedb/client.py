@@ -15,7 +15,7 @@ import socket
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from . import trace
@@ -44,6 +44,9 @@ from .contract.models import (
 from .contract.names import subject_from_filename, validate_subject_name
 from .errors import FacedbError, ImageError, TooLargeError, UnavailableError, error_from
 from .store.sockets import server_listening
+
+if TYPE_CHECKING:
+    from .contract.backend import By, MultiFace, NameFrom, Scope, Scoring
 
 #: Images and bytes per request at most (within the server's default limits; a server with
 #: lower ones answers 413 and the chunk is split).
@@ -207,7 +210,9 @@ class Client:
     def _chunks(self, uploads: Iterator[tuple[int, Upload | FailedItem]]
                 ) -> Iterator[tuple[int, FailedItem] | list[tuple[int, Upload]]]:
         """Group keyed uploads into requests of at most ``CHUNK_FILES`` images and
-        ``CHUNK_BYTES`` bytes; failures (files unreadable here) come out alone, as (key, item)."""
+        ``CHUNK_BYTES`` bytes; a file larger than ``CHUNK_BYTES`` goes alone (the owner's socket
+        takes files up to the direct path's limit). Failures (files unreadable here) come out
+        alone, as (key, item)."""
         chunk: list[tuple[int, Upload]] = []
         size = 0
         for key, up in uploads:
@@ -230,6 +235,8 @@ class Client:
         fields = dict(data)
         if self.local and field == "images" and "/subjects/" in path:  # the files the owner's server may reopen
             fields["source_paths"] = json.dumps([up.path for _, up in chunk])
+        if any(up.failure for _, up in chunk):
+            fields["read_failures"] = json.dumps([list(up.failure) if up.failure else None for _, up in chunk])
         try:
             yield chunk, self._request("POST", path, files=[(field, up) for _, up in chunk], data=fields)
         except TooLargeError as exc:
@@ -265,7 +272,7 @@ class Client:
         return Upload(str(image), files.read_bytes(image))
 
     # -- enrollment ------------------------------------------------------------------------------
-    def enroll(self, subject: str, paths: Sequence[str | os.PathLike[str] | Upload], *, multi_face: str = "largest",
+    def enroll(self, subject: str, paths: Sequence[str | os.PathLike[str] | Upload], *, multi_face: MultiFace = "largest",
                metadata: dict[str, Any] | None = None, progress: ProgressFn | None = None,
                quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR) -> EnrollReport:
         validate_subject_name(subject)
@@ -274,7 +281,12 @@ class Client:
         given = [p for p in paths if isinstance(p, Upload)]
 
         def inputs() -> Iterator[tuple[int, Upload | FailedItem]]:
-            yield from enumerate(self._read(local))
+            for key, item in enumerate(self._read(local)):
+                # A file unreadable here goes to the server all the same, as an empty part with
+                # its failure: the server stores it, as enrolling the file directly does.
+                yield key, (item if isinstance(item, Upload) else Upload(
+                    item.path, b"", str(Path(item.path).absolute()) if self.local else None,
+                    failure=(item.reason, item.message)))
             for up in given:
                 yield 0, up
 
@@ -301,7 +313,7 @@ class Client:
                     progress(len(part_chunk))
         return rep
 
-    def import_dir(self, root: str | os.PathLike[str], *, name_from: str = "dir", multi_face: str = "largest",
+    def import_dir(self, root: str | os.PathLike[str], *, name_from: NameFrom = "dir", multi_face: MultiFace = "largest",
                    progress: ProgressFn | None = None, quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR
                    ) -> ImportReport:
         base = Path(root)
@@ -337,8 +349,8 @@ class Client:
 
     # -- search ------------------------------------------------------------------------------------
     def search(self, images: Sequence[str | os.PathLike[str] | bytes | Upload], *, k: int = 3,
-               threshold: float | None = None, by: str = "subject", reference: bool = False,
-               scoring: str = "template") -> SearchReport:
+               threshold: float | None = None, by: By = "subject", reference: bool = False,
+               scoring: Scoring = "template") -> SearchReport:
         results: list[ImageResult | None] = [None] * len(images)
 
         def inputs() -> Iterator[tuple[int, Upload | FailedItem]]:
@@ -415,7 +427,7 @@ class Client:
         return rep
 
     # -- keys and audit -----------------------------------------------------------------------------
-    def create_key(self, name: str, scope: str) -> KeyInfo:
+    def create_key(self, name: str, scope: Scope) -> KeyInfo:
         return KeyInfo.from_dict(self._request("POST", "/v1/keys", json_body={"name": name, "scope": scope}))
 
     def keys(self) -> list[KeyInfo]:

@@ -306,10 +306,14 @@ def test_upload_limits_answer_413(tmp_path: Path, people: dict[str, list[Path]])
         assert many.status_code == 413 and "per request" in many.json()["error"]
         # The CLI splits what the server refuses and fails only the file that is too large alone.
         (tmp_path / "big.jpg").write_bytes(os.urandom(80_000))
-        res = srv.cli("search", str(small), str(tmp_path / "big.jpg"), "--json")
+        res = srv.cli("--server", srv.url, "--api-key", key, "search", str(small), str(tmp_path / "big.jpg"), "--json")
         assert res.returncode == 3, res.stderr.decode()
         out = json.loads(res.stdout)["results"]
         assert out[0]["faces"] and out[1]["reason"] == "too_large"
+        # The owner's socket has the direct path's limits: the same file is read (and is no image).
+        res = srv.cli("search", str(small), str(tmp_path / "big.jpg"), "--json")
+        out = json.loads(res.stdout)["results"]
+        assert out[0]["faces"] and out[1]["reason"] == "not_an_image", out
         assert httpx.get(srv.url + "/healthz").status_code == 200
 
 

@@ -125,8 +125,13 @@ class Upload:
     ``name`` labels the image in results and messages. ``path`` is set only by a trusted local
     client (the owner's CLI over the home's socket) for bytes it read from that file: the
     catalog then records the file as the image's source, so ``reindex`` and thumbnails can
-    open it later. facedb never opens a path a remote client names."""
+    open it later. facedb never opens a path a remote client names.
+
+    ``failure`` (reason, message) is set instead of ``data`` for a file the client could not
+    read (missing, unreadable...): enrolling it stores that failure, as enrolling the file
+    directly does, so ``failures`` and ``stats`` answer the same with and without a server."""
 
     name: str
     data: bytes
     path: str | None = None
+    failure: tuple[str, str] | None = None

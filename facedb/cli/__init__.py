@@ -3,8 +3,10 @@ print human text or JSON.
 
 Every command is one call on a *backend*: the local ``FaceDB``, or ``facedb.client.Client``
 when a ``facedb serve`` owns the home (its socket ``<home>/facedb.sock``) or ``--server URL``
-is given. Both return the same result dataclasses, so the output and the exit codes are the
-same either way. Nothing heavy is imported before a command needs it.
+is given. Both implement ``facedb.contract.backend.Backend`` and return the same result
+dataclasses, so the output and the exit codes are the same either way. The backend is chosen
+before the command runs (``State.choose``: one look at the socket); nothing heavy is imported
+before a command needs it.
 
 Exit codes (``facedb.errors`` holds the one table): 0 success; 1 error; 2 usage error;
 3 some inputs failed (the rest was done); 4 subject not found; 5 database busy; 6 model or
@@ -17,46 +19,69 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from ..errors import FacedbError
 
+if TYPE_CHECKING:
+    from ..api import FaceDB
+    from ..client import Client
+    from ..contract.backend import Backend
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_NOT_FOUND, EXIT_BUSY, EXIT_MODEL, EXIT_INDEX = range(8)
 EXIT_UNAVAILABLE, EXIT_AUTH = 8, 9
 
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+HELP_OPTIONS = ["-h", "--help"]
+CONTEXT_SETTINGS = {"help_option_names": HELP_OPTIONS, "max_content_width": 100}
 
 
 class State:
-    """Global options; the backend is chosen and opened on first use so ``--help`` stays instant."""
+    """Global options, and the backend every command calls.
 
-    def __init__(self, **opts: Any) -> None:
+    Which backend is decided before the command runs (``choose``): the client when ``--server``
+    is given or a ``facedb serve`` listens on the home's socket, else the local ``FaceDB``. The
+    local one is opened on first use (``backend(workers=...)`` passes the command's options), so
+    ``--help`` stays instant and the client path imports nothing heavy.
+    """
+
+    def __init__(self, *, served: bool = False, **opts: Any) -> None:
         self.server: str | None = opts.pop("server", None)
         self.api_key: str | None = opts.pop("api_key", None)
         self.opts = opts
-        self._backend: Any = None
+        #: This run is the re-run of a command whose local backend found the home taken by a
+        #: server (``ServedElsewhere``): it must go to that server.
+        self.served = served
+        self._client: Client | None = None
+        self._backend: Backend | None = None
+        #: A local ``FaceDB`` was opened as this command's backend: a ``ServedElsewhere`` from it
+        #: may re-run the command through the server (see ``FacedbGroup``).
+        self.opened_local = False
 
-    def backend(self, **extra: Any) -> Any:
-        """The server's client when a server owns the home (or ``--server``), else a ``FaceDB``
-        that hands over to the server if one takes the home while the command waits for it."""
-        if self._backend is None:
-            from ..client import connect
+    def choose(self) -> None:
+        """Pick the backend now, before the command runs (cheap: no database is opened)."""
+        from ..client import connect
+
+        self._client = connect(self.server, self.api_key, self.opts.get("home"))
+        if self._client is None and self.served:
             from ..errors import ServedElsewhere
 
-            self._backend = connect(self.server, self.api_key, self.opts.get("home"))
-            if self._backend is None:
-                from ..api import FaceDB
+            raise ServedElsewhere(f"a facedb server took {self.opts.get('home') or 'the home'} while this "
+                                  "command waited for it, and stopped again: run the command again")
 
-                try:
-                    self._backend = _HandOver(self, FaceDB(**self.opts, **extra))
-                except ServedElsewhere:
-                    self._backend = connect(None, None, self.opts.get("home"))
+    def backend(self, **extra: Any) -> Backend:
+        """The chosen backend; ``extra`` (e.g. ``workers``) configures a local ``FaceDB``."""
+        if self._backend is None:
+            if self._client is not None:
+                self._backend = self._client
+            else:
+                self.opened_local = True
+                self._backend = self.local(**extra)
         return self._backend
 
-    def local(self, **extra: Any) -> Any:
-        """A local ``FaceDB`` (commands that must run here, e.g. ``serve``)."""
+    def local(self, **extra: Any) -> FaceDB:
+        """A local ``FaceDB`` (commands that must run here, e.g. ``serve`` and ``migrate``)."""
         from ..api import FaceDB
 
         return FaceDB(**self.opts, **extra)
@@ -65,39 +90,53 @@ class State:
         if self._backend is not None:
             self._backend.close()
             self._backend = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
 
-class _HandOver:
-    """A local ``FaceDB`` whose calls go to the server instead if a ``facedb serve`` took the
-    home while the call waited for it (nothing was written by then: it never got the lock)."""
+class FacedbGroup(click.Group):
+    """The ``facedb`` group: runs the command; re-runs it once through the server when a
+    ``facedb serve`` took the home while the local ``FaceDB`` waited for the home lock.
 
-    def __init__(self, state: State, local: Any) -> None:
-        self._state = state
-        self._local = local
+    ``HomeLock`` raises ``ServedElsewhere`` only while waiting for the lock, so the local run
+    had not written anything under that wait (a command that writes in several batches, e.g. a
+    large ``enroll``, may have written earlier ones: the re-run reports those photos as
+    duplicates, and stores nothing twice). The re-run's output is the only output: commands print
+    after their backend call, and ``handle_errors`` lets ``ServedElsewhere`` through unprinted.
+    """
 
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._local, name)
-        if not callable(attr):
-            return attr
+    def invoke(self, ctx: click.Context) -> Any:
+        from ..errors import ServedElsewhere
 
-        def call(*args: Any, **kwargs: Any) -> Any:
-            from ..client import connect
-            from ..errors import ServedElsewhere
-
+        args = [*ctx._protected_args, *ctx.args]
+        ctx.meta[_ARGS] = args
+        try:
+            return super().invoke(ctx)
+        except ServedElsewhere as exc:
+            state = ctx.obj
+            if not isinstance(state, State) or not state.opened_local or state.served:
+                _fail(exc, args)
+            ctx.obj = _RERUN
+            ctx._protected_args, ctx.args = args[:1], args[1:]
             try:
-                return attr(*args, **kwargs)
-            except ServedElsewhere:
-                client = connect(None, None, self._state.opts.get("home"))
-                if client is None:
-                    raise
-                self._local.close()
-                self._local = client
-                return getattr(client, name)(*args, **kwargs)
+                return super().invoke(ctx)
+            except ServedElsewhere as again:
+                _fail(again, args)
 
-        return call
 
-    def close(self) -> None:
-        self._local.close()
+#: ``ctx.meta`` key: the command line after the group's options (the command and its arguments).
+_ARGS = "facedb.args"
+#: ``ctx.obj`` of a re-run: the group callback builds a ``State`` that must use the server.
+_RERUN = object()
+
+
+def _fail(exc: FacedbError, args: list[str]) -> NoReturn:
+    """The error that ``handle_errors`` let through, reported as it reports every error."""
+    if "--json" in args:
+        emit_json({"error": str(exc), "reason": exc.reason, "exit_code": exc.exit_code})
+    click.echo(f"Error: {exc}", err=True)
+    sys.exit(exc.exit_code)
 
 
 pass_state = click.make_pass_decorator(State)
@@ -114,8 +153,12 @@ def emit_json(data: Any) -> None:
 @contextmanager
 def handle_errors(as_json: bool = False) -> Iterator[None]:
     """Turn facedb exceptions into one clear line on stderr and a documented exit code."""
+    from ..errors import ServedElsewhere
+
     try:
         yield
+    except ServedElsewhere:
+        raise  # the group re-runs the command through the server (FacedbGroup)
     except FacedbError as exc:
         if as_json:
             emit_json({"error": str(exc), "reason": exc.reason, "exit_code": exc.exit_code})
@@ -141,7 +184,7 @@ class _NoBar:
         return None
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+@click.group(cls=FacedbGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(package_name="facedb-service")
 @click.option("--home", type=click.Path(file_okay=False), envvar="FACEDB_HOME",
               help="Database home directory [env FACEDB_HOME; default: per-user data dir].")
@@ -183,9 +226,14 @@ def cli(ctx: click.Context, home: str | None, db_url: str | None, pack: str | No
     4 subject not found, 5 database busy, 6 model or dependency problem, 7 index inconsistent,
     8 server or store unreachable, 9 API key refused.
     """
-    ctx.obj = State(home=home, db_url=db_url, pack=pack, models_dir=models_dir, lock_timeout=lock_timeout,
-                    chroma_url=chroma_url, server=server, api_key=api_key)
-    ctx.call_on_close(ctx.obj.close)
+    state = State(home=home, db_url=db_url, pack=pack, models_dir=models_dir, lock_timeout=lock_timeout,
+                  chroma_url=chroma_url, server=server, api_key=api_key, served=ctx.obj is _RERUN)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+    args = ctx.meta.get(_ARGS, [])
+    if ctx.invoked_subcommand is not None and not any(a in HELP_OPTIONS for a in args):
+        with handle_errors("--json" in args):
+            state.choose()
 
 
 from . import commands, evaluate, service  # noqa: E402,F401  (registers the commands)

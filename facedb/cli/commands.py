@@ -4,9 +4,12 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from ..contract.backend import By, MultiFace, NameFrom, Scoring
 
 from . import EXIT_INDEX, EXIT_PARTIAL, State, cli, emit_json, handle_errors, json_option, pass_state, progress_bar
 
@@ -39,7 +42,7 @@ def _run_ingest(state: State, quiet: bool, workers: int | None, total: int, labe
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @json_option
 @pass_state
-def enroll(state: State, name: str, paths: tuple[str, ...], multi_face: str, min_quality: str,
+def enroll(state: State, name: str, paths: tuple[str, ...], multi_face: MultiFace, min_quality: str,
            metadata: str | None, workers: int | None, quiet: bool, as_json: bool) -> None:
     """Enroll the faces in PATHS (image files or directories) as subject NAME.
 
@@ -89,8 +92,8 @@ def enroll(state: State, name: str, paths: tuple[str, ...], multi_face: str, min
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @json_option
 @pass_state
-def import_(state: State, directory: str, name_from: str, multi_face: str, min_quality: str, workers: int | None,
-            quiet: bool, as_json: bool) -> None:
+def import_(state: State, directory: str, name_from: NameFrom, multi_face: MultiFace, min_quality: str,
+            workers: int | None, quiet: bool, as_json: bool) -> None:
     """Bulk-enroll a folder of subjects.
 
     \b
@@ -126,13 +129,25 @@ def _read_inputs(images: tuple[str, ...], paths_from: str | None) -> list[Any]:
     inputs: list[Any] = []
     for img in images:
         if img == "-":
-            inputs.append(click.open_file("-", "rb").read())
+            inputs.append(_once("stdin", lambda: click.open_file("-", "rb").read()))
         else:
             inputs.append(img)
     if paths_from:
-        stream = click.open_file(paths_from, "r", encoding="utf-8")
-        inputs.extend(line.rstrip("\n") for line in stream if line.strip())
+        def lines() -> list[str]:
+            stream = click.open_file(paths_from, "r", encoding="utf-8")
+            return [line.rstrip("\n") for line in stream if line.strip()]
+
+        inputs.extend(_once(f"paths-from:{paths_from}", lines))
     return inputs
+
+
+def _once(key: str, read: Callable[[], Any]) -> Any:
+    """``read()``, kept for the command's re-run through a server (``FacedbGroup``): stdin
+    cannot be read twice."""
+    meta = click.get_current_context().meta
+    if f"facedb.input.{key}" not in meta:
+        meta[f"facedb.input.{key}"] = read()
+    return meta[f"facedb.input.{key}"]
 
 
 def _print_search(rep: Any) -> None:
@@ -174,8 +189,8 @@ def _print_search(rep: Any) -> None:
               help="Worker processes for detection when searching 32 or more files [default: cores].")
 @json_option
 @pass_state
-def search(state: State, images: tuple[str, ...], k: int, threshold: float | None, by: str, reference: bool,
-           scoring: str, paths_from: str | None, workers: int | None, as_json: bool) -> None:
+def search(state: State, images: tuple[str, ...], k: int, threshold: float | None, by: By, reference: bool,
+           scoring: Scoring, paths_from: str | None, workers: int | None, as_json: bool) -> None:
     """Who is in each IMAGE? Lists every face with its nearest subjects.
 
     Use '-' as IMAGE to read one image from stdin. A face whose best distance is above the
@@ -491,7 +506,7 @@ def migrate(state: State, to_db_url: str | None, to_chroma_url: str | None, to_h
       facedb --db-url postgresql+psycopg://... --chroma-url http://... migrate --to-home ~/faces-copy
     """
     with handle_errors(as_json):
-        rep = state.backend().migrate_to(db_url=to_db_url, chroma_url=to_chroma_url, home=to_home)
+        rep = state.local().migrate_to(db_url=to_db_url, chroma_url=to_chroma_url, home=to_home)
         if as_json:
             emit_json(rep.to_dict())
         else:

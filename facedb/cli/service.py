@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from ..contract.backend import Scope
 
 from . import State, cli, emit_json, handle_errors, json_option, pass_state
 
@@ -84,7 +88,7 @@ def keys() -> None:
 @click.option("--scope", type=click.Choice(["read", "write", "admin"]), required=True)
 @json_option
 @pass_state
-def keys_create(state: State, name: str, scope: str, as_json: bool) -> None:
+def keys_create(state: State, name: str, scope: Scope, as_json: bool) -> None:
     """Create API key NAME; the key is printed once and only its hash is stored.
 
     \b

@@ -60,19 +60,23 @@ class _Item:
     path: Path | None = None
     data: bytes | None = None
     source: str = "file"
+    #: (reason, message): a file the client could not read (see ``Upload.failure``).
+    failure: tuple[str, str] | None = None
 
     @property
     def stored_path(self) -> str:
         return str(self.path.absolute()) if self.path is not None else self.label
 
     def read(self) -> bytes:
+        if self.failure is not None:
+            raise ImageError(*self.failure)
         return self.data if self.data is not None else files.read_bytes(self.path)  # type: ignore[arg-type]
 
 
 def upload_item(subject: str, up: Upload) -> _Item:
     if up.path:
-        return _Item(subject, up.name, data=up.data, source="file", path=Path(up.path))
-    return _Item(subject, up.name, data=up.data, source="upload")
+        return _Item(subject, up.name, data=up.data, source="file", path=Path(up.path), failure=up.failure)
+    return _Item(subject, up.name, data=up.data, source="upload", failure=up.failure)
 
 
 class Ingestor:

@@ -32,7 +32,7 @@ from ..api import FaceDB
 from ..errors import AuthError, FacedbError, OverloadedError, UsageError
 from ..operations.gatekeeper import acting_as
 from .guard import Admission, Caller, KeyCheck
-from .uploads import Limits, read_form
+from .uploads import Limits, read_form, with_read_failures
 
 log = logging.getLogger("facedb.server")
 T = TypeVar("T")
@@ -272,7 +272,8 @@ def create_app(db: FaceDB, config: ServerConfig | None = None) -> FastAPI:
         ``quality_floor``: "default", "off" or ``eye_px=12,blur=10``).
         Partial success: the report lists every rejected file with its reason."""
         form = await read_form(request, limits)
-        images = _uploads(form.files.get("images", []), form.text("source_paths"), caller)
+        images = with_read_failures(_uploads(form.files.get("images", []), form.text("source_paths"), caller),
+                                    form.text("read_failures"))
         if not images:
             raise UsageError("send at least one image in the multipart field 'images'")
         multi_face = _choice(form.text("multi_face"), "multi_face", ("largest", "skip"))
