@@ -17,7 +17,9 @@ Every problem with one input becomes an ``ImageError`` whose ``reason`` is a sho
 HEIC/HEIF (the iPhone's photo format) is decoded by pillow-heif, whose Pillow plugin is
 registered on the first decode that needs more than the core plugins (never on import: the
 thin client imports no image library). It goes through the same checks as every format: the
-size declared in the container is checked before any pixel is decoded. Its orientation comes
+sizes declared in the container (the displayed size, and the coded size of every image item:
+a small ``clap`` crop may sit over a huge image) are checked before any pixel is decoded, and a
+container pillow-heif cannot parse is ``corrupt_image``. Its orientation comes
 from the container's ``irot``/``imir`` boxes, which libheif applies while decoding, as HEIF
 specifies; an EXIF Orientation tag inside a HEIF (iPhones write one repeating the boxes) is reset
 by pillow-heif and never applied a second time. A file holding several images gives its primary
@@ -31,6 +33,7 @@ import os
 import struct
 import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,6 +116,45 @@ def _looks_like_heif(data: bytes) -> bool:
     return data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS
 
 
+def _boxes(data: bytes, start: int, end: int, kind: bytes) -> Iterator[tuple[int, int]]:
+    """The (payload start, end) of each ISO-BMFF box of type ``kind`` in ``data[start:end]``;
+    stops quietly at the first malformed box (libheif reports what is wrong with the file)."""
+    pos = start
+    while pos + 8 <= end:
+        size, found = struct.unpack_from(">I4s", data, pos)
+        header = 8
+        if size == 1:  # 64-bit size
+            if pos + 16 > end:
+                return
+            size, header = struct.unpack_from(">Q", data, pos + 8)[0], 16
+        elif size == 0:  # to the end of the enclosing box
+            size = end - pos
+        if size < header or pos + size > end:
+            return
+        if found == kind:
+            yield pos + header, pos + size
+        pos += size
+
+
+def _heif_coded_size(data: bytes) -> tuple[int, int]:
+    """The largest width x height any ``ispe`` property of a HEIF file declares (0x0 if none).
+
+    The size Pillow reports is the displayed one, after the ``clap`` crop: a small clean
+    aperture over a huge coded image would pass the pixel check and then be decoded in full,
+    so the coded size of every image item (a grid, its tiles, a thumbnail) is checked as well.
+    Read from the boxes meta > iprp > ipco > ispe, never from the coded data."""
+    best = (0, 0)
+    for meta, meta_end in _boxes(data, 0, len(data), b"meta"):
+        for iprp, iprp_end in _boxes(data, meta + 4, meta_end, b"iprp"):  # meta is a full box
+            for ipco, ipco_end in _boxes(data, iprp, iprp_end, b"ipco"):
+                for ispe, ispe_end in _boxes(data, ipco, ipco_end, b"ispe"):
+                    if ispe_end - ispe >= 12:
+                        w, h = struct.unpack_from(">II", data, ispe + 4)  # after version + flags
+                        if w * h > best[0] * best[1]:
+                            best = (w, h)
+    return best
+
+
 def _accepted_formats() -> tuple[str, ...]:
     Image.init()
     _register_heif()
@@ -155,6 +197,13 @@ def decode(data: bytes, name: str = "<image>") -> LoadedImage:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = _open(io.BytesIO(data))
             w, h = img.size
+            if img.format == "HEIF":
+                cw, ch = _heif_coded_size(data)
+                if cw * ch > MAX_PIXELS:
+                    raise ImageError(
+                        "too_many_pixels",
+                        f"{shown}: {cw}x{ch} coded pixels is over the {MAX_PIXELS:,} pixel limit (not decoded)",
+                    )
             if w * h > MAX_PIXELS:
                 raise ImageError(
                     "too_many_pixels",
@@ -186,7 +235,7 @@ def decode(data: bytes, name: str = "<image>") -> LoadedImage:
     except MemoryError:
         raise ImageError("too_many_pixels", f"{shown}: out of memory while decoding") from None
     except _DECODER_ERRORS as exc:
-        raise ImageError("corrupt_image", f"{shown}: corrupt or truncated image ({display_name(str(exc))})") from None
+        raise ImageError("corrupt_image", f"{shown}: corrupt or truncated image ({display_name(str(exc).strip())})") from None
     if min(pixels.shape[:2]) < MIN_SIDE:
         raise ImageError(
             "too_small", f"{shown}: {pixels.shape[1]}x{pixels.shape[0]} pixels is too small to hold a face"
