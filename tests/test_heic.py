@@ -299,7 +299,8 @@ def test_heic_upload_enrolls_over_http(people: dict[str, list[Path]], tmp_path: 
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["enrolled"] == 1 and body["n_failed"] == 1
-        assert [f["reason"] for f in body["failed"]] == ["corrupt_image"]
+        (sub,) = body["subjects"]
+        assert [(f["path"], f["reason"]) for f in sub["failed"]] == [("IMG_0043.HEIC", "corrupt_image")]
         s = httpx.post(srv.url + "/v1/search", files=image_files([people["person2"][1]]),
                        headers=bearer(key), timeout=180)
         assert s.status_code == 200, s.text
