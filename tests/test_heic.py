@@ -186,6 +186,29 @@ def test_rotated_heic_is_upright_and_found(home: Path, people: dict[str, list[Pa
     assert [f.identity for f in faces] == ["person4"]
 
 
+def test_grid_heic_like_an_iphone_photo(home: Path, people: dict[str, list[Path]],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """iPhones store a photo as a grid of 512x512 HEVC tiles: assembled whole, and the grid's
+    declared size is the one checked against the pixel limit."""
+    face = rgb(people["person2"][1])
+    big = face.resize((face.width * 4, face.height * 4), Image.Resampling.LANCZOS)
+    monkeypatch.setattr(pillow_heif.options, "GRID_TILE_SIZE", 512)
+    data = heic_bytes(big)
+    monkeypatch.setattr(pillow_heif.options, "GRID_TILE_SIZE", 0)
+    assert b"grid" in data and data.count(b"ispe") == 2  # the grid's size, the tiles' size
+    pixels = imaging.decode(data, "IMG_0001.HEIC").pixels
+    assert mean_abs_diff(pixels, np.ascontiguousarray(np.asarray(big)[..., ::-1])) < 4
+    with FaceDB(home=home, workers=1) as db:
+        faces = db.search([Upload("IMG_0001.HEIC", data)], k=1).results[0].faces
+    assert [f.identity for f in faces] == ["person2"]
+    grid = struct.pack(">II", *big.size)
+    assert data.count(b"ispe\0\0\0\0" + grid) == 1
+    bomb = data.replace(b"ispe\0\0\0\0" + grid, b"ispe\0\0\0\0" + struct.pack(">II", 12000, 9000))
+    with pytest.raises(ImageError) as err:
+        imaging.decode(bomb, "bomb.heic")
+    assert err.value.reason == "too_many_pixels"
+
+
 # -- limits and damage ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("side", [9000, 40000])  # 81 M pixels (our limit), 1.6 G (Pillow's bomb check too)
