@@ -144,14 +144,15 @@ def _heif_coded_size(data: bytes) -> tuple[int, int]:
     so the coded size of every image item (a grid, its tiles, a thumbnail) is checked as well.
     Read from the boxes meta > iprp > ipco > ispe, never from the coded data."""
     best = (0, 0)
-    for meta, meta_end in _boxes(data, 0, len(data), b"meta"):
-        for iprp, iprp_end in _boxes(data, meta + 4, meta_end, b"iprp"):  # meta is a full box
-            for ipco, ipco_end in _boxes(data, iprp, iprp_end, b"ipco"):
-                for ispe, ispe_end in _boxes(data, ipco, ipco_end, b"ispe"):
-                    if ispe_end - ispe >= 12:
-                        w, h = struct.unpack_from(">II", data, ispe + 4)  # after version + flags
-                        if w * h > best[0] * best[1]:
-                            best = (w, h)
+    # One meta, one iprp, one ipco (as libheif reads them): stop at the first of each.
+    meta = next(_boxes(data, 0, len(data), b"meta"), None)
+    iprp = next(_boxes(data, meta[0] + 4, meta[1], b"iprp"), None) if meta else None  # meta: a full box
+    ipco = next(_boxes(data, iprp[0], iprp[1], b"ipco"), None) if iprp else None
+    for ispe, ispe_end in _boxes(data, ipco[0], ipco[1], b"ispe") if ipco else ():
+        if ispe_end - ispe >= 12:
+            w, h = struct.unpack_from(">II", data, ispe + 4)  # after version + flags
+            if w * h > best[0] * best[1]:
+                best = (w, h)
     return best
 
 
