@@ -10,8 +10,20 @@ Every problem with one input becomes an ``ImageError`` whose ``reason`` is a sho
 ``too_large``        more than ``MAX_FILE_BYTES`` bytes
 ``too_many_pixels``  the header announces more than ``MAX_PIXELS`` pixels (refused before decoding)
 ``not_an_image``     not one of the accepted formats (``ACCEPTED_FORMATS``)
-``corrupt_image``    a recognised format that fails to decode (truncated, damaged)
+``corrupt_image``    a recognised format that fails to decode (truncated, damaged; a HEIF
+                     container whose boxes cannot be read counts as recognised)
 ``too_small``        a side shorter than ``MIN_SIDE`` pixels
+
+HEIC/HEIF (the iPhone's photo format) is decoded by pillow-heif, whose Pillow plugin is
+registered on the first decode that needs more than the core plugins (never on import: the
+thin client imports no image library). It goes through the same checks as every format: the
+sizes declared in the container (the displayed size, and the coded size of every image item:
+a small ``clap`` crop may sit over a huge image) are checked before any pixel is decoded, and a
+container pillow-heif cannot parse is ``corrupt_image``. Its orientation comes
+from the container's ``irot``/``imir`` boxes, which libheif applies while decoding, as HEIF
+specifies; an EXIF Orientation tag inside a HEIF (iPhones write one repeating the boxes) is reset
+by pillow-heif and never applied a second time. A file holding several images gives its primary
+image; 10- and 12-bit images are reduced to 8 bits.
 """
 from __future__ import annotations
 
@@ -19,7 +31,9 @@ import hashlib
 import io
 import os
 import struct
+import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +52,11 @@ MIN_SIDE = 32
 #: Pillow formats we try, in this order. Only photo formats: weak-magic formats (TGA...) would
 #: "recognise" junk, and some plugins are unsafe on untrusted input (EPS runs Ghostscript).
 ACCEPTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "DIB", "PPM", "JPEG2000", "AVIF", "HEIF")
+
+#: Major brands of an ISO-BMFF ``ftyp`` box that pillow-heif's plugin claims (HEVC-coded HEIF).
+_HEIF_BRANDS = frozenset((b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"))
+_heif_lock = threading.Lock()
+_heif_state: list[bool] = []  # [available] once registration was attempted
 
 _EXIF_ORIENTATION = 0x0112
 _ORIENTATION_TRANSPOSE = {
@@ -71,8 +90,75 @@ class LoadedImage:
         return int(self.pixels.shape[0])
 
 
+def _register_heif() -> bool:
+    """Register pillow-heif's HEIF opener with Pillow, once per process; False when it is missing.
+
+    Lazy because importing it loads libheif (and the thin client must not import it at all);
+    under a lock because the server decodes in several threads. Only the opener is registered,
+    with pillow-heif's default options: it opens the primary image and converts 10/12-bit
+    images to 8 bits, which is what ``_to_bgr`` expects."""
+    if _heif_state:
+        return _heif_state[0]
+    with _heif_lock:
+        if not _heif_state:
+            try:
+                import pillow_heif
+            except ImportError:  # an install without the dependency: HEIC stays not_an_image
+                _heif_state.append(False)
+            else:
+                pillow_heif.register_heif_opener()
+                _heif_state.append(True)
+    return _heif_state[0]
+
+
+def _looks_like_heif(data: bytes) -> bool:
+    """The file starts with an ``ftyp`` box naming a HEVC HEIF brand (what pillow-heif claims)."""
+    return data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS
+
+
+def _boxes(data: bytes, start: int, end: int, kind: bytes) -> Iterator[tuple[int, int]]:
+    """The (payload start, end) of each ISO-BMFF box of type ``kind`` in ``data[start:end]``;
+    stops quietly at the first malformed box (libheif reports what is wrong with the file)."""
+    pos = start
+    while pos + 8 <= end:
+        size, found = struct.unpack_from(">I4s", data, pos)
+        header = 8
+        if size == 1:  # 64-bit size
+            if pos + 16 > end:
+                return
+            size, header = struct.unpack_from(">Q", data, pos + 8)[0], 16
+        elif size == 0:  # to the end of the enclosing box
+            size = end - pos
+        if size < header or pos + size > end:
+            return
+        if found == kind:
+            yield pos + header, pos + size
+        pos += size
+
+
+def _heif_coded_size(data: bytes) -> tuple[int, int]:
+    """The largest width x height any ``ispe`` property of a HEIF file declares (0x0 if none).
+
+    The size Pillow reports is the displayed one, after the ``clap`` crop: a small clean
+    aperture over a huge coded image would pass the pixel check and then be decoded in full,
+    so the coded size of every image item (a grid, its tiles, a thumbnail) is checked as well.
+    Read from the boxes meta > iprp > ipco > ispe, never from the coded data."""
+    best = (0, 0)
+    # One meta, one iprp, one ipco (as libheif reads them): stop at the first of each.
+    meta = next(_boxes(data, 0, len(data), b"meta"), None)
+    iprp = next(_boxes(data, meta[0] + 4, meta[1], b"iprp"), None) if meta else None  # meta: a full box
+    ipco = next(_boxes(data, iprp[0], iprp[1], b"ipco"), None) if iprp else None
+    for ispe, ispe_end in _boxes(data, ipco[0], ipco[1], b"ispe") if ipco else ():
+        if ispe_end - ispe >= 12:
+            w, h = struct.unpack_from(">II", data, ispe + 4)  # after version + flags
+            if w * h > best[0] * best[1]:
+                best = (w, h)
+    return best
+
+
 def _accepted_formats() -> tuple[str, ...]:
     Image.init()
+    _register_heif()
     return tuple(f for f in ACCEPTED_FORMATS if f in Image.OPEN)
 
 
@@ -80,7 +166,8 @@ def _open(buf: io.BytesIO) -> Image.Image:
     """``Image.open`` restricted to the accepted formats.
 
     The common formats (JPEG, PNG, GIF, BMP, PPM) are tried with only Pillow's five core
-    plugins loaded; every other plugin (about 40 modules) is imported only when that fails.
+    plugins loaded; every other plugin (about 40 modules, and pillow-heif for HEIC/HEIF) is
+    imported only when that fails.
     """
     Image.preinit()
     common = tuple(f for f in ACCEPTED_FORMATS if f in Image.OPEN)
@@ -111,6 +198,13 @@ def decode(data: bytes, name: str = "<image>") -> LoadedImage:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = _open(io.BytesIO(data))
             w, h = img.size
+            if img.format == "HEIF":
+                cw, ch = _heif_coded_size(data)
+                if cw * ch > MAX_PIXELS:
+                    raise ImageError(
+                        "too_many_pixels",
+                        f"{shown}: {cw}x{ch} coded pixels is over the {MAX_PIXELS:,} pixel limit (not decoded)",
+                    )
             if w * h > MAX_PIXELS:
                 raise ImageError(
                     "too_many_pixels",
@@ -128,13 +222,21 @@ def decode(data: bytes, name: str = "<image>") -> LoadedImage:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError("too_many_pixels", f"{shown}: image is too large to decode safely (not decoded)") from None
     except UnidentifiedImageError:
+        if _looks_like_heif(data):
+            if _register_heif():  # pillow-heif refused the container: its boxes are damaged
+                raise ImageError(
+                    "corrupt_image", f"{shown}: corrupt or truncated HEIC/HEIF image (its header cannot be read)"
+                ) from None
+            raise ImageError(
+                "not_an_image", f"{shown}: HEIC/HEIF images need pillow-heif (pip install pillow-heif)"
+            ) from None
         raise ImageError(
             "not_an_image", f"{shown}: not a recognised image format (accepted: {', '.join(_accepted_formats())})"
         ) from None
     except MemoryError:
         raise ImageError("too_many_pixels", f"{shown}: out of memory while decoding") from None
     except _DECODER_ERRORS as exc:
-        raise ImageError("corrupt_image", f"{shown}: corrupt or truncated image ({display_name(str(exc))})") from None
+        raise ImageError("corrupt_image", f"{shown}: corrupt or truncated image ({display_name(str(exc).strip())})") from None
     if min(pixels.shape[:2]) < MIN_SIDE:
         raise ImageError(
             "too_small", f"{shown}: {pixels.shape[1]}x{pixels.shape[0]} pixels is too small to hold a face"
