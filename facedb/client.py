@@ -235,7 +235,7 @@ class Client:
         except TooLargeError as exc:
             if len(chunk) == 1:
                 key, up = chunk[0]
-                yield key, FailedItem(up.name, "too_large", f"{up.name}: {exc}")
+                yield key, FailedItem(path=up.name, reason="too_large", message=f"{up.name}: {exc}")
                 return
             half = len(chunk) // 2
             yield from self._post_images(path, field, chunk[:half], data)
@@ -248,7 +248,7 @@ class Client:
             try:
                 data = files.read_bytes(p)
             except ImageError as exc:
-                yield FailedItem(label, exc.reason, str(exc))
+                yield FailedItem(path=label, reason=exc.reason, message=str(exc))
                 continue
             yield Upload(label, data, str(Path(p).absolute()) if self.local else None)
 
@@ -316,8 +316,8 @@ class Client:
                 if child.is_dir() and not child.is_symlink():
                     groups.setdefault(child.name, []).extend(files.iter_image_files([child]))
                 else:
-                    loose.append(FailedItem(str(child), "no_subject",
-                                            f"{child}: not inside a subject folder (expected {base}/<subject>/<image>)"))
+                    loose.append(FailedItem(path=str(child), reason="no_subject",
+                                            message=f"{child}: not inside a subject folder (expected {base}/<subject>/<image>)"))
         elif name_from == "prefix":
             for p in files.iter_image_files([base]):
                 groups.setdefault(subject_from_filename(p.name), []).append(p)
@@ -328,8 +328,8 @@ class Client:
             try:
                 validate_subject_name(subject)
             except FacedbError as exc:
-                out.subjects.append(EnrollReport(subject, failed=[
-                    FailedItem(str(p), "bad_subject_name", f"{p}: {exc}") for p in paths]))
+                out.subjects.append(EnrollReport(subject=subject, failed=[
+                    FailedItem(path=str(p), reason="bad_subject_name", message=f"{p}: {exc}") for p in paths]))
                 continue
             out.subjects.append(self.enroll(subject, paths, multi_face=multi_face, progress=progress,
                                             quality_floor=quality_floor))
@@ -346,7 +346,7 @@ class Client:
                 try:
                     yield i, self._upload(im)
                 except ImageError as exc:
-                    yield i, FailedItem(str(im), exc.reason, str(exc))
+                    yield i, FailedItem(path=str(im), reason=exc.reason, message=str(exc))
 
         header: dict[str, Any] | None = None
         fields = {"k": str(k), "by": by, "reference": "true" if reference else "false", "scoring": scoring}
