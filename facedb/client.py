@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from . import trace
 from .analysis import files
 from .analysis.files import Upload
-from .analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor, format_quality_floor
+from .analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor
 from .contract.models import (
     AuditEntry,
     CheckReport,
@@ -42,6 +42,7 @@ from .contract.models import (
     VerifyResult,
 )
 from .contract.names import subject_from_filename, validate_subject_name
+from .contract.requests import AuditQuery, EnrollOptions, KeyCreateBody, RenameBody, SearchOptions, VerifyOptions, parse
 from .errors import FacedbError, ImageError, TooLargeError, UnavailableError, error_from
 from .store.sockets import server_listening
 
@@ -278,9 +279,7 @@ class Client:
             for up in given:
                 yield 0, up
 
-        data: dict[str, str] = {"multi_face": multi_face, "quality_floor": format_quality_floor(quality_floor)}
-        if metadata:
-            data["metadata"] = json.dumps(metadata)
+        data = EnrollOptions.of(multi_face=multi_face, metadata=metadata, quality_floor=quality_floor).form_fields()
         path = f"/v1/subjects/{quote(subject, safe='')}/images"
         for chunk in self._chunks(inputs()):
             sent = [chunk] if isinstance(chunk, tuple) else self._post_images(path, "images", chunk, data)
@@ -339,6 +338,8 @@ class Client:
     def search(self, images: Sequence[str | os.PathLike[str] | bytes | Upload], *, k: int = 3,
                threshold: float | None = None, by: str = "subject", reference: bool = False,
                scoring: str = "template") -> SearchReport:
+        opts = parse(SearchOptions, {"k": k, "threshold": threshold, "by": by, "reference": reference,
+                                     "scoring": scoring})
         results: list[ImageResult | None] = [None] * len(images)
 
         def inputs() -> Iterator[tuple[int, Upload | FailedItem]]:
@@ -349,9 +350,7 @@ class Client:
                     yield i, FailedItem(path=str(im), reason=exc.reason, message=str(exc))
 
         header: dict[str, Any] | None = None
-        fields = {"k": str(k), "by": by, "reference": "true" if reference else "false", "scoring": scoring}
-        if threshold is not None:
-            fields["threshold"] = repr(float(threshold))
+        fields = opts.form_fields()
         for chunk in self._chunks(inputs()):
             for done in ([chunk] if isinstance(chunk, tuple) else self._post_images("/v1/search", "images", chunk, fields)):
                 if isinstance(done[0], int):
@@ -363,16 +362,15 @@ class Client:
                 for (i, _), res in zip(part_chunk, body["results"]):
                     results[i] = ImageResult.from_dict(res)
         if header is None:  # nothing reached the server: it still says which pack and threshold
-            header = {"pack": self.pack_name, "threshold": self.threshold if threshold is None else threshold,
-                      "by": by, "k": k, "reference": reference, "scoring": scoring if by == "subject" else "best"}
+            header = {"pack": self.pack_name, "threshold": self.threshold if opts.threshold is None else opts.threshold,
+                      "by": opts.by, "k": opts.k, "reference": opts.reference,
+                      "scoring": opts.scoring if opts.by == "subject" else "best"}
         return SearchReport(results=[r for r in results if r is not None], **header)
 
     def verify(self, image: str | os.PathLike[str] | bytes | Upload, subject: str, *,
                threshold: float | None = None) -> VerifyResult:
+        data = parse(VerifyOptions, {"subject": subject, "threshold": threshold}).form_fields()
         up = self._upload(image)
-        data = {"subject": subject}
-        if threshold is not None:
-            data["threshold"] = repr(float(threshold))
         return VerifyResult.from_dict(self._request("POST", "/v1/verify", files=self._multipart("image", [up]),
                                                     data=data))
 
@@ -382,7 +380,8 @@ class Client:
         return DeleteReport.from_dict(self._request("DELETE", f"/v1/subjects/{quote(subject, safe='')}", params=params))
 
     def rename(self, old: str, new: str) -> None:
-        self._request("PATCH", f"/v1/subjects/{quote(old, safe='')}", json_body={"name": new})
+        body = parse(RenameBody, {"name": new})
+        self._request("PATCH", f"/v1/subjects/{quote(old, safe='')}", json_body=body.model_dump())
 
     def subjects(self) -> list[SubjectInfo]:
         return [SubjectInfo.from_dict(d) for d in self._request("GET", "/v1/subjects")]
@@ -416,7 +415,8 @@ class Client:
 
     # -- keys and audit -----------------------------------------------------------------------------
     def create_key(self, name: str, scope: str) -> KeyInfo:
-        return KeyInfo.from_dict(self._request("POST", "/v1/keys", json_body={"name": name, "scope": scope}))
+        body = parse(KeyCreateBody, {"name": name, "scope": scope})
+        return KeyInfo.from_dict(self._request("POST", "/v1/keys", json_body=body.model_dump()))
 
     def keys(self) -> list[KeyInfo]:
         return [KeyInfo.from_dict(d) for d in self._request("GET", "/v1/keys")]
@@ -425,9 +425,5 @@ class Client:
         return KeyInfo.from_dict(self._request("DELETE", f"/v1/keys/{quote(name, safe='')}"))
 
     def audit(self, since: datetime | None = None, limit: int | None = None) -> list[AuditEntry]:
-        params: dict[str, str] = {}
-        if since is not None:
-            params["since"] = since.isoformat()
-        if limit is not None:
-            params["limit"] = str(limit)
+        params = parse(AuditQuery, {"since": since, "limit": limit}).query()
         return [AuditEntry.from_dict(d) for d in self._request("GET", "/v1/audit", params=params)]

@@ -26,12 +26,6 @@ M = TypeVar("M", bound=BaseModel)
 #: ``threshold`` is a cosine distance: 0 (identical) .. 2 (opposite).
 THRESHOLD_MIN, THRESHOLD_MAX = 0.0, 2.0
 K_MIN, K_MAX = 1, 1000
-#: The accepted values of the choices (the CLI's ``click.Choice`` lists; a test checks they
-#: match the ``Literal`` types below).
-BY = ("subject", "face")
-SCORING = ("template", "best")
-MULTI_FACE = ("largest", "skip")
-SCOPES = ("read", "write", "admin")
 #: ``since`` as the CLI accepts it: a count of seconds, minutes, hours or days ago.
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
