@@ -36,7 +36,7 @@ async def create_key(request: Request, db: FaceDB = Depends(get_db), caller: Cal
     return answer({"name": info.name, "scope": info.scope, "key": info.key})
 
 
-@router.delete("/v1/keys/{name:path}", response_model=KeyInfo, responses=errors(*AUTH, 404))
+@router.delete("/v1/keys/{name:path}", response_model=KeyInfo, responses=errors(*AUTH, 404, 422))
 async def revoke_key(name: str, db: FaceDB = Depends(get_db), caller: Caller = admin_key) -> JSONResponse:
     """Revoke a key: its next request is refused (401)."""
     return answer(await call(caller, db.revoke_key, name))

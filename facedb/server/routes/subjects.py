@@ -56,7 +56,7 @@ async def enroll(name: str, request: Request, db: FaceDB = Depends(get_db), limi
     return answer(enroll_json(db.pack_name, rep))
 
 
-@router.get("/v1/subjects/{name:path}", response_model=SubjectDetail, responses=errors(*AUTH, 404))
+@router.get("/v1/subjects/{name:path}", response_model=SubjectDetail, responses=errors(*AUTH, 404, 422))
 async def show(name: str, db: FaceDB = Depends(get_db), caller: Caller = read_key) -> JSONResponse:
     """One subject: metadata, images with their faces, failed images."""
     return answer(await call(caller, db.show, name))
