@@ -279,3 +279,23 @@ def test_the_cli_shows_the_values_the_models_accept() -> None:
     assert metavar("create", "scope", "keys") == literal(r.KeyCreateBody, "scope")
     k = r.SearchOptions.model_fields["k"].metadata
     assert metavar("search", "k") == f"{k[0].ge}..{k[1].le}"
+
+
+def test_results_round_trip_their_json_without_building_validators(served: Served) -> None:
+    """``to_dict`` is pydantic's ``model_dump`` (less the keys some results leave out when None),
+    and ``from_dict`` rebuilds an equal result, as the thin client does with every answer."""
+    db = served.db
+    rep = db.search([served.people["person1"][0]], k=2, reference=True)
+    results: list[m.Result] = [rep, *db.subjects(), db.show("person1"), db.stats(), db.check(), *db.keys(),
+                               *db.packs(), *db.audit(limit=3)]
+    for res in results:
+        d = res.to_dict()
+        assert json.loads(json.dumps(d)) == d
+        again = type(res).from_dict(d)
+        assert again == res and again.to_dict() == d, type(res).__name__
+        dumped = res.model_dump()
+        assert {k: v for k, v in dumped.items() if k in d} == {k: v for k, v in d.items() if k in dumped}
+    face = rep.results[0].faces[0].to_dict()
+    assert face["reference_agrees"] is True and "key" not in db.keys()[0].to_dict()
+    assert list(rep.to_dict()) == ["pack", "threshold", "by", "k", "scoring", "reference", "results"]
+    assert list(db.check().to_dict())[-1] == "clean"

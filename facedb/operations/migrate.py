@@ -36,7 +36,7 @@ class MigrateReport(Result):
     check: CheckReport | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d = self.model_dump()
+        d = super().to_dict()
         d["check"] = self.check.to_dict() if self.check else None
         return d
 
