@@ -1,9 +1,10 @@
 """The thin client: the CLI's backend when a ``facedb serve`` owns the home, or ``--server URL``.
 
-It offers the verbs of ``FaceDB`` and returns the same result dataclasses, so every command
+It offers the verbs of ``FaceDB`` and returns the same result models, so every command
 prints and exits the same way through a server as directly. It imports no numpy, OpenCV,
 Chroma or SQLAlchemy: files are read here and sent as bytes (in requests within the server's
-limits), and the answers are rebuilt from their JSON.
+limits), and the answers are rebuilt from their JSON. Options are checked by the request models
+of ``facedb.contract.requests`` before anything is sent, with the server's own messages.
 """
 from __future__ import annotations
 

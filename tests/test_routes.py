@@ -299,3 +299,31 @@ def test_results_round_trip_their_json_without_building_validators(served: Serve
     assert face["reference_agrees"] is True and "key" not in db.keys()[0].to_dict()
     assert list(rep.to_dict()) == ["pack", "threshold", "by", "k", "scoring", "reference", "results"]
     assert list(db.check().to_dict())[-1] == "clean"
+
+
+@pytest.mark.parametrize("args,says", [
+    (["search", "x.jpg", "-k", "0"], "-k: "),
+    (["search", "x.jpg", "-k", "many"], "-k: "),
+    (["search", "x.jpg", "--by", "photo"], "--by: "),
+    (["search", "x.jpg", "--threshold", "2.5"], "--threshold: "),
+    (["search", "x.jpg", "--scoring", "worst"], "--scoring: "),
+    (["verify", "x.jpg", "Ada", "--threshold", "-1"], "--threshold: "),
+    (["enroll", "Ada", "x.jpg", "--metadata", "[1]"], "--metadata: must be a JSON object"),
+    (["enroll", "Ada", "x.jpg", "--multi-face", "all"], "--multi-face: "),
+    (["enroll", "Ada", "x.jpg", "--min-quality", "sharp"], "--min-quality: "),
+    (["import", ".", "--multi-face", "all"], "--multi-face: "),
+    (["keys", "create", "door", "--scope", "root"], "--scope: "),
+    (["audit", "--limit", "0"], "--limit: "),
+    (["audit", "--since", "someday"], "--since: use an ISO date/time"),
+])
+def test_cli_options_are_checked_by_the_request_models(tmp_path: Path, args: list[str], says: str) -> None:
+    """Exit 2 with the model's message naming the option, before any database is opened."""
+    from click.testing import CliRunner
+
+    from facedb.cli import cli
+
+    home = tmp_path / "home"
+    res = CliRunner().invoke(cli, ["--home", str(home), *args])
+    assert res.exit_code == 2, res.output
+    assert says in res.output and "Traceback" not in res.output, res.output
+    assert not home.exists()

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
 M = TypeVar("M", bound="BaseModel")
+#: Model fields whose option is not ``--field-name`` (arguments are named as in the usage line).
+_FLAGS = {"k": "-k", "quality_floor": "--min-quality", "subject": "SUBJECT", "name": "NAME"}
 
 
 def options(model: type[M], **values: Any) -> M:
@@ -22,8 +24,7 @@ def options(model: type[M], **values: Any) -> M:
     usage error (exit 2) naming the option. Imported here, not at start-up: ``--help`` stays instant."""
     from ..contract.requests import parse
 
-    flags = {name: "-k" if name == "k" else "--" + name.replace("_", "-") for name in values}
-    flags["quality_floor"] = "--min-quality"
+    flags = {name: _FLAGS.get(name, "--" + name.replace("_", "-")) for name in values}
     return parse(model, values, names=flags)
 
 
