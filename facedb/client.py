@@ -1,9 +1,10 @@
 """The thin client: the CLI's backend when a ``facedb serve`` owns the home, or ``--server URL``.
 
-It offers the verbs of ``FaceDB`` and returns the same result dataclasses, so every command
+It offers the verbs of ``FaceDB`` and returns the same result models, so every command
 prints and exits the same way through a server as directly. It imports no numpy, OpenCV,
 Chroma or SQLAlchemy: files are read here and sent as bytes (in requests within the server's
-limits), and the answers are rebuilt from their JSON.
+limits), and the answers are rebuilt from their JSON. Options are checked by the request models
+of ``facedb.contract.requests`` before anything is sent, with the server's own messages.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from . import trace
 from .analysis import files
 from .analysis.files import Upload
-from .analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor, format_quality_floor
+from .analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor
 from .contract.models import (
     AuditEntry,
     CheckReport,
@@ -42,6 +43,7 @@ from .contract.models import (
     VerifyResult,
 )
 from .contract.names import subject_from_filename, validate_subject_name
+from .contract.requests import AuditQuery, EnrollOptions, KeyCreateBody, RenameBody, SearchOptions, VerifyOptions, parse
 from .errors import FacedbError, ImageError, TooLargeError, UnavailableError, error_from
 from .store.sockets import server_listening
 
@@ -242,7 +244,7 @@ class Client:
         except TooLargeError as exc:
             if len(chunk) == 1:
                 key, up = chunk[0]
-                yield key, FailedItem(up.name, "too_large", f"{up.name}: {exc}")
+                yield key, FailedItem(path=up.name, reason="too_large", message=f"{up.name}: {exc}")
                 return
             half = len(chunk) // 2
             yield from self._post_images(path, field, chunk[:half], data)
@@ -255,7 +257,7 @@ class Client:
             try:
                 data = files.read_bytes(p)
             except ImageError as exc:
-                yield FailedItem(label, exc.reason, str(exc))
+                yield FailedItem(path=label, reason=exc.reason, message=str(exc))
                 continue
             yield Upload(label, data, str(Path(p).absolute()) if self.local else None)
 
@@ -290,9 +292,7 @@ class Client:
             for up in given:
                 yield 0, up
 
-        data: dict[str, str] = {"multi_face": multi_face, "quality_floor": format_quality_floor(quality_floor)}
-        if metadata:
-            data["metadata"] = json.dumps(metadata)
+        data = EnrollOptions.of(multi_face=multi_face, metadata=metadata, quality_floor=quality_floor).form_fields()
         path = f"/v1/subjects/{quote(subject, safe='')}/images"
         for chunk in self._chunks(inputs()):
             sent = [chunk] if isinstance(chunk, tuple) else self._post_images(path, "images", chunk, data)
@@ -328,8 +328,8 @@ class Client:
                 if child.is_dir() and not child.is_symlink():
                     groups.setdefault(child.name, []).extend(files.iter_image_files([child]))
                 else:
-                    loose.append(FailedItem(str(child), "no_subject",
-                                            f"{child}: not inside a subject folder (expected {base}/<subject>/<image>)"))
+                    loose.append(FailedItem(path=str(child), reason="no_subject",
+                                            message=f"{child}: not inside a subject folder (expected {base}/<subject>/<image>)"))
         elif name_from == "prefix":
             for p in files.iter_image_files([base]):
                 groups.setdefault(subject_from_filename(p.name), []).append(p)
@@ -340,8 +340,8 @@ class Client:
             try:
                 validate_subject_name(subject)
             except FacedbError as exc:
-                out.subjects.append(EnrollReport(subject, failed=[
-                    FailedItem(str(p), "bad_subject_name", f"{p}: {exc}") for p in paths]))
+                out.subjects.append(EnrollReport(subject=subject, failed=[
+                    FailedItem(path=str(p), reason="bad_subject_name", message=f"{p}: {exc}") for p in paths]))
                 continue
             out.subjects.append(self.enroll(subject, paths, multi_face=multi_face, progress=progress,
                                             quality_floor=quality_floor))
@@ -351,6 +351,8 @@ class Client:
     def search(self, images: Sequence[str | os.PathLike[str] | bytes | Upload], *, k: int = 3,
                threshold: float | None = None, by: By = "subject", reference: bool = False,
                scoring: Scoring = "template") -> SearchReport:
+        opts = parse(SearchOptions, {"k": k, "threshold": threshold, "by": by, "reference": reference,
+                                     "scoring": scoring})
         results: list[ImageResult | None] = [None] * len(images)
 
         def inputs() -> Iterator[tuple[int, Upload | FailedItem]]:
@@ -358,12 +360,10 @@ class Client:
                 try:
                     yield i, self._upload(im)
                 except ImageError as exc:
-                    yield i, FailedItem(str(im), exc.reason, str(exc))
+                    yield i, FailedItem(path=str(im), reason=exc.reason, message=str(exc))
 
         header: dict[str, Any] | None = None
-        fields = {"k": str(k), "by": by, "reference": "true" if reference else "false", "scoring": scoring}
-        if threshold is not None:
-            fields["threshold"] = repr(float(threshold))
+        fields = opts.form_fields()
         for chunk in self._chunks(inputs()):
             for done in ([chunk] if isinstance(chunk, tuple) else self._post_images("/v1/search", "images", chunk, fields)):
                 if isinstance(done[0], int):
@@ -375,16 +375,15 @@ class Client:
                 for (i, _), res in zip(part_chunk, body["results"]):
                     results[i] = ImageResult.from_dict(res)
         if header is None:  # nothing reached the server: it still says which pack and threshold
-            header = {"pack": self.pack_name, "threshold": self.threshold if threshold is None else threshold,
-                      "by": by, "k": k, "reference": reference, "scoring": scoring if by == "subject" else "best"}
+            header = {"pack": self.pack_name, "threshold": self.threshold if opts.threshold is None else opts.threshold,
+                      "by": opts.by, "k": opts.k, "reference": opts.reference,
+                      "scoring": opts.scoring if opts.by == "subject" else "best"}
         return SearchReport(results=[r for r in results if r is not None], **header)
 
     def verify(self, image: str | os.PathLike[str] | bytes | Upload, subject: str, *,
                threshold: float | None = None) -> VerifyResult:
+        data = parse(VerifyOptions, {"subject": subject, "threshold": threshold}).form_fields()
         up = self._upload(image)
-        data = {"subject": subject}
-        if threshold is not None:
-            data["threshold"] = repr(float(threshold))
         return VerifyResult.from_dict(self._request("POST", "/v1/verify", files=self._multipart("image", [up]),
                                                     data=data))
 
@@ -394,7 +393,8 @@ class Client:
         return DeleteReport.from_dict(self._request("DELETE", f"/v1/subjects/{quote(subject, safe='')}", params=params))
 
     def rename(self, old: str, new: str) -> None:
-        self._request("PATCH", f"/v1/subjects/{quote(old, safe='')}", json_body={"name": new})
+        body = parse(RenameBody, {"name": new})
+        self._request("PATCH", f"/v1/subjects/{quote(old, safe='')}", json_body=body.model_dump())
 
     def subjects(self) -> list[SubjectInfo]:
         return [SubjectInfo.from_dict(d) for d in self._request("GET", "/v1/subjects")]
@@ -428,7 +428,8 @@ class Client:
 
     # -- keys and audit -----------------------------------------------------------------------------
     def create_key(self, name: str, scope: Scope) -> KeyInfo:
-        return KeyInfo.from_dict(self._request("POST", "/v1/keys", json_body={"name": name, "scope": scope}))
+        body = parse(KeyCreateBody, {"name": name, "scope": scope})
+        return KeyInfo.from_dict(self._request("POST", "/v1/keys", json_body=body.model_dump()))
 
     def keys(self) -> list[KeyInfo]:
         return [KeyInfo.from_dict(d) for d in self._request("GET", "/v1/keys")]
@@ -437,9 +438,5 @@ class Client:
         return KeyInfo.from_dict(self._request("DELETE", f"/v1/keys/{quote(name, safe='')}"))
 
     def audit(self, since: datetime | None = None, limit: int | None = None) -> list[AuditEntry]:
-        params: dict[str, str] = {}
-        if since is not None:
-            params["since"] = since.isoformat()
-        if limit is not None:
-            params["limit"] = str(limit)
+        params = parse(AuditQuery, {"since": since, "limit": limit}).query()
         return [AuditEntry.from_dict(d) for d in self._request("GET", "/v1/audit", params=params)]

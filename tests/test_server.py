@@ -66,8 +66,10 @@ def test_healthz_and_openapi_need_no_key_and_docs_stay_offline(served: FacedbSer
     assert h["status"] == "ok" and h["pack"] == DEFAULT_PACK and h["faces"] == 12
     spec = httpx.get(served.url + "/openapi.json").json()
     assert "/v1/search" in spec["paths"] and "/v1/subjects/{name}/images" in spec["paths"]
-    # FastAPI's /docs pulls Swagger UI from a CDN: not served, so nothing is fetched from outside.
-    assert httpx.get(served.url + "/docs").status_code == 404
+    # /docs is facedb's own page from files inside the package: nothing is fetched from outside.
+    docs = httpx.get(served.url + "/docs")
+    assert docs.status_code == 200 and "default-src 'self'" in docs.headers["content-security-policy"]
+    assert "cdn" not in docs.text.lower() and httpx.get(served.url + "/redoc").status_code == 404
     assert httpx.get(served.url + "/v1/nowhere", headers=bearer(served.keys["read"])).status_code == 404
 
 

@@ -4,14 +4,32 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 if TYPE_CHECKING:
-    from ..contract.backend import By, MultiFace, NameFrom, Scoring
+    from ..contract.backend import MultiFace, NameFrom
 
 from . import EXIT_INDEX, EXIT_PARTIAL, State, cli, emit_json, handle_errors, json_option, pass_state, progress_bar
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+M = TypeVar("M", bound="BaseModel")
+#: Model fields whose option is not ``--field-name`` (arguments are named as in the usage line).
+_FLAGS = {"k": "-k", "quality_floor": "--min-quality", "subject": "SUBJECT", "name": "NAME"}
+
+
+def options(model: type[M], **values: Any) -> M:
+    """The request model of a command from its options (``facedb.contract.requests`` checks each
+    value once, for the CLI, the client and the server alike); a value that does not fit is a
+    usage error (exit 2) naming the option. Imported here, not at start-up: ``--help`` stays instant."""
+    from ..contract.requests import parse
+
+    flags = {name: _FLAGS.get(name, "--" + name.replace("_", "-")) for name in values}
+    return parse(model, values, names=flags)
+
 
 # -- enroll / import -------------------------------------------------------------------
 
@@ -32,7 +50,7 @@ def _run_ingest(state: State, quiet: bool, workers: int | None, total: int, labe
 @cli.command()
 @click.argument("name")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option("--multi-face", type=click.Choice(["largest", "skip"]), default="largest", show_default=True,
+@click.option("--multi-face", metavar="largest|skip", default="largest", show_default=True,
               help="Photos with several faces: enroll the largest face, or skip the photo.")
 @click.option("--min-quality", "min_quality", default="default", show_default=True, metavar="SPEC",
               help="Refuse faces below this quality floor (low_quality): 'default' (eye_px=12,blur=10,raw_norm=7), "
@@ -54,22 +72,14 @@ def enroll(state: State, name: str, paths: tuple[str, ...], multi_face: MultiFac
       facedb enroll "Ada Lovelace" ada1.jpg ada2.jpg photos/ada/
     """
     with handle_errors(as_json):
-        meta = None
-        if metadata:
-            try:
-                meta = json.loads(metadata)
-            except json.JSONDecodeError as exc:
-                raise click.BadParameter(f"not valid JSON ({exc})", param_hint="--metadata") from None
-            if not isinstance(meta, dict):
-                raise click.BadParameter("must be a JSON object", param_hint="--metadata")
         from ..analysis.files import iter_image_files
-        from ..analysis.quality import parse_quality_floor
+        from ..contract.requests import EnrollOptions
 
-        floor = parse_quality_floor(min_quality)
+        opts = options(EnrollOptions, multi_face=multi_face, quality_floor=min_quality, metadata=metadata)
         total = len(iter_image_files(list(paths)))
         rep = _run_ingest(state, quiet, workers, total, f"enrolling {name}",
-                          lambda db, cb: db.enroll(name, list(paths), multi_face=multi_face, metadata=meta,
-                                                   progress=cb, quality_floor=floor))
+                          lambda db, cb: db.enroll(name, list(paths), multi_face=opts.multi_face, metadata=opts.metadata,
+                                                   progress=cb, quality_floor=opts.floor))
         if as_json:
             emit_json({"pack": state.backend().pack_name, "subjects": [rep.to_dict()],
                        "enrolled": rep.enrolled, "duplicates": rep.duplicates, "n_failed": len(rep.failed)})
@@ -84,7 +94,8 @@ def enroll(state: State, name: str, paths: tuple[str, ...], multi_face: MultiFac
 @click.option("--name-from", type=click.Choice(["dir", "prefix"]), default="dir", show_default=True,
               help="dir: DIRECTORY/<subject>/<images>; prefix: flat folder, subject = file name up to the "
                    "first dot or a trailing _NNNN (subject01.happy -> subject01, Ann_Lee_0001.jpg -> Ann_Lee).")
-@click.option("--multi-face", type=click.Choice(["largest", "skip"]), default="largest", show_default=True)
+@click.option("--multi-face", metavar="largest|skip", default="largest", show_default=True,
+              help="Photos with several faces: enroll the largest face, or skip the photo.")
 @click.option("--min-quality", "min_quality", default="default", show_default=True, metavar="SPEC",
               help="Refuse faces below this quality floor (low_quality): 'default' (eye_px=12,blur=10,raw_norm=7), "
                    "name=value pairs, or 'off'.")
@@ -103,13 +114,13 @@ def import_(state: State, directory: str, name_from: NameFrom, multi_face: Multi
     """
     with handle_errors(as_json):
         from ..analysis.files import iter_image_files
-        from ..analysis.quality import parse_quality_floor
+        from ..contract.requests import EnrollOptions
 
-        floor = parse_quality_floor(min_quality)
+        opts = options(EnrollOptions, multi_face=multi_face, quality_floor=min_quality)
         total = len(iter_image_files([directory]))
         rep = _run_ingest(state, quiet, workers, total, "importing",
-                          lambda db, cb: db.import_dir(directory, name_from=name_from, multi_face=multi_face,
-                                                       progress=cb, quality_floor=floor))
+                          lambda db, cb: db.import_dir(directory, name_from=name_from, multi_face=opts.multi_face,
+                                                       progress=cb, quality_floor=opts.floor))
         if as_json:
             emit_json(rep.to_dict())
         else:
@@ -173,15 +184,15 @@ def _print_search(rep: Any) -> None:
 
 @cli.command()
 @click.argument("images", nargs=-1)
-@click.option("-k", "k", type=click.IntRange(1, 1000), default=3, show_default=True,
+@click.option("-k", "k", metavar="1..1000", default="3", show_default=True,
               help="How many subjects (or faces with --by face) to list per face.")
-@click.option("--threshold", type=click.FloatRange(0.0, 2.0),
+@click.option("--threshold", metavar="0..2",
               help="Match when cosine distance <= this [default: the pack's calibrated value].")
-@click.option("--by", type=click.Choice(["subject", "face"]), default="subject", show_default=True,
+@click.option("--by", metavar="subject|face", default="subject", show_default=True,
               help="subject: best distance per subject; face: the k nearest enrolled faces.")
 @click.option("--reference", is_flag=True,
               help="Cross-check with exact scikit-learn NearestNeighbors(metric='cosine') over the catalog.")
-@click.option("--scoring", type=click.Choice(["template", "best"]), default="template", show_default=True,
+@click.option("--scoring", metavar="template|best", default="template", show_default=True,
               help="Subjects by their template (the mean of all their faces) or by their closest face.")
 @click.option("--paths-from", type=click.Path(allow_dash=True),
               help="Also read image paths, one per line, from this file ('-' = stdin).")
@@ -189,8 +200,8 @@ def _print_search(rep: Any) -> None:
               help="Worker processes for detection when searching 32 or more files [default: cores].")
 @json_option
 @pass_state
-def search(state: State, images: tuple[str, ...], k: int, threshold: float | None, by: By, reference: bool,
-           scoring: Scoring, paths_from: str | None, workers: int | None, as_json: bool) -> None:
+def search(state: State, images: tuple[str, ...], k: str, threshold: str | None, by: str, reference: bool,
+           scoring: str, paths_from: str | None, workers: int | None, as_json: bool) -> None:
     """Who is in each IMAGE? Lists every face with its nearest subjects.
 
     Use '-' as IMAGE to read one image from stdin. A face whose best distance is above the
@@ -206,11 +217,13 @@ def search(state: State, images: tuple[str, ...], k: int, threshold: float | Non
       find shots/ -name '*.jpg' | facedb search --paths-from - --json
     """
     with handle_errors(as_json):
+        from ..contract.requests import SearchOptions
+
+        opts = options(SearchOptions, k=k, threshold=threshold, by=by, reference=reference, scoring=scoring)
         inputs = _read_inputs(images, paths_from)
         if not inputs:
             raise click.UsageError("give at least one IMAGE (or --paths-from)")
-        rep = state.backend(workers=workers).search(inputs, k=k, threshold=threshold, by=by, reference=reference,
-                                                    scoring=scoring)
+        rep = state.backend(workers=workers).search(inputs, **opts.keywords())
         if as_json:
             emit_json(rep.to_dict())
         else:
@@ -222,10 +235,10 @@ def search(state: State, images: tuple[str, ...], k: int, threshold: float | Non
 @cli.command()
 @click.argument("image")
 @click.argument("subject")
-@click.option("--threshold", type=click.FloatRange(0.0, 2.0), help="Match when cosine distance <= this.")
+@click.option("--threshold", metavar="0..2", help="Match when cosine distance <= this.")
 @json_option
 @pass_state
-def verify(state: State, image: str, subject: str, threshold: float | None, as_json: bool) -> None:
+def verify(state: State, image: str, subject: str, threshold: str | None, as_json: bool) -> None:
     """1:1 check: is the (largest) face in IMAGE the enrolled SUBJECT?
 
     Exit code 0 when it matches, 3 when it does not.
@@ -235,8 +248,11 @@ def verify(state: State, image: str, subject: str, threshold: float | None, as_j
       facedb verify door-camera.jpg "Ada Lovelace"
     """
     with handle_errors(as_json):
+        from ..contract.requests import VerifyOptions
+
+        opts = options(VerifyOptions, subject=subject, threshold=threshold)
         data = _read_inputs((image,), None)[0]
-        res = state.backend().verify(data, subject, threshold=threshold)
+        res = state.backend().verify(data, opts.subject, threshold=opts.threshold)
         if as_json:
             emit_json(res.to_dict())
         else:

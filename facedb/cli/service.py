@@ -1,7 +1,6 @@
 """Service commands: ``serve`` (the HTTP server), ``keys`` (its API keys) and ``audit``."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 import click
@@ -85,7 +84,8 @@ def keys() -> None:
 
 @keys.command("create")
 @click.argument("name")
-@click.option("--scope", type=click.Choice(["read", "write", "admin"]), required=True)
+@click.option("--scope", metavar="read|write|admin", required=True,
+              help="read: search and look; write: + enroll, rename, delete; admin: + maintenance, keys, audit.")
 @json_option
 @pass_state
 def keys_create(state: State, name: str, scope: Scope, as_json: bool) -> None:
@@ -96,7 +96,11 @@ def keys_create(state: State, name: str, scope: Scope, as_json: bool) -> None:
       facedb keys create door-camera --scope read
     """
     with handle_errors(as_json):
-        info = state.backend().create_key(name, scope)
+        from ..contract.requests import KeyCreateBody
+        from .commands import options
+
+        body = options(KeyCreateBody, name=name, scope=scope)
+        info = state.backend().create_key(body.name, body.scope)
         if as_json:
             emit_json({"name": info.name, "scope": info.scope, "key": info.key})
         else:
@@ -144,27 +148,12 @@ def keys_revoke(state: State, name: str, as_json: bool) -> None:
             click.echo(f"revoked API key {info.name!r}")
 
 
-def _parse_since(value: str | None) -> datetime | None:
-    """An ISO date/time (UTC when no zone is given) or a duration such as 30m, 12h, 7d."""
-    if not value:
-        return None
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if value[-1:] in units and value[:-1].isdigit():
-        return datetime.now(timezone.utc) - timedelta(seconds=int(value[:-1]) * units[value[-1]])
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter("use an ISO date/time (2026-12-01T08:00) or a duration (30m, 12h, 7d)",
-                                 param_hint="--since") from None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-
-
 @cli.command()
 @click.option("--since", help="Only entries from this time on: ISO date/time (UTC) or a duration (30m, 12h, 7d).")
-@click.option("--limit", type=click.IntRange(1), help="Only the newest N entries.")
+@click.option("--limit", metavar="N", help="Only the newest N entries (N >= 1).")
 @json_option
 @pass_state
-def audit(state: State, since: str | None, limit: int | None, as_json: bool) -> None:
+def audit(state: State, since: str | None, limit: str | None, as_json: bool) -> None:
     """The audit trail: every write and every search, who made it and how it ended.
 
     Entries hold the time, the API key name ('local' for commands run on this machine), the
@@ -175,7 +164,11 @@ def audit(state: State, since: str | None, limit: int | None, as_json: bool) -> 
       facedb audit --since 24h --json
     """
     with handle_errors(as_json):
-        rows = state.backend().audit(since=_parse_since(since), limit=limit)
+        from ..contract.requests import AuditQuery
+        from .commands import options
+
+        q = options(AuditQuery, since=since, limit=limit)
+        rows = state.backend().audit(since=q.since, limit=q.limit)
         if as_json:
             emit_json([r.to_dict() for r in rows])
             return

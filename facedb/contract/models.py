@@ -1,41 +1,79 @@
-"""What the Python API returns: dataclasses whose ``to_dict()`` is the documented JSON (the
-CLI's ``--json`` and the server's responses are these dicts), and ``from_dict()`` rebuilds
-them (the thin client). Light on purpose: no numpy, SQLAlchemy or Chroma here.
+"""What the Python API returns: pydantic models whose ``to_dict()`` is the documented JSON (the
+CLI's ``--json`` and the server's responses are these dicts, and ``/openapi.json`` describes them
+from the same classes), and ``from_dict()`` rebuilds them (the thin client). Light on purpose: no
+numpy, SQLAlchemy or Chroma here.
+
+Every model defers building its validator until its first use (``defer_build``): the thin client
+imports this module on every command, and building the schemas of all of them up front costs more
+than the command itself. Values are validated when a model is built, so a numpy scalar from the
+analysis becomes a plain ``float``/``int`` before it reaches JSON.
 """
 from __future__ import annotations
 
-import dataclasses
+import functools
+import types
 import typing
-from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 T = TypeVar("T", bound="Result")
 
 
-class Result:
-    """Base of every result: ``to_dict`` / ``from_dict`` round-trip the JSON shape."""
+class Result(BaseModel):
+    """Base of every result: ``to_dict`` / ``from_dict`` round-trip the JSON shape.
+
+    Both walk the fields themselves instead of calling pydantic's serializer and validator: a
+    deferred model builds those on first use (about 15 ms for a search report), which the thin
+    client would pay on every command for JSON it trusts (its own server's, and what the
+    constructors validated in the first place).
+    """
+
+    model_config = ConfigDict(defer_build=True)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)  # type: ignore[call-overload, no-any-return]
+        return _fields(self)
 
     @classmethod
     def from_dict(cls: type[T], data: dict[str, Any]) -> T:
         """Rebuild from ``to_dict()`` output; keys that are not fields (derived ones) are ignored."""
-        hints = typing.get_type_hints(cls)
-        kwargs = {f.name: _build(hints[f.name], data[f.name])
-                  for f in dataclasses.fields(cls) if f.init and f.name in data}  # type: ignore[arg-type]
-        return cls(**kwargs)
+        hints = _hints(cls)
+        return cls.model_construct(**{name: _build(hints[name], data[name]) for name in cls.model_fields
+                                      if name in data})
+
+
+def _fields(obj: BaseModel) -> dict[str, Any]:
+    """What ``model_dump()`` gives (fields, then computed fields; nested models as their fields)."""
+    cls = type(obj)
+    out = {name: _plain(getattr(obj, name)) for name in cls.model_fields}
+    out.update((name, _plain(getattr(obj, name))) for name in cls.model_computed_fields)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return _fields(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+@functools.cache
+def _hints(cls: type[Result]) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
 
 def _build(tp: Any, value: Any) -> Any:
-    """``value`` as type ``tp``: Result dataclasses and lists / optionals of them are rebuilt."""
+    """``value`` as type ``tp``: Result models and lists / optionals of them are rebuilt."""
     if value is None:
         return None
     origin = typing.get_origin(tp)
     if origin is list:
         (item,) = typing.get_args(tp)
         return [_build(item, v) for v in value]
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         for arg in typing.get_args(tp):
             if arg is not type(None):
                 return _build(arg, value)
@@ -44,7 +82,6 @@ def _build(tp: Any, value: Any) -> Any:
     return value
 
 
-@dataclass
 class FailedItem(Result):
     """An input that could not be used."""
 
@@ -54,7 +91,6 @@ class FailedItem(Result):
     message: str
 
 
-@dataclass
 class EnrollReport(Result):
     """What enrolling photos into one subject did."""
 
@@ -63,39 +99,36 @@ class EnrollReport(Result):
     enrolled: int = 0
     #: photos skipped because the same bytes are already enrolled for this subject
     duplicates: int = 0
-    failed: list[FailedItem] = field(default_factory=list)
+    failed: list[FailedItem] = Field(default_factory=list)
     #: ids of the faces stored now
-    face_ids: list[int] = field(default_factory=list)
+    face_ids: list[int] = Field(default_factory=list)
 
 
-@dataclass
 class ImportReport(Result):
     """What a bulk import (or an enroll, in its JSON) did, per subject."""
 
     pack: str
-    subjects: list[EnrollReport] = field(default_factory=list)
+    subjects: list[EnrollReport] = Field(default_factory=list)
     #: inputs not attributable to a subject (a loose file in an import root)
-    failed: list[FailedItem] = field(default_factory=list)
+    failed: list[FailedItem] = Field(default_factory=list)
 
+    # Derived totals: part of the JSON (and of its schema), never read back by ``from_dict``.
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def enrolled(self) -> int:
         return sum(s.enrolled for s in self.subjects)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def duplicates(self) -> int:
         return sum(s.duplicates for s in self.subjects)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def n_failed(self) -> int:
         return sum(len(s.failed) for s in self.subjects) + len(self.failed)
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.update(enrolled=self.enrolled, duplicates=self.duplicates, n_failed=self.n_failed)
-        return d
 
-
-@dataclass
 class Match(Result):
     """One candidate for a face: a subject (``by="subject"``) or an enrolled face."""
 
@@ -112,7 +145,6 @@ class Match(Result):
     face_distance: float | None = None
 
 
-@dataclass
 class FaceResult(Result):
     """One face found in a probe image."""
 
@@ -128,27 +160,25 @@ class FaceResult(Result):
     quality: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = _fields(self)
         if self.reference_agrees is None:
             d.pop("reference_agrees")
         return d
 
 
-@dataclass
 class ImageResult(Result):
     """One probe image: its faces, or why it could not be used."""
 
     image: str
     error: str | None = None
     reason: str | None = None
-    faces: list[FaceResult] = field(default_factory=list)
+    faces: list[FaceResult] = Field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"image": self.image, "error": self.error, "reason": self.reason,
                 "faces": [f.to_dict() for f in self.faces]}
 
 
-@dataclass
 class SearchReport(Result):
     """The answer to "who is in these photos?"."""
 
@@ -171,7 +201,6 @@ class SearchReport(Result):
                 "results": [r.to_dict() for r in self.results]}
 
 
-@dataclass
 class VerifyResult(Result):
     """1:1: the distance from the image's largest face to the subject's closest sample."""
 
@@ -186,7 +215,6 @@ class VerifyResult(Result):
     faces_in_image: int
 
 
-@dataclass
 class DeleteReport(Result):
     """What deleting a subject removed (with ``vacuum``: the stores were rewritten too)."""
 
@@ -196,13 +224,12 @@ class DeleteReport(Result):
     vacuum: VacuumReport | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = _fields(self)
         if self.vacuum is None:
             d.pop("vacuum")
         return d
 
 
-@dataclass
 class SubjectInfo(Result):
     """One enrolled subject, with counts."""
 
@@ -213,7 +240,6 @@ class SubjectInfo(Result):
     created_at: str | None
 
 
-@dataclass
 class SubjectDetail(Result):
     """One subject: metadata, images (each with its faces) and failed images."""
 
@@ -224,7 +250,6 @@ class SubjectDetail(Result):
     failures: list[dict[str, Any]]
 
 
-@dataclass
 class FailureRecord(Result):
     """An image that could not be enrolled, as the catalog keeps it."""
 
@@ -236,7 +261,6 @@ class FailureRecord(Result):
     created_at: str | None
 
 
-@dataclass
 class CheckReport(Result):
     """How the index compares with the catalog (the system of record)."""
 
@@ -251,27 +275,23 @@ class CheckReport(Result):
     #: faces whose own vector was searched for in the index (all of them up to a sample size)
     reach_checked: int = 0
     #: faces in the index that a search with their own vector does not find (HNSW graph fault)
-    unreachable_in_index: list[int] = field(default_factory=list)
+    unreachable_in_index: list[int] = Field(default_factory=list)
     #: subjects whose stored template is not the sum of their indexed faces
-    stale_templates: list[int] = field(default_factory=list)
+    stale_templates: list[int] = Field(default_factory=list)
     repaired: bool = False
     #: what ``repair`` did: "reset the index", "replayed the journal", "removed N orphans",
     #: "added N missing", "rebuilt the collection", "recomputed N templates"
-    repairs: list[str] = field(default_factory=list)
+    repairs: list[str] = Field(default_factory=list)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def clean(self) -> bool:
         return not (self.missing_from_index or self.orphans_in_index or self.pending_index
                     or self.pending_deletes or self.index_error or self.unreachable_in_index
                     or self.stale_templates)
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["clean"] = self.clean
-        return d
 
 
-@dataclass
 class VacuumReport(Result):
     """Disk use of the home before and after rewriting the stores."""
 
@@ -279,16 +299,14 @@ class VacuumReport(Result):
     bytes_after: int
 
 
-@dataclass
 class ReindexReport(Result):
     """Re-embedding the stored images with the loaded pack."""
 
     pack: str
     reindexed: int
-    failed: list[FailedItem] = field(default_factory=list)
+    failed: list[FailedItem] = Field(default_factory=list)
 
 
-@dataclass
 class Stats(Result):
     """Counts, disk use and where the data lives."""
 
@@ -302,7 +320,6 @@ class Stats(Result):
     disk_bytes: int
 
 
-@dataclass
 class PackStatus(Result):
     """A model pack: whether it is active, and how many faces this database holds for it."""
 
@@ -314,7 +331,6 @@ class PackStatus(Result):
     fingerprint: str | None
 
 
-@dataclass
 class KeyInfo(Result):
     """An API key of ``facedb serve`` (``key`` only once, when it is created)."""
 
@@ -327,13 +343,12 @@ class KeyInfo(Result):
     key: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = _fields(self)
         if self.key is None:
             d.pop("key")
         return d
 
 
-@dataclass
 class AuditEntry(Result):
     """One audited call: who (API key name, or ``local``), what, on which subject, how it ended."""
 

@@ -110,8 +110,8 @@ class Ingestor:
                 if child.is_dir() and not child.is_symlink():
                     items.extend(_Item(child.name, str(p), path=p) for p in files.iter_image_files([child]))
                 else:
-                    bad.append(FailedItem(str(child), "no_subject",
-                                          f"{child}: not inside a subject folder (expected {base}/<subject>/<image>)"))
+                    bad.append(FailedItem(path=str(child), reason="no_subject",
+                                          message=f"{child}: not inside a subject folder (expected {base}/<subject>/<image>)"))
         elif name_from == "prefix":
             items = [_Item(subject_from_filename(p.name), str(p), path=p) for p in files.iter_image_files([base])]
         else:
@@ -133,7 +133,7 @@ class Ingestor:
             try:
                 validate_subject_name(it.subject)
             except FacedbError as exc:
-                rep.failed.append(FailedItem(it.label, "bad_subject_name", f"{it.label}: {exc}"))
+                rep.failed.append(FailedItem(path=it.label, reason="bad_subject_name", message=f"{it.label}: {exc}"))
                 continue
             valid.append(it)
         with self.store.writing(open_index=False):
@@ -220,7 +220,7 @@ class Ingestor:
                 _count_duplicate(rep, it[0], row.owner or "")
             elif row.outcome == "failed":
                 reason, message = row.failure or ("no_face", f"{it[0].label}: no face found")
-                rep.failed.append(FailedItem(it[0].label, reason, message))
+                rep.failed.append(FailedItem(path=it[0].label, reason=reason, message=message))
             else:
                 rep.enrolled += 1
                 rep.face_ids.append(int(row.face_id or 0))
@@ -230,8 +230,8 @@ def _count_duplicate(rep: EnrollReport, it: _Item, owner: str) -> None:
     if owner == it.subject:
         rep.duplicates += 1
     else:
-        rep.failed.append(FailedItem(it.label, "enrolled_as_other",
-                                     f"{it.label}: the same image is already enrolled as {owner!r}"))
+        rep.failed.append(FailedItem(path=it.label, reason="enrolled_as_other",
+                                     message=f"{it.label}: the same image is already enrolled as {owner!r}"))
 
 
 def _stored_item(it: _Item, digest: str, size: int, res: Analysis, multi_face: MultiFace,
@@ -248,16 +248,16 @@ def _stored_item(it: _Item, digest: str, size: int, res: Analysis, multi_face: M
 
 def _failure_for(it: _Item, res: Analysis, multi_face: MultiFace, quality_floor: QualityFloor) -> FailedItem | None:
     if res.reason:
-        return FailedItem(it.label, res.reason, res.message or res.reason)
+        return FailedItem(path=it.label, reason=res.reason, message=res.message or res.reason)
     if not res.faces:
-        return FailedItem(it.label, "no_face", f"{it.label}: no face found")
+        return FailedItem(path=it.label, reason="no_face", message=f"{it.label}: no face found")
     if res.faces[0].embedding is None:  # an engine bug; this file fails alone, the batch goes on
-        return FailedItem(it.label, "analysis_error", f"{it.label}: the largest face was not embedded")
+        return FailedItem(path=it.label, reason="analysis_error", message=f"{it.label}: the largest face was not embedded")
     if len(res.faces) > 1 and multi_face == "skip":
-        return FailedItem(it.label, "too_many_faces", f"{it.label}: {len(res.faces)} faces found (--multi-face skip)")
+        return FailedItem(path=it.label, reason="too_many_faces", message=f"{it.label}: {len(res.faces)} faces found (--multi-face skip)")
     quality = res.faces[0].quality or {}
     low = [f"{key} {quality[key]:.1f} < {floor:g}" for key, floor in (quality_floor or {}).items()
            if key in quality and quality[key] < floor]
     if low:
-        return FailedItem(it.label, "low_quality", f"{it.label}: the face is below the quality floor ({', '.join(low)})")
+        return FailedItem(path=it.label, reason="low_quality", message=f"{it.label}: the face is below the quality floor ({', '.join(low)})")
     return None

@@ -167,7 +167,7 @@ class Maintenance:
                                                             "enroll it again to embed it with this pack")
                         data = _read_unchanged(Path(path), digest)
                     except ImageError as exc:
-                        failed.append(FailedItem(path, exc.reason, str(exc)))
+                        failed.append(FailedItem(path=path, reason=exc.reason, message=str(exc)))
                         catalog.replace_face(image_id, subject_id, info.name, None)
                         continue
                     readable[key] = (image_id, subject_id, path, digest)
@@ -177,8 +177,8 @@ class Maintenance:
                 image_id, subject_id, path, _ = readable[a.key]
                 face = a.faces[0] if a.faces and a.faces[0].embedding is not None else None
                 if face is None:
-                    failed.append(FailedItem(path, a.reason or "no_face",
-                                             a.message or f"{path}: no face found by pack {info.name}"))
+                    failed.append(FailedItem(path=path, reason=a.reason or "no_face",
+                                             message=a.message or f"{path}: no face found by pack {info.name}"))
                 else:
                     done += 1
                 catalog.replace_face(image_id, subject_id, info.name, face)

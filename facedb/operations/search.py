@@ -144,7 +144,8 @@ class Searcher:
                 ref = ReferenceIndex(ids, mat)
                 ref_ranked = ranked_hits(ref.query, vectors, k, by, len(ids), catalog)
                 agree = [same_answer(a, b) for a, b in zip(ranked, ref_ranked)]
-        matches = [[Match(h.subject, round(d, 6), d <= thr, h.face_id, h.image_path, round(d, 6)) for h, d in row]
+        matches = [[Match(subject=h.subject, distance=round(d, 6), match=d <= thr, face_id=h.face_id,
+                          image=h.image_path, face_distance=round(d, 6)) for h, d in row]
                    for row in ranked]
         return matches, agree
 
@@ -170,7 +171,8 @@ class Searcher:
                 dists = 1.0 - np.stack([emb for _, _, emb, _ in mine]) @ v
                 j = int(np.argmin(dists))
                 fid, name, _, path = mine[j]
-                out.append(Match(name, round(d, 6), d <= thr, fid, path, round(max(0.0, float(dists[j])), 6)))
+                out.append(Match(subject=name, distance=round(d, 6), match=d <= thr, face_id=fid, image=path,
+                                 face_distance=round(max(0.0, float(dists[j])), 6)))
             matches.append(out)
         agree: list[bool | None] = [None] * len(vectors)
         if reference:

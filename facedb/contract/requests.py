@@ -1,0 +1,248 @@
+"""What a caller may ask: the options of every call, checked here and only here.
+
+The server parses form fields, JSON bodies and query strings into these models, the thin client
+builds them and sends ``form_fields()`` / ``query()``, and the CLI builds them from its options,
+so a bound such as "k is 1..1000" or "metadata is a JSON object" is written once. A value that
+does not fit becomes a ``UsageError`` (exit 2, HTTP 422) through ``parse``, with a message that
+names the field, what it must be and what was given.
+
+Also the response shapes that are not results of the Python API (``ErrorBody``, ``Health``,
+``Whoami``, ``Renamed``, ``CreatedKey``), so ``/openapi.json`` describes every answer.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor, format_quality_floor, parse_quality_floor
+from ..errors import FacedbError, UsageError
+
+M = TypeVar("M", bound=BaseModel)
+
+#: ``threshold`` is a cosine distance: 0 (identical) .. 2 (opposite).
+THRESHOLD_MIN, THRESHOLD_MAX = 0.0, 2.0
+K_MIN, K_MAX = 1, 1000
+#: ``since`` as the CLI accepts it: a count of seconds, minutes, hours or days ago.
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class RequestModel(BaseModel):
+    """Base of every request model: unknown fields are refused (a typo is not silently ignored)."""
+
+    model_config = ConfigDict(defer_build=True, extra="forbid")
+
+
+def usage_message(errors: Sequence[Mapping[str, Any]], names: Mapping[str, str] | None = None) -> str:
+    """One line for the problems pydantic found: ``k: input should be less than or equal to
+    1000, not '5000'`` (``names`` maps a field to what the user typed, e.g. ``--threshold``)."""
+    lines = []
+    for err in errors:
+        loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path", "form")]
+        field = (names or {}).get(".".join(loc), ".".join(loc)) or "request"
+        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        msg = msg[:1].lower() + msg[1:]
+        if err.get("type") == "extra_forbidden":
+            lines.append(f"{field}: not a field of this call")
+            continue
+        given = err.get("input")
+        shown = f", not {given!r}" if isinstance(given, (str, int, float)) and not isinstance(given, bool) else ""
+        lines.append(f"{field}: {msg}{shown}"[:300])
+    return "; ".join(lines) or "invalid request"
+
+
+def parse(model: type[M], data: Mapping[str, Any], names: Mapping[str, str] | None = None) -> M:
+    """``model`` from ``data`` (form fields, a JSON body, a query, CLI options); ``UsageError``
+    when a value does not fit. Empty form values count as absent, as an HTML form sends them."""
+    clean = {k: v for k, v in data.items() if v is not None and v != ""}
+    try:
+        return model.model_validate(clean)
+    except ValidationError as exc:
+        raise UsageError(usage_message(exc.errors(include_url=False), names)) from None
+
+
+class SearchOptions(RequestModel):
+    """``POST /v1/search`` form fields, ``FaceDB.search`` keywords, ``facedb search`` options."""
+
+    k: int = Field(3, ge=K_MIN, le=K_MAX, description="Subjects (or faces with by=face) listed per face.")
+    by: Literal["subject", "face"] = Field("subject", description="subject: best per subject; face: nearest faces.")
+    threshold: float | None = Field(None, ge=THRESHOLD_MIN, le=THRESHOLD_MAX,
+                                    description="Match when cosine distance <= this (default: the pack's).")
+    reference: bool = Field(False, description="Cross-check with exact scikit-learn neighbours.")
+    scoring: Literal["template", "best"] = Field(
+        "template", description="Subjects by their template (mean of their faces) or by their closest face.")
+
+    def form_fields(self) -> dict[str, str]:
+        fields = {"k": str(self.k), "by": self.by, "reference": "true" if self.reference else "false",
+                  "scoring": self.scoring}
+        if self.threshold is not None:
+            fields["threshold"] = repr(float(self.threshold))
+        return fields
+
+    def keywords(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+class EnrollOptions(RequestModel):
+    """``POST /v1/subjects/{name}/images`` form fields, ``facedb enroll`` options."""
+
+    multi_face: Literal["largest", "skip"] = Field(
+        "largest", description="Photos with several faces: enroll the largest, or skip the photo.")
+    quality_floor: str = Field("default", description="'default', 'off', or name=value pairs: eye_px=12,blur=10.")
+    metadata: dict[str, Any] | None = Field(None, description="A JSON object stored with the subject.")
+
+    @field_validator("quality_floor")
+    @classmethod
+    def _floor(cls, value: str) -> str:
+        try:
+            parse_quality_floor(value)
+        except FacedbError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _metadata(cls, value: Any) -> Any:
+        """As a form field (or a CLI option) metadata is JSON text."""
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON ({exc})") from None
+        if value is not None and not isinstance(value, dict):
+            raise ValueError("must be a JSON object, e.g. {\"team\": \"blue\"}")
+        return value
+
+    @property
+    def floor(self) -> QualityFloor:
+        return parse_quality_floor(self.quality_floor)
+
+    @classmethod
+    def of(cls, multi_face: str = "largest", metadata: dict[str, Any] | None = None,
+           quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR) -> EnrollOptions:
+        """From ``FaceDB.enroll``'s keywords (the thin client)."""
+        return parse(cls, {"multi_face": multi_face, "metadata": metadata,
+                           "quality_floor": format_quality_floor(quality_floor)})
+
+    def form_fields(self) -> dict[str, str]:
+        fields = {"multi_face": self.multi_face, "quality_floor": self.quality_floor}
+        if self.metadata:
+            fields["metadata"] = json.dumps(self.metadata)
+        return fields
+
+
+class VerifyOptions(RequestModel):
+    """``POST /v1/verify`` form fields (beside the one ``image``)."""
+
+    subject: str = Field(min_length=1, description="The enrolled subject to compare with.")
+    threshold: float | None = Field(None, ge=THRESHOLD_MIN, le=THRESHOLD_MAX,
+                                    description="Match when cosine distance <= this (default: the pack's).")
+
+    def form_fields(self) -> dict[str, str]:
+        fields = {"subject": self.subject}
+        if self.threshold is not None:
+            fields["threshold"] = repr(float(self.threshold))
+        return fields
+
+
+class RenameBody(RequestModel):
+    """``PATCH /v1/subjects/{name}``: the new name."""
+
+    name: str = Field(min_length=1, description="The subject's new name.")
+
+
+class KeyCreateBody(RequestModel):
+    """``POST /v1/keys``."""
+
+    name: str = Field(min_length=1, max_length=128, description="A name for the key (who or what uses it).")
+    scope: Literal["read", "write", "admin"] = Field(description="read < write < admin.")
+
+
+class AuditQuery(RequestModel):
+    """``GET /v1/audit`` query, ``facedb audit`` options."""
+
+    since: datetime | None = Field(None, description="ISO date/time (UTC when no zone) or a duration ago: 30m, 12h, 7d.")
+    limit: int | None = Field(None, ge=1, description="Only the newest N entries.")
+
+    @field_validator("since", mode="before")
+    @classmethod
+    def _since(cls, value: Any) -> Any:
+        if isinstance(value, datetime) or value is None:
+            return value
+        text = str(value).strip()
+        if text[-1:] in _UNITS and text[:-1].isdigit():
+            return datetime.now(timezone.utc) - timedelta(seconds=int(text[:-1]) * _UNITS[text[-1]])
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError("use an ISO date/time (2026-12-01T08:00) or a duration (30m, 12h, 7d)") from None
+
+    @field_validator("since")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return value if value is None or value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+    def query(self) -> dict[str, str]:
+        params: dict[str, str] = {}
+        if self.since is not None:
+            params["since"] = self.since.isoformat()
+        if self.limit is not None:
+            params["limit"] = str(self.limit)
+        return params
+
+
+# -- responses that are not results of the Python API -------------------------------------------
+
+class ResponseModel(BaseModel):
+    """Base of the answers below."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class ErrorBody(ResponseModel):
+    """Every error answer (the status comes from the one table in ``facedb.errors``)."""
+
+    error: str = Field(description="What went wrong, for a person to read.")
+    reason: str = Field(description="A stable code: the kind, or an image failure code such as no_face.")
+    status: int = Field(description="The HTTP status.")
+    kind: str = Field(description="The error kind (facedb.errors): usage, not_found, unauthorized, ...")
+
+
+class UploadLimits(ResponseModel):
+    max_file_bytes: int
+    max_request_bytes: int
+
+
+class Health(ResponseModel):
+    """``GET /healthz``."""
+
+    status: str
+    pack: str
+    faces: int
+    threshold: float
+    limits: UploadLimits
+
+
+class Whoami(ResponseModel):
+    """``GET /v1/whoami``: the caller's key name and scope (``local``/``admin`` on the unix socket)."""
+
+    name: str
+    scope: Literal["read", "write", "admin"]
+
+
+class Renamed(ResponseModel):
+    """``PATCH /v1/subjects/{name}``."""
+
+    old: str
+    new: str
+
+
+class CreatedKey(ResponseModel):
+    """``POST /v1/keys``: the key itself, shown only this once."""
+
+    name: str
+    scope: Literal["read", "write", "admin"]
+    key: str

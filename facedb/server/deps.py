@@ -1,0 +1,148 @@
+"""What every route depends on, in one place: the ``FaceDB`` it serves, the caller's key, the
+heavy-request admission, and how a route runs a blocking call and answers.
+
+Routers hold no state of their own: everything comes from ``request.app.state`` through these
+dependencies, so the same router can be included again under another prefix with ``get_db``
+choosing another database (several collections per server).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+from fastapi import Depends, Request, Security
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from ..analysis.files import Upload
+from ..api import FaceDB
+from ..contract.requests import ErrorBody
+from ..errors import UsageError
+from ..operations.gatekeeper import Scope, acting_as
+from .guard import Caller
+from .uploads import Limits
+
+T = TypeVar("T")
+
+#: Documents the key in /openapi.json; the check itself is ``guard.KeyCheck`` (a missing key is
+#: refused there, with the audit trail and the error shape of every other refusal).
+bearer = HTTPBearer(auto_error=False, scheme_name="apiKey", bearerFormat="facedb API key",
+                    description="An API key from `facedb keys create NAME --scope read|write|admin`, "
+                                "as 'Authorization: Bearer <key>'. Requests on the home's unix socket "
+                                "(its owner) need none.")
+
+
+def get_db(request: Request) -> FaceDB:
+    """The database this request is about (the one the server serves)."""
+    db: FaceDB = request.app.state.db
+    return db
+
+
+def get_limits(request: Request) -> Limits:
+    limits: Limits = request.app.state.limits
+    return limits
+
+
+def _key(need: Scope) -> Callable[..., Any]:
+    async def dependency(request: Request,
+                         _credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> Caller:
+        caller: Caller = await request.app.state.key_checks[need](request)
+        return caller
+
+    dependency.__name__ = f"{need}_key"
+    return dependency
+
+
+#: The caller, with a key of at least this scope (or the owner on the unix socket).
+read_key = Depends(_key("read"))
+write_key = Depends(_key("write"))
+admin_key = Depends(_key("admin"))
+
+
+async def _admit(request: Request) -> AsyncIterator[None]:
+    """A place among the heavy requests (analysis, writes), or 503 with Retry-After."""
+    admission = request.app.state.admission()
+    await admission.__anext__()
+    try:
+        yield
+    finally:
+        await admission.aclose()
+
+
+heavy = Depends(_admit)
+
+
+async def call(caller: Caller, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` in a worker thread, audited as the caller."""
+    def run() -> T:
+        with acting_as(caller.actor):
+            return fn(*args, **kwargs)
+
+    return await run_in_threadpool(run)
+
+
+def answer(result: Any) -> JSONResponse:
+    """The JSON of a result (its ``to_dict()``: exactly the CLI's ``--json``), or of a list of them."""
+    if isinstance(result, list):
+        return JSONResponse([_plain(r) for r in result])
+    return JSONResponse(_plain(result))
+
+
+def _plain(result: Any) -> Any:
+    if hasattr(result, "to_dict"):
+        return result.to_dict()
+    if isinstance(result, BaseModel):
+        return result.model_dump(mode="json")
+    return result
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """A small JSON object body (rename, key creation), before its model checks it."""
+    raw = await request.body()
+    if len(raw) > 64 * 1024:
+        raise UsageError("the JSON body is too long")
+    try:
+        body = json.loads(raw or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UsageError("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise UsageError("the body must be a JSON object")
+    return body
+
+
+_DESCRIPTIONS = {
+    401: "No API key, or an unknown or revoked one (header WWW-Authenticate).",
+    403: "The key's scope does not allow this call.",
+    404: "No such subject, face or key.",
+    409: "The name is taken, or the model pack does not match the database.",
+    413: "An upload over the server's limit per file or per request.",
+    422: "A malformed request: a field, body or parameter that does not fit (the message says which).",
+    503: "The server is busy or a store is unavailable: retry after the seconds in Retry-After.",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` of a route: each error status it may answer, with the ErrorBody shape."""
+    return {s: {"model": ErrorBody, "description": _DESCRIPTIONS[s]} for s in statuses}
+
+
+#: The errors of any call with a key: 401, 403 and 503 (busy store, full queue).
+AUTH = (401, 403, 503)
+
+
+def uploads_of(images: list[tuple[str, bytes]], paths_field: str | None, caller: Caller) -> list[Upload]:
+    """The uploaded images; the owner's own CLI (unix socket) may say which files it read them
+    from (``source_paths``), so that reindex and thumbnails can find them later."""
+    paths: list[str | None] = [None] * len(images)
+    if caller.local and paths_field:
+        try:
+            given = json.loads(paths_field)
+        except json.JSONDecodeError:
+            raise UsageError("source_paths must be a JSON list") from None
+        if not isinstance(given, list) or len(given) != len(images):
+            raise UsageError("source_paths must list one path per image")
+        paths = [p if isinstance(p, str) and p.startswith("/") else None for p in given]
+    return [Upload(name, data, path) for (name, data), path in zip(images, paths)]

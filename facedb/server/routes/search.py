@@ -1,0 +1,47 @@
+"""Who is in these photos (1:N), and is this the subject (1:1)."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from ...analysis.files import Upload
+from ...api import FaceDB
+from ...contract.models import SearchReport, VerifyResult
+from ...contract.requests import SearchOptions, VerifyOptions, parse
+from ...errors import UsageError
+from ..deps import AUTH, answer, call, errors, get_db, get_limits, heavy, read_key, uploads_of
+from ..guard import Caller
+from ..uploads import Limits, read_form
+from . import multipart_body
+
+router = APIRouter(tags=["search"])
+
+
+@router.post("/v1/search", dependencies=[heavy], response_model=SearchReport,
+             responses=errors(*AUTH, 413, 422), openapi_extra=multipart_body(SearchOptions, {"images": True}))
+async def search(request: Request, db: FaceDB = Depends(get_db), limits: Limits = Depends(get_limits),
+                 caller: Caller = read_key) -> JSONResponse:
+    """Who is in each image? Multipart: repeated ``images``; fields ``k``, ``by``, ``threshold``,
+    ``reference``, ``scoring`` (template|best). Same JSON as ``facedb search --json``; an image
+    that cannot be used has its ``error`` and ``reason`` and the others are still answered."""
+    form = await read_form(request, limits)
+    images = uploads_of(form.files.get("images", []), None, caller)
+    if not images:
+        raise UsageError("send at least one image in the multipart field 'images'")
+    opts = parse(SearchOptions, form.fields)
+    return answer(await call(caller, db.search, images, **opts.keywords()))
+
+
+@router.post("/v1/verify", dependencies=[heavy], response_model=VerifyResult,
+             responses=errors(*AUTH, 404, 413, 422),
+             openapi_extra=multipart_body(VerifyOptions, {"image": False}))
+async def verify(request: Request, db: FaceDB = Depends(get_db), limits: Limits = Depends(get_limits),
+                 caller: Caller = read_key) -> JSONResponse:
+    """1:1: is the largest face in the multipart ``image`` the enrolled ``subject`` (under
+    ``threshold``)?"""
+    form = await read_form(request, limits)
+    images = form.files.get("image", [])
+    if len(images) != 1 or not form.text("subject"):
+        raise UsageError("send one image in the multipart field 'image' and the field 'subject'")
+    opts = parse(VerifyOptions, form.fields)
+    return answer(await call(caller, db.verify, Upload(*images[0]), opts.subject, threshold=opts.threshold))
