@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import find_datasets_dir, script_env
-from servers import chroma_unavailable, postgres_unavailable, require_or_skip
+from conftest import find_datasets_dir, require_or_skip, script_env
+
+from facedb.evaluation.servers import chroma_unavailable, postgres_unavailable
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "scripts" / "bench"

@@ -19,12 +19,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from servers import PostgresCluster
 from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, LargeBinary, String, Text, inspect, select
 
 from facedb.catalog.database import MIGRATIONS_DIR, SCHEMA_HEAD, Catalog
 from facedb.catalog.models import Base, Face, Failure, Image, Subject
 from facedb.errors import AlreadyExistsError, DatabaseBusyError, NotFoundError, UnavailableError
+from facedb.evaluation.servers import PostgresCluster
 
 pytestmark = pytest.mark.slow  # a real PostgreSQL server
 

@@ -23,10 +23,9 @@ import numpy as np
 import pytest
 from dbtools import facedb_executable, run_cli
 from facephotos import make_face_variants
-from servers import ChromaServer, PostgresCluster
-from servertools import FacedbServer, bearer, clean_env, image_files
 
 from facedb.config import DEFAULT_PACK
+from facedb.evaluation.servers import ChromaServer, FacedbServer, PostgresCluster, bearer, clean_env, image_files
 
 pytestmark = pytest.mark.slow  # real PostgreSQL and Chroma servers
 

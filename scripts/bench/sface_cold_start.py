@@ -22,15 +22,15 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import common  # noqa: E402
+from facedb.evaluation import bench as common
 
 ENGINE_CODE = """
 import time
 t0 = time.perf_counter()
 import numpy as np
 from facedb.analysis.engines.sface import SFaceEngine
+
+HERE = Path(__file__).resolve().parent
 e = SFaceEngine(embedder={name!r})
 t1 = time.perf_counter()
 e.analyze(np.full((160, 160, 3), 128, np.uint8))
