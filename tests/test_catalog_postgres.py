@@ -1,6 +1,6 @@
 """The catalog on PostgreSQL (SQLAlchemy + psycopg 3) behaves like the catalog on SQLite.
 
-Every Alembic migration runs on a real PostgreSQL server (``tests/servers.py``; the tests skip
+Every Alembic migration runs on a real PostgreSQL server (``facedb.evaluation.servers``; the tests skip
 where the server binaries are absent, and fail instead under CI). The reflected schema must
 equal SQLite's, and the same sequence of ``Catalog`` calls must give the same answers on both.
 """

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Enrollment benchmark: `facedb import` end to end vs the machine's model limit, with a breakdown.
 
-Phases (each heavy one under the machine-wide benchmark lock, see bench.bench_lock):
+Phases (each heavy one under the machine-wide benchmark lock, see facedb.evaluation.bench.bench_lock):
 
 1. stage breakdown, one process, one thread: read, sha256, decode (imaging.decode),
    detect (engine.detect), align+embed (engine.analyze minus engine.detect), per image;
@@ -209,7 +209,7 @@ def report(args: argparse.Namespace, ctx: dict[str, Any]) -> str:
     lines += ["", "## Result", "",
               "Model limit = decode + detect + align + embed (largest face, as enrollment does) with "
               f"{args.workers} single-threaded processes in parallel, bytes preloaded, models loaded, nothing "
-              "stored (`bench.model_limit`). End to end = the whole `facedb import` command on a fresh home "
+              "stored (`facedb.evaluation.bench.model_limit`). End to end = the whole `facedb import` command on a fresh home "
               "(Python start, imports, model loads, worker spawn, reading, hashing, SQL, Chroma, exit).", "",
               "| measurement | images/s (wall) | % of the bracketing limit runs | CPU ms per image (all processes) | CPU share of the cores |",
               "| --- | ---: | ---: | ---: | ---: |"]

@@ -15,7 +15,7 @@ What it measures, in one run (the heavy part under the machine-wide benchmark lo
 3. **HTTP search** of one LFW image per request (``--probes`` images not in the gallery sample,
    cycled), over TCP with a read key: latency at 1 client, and throughput at ``--levels``
    concurrent clients as a share of the model limit (decode + detect + embed of every face of the
-   same images, 2 processes, no storage: ``bench.model_limit``) measured just before and just
+   same images, 2 processes, no storage: ``facedb.evaluation.bench.model_limit``) measured just before and just
    after the levels;
 4. **memory**: the resident memory (VmRSS from /proc) of the server and its worker processes
    before and after ``--soak`` searches (``--soak-chunks`` load-generator runs of 4 clients,
@@ -407,7 +407,7 @@ def report(res: dict[str, Any]) -> str:
               f"requests cycle through {res['probes']} LFW images (every other file, spread evenly; not the gallery's "
               "files, partly the same people). Model limit = decode + detect + embed of every face of the same "
               f"images with {res['workers']} single-threaded processes, bytes preloaded, nothing stored "
-              "(`bench.model_limit`), run just before and just after the levels: "
+              "(`facedb.evaluation.bench.model_limit`), run just before and just after the levels: "
               + ", ".join(f"{x['images_per_s']:.1f}" for x in lims) + f" img/s (mean {limit:.1f}).", "",
               "| clients | requests | searches/s | share of the model limit | p50 ms | p90 ms | p99 ms | max ms | "
               "server CPU s: main / workers | load generator CPU s | load average |",

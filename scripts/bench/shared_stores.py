@@ -3,7 +3,7 @@
 
 Three measurements, each on real servers started here (``facedb.evaluation.servers``: a throw-away
 PostgreSQL 15 cluster run by the ``postgres`` user and ``chroma run``, both on free loopback
-ports), each under the machine-wide benchmark lock (``bench.bench_lock``):
+ports), each under the machine-wide benchmark lock (``facedb.evaluation.bench.bench_lock``):
 
 1. **search**: the Chroma server against embedded Chroma on the same vectors: synthetic
    face-like 128-d unit vectors (``search_scale.make_synthetic``), loaded through facedb's
