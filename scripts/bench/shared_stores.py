@@ -6,11 +6,11 @@ PostgreSQL 15 cluster run by the ``postgres`` user and ``chroma run``, both on f
 ports), each under the machine-wide benchmark lock (``facedb.evaluation.bench.bench_lock``):
 
 1. **search**: the Chroma server against embedded Chroma on the same vectors: synthetic
-   face-like 128-d unit vectors (``search_scale.make_synthetic``), loaded through facedb's
+   face-like 128-d unit vectors (``facedb.evaluation.scale.make_synthetic``), loaded through facedb's
    ``ChromaIndex(url=...).add`` and ``ChromaIndex(path).add`` with facedb's collection settings
-   (``chroma_index.HNSW``), in child processes (``search_scale``'s ``load`` and ``query``
+   (``chroma_index.HNSW``), in child processes (``facedb.evaluation.scale``'s ``load`` and ``query``
    children); single-query p50/p99 through ``ChromaIndex.query`` and the raw collection, batch
-   throughput, recall@10 against exact numpy search (``search_scale``'s ``exact`` child), and load
+   throughput, recall@10 against exact numpy search (``facedb.evaluation.scale``'s ``exact`` child), and load
    throughput. The query children alternate embedded / server for ``--rounds`` rounds. A size is
    skipped when the projected load time of both loads (fitted on the previous size) is over
    ``--max-load-minutes``.
@@ -45,9 +45,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import search_scale
 
-from facedb.evaluation import bench
+from facedb.evaluation import bench, scale
 from facedb.evaluation.bench import bench_lock, log, median
 
 HERE = Path(__file__).resolve().parent
@@ -79,7 +78,7 @@ def wipe_collections(chroma: Any) -> None:
 # -- 1. search: Chroma server vs embedded ------------------------------------------------------------
 
 def _load_minutes(fit: dict[str, float] | None, n: int) -> float | None:
-    return None if not fit else search_scale.project_load_s(fit, n) / 60
+    return None if not fit else scale.project_load_s(fit, n) / 60
 
 
 def phase_search(a: argparse.Namespace, work: Path, res: dict[str, Any], checkpoint: Any) -> None:
@@ -141,12 +140,12 @@ def _left_s(a: argparse.Namespace) -> float | None:
 
 def measure_search(n: int, folder: Path, a: argparse.Namespace, hnsw: dict[str, Any], server_cls: Any) -> dict[str, Any]:
     t = time.monotonic()
-    data = search_scale.make_synthetic(n, DIM, a.per_identity, a.queries, a.seed + n, folder)
+    data = scale.make_synthetic(n, DIM, a.per_identity, a.queries, a.seed + n, folder)
     log(f"search N={n}: data in {time.monotonic() - t:.0f} s; exact numpy search (ground truth)")
     base = {"pack": PACK, "dim": DIM, "n": n}
     files = {"vec_file": str(folder / "vectors.f32"), "queries_file": str(folder / "queries.npy"),
              "sids_file": str(folder / "sids.npy"), "names_file": None}
-    exact = search_scale.run_child("exact", {**base, **files, "batch": a.batch, "time_cap_s": a.time_cap,
+    exact = scale.run_child("exact", {**base, **files, "batch": a.batch, "time_cap_s": a.time_cap,
                                              "truth_out": str(folder / "truth.npy")}, folder, _left_s(a))
     truth = np.load(folder / "truth.npy")
     chunk = max(5000, min(50_000, (n // 20) // 5000 * 5000)) if n > 5000 else n
@@ -162,7 +161,7 @@ def measure_search(n: int, folder: Path, a: argparse.Namespace, hnsw: dict[str, 
             log(f"search N={n}: load {b} through ChromaIndex.add")
             cpu0 = bench.tree_cpu_s(chroma.pid) if b == "server" else {}
             t0 = time.monotonic()
-            load = search_scale.run_child("load", {**base, **files, **where, "hnsw": hnsw, "chunk": chunk,
+            load = scale.run_child("load", {**base, **files, **where, "hnsw": hnsw, "chunk": chunk,
                                                    "label": f"{b} N={n}", "progress": True}, folder, _left_s(a))
             wall = time.monotonic() - t0
             load["process_wall_s"] = wall
@@ -174,20 +173,20 @@ def measure_search(n: int, folder: Path, a: argparse.Namespace, hnsw: dict[str, 
                 load["disk_mb"] = bench.dir_size_mb(chroma.path)
             else:
                 load["disk_mb"] = bench.dir_size_mb(where["path"])
-            row[b] = {"load": load, "load_fit": search_scale.fit_load_curve(load["marks"]), "queries": []}
+            row[b] = {"load": load, "load_fit": scale.fit_load_curve(load["marks"]), "queries": []}
             log(f"search N={n}: {b} load {load['load_s']:.0f} s ({load['vectors_per_s']:.0f} vec/s)")
         for r in range(a.rounds):
             order = ("embedded", "server") if r % 2 == 0 else ("server", "embedded")
             for b in order:
                 ids_out = folder / f"ids-{b}-{r}.npy"
                 cpu0 = bench.tree_cpu_s(chroma.pid) if b == "server" else {}
-                q = search_scale.run_child("query", {**base, **files, **targets[b], "batch": a.batch,
+                q = scale.run_child("query", {**base, **files, **targets[b], "batch": a.batch,
                                                      "batch_reps": a.batch_reps, "ids_out": str(ids_out)}, folder,
                                                     _left_s(a))
                 if b == "server":
                     cpu1 = bench.tree_cpu_s(chroma.pid)
                     q["server_cpu_s"] = sum(v - cpu0.get(p, 0.0) for p, v in cpu1.items())
-                q.update(search_scale.recall(np.load(ids_out), truth))
+                q.update(scale.recall(np.load(ids_out), truth))
                 q["round"] = r
                 q["loadavg"] = bench.loadavg()
                 row[b]["queries"].append(q)
@@ -355,18 +354,18 @@ def _rates(out: dict[str, Any]) -> dict[str, Any]:
 # -- 3. migrate ----------------------------------------------------------------------------------
 
 def add_synthetic_faces(db: Any, folder: Path, n: int, per_identity: int, seed: int, batch: int) -> dict[str, Any]:
-    """``n`` face-like unit vectors (``search_scale.make_synthetic``) through facedb's write path:
+    """``n`` face-like unit vectors (``facedb.evaluation.scale.make_synthetic``) through facedb's write path:
     the SQL rows, then the index, then the rows marked indexed (as ``tests/test_scaleout.py``)."""
     from facedb.catalog.faces import StoredItem
 
     folder.mkdir(parents=True, exist_ok=True)
-    data = search_scale.make_synthetic(n, DIM, per_identity, 1, seed, folder)
+    data = scale.make_synthetic(n, DIM, per_identity, 1, seed, folder)
     sids = np.load(folder / "sids.npy")
     info = db.pack.contract(register=True)
     t0 = time.monotonic()
     for start in range(0, n, batch):
         m = min(batch, n - start)
-        vecs = search_scale._read_rows(str(folder / "vectors.f32"), start, m, DIM)
+        vecs = scale.read_rows(str(folder / "vectors.f32"), start, m, DIM)
         items = [StoredItem(subject=f"synthetic{int(sids[start + j])}", label=f"/synthetic/{start + j}.jpg",
                             path=f"/synthetic/{start + j}.jpg", digest=f"{start + j:064x}", source="upload",
                             size_bytes=1, width=1, height=1, face=_Synthetic(embedding=vecs[j]))
@@ -499,7 +498,7 @@ def render_search(s: dict[str, Any]) -> list[str]:
            f"From `{s.get('command')}` (started {s.get('started')}, commit {s.get('commit')}).", "",
            f"Synthetic face-like unit vectors, d={DIM} (the default pack's dimension): identity centres uniform on the "
            f"sphere, {s['per_identity']} samples per identity, cos(sample, centre) ≈ 0.75 "
-           "(`search_scale.make_synthetic`); the same vectors loaded into both, each through facedb's "
+           "(`facedb.evaluation.scale.make_synthetic`); the same vectors loaded into both, each through facedb's "
            "`ChromaIndex.add` (embedded: `ChromaIndex(path)`; server: `ChromaIndex(url=...)`), in chunks, in a "
            f"child process, with facedb's collection settings `{json.dumps(s['hnsw'])}`. Queries: {s['queries']} "
            "held-out noisy samples of random identities, one per call after 10 warm-up calls, in a fresh "
