@@ -29,8 +29,6 @@ import time
 t0 = time.perf_counter()
 import numpy as np
 from facedb.analysis.engines.sface import SFaceEngine
-
-HERE = Path(__file__).resolve().parent
 e = SFaceEngine(embedder={name!r})
 t1 = time.perf_counter()
 e.analyze(np.full((160, 160, 3), 128, np.uint8))

@@ -36,9 +36,6 @@ import numpy as np
 from facedb.evaluation import bench as common
 from facedb.evaluation import lfw
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-
 DEFAULT_LFW = lfw.find_lfw()
 
 
