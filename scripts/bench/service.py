@@ -46,7 +46,6 @@ from facedb.evaluation.bench import bench_lock, log, median, percentile
 #: the checkout this script belongs to (default report paths)
 REPO = Path(__file__).resolve().parents[2]
 
-HERE = Path(__file__).resolve().parent
 FACEDB = bench.facedb_command()
 ONE = Path("Aaron_Peirsol") / "Aaron_Peirsol_0001.jpg"  # one face; the person has several photos in LFW
 TARGET_CLI_S = 0.25
