@@ -7,7 +7,8 @@
 - ``servers``: throw-away PostgreSQL, ``chroma run`` and ``facedb serve`` processes, for the
   benchmarks and the tests alike.
 
-Only ``metrics`` is imported with the package; facedb itself never imports the others.
+Only ``metrics`` is imported with the package; ``facedb eval`` loads ``runner`` (and ``lfw``) when run;
+nothing in facedb imports ``calibration``, ``bench``, ``scale``, ``loadgen`` or ``servers``.
 """
 from __future__ import annotations
 
