@@ -67,7 +67,7 @@ def _checkout() -> Path:
     return here if (here / ".git").exists() else Path.cwd()
 
 
-#: Where reports and ``git_rev`` look: the checkout (see ``_checkout``).
+#: The checkout ``git_rev`` and ``header`` describe (see ``_checkout``).
 REPO = _checkout()
 LOCK_PATH = "/tmp/facedb-bench.lock"
 TRACE_ENV = "FACEDB_TRACE_DIR"
@@ -193,7 +193,7 @@ def header(title: str, argv: Sequence[str], extra: dict[str, Any] | None = None)
              "- Libraries: " + ", ".join(f"{k} {val}" for k, val in v.items())]
     src = facedb_source()
     if src != str(REPO / "facedb"):
-        lines.append(f"- facedb imported from `{src}` (PYTHONPATH), not from this checkout")
+        lines.append(f"- facedb imported from `{src}`, not from this checkout (a regular install, or PYTHONPATH)")
     for k, val in (extra or {}).items():
         lines.append(f"- {k}: {val}")
     return "\n".join(lines) + "\n"
