@@ -7,9 +7,12 @@ Tests marked ``@pytest.mark.dataset`` are skipped when the datasets are absent.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,8 +24,14 @@ if str(_TESTS) not in sys.path:  # make ``import hostile`` work in every pytest 
 
 from hostile import HostileCorpus, insightface_images_dir, make_hostile_corpus  # noqa: E402
 
-# Real PostgreSQL / Chroma servers (fixtures pg_cluster, pg_url, chroma_server, chroma_client).
-from servers import chroma_client, chroma_server, pg_cluster, pg_url  # noqa: E402,F401
+# Real PostgreSQL / Chroma servers: the package's helpers, wrapped in fixtures below.
+from facedb.evaluation.servers import (  # noqa: E402
+    ENV_REQUIRE,
+    ChromaServer,
+    PostgresCluster,
+    chroma_unavailable,
+    postgres_unavailable,
+)
 
 DATASETS_SKIP_REASON = "../shared/datasets not found: dataset tests skipped"
 
@@ -178,3 +187,73 @@ def hostile_corpus(tmp_path_factory: pytest.TempPathFactory, face_photo: Path) -
     """``make_hostile_corpus`` built once per session from ``face_photo``. Read-only: a test
     that wants to change files must make its own with ``make_hostile_corpus(tmp_path)``."""
     return make_hostile_corpus(tmp_path_factory.mktemp("hostile"), face_photo)
+
+
+# -- real servers (facedb.evaluation.servers) ------------------------------------------------------
+
+def require_or_skip(reason: str) -> None:
+    """Skip the test, or fail it when ``FACEDB_REQUIRE_SERVERS=1`` (CI must not skip)."""
+    if os.environ.get(ENV_REQUIRE, "") not in ("", "0"):
+        pytest.fail(f"{reason} (and {ENV_REQUIRE}=1 forbids skipping)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    """One PostgreSQL cluster for the session (skips, or fails under CI, when unavailable).
+
+    A test that stops or kills it must start it again; ``pg_url`` restarts it if one did not."""
+    reason = postgres_unavailable()
+    if reason:
+        require_or_skip(reason)
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.cleanup()
+
+
+@pytest.fixture()
+def pg_url(pg_cluster: PostgresCluster) -> Iterator[str]:
+    """A fresh, empty database of the session cluster; dropped after the test."""
+    pg_cluster.ensure_running()
+    url = pg_cluster.create_database()
+    try:
+        yield url
+    finally:
+        with contextlib.suppress(Exception):
+            pg_cluster.ensure_running()
+            pg_cluster.drop_database(url.rsplit("/", 1)[1])
+
+
+@pytest.fixture(scope="session")
+def chroma_server() -> Iterator[ChromaServer]:
+    """One ``chroma run`` server for the session on a free loopback port (restarted by ``chroma_client``
+    if a test left it down)."""
+    reason = chroma_unavailable()
+    if reason:
+        require_or_skip(reason)
+    server = ChromaServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture()
+def chroma_client(chroma_server: ChromaServer) -> Iterator[Any]:
+    """An ``HttpClient`` on the session server; collections it created are deleted afterwards."""
+    chroma_server.ensure_running()
+    client = chroma_server.client()
+    before = {c.name for c in client.list_collections()}
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(Exception):
+            chroma_server.ensure_running()
+            fresh = chroma_server.client()
+            for c in fresh.list_collections():
+                if c.name not in before:
+                    fresh.delete_collection(c.name)

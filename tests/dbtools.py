@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
 
 from facedb.cli import cli
+from facedb.evaluation.servers import facedb_command
 
 
 def run_cli(home: Path, *args: str, input: bytes | None = None) -> tuple[int, str, str]:
@@ -27,8 +26,8 @@ def run_json(home: Path, *args: str, ok: tuple[int, ...] = (0,)) -> Any:
 
 
 def facedb_executable() -> list[str]:
-    exe = shutil.which("facedb", path=os.path.dirname(sys.executable))
-    return [exe] if exe else [sys.executable, "-m", "facedb.cli"]
+    """The ``facedb`` command next to this interpreter (``facedb.evaluation.servers.facedb_command``)."""
+    return facedb_command()
 
 
 def run_process(home: Path, *args: str, timeout: float = 300, env: dict[str, str] | None = None,

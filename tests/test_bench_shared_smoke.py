@@ -1,7 +1,7 @@
 """Smoke test of the shared-stores benchmark (scripts/bench/shared_stores.py --quick).
 
 Tiny sizes (2,000 vectors; 6 LFW images enrolled with 1 and 2 facedb processes; a home of 600
-faces migrated), real servers (a PostgreSQL cluster and ``chroma run`` from tests/servers.py),
+faces migrated), real servers (a PostgreSQL cluster and ``chroma run`` from facedb.evaluation.servers),
 no timing assertions: the run must finish, every phase must report complete and sane numbers,
 and the migrated target must check clean. Skipped with the reason where PostgreSQL, the
 ``chroma`` executable or LFW is absent, unless FACEDB_REQUIRE_SERVERS=1 (CI), which fails instead.
@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import find_datasets_dir, script_env
-from servers import chroma_unavailable, postgres_unavailable, require_or_skip
+from conftest import find_datasets_dir, require_or_skip, script_env
+
+from facedb.evaluation.servers import chroma_unavailable, postgres_unavailable
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "scripts" / "bench"

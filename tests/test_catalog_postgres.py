@@ -1,6 +1,6 @@
 """The catalog on PostgreSQL (SQLAlchemy + psycopg 3) behaves like the catalog on SQLite.
 
-Every Alembic migration runs on a real PostgreSQL server (``tests/servers.py``; the tests skip
+Every Alembic migration runs on a real PostgreSQL server (``facedb.evaluation.servers``; the tests skip
 where the server binaries are absent, and fail instead under CI). The reflected schema must
 equal SQLite's, and the same sequence of ``Catalog`` calls must give the same answers on both.
 """
@@ -19,12 +19,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from servers import PostgresCluster
 from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, LargeBinary, String, Text, inspect, select
 
 from facedb.catalog.database import MIGRATIONS_DIR, SCHEMA_HEAD, Catalog
 from facedb.catalog.models import Base, Face, Failure, Image, Subject
 from facedb.errors import AlreadyExistsError, DatabaseBusyError, NotFoundError, UnavailableError
+from facedb.evaluation.servers import PostgresCluster
 
 pytestmark = pytest.mark.slow  # a real PostgreSQL server
 

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from dbtools import run_cli
 from PIL import Image, ImageOps
-from servers import PostgresCluster
 from sqlalchemy import create_engine, text
 
 from facedb import FaceDB
 from facedb.errors import UnavailableError
+from facedb.evaluation.servers import PostgresCluster
 
 pytestmark = pytest.mark.slow  # a real PostgreSQL server
 

@@ -2,7 +2,7 @@
 server, several facedb processes at once (CLI processes and ``facedb serve --workers 3``), kills,
 restarts and outages of each server, and ``facedb migrate`` between an embedded home and them.
 
-Servers come from ``tests/servers.py`` (skipped with a reason where PostgreSQL's binaries are
+Servers come from ``facedb.evaluation.servers`` (skipped with a reason where PostgreSQL's binaries are
 absent; CI installs them and sets FACEDB_REQUIRE_SERVERS=1 so nothing skips there).
 """
 from __future__ import annotations
@@ -23,10 +23,9 @@ import numpy as np
 import pytest
 from dbtools import facedb_executable, run_cli
 from facephotos import make_face_variants
-from servers import ChromaServer, PostgresCluster
-from servertools import FacedbServer, bearer, clean_env, image_files
 
 from facedb.config import DEFAULT_PACK
+from facedb.evaluation.servers import ChromaServer, FacedbServer, PostgresCluster, bearer, clean_env, image_files
 
 pytestmark = pytest.mark.slow  # real PostgreSQL and Chroma servers
 

@@ -23,9 +23,9 @@ import httpx
 import pytest
 from dbtools import facedb_executable, run_process
 from facephotos import make_face_variants
-from servertools import FacedbServer, bearer, clean_env, image_files
 
 from facedb.config import DEFAULT_PACK
+from facedb.evaluation.servers import FacedbServer, bearer, clean_env, image_files
 
 ENROLLED = ("person1", "person2", "person3", "person4")
 

@@ -1,17 +1,18 @@
-"""The test servers of ``tests/servers.py`` themselves: loopback only, restartable, killable,
+"""The test servers of ``facedb/evaluation/servers.py`` themselves: loopback only, restartable, killable,
 and gone without a trace (no process, no folder) after cleanup."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from servers import (
+from conftest import require_or_skip
+
+from facedb.evaluation.servers import (
     ChromaServer,
     PostgresCluster,
     chroma_unavailable,
     port_open,
     postgres_unavailable,
     processes_mentioning,
-    require_or_skip,
 )
 
 pytestmark = pytest.mark.slow  # real PostgreSQL and Chroma servers
@@ -125,7 +126,7 @@ def test_session_fixtures_work_together(pg_url: str, chroma_client: object, chro
 def test_missing_servers_skip_here_but_fail_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
     """A fresh clone without the PostgreSQL binaries skips; .ci/run sets FACEDB_REQUIRE_SERVERS=1,
     which turns the same situation into a failure."""
-    import servers
+    from facedb.evaluation import servers
 
     monkeypatch.setattr(servers, "find_pg_bin", lambda: None)
     monkeypatch.setattr(servers, "find_chroma", lambda: None)

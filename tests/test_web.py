@@ -26,8 +26,9 @@ import httpx
 import pytest
 import webtools
 from facephotos import insightface_photos, make_face_variants
-from servertools import FacedbServer, bearer
 from webtools import Watch, drop_file, live_object_urls, screenshot
+
+from facedb.evaluation.servers import FacedbServer, bearer
 
 pytestmark = pytest.mark.slow  # a real Chromium and a facedb server
 
@@ -78,7 +79,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, people: dict[str, list[Path
 def browser() -> Iterator[Any]:
     reason = webtools.skip_reason()
     if reason:
-        from servers import require_or_skip
+        from conftest import require_or_skip
 
         require_or_skip(reason)  # CI (FACEDB_REQUIRE_SERVERS=1) fails instead of skipping
     from playwright.sync_api import sync_playwright

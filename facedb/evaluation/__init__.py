@@ -1,4 +1,15 @@
-"""Evaluation of face matching: verification and open-set identification metrics (numpy only)."""
+"""How facedb is measured.
+
+- ``metrics`` (numpy only, re-exported here): verification and open-set identification metrics;
+- ``lfw``, ``runner``: the datasets and the embedding pass of ``facedb eval``;
+- ``calibration``: the threshold calibration protocol on LFW (``scripts/calibrate_threshold.py``);
+- ``bench``, ``scale``, ``loadgen``: the helpers of the benchmarks under ``scripts/bench``;
+- ``servers``: throw-away PostgreSQL, ``chroma run`` and ``facedb serve`` processes, for the
+  benchmarks and the tests alike.
+
+Only ``metrics`` is imported with the package; ``facedb eval`` loads ``runner`` (and ``lfw``) when run;
+nothing in facedb imports ``calibration``, ``bench``, ``scale``, ``loadgen`` or ``servers``.
+"""
 from __future__ import annotations
 
 from .metrics import (

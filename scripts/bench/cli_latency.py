@@ -30,12 +30,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib  # noqa: E402
-from benchlib import REPO, bench_lock, log, median  # noqa: E402
+from facedb.evaluation import bench
+from facedb.evaluation.bench import bench_lock, log, median
+
+#: the checkout this script belongs to (default report paths)
+REPO = Path(__file__).resolve().parents[2]
 
 PY = sys.executable
-FACEDB = benchlib.facedb_command()
+FACEDB = bench.facedb_command()
 #: The CLI as the console script runs it, minus its fast exit (``facedb.cli.main`` ends with
 #: ``os._exit``): the interpreter then tears down every loaded library as usual.
 TEARDOWN = [PY, "-c", "import sys; from facedb.cli import cli; sys.argv[0] = 'facedb'; cli(prog_name='facedb')"]
@@ -65,11 +67,11 @@ PHASES = (
 )
 
 
-def traced_phases(proc: benchlib.Proc, spans: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, float]]:
+def traced_phases(proc: bench.Proc, spans: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, float]]:
     """Seconds per phase of one traced run (main process), and the background chromadb import."""
     own = [sp for sp in spans if sp["pid"] == proc.pid]
-    tot = benchlib.span_totals(own)
-    phases = {k: benchlib.span_total(tot, k) for k, _ in PHASES if not k.startswith("(") and k in tot}
+    tot = bench.span_totals(own)
+    phases = {k: bench.span_total(tot, k) for k, _ in PHASES if not k.startswith("(") and k in tot}
     if own:
         phases["(start)"] = min(sp["t0"] for sp in own) - proc.t_start
         phases["(end)"] = proc.t_start + proc.wall_s - max(sp["t1"] for sp in own)
@@ -85,12 +87,12 @@ def traced_phases(proc: benchlib.Proc, spans: list[dict[str, Any]]) -> tuple[dic
 # ============================================================================================
 
 def timed_run(cmd: list[str], stdin: str | None = None, env: dict[str, str] | None = None) -> tuple[float, Any]:
-    r = benchlib.run_process(cmd, env=env, stdin=stdin)
+    r = bench.run_process(cmd, env=env, stdin=stdin)
     return r.wall_s, r
 
 
 def clean_env() -> dict[str, str]:
-    return benchlib.clean_env()
+    return bench.clean_env()
 
 
 def parse_importtime_self(stderr: str) -> dict[str, float]:
@@ -129,11 +131,11 @@ def parse_importtime(stderr: str) -> tuple[dict[str, float], float]:
 
 
 def build_gallery(home: Path, n: int | None, work: Path) -> dict[str, Any]:
-    lfw = benchlib.lfw_dir()
+    lfw = bench.lfw_dir()
     assert lfw is not None
-    paths = benchlib.lfw_images(lfw)
+    paths = bench.lfw_images(lfw)
     if n and n < len(paths):
-        root = benchlib.subset_tree(benchlib.sample_images(paths, n), work / "gallery")
+        root = bench.subset_tree(bench.sample_images(paths, n), work / "gallery")
     else:
         root = lfw
     t, r = timed_run([*FACEDB, "--home", str(home), "import", str(root), "-q", "--json"], env=clean_env())
@@ -158,11 +160,11 @@ def main(argv: list[str]) -> int:
     if args.quick:
         args.gallery = args.gallery or 30
         args.runs, args.importtime_runs, args.batch = min(args.runs, 2), 1, min(args.batch, 10)
-    lfw = benchlib.lfw_dir()
+    lfw = bench.lfw_dir()
     if lfw is None:
         print("LFW not found (../shared/datasets/lfw or $FACEDB_DATASETS/lfw)", file=sys.stderr)
         return 2
-    all_paths = benchlib.lfw_images(lfw)
+    all_paths = bench.lfw_images(lfw)
     probe = args.probe or lfw / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg"  # one face, person enrolled
     if not probe.exists():
         probe = all_paths[0]
@@ -180,7 +182,7 @@ def main(argv: list[str]) -> int:
         else:
             res["gallery"] = {"existing_home": str(home)}
         search_cmd = [*FACEDB, "--home", str(home), "search", str(probe), "--json"]
-        batch_paths = benchlib.sample_images(all_paths[1::2], args.batch)
+        batch_paths = bench.sample_images(all_paths[1::2], args.batch)
         batch_stdin = "".join(f"{p}\n" for p in batch_paths)
         with bench_lock("cli-latency"):
             # warm-up: page cache, .pyc files
@@ -207,11 +209,11 @@ def main(argv: list[str]) -> int:
                     rows[label].append(timed_run(cmd, env=env)[0])
                 # the same command with the tracing hook on: its spans give the split
                 trace_dir = work / f"trace-{i}"
-                t, r = timed_run(search_cmd, env=benchlib.trace_env(env, trace_dir))
+                t, r = timed_run(search_cmd, env=bench.trace_env(env, trace_dir))
                 if r.returncode != 0:
                     raise RuntimeError(r.stderr[-3000:])
                 rows["facedb search one.jpg --json, traced (FACEDB_TRACE_DIR)"].append(t)
-                ph, mk = traced_phases(r, benchlib.read_spans(trace_dir))
+                ph, mk = traced_phases(r, bench.read_spans(trace_dir))
                 for k, v in ph.items():
                     phases[k].append(v)
                 for k, v in mk.items():
@@ -244,8 +246,8 @@ def main(argv: list[str]) -> int:
                             "steady_images_per_s": (len(batch_paths) - 1) / max(1e-9, t_batch - median(rows["facedb search one.jpg --json"])),
                             "with_face": sum(1 for x in bout["results"] if x["faces"])}
             res["batch_pool"] = pool_batch(batch_paths)
-            res["limit_1"] = benchlib.model_limit(batch_paths, 1)
-            res["limit_2"] = benchlib.model_limit(batch_paths, 2)
+            res["limit_1"] = bench.model_limit(batch_paths, 1)
+            res["limit_2"] = bench.model_limit(batch_paths, 2)
         res["rows"] = {k: {"median_s": median(v), "runs": v} for k, v in rows.items()}
         res["phases"] = {k: median(v) for k, v in phases.items()}
         res["marks"] = {k: median(v) for k, v in marks.items()}
@@ -255,7 +257,7 @@ def main(argv: list[str]) -> int:
         res["modules"] = sorted(modules)
         text = report(args, res, probe, home)
         print(text)
-        benchlib.write_report(args.out, text)
+        bench.write_report(args.out, text)
         if args.json_out:
             args.json_out.write_text(json.dumps(res, indent=1, default=str))
         return 0
@@ -326,7 +328,7 @@ def report(args: argparse.Namespace, res: dict[str, Any], probe: Path, home: Pat
     g = res["gallery"]
     gal = (f"{g['images']:,} LFW faces of {g['subjects']:,} subjects, enrolled with `facedb import` "
            f"({g['import_s']:.0f} s)" if "images" in g else f"existing home {g['existing_home']}")
-    lines = [benchlib.header("CLI latency: `facedb search` from a cold process", res["argv"], {
+    lines = [bench.header("CLI latency: `facedb search` from a cold process", res["argv"], {
         "Gallery": gal, "Probe": f"`{probe}`",
         "Runs": f"{args.runs} cold processes per row, interleaved, after 2 warm-up runs (page cache warm; "
                 "'cold' = a new process)",

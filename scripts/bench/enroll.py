@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Enrollment benchmark: `facedb import` end to end vs the machine's model limit, with a breakdown.
 
-Phases (each heavy one under the machine-wide benchmark lock, see benchlib.bench_lock):
+Phases (each heavy one under the machine-wide benchmark lock, see facedb.evaluation.bench.bench_lock):
 
 1. stage breakdown, one process, one thread: read, sha256, decode (imaging.decode),
    detect (engine.detect), align+embed (engine.analyze minus engine.detect), per image;
@@ -30,9 +30,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib  # noqa: E402
-from benchlib import REPO, bench_lock, log, median  # noqa: E402
+from facedb.evaluation import bench
+from facedb.evaluation.bench import bench_lock, log, median
+
+#: the checkout this script belongs to (default report paths)
+REPO = Path(__file__).resolve().parents[2]
 
 # ============================================================================================
 # The benchmark (runs in the script's own process)
@@ -98,12 +100,12 @@ def run_import(root: Path, workers: int, mode: str, work: Path, env_extra: dict[
     home = work / f"home-{mode}-{time.monotonic_ns()}"
     trace_dir = work / f"trace-{mode}-{time.monotonic_ns()}"
     args = ["--home", str(home), "--pack", pack, "import", str(root), "--workers", str(workers), "-q", "--json"]
-    env = benchlib.clean_env(**(env_extra or {}))
+    env = bench.clean_env(**(env_extra or {}))
     if mode == "traced":
-        env = benchlib.trace_env(env, trace_dir)
-    cmd = [*benchlib.facedb_command(), *args]
-    la = benchlib.loadavg()
-    proc = benchlib.run_process(cmd, env=env)
+        env = bench.trace_env(env, trace_dir)
+    cmd = [*bench.facedb_command(), *args]
+    la = bench.loadavg()
+    proc = bench.run_process(cmd, env=env)
     if proc.returncode not in (0, 3):
         raise RuntimeError(f"{cmd} exited {proc.returncode}: {proc.stderr[-3000:]}")
     rep = json.loads(proc.stdout)
@@ -121,10 +123,10 @@ def run_import(root: Path, workers: int, mode: str, work: Path, env_extra: dict[
         "loadavg": la, "env": env_extra or {},
     }
     if mode == "traced":
-        spans = benchlib.read_spans(trace_dir)
-        out["spans"] = benchlib.span_totals(spans, [proc.pid])
-        out["worker_spans"] = benchlib.span_totals([sp for sp in spans if sp["pid"] != proc.pid])
-        out["trace"] = benchlib.worker_activity(spans, proc.pid)
+        spans = bench.read_spans(trace_dir)
+        out["spans"] = bench.span_totals(spans, [proc.pid])
+        out["worker_spans"] = bench.span_totals([sp for sp in spans if sp["pid"] != proc.pid])
+        out["trace"] = bench.worker_activity(spans, proc.pid)
         if out["trace"]:
             out["trace"]["start_to_first_task_s"] = out["trace"]["first_task"] - proc.t_start
             out["trace"]["last_task_to_exit_s"] = proc.t_start + proc.wall_s - out["trace"]["last_task"]
@@ -166,7 +168,7 @@ COMPONENTS = (
 def write_breakdown(traced: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Main-process seconds and calls of the traced import, by component (span totals)."""
     sp = traced["spans"]
-    out = {k: {"s": benchlib.span_total(sp, k), "n": benchlib.span_total(sp, k, "n")} for k, _ in COMPONENTS
+    out = {k: {"s": bench.span_total(sp, k), "n": bench.span_total(sp, k, "n")} for k, _ in COMPONENTS
            if not k.startswith("(")}
     sql = ("sql.store_batch", "sql.mark_indexed", "sql.known_sha256", "journal.replay")
     chroma = ("chroma.open", "chroma.add", "chroma.close")
@@ -198,7 +200,7 @@ def report(args: argparse.Namespace, ctx: dict[str, Any]) -> str:
     ratio = median(ratios)
     e2e_cpu = median([_cpu_per_image(r, n) for r in cli_runs])
     bd = ctx["breakdown"]
-    lines = [benchlib.header("Enrollment benchmark: `facedb import` vs the model limit", ctx["argv"], {
+    lines = [bench.header("Enrollment benchmark: `facedb import` vs the model limit", ctx["argv"], {
         "Data": f"{ctx['data_desc']} ({n:,} images)",
         "Workers": f"{args.workers} (the machine has {ncores} cores)",
         "Pack": f"{args.pack} (the model limit and the import alike)",
@@ -207,7 +209,7 @@ def report(args: argparse.Namespace, ctx: dict[str, Any]) -> str:
     lines += ["", "## Result", "",
               "Model limit = decode + detect + align + embed (largest face, as enrollment does) with "
               f"{args.workers} single-threaded processes in parallel, bytes preloaded, models loaded, nothing "
-              "stored (`benchlib.model_limit`). End to end = the whole `facedb import` command on a fresh home "
+              "stored (`facedb.evaluation.bench.model_limit`). End to end = the whole `facedb import` command on a fresh home "
               "(Python start, imports, model loads, worker spawn, reading, hashing, SQL, Chroma, exit).", "",
               "| measurement | images/s (wall) | % of the bracketing limit runs | CPU ms per image (all processes) | CPU share of the cores |",
               "| --- | ---: | ---: | ---: | ---: |"]
@@ -264,7 +266,7 @@ def report(args: argparse.Namespace, ctx: dict[str, Any]) -> str:
         tr = tr_run.get("trace", {})
         per = lambda x: f"{1000 * x / n:.2f}"  # noqa: E731
         batches = int(wb["ingest.write_batch"]["n"])
-        written = int(benchlib.span_total(tr_run["spans"], "ingest.write_batch", "images"))
+        written = int(bench.span_total(tr_run["spans"], "ingest.write_batch", "images"))
         lines += ["## Storage and the main process (traced `facedb import`)", "",
                   f"Wall {fmt(tr_run['wall_s'])} s; CPU: main process {fmt(tr_run['main_cpu_s'])} s, workers "
                   f"{fmt(tr_run['children_cpu_s'])} s. {batches} write batches of up to "
@@ -285,7 +287,7 @@ def report(args: argparse.Namespace, ctx: dict[str, Any]) -> str:
                       f"in the workers {tr['init_s']} s); after the last image: "
                       f"{fmt(tr['last_task_to_exit_s'], 2)} s (last write, pool shutdown, JSON, exit).", ""]
     lines += ["## Commands", "", "```",
-              f"# the model limit: benchlib.model_limit(<the {n} images>, procs={args.workers}, pack={args.pack!r}) (spawned processes)",
+              f"# the model limit: bench.model_limit(<the {n} images>, procs={args.workers}, pack={args.pack!r}) (spawned processes)",
               f"facedb --home <fresh dir> --pack {args.pack} import {ctx['import_root_desc']} --workers {args.workers} -q --json",
               "FACEDB_TRACE_DIR=<fresh dir> facedb --home <fresh dir> import ... (the traced run)",
               "```", ""]
@@ -316,17 +318,17 @@ def main(argv: list[str]) -> int:
         args.limit = args.limit or 40
         args.breakdown_n = min(args.breakdown_n, 4)
     lock = not args.quick
-    root = args.dataset or benchlib.lfw_dir()
+    root = args.dataset or bench.lfw_dir()
     if root is None or not Path(root).is_dir():
         print("LFW not found (../shared/datasets/lfw or $FACEDB_DATASETS/lfw)", file=sys.stderr)
         return 2
     root = Path(root)
-    all_paths = benchlib.lfw_images(root)
+    all_paths = bench.lfw_images(root)
     work = Path(tempfile.mkdtemp(prefix="facedb-bench-enroll-"))
     try:
         if args.limit and args.limit < len(all_paths):
-            paths = benchlib.sample_images(all_paths, args.limit)
-            import_root = benchlib.subset_tree(paths, work / "subset")
+            paths = bench.sample_images(all_paths, args.limit)
+            import_root = bench.subset_tree(paths, work / "subset")
             data_desc = f"LFW subset: {len(paths)} images spread evenly over {root}"
             import_root_desc = f"<symlink tree of the {len(paths)} images as <person>/<file>>"
         else:
@@ -343,7 +345,7 @@ def main(argv: list[str]) -> int:
                                "limits": [], "e2e_cli": []}
         log(f"{n} images; breakdown on {args.breakdown_n}")
         with bench_lock("breakdown", enabled=lock):
-            ctx["breakdown"] = stage_breakdown(benchlib.sample_images(paths, args.breakdown_n), args.pack)
+            ctx["breakdown"] = stage_breakdown(bench.sample_images(paths, args.breakdown_n), args.pack)
 
         def checkpoint() -> None:  # the raw numbers so far survive an interrupted run
             if args.json_out:
@@ -351,7 +353,7 @@ def main(argv: list[str]) -> int:
 
         def limit() -> None:
             with bench_lock("limit", enabled=lock):
-                ctx["limits"].append(benchlib.model_limit(paths, args.workers, pack=args.pack, max_faces=1))
+                ctx["limits"].append(bench.model_limit(paths, args.workers, pack=args.pack, max_faces=1))
             ctx["limits"][-1]["t_end"] = time.time()
             checkpoint()
             log(f"limit: {ctx['limits'][-1]['images_per_s']:.2f} img/s, cpu share {ctx['limits'][-1]['cpu_share']:.2f}")
@@ -379,7 +381,7 @@ def main(argv: list[str]) -> int:
             limit()
         text = report(args, ctx)
         print(text)
-        benchlib.write_report(args.out, text)
+        bench.write_report(args.out, text)
         if args.json_out:
             args.json_out.write_text(json.dumps(ctx, indent=1, default=str))
         return 0

@@ -29,9 +29,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib  # noqa: E402
-from benchlib import REPO, bench_lock, log, median  # noqa: E402
+from facedb.evaluation import bench
+from facedb.evaluation.bench import bench_lock, log, median
+
+#: the checkout this script belongs to (default report paths)
+REPO = Path(__file__).resolve().parents[2]
 
 VENV = Path("/tmp/facedb-peer-venv")
 PINS = ["dlib-bin", "numpy", "Pillow", "Click", "setuptools<81"]
@@ -141,7 +143,7 @@ def run_peer(paths: list[Path], procs: int, upsample: int, work: Path) -> dict[s
     if r.returncode != 0:
         raise RuntimeError(r.stderr[-3000:])
     out = json.loads(r.stdout.strip().splitlines()[-1])
-    out["loadavg"] = benchlib.loadavg()
+    out["loadavg"] = bench.loadavg()
     return out
 
 
@@ -159,11 +161,11 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.limit, args.rounds = min(args.limit, 20), 1
-    root = args.dataset or benchlib.lfw_dir()
+    root = args.dataset or bench.lfw_dir()
     if root is None or not Path(root).is_dir():
         print("LFW not found (../shared/datasets/lfw or $FACEDB_DATASETS/lfw)", file=sys.stderr)
         return 2
-    paths = benchlib.sample_images(benchlib.lfw_images(Path(root)), args.limit)
+    paths = bench.sample_images(bench.lfw_images(Path(root)), args.limit)
     pip_log: list[str] = []
     venv = ensure_venv(pip_log)
     log(f"peer venv ready ({venv['setup_s']:.0f} s): {venv['versions']}")
@@ -174,13 +176,13 @@ def main(argv: list[str]) -> int:
         for rnd in range(args.rounds):
             for procs in (1, args.procs):
                 with bench_lock("peer"):
-                    res[f"facedb_{procs}"].append(benchlib.model_limit(paths, procs))
+                    res[f"facedb_{procs}"].append(bench.model_limit(paths, procs))
                     log(f"round {rnd} facedb {procs}p: {res[f'facedb_{procs}'][-1]['images_per_s']:.2f} img/s")
                     res[f"peer_{procs}"].append(run_peer(paths, procs, args.upsample, work))
                     log(f"round {rnd} face_recognition {procs}p: {res[f'peer_{procs}'][-1]['images_per_s']:.2f} img/s")
     med = {k: median([r["images_per_s"] for r in v]) for k, v in res.items()}
     rel_argv = ["python", "scripts/bench/peer_face_recognition.py", *argv]
-    lines = [benchlib.header("Peer: facedb vs face_recognition (dlib)", rel_argv, {
+    lines = [bench.header("Peer: facedb vs face_recognition (dlib)", rel_argv, {
         "Data": f"{len(paths)} LFW images spread evenly over {root} (250x250 JPEG)",
         "Peer venv": f"{VENV}: " + ", ".join(f"{k} {v}" for k, v in venv["versions"].items())
                      + f"; dlib compiled from source: {'YES' if venv['compiled_dlib'] else 'no (dlib-bin wheel)'}",
@@ -222,7 +224,7 @@ def main(argv: list[str]) -> int:
     if text.startswith("# Peer:"):
         text = "#" + text
     print(text)
-    benchlib.replace_section(args.out, "peer", text)
+    bench.replace_section(args.out, "peer", text)
     if args.json_out:
         args.json_out.write_text(json.dumps({"venv": venv, "runs": res, "medians": med}, indent=1))
     return 0

@@ -15,7 +15,7 @@ What it measures, in one run (the heavy part under the machine-wide benchmark lo
 3. **HTTP search** of one LFW image per request (``--probes`` images not in the gallery sample,
    cycled), over TCP with a read key: latency at 1 client, and throughput at ``--levels``
    concurrent clients as a share of the model limit (decode + detect + embed of every face of the
-   same images, 2 processes, no storage: ``benchlib.model_limit``) measured just before and just
+   same images, 2 processes, no storage: ``facedb.evaluation.bench.model_limit``) measured just before and just
    after the levels;
 4. **memory**: the resident memory (VmRSS from /proc) of the server and its worker processes
    before and after ``--soak`` searches (``--soak-chunks`` load-generator runs of 4 clients,
@@ -39,15 +39,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib  # noqa: E402
-from benchlib import REPO, bench_lock, log, median, percentile  # noqa: E402
+from facedb.config import DEFAULT_PACK  # (the pack of a new home: the served one)
+from facedb.evaluation import bench
+from facedb.evaluation.bench import bench_lock, log, median, percentile
 
-from facedb.config import DEFAULT_PACK  # noqa: E402  (the pack of a new home: the served one)
+#: the checkout this script belongs to (default report paths)
+REPO = Path(__file__).resolve().parents[2]
 
-HERE = Path(__file__).resolve().parent
-FACEDB = benchlib.facedb_command()
-LOADGEN = [sys.executable, str(HERE / "loadgen.py")]
+FACEDB = bench.facedb_command()
 ONE = Path("Aaron_Peirsol") / "Aaron_Peirsol_0001.jpg"  # one face; the person has several photos in LFW
 TARGET_CLI_S = 0.25
 TARGET_CLI_RATIO = 0.3
@@ -71,61 +70,25 @@ def fmt(x: float, nd: int = 1) -> str:
     return f"{x:,.{nd}f}"
 
 
-def cli(home: Path, *args: str, env: dict[str, str]) -> Any:
-    r = benchlib.run_process([*FACEDB, "--home", str(home), *args, "--json"], env=env)
-    if r.returncode not in (0, 3):
-        raise RuntimeError(f"facedb {' '.join(args)} exited {r.returncode}: {r.stderr[-2000:]}")
-    return json.loads(r.stdout), r
-
-
 def run_import(root: Path, home: Path, workers: int, env: dict[str, str], trace_dir: Path) -> dict[str, Any]:
     """`facedb import` on a fresh home, traced: whole-command and steady images/s."""
-    r = benchlib.run_process([*FACEDB, "--home", str(home), "import", str(root), "--workers", str(workers), "-q",
-                              "--json"], env=benchlib.trace_env(env, trace_dir))
+    r = bench.run_process([*FACEDB, "--home", str(home), "import", str(root), "--workers", str(workers), "-q",
+                              "--json"], env=bench.trace_env(env, trace_dir))
     if r.returncode not in (0, 3):
         raise RuntimeError(f"facedb import exited {r.returncode}: {r.stderr[-3000:]}")
     rep = json.loads(r.stdout)
-    spans = benchlib.read_spans(trace_dir)
-    act = benchlib.worker_activity(spans, r.pid)
+    spans = bench.read_spans(trace_dir)
+    act = bench.worker_activity(spans, r.pid)
     n = rep["enrolled"] + rep["duplicates"] + rep["n_failed"]
     steady = (r.t_start + r.wall_s - act["first_task"]) if act else r.wall_s
     return {"enrolled": rep["enrolled"], "duplicates": rep["duplicates"], "n_failed": rep["n_failed"],
             "images": n, "wall_s": r.wall_s, "images_per_s": n / r.wall_s,
             "first_image_after_s": r.wall_s - steady, "steady_images_per_s": n / steady if steady > 0 else 0.0,
-            "cpu_s": r.cpu_s, "loadavg": benchlib.loadavg(), "t_end": time.time()}
-
-
-def loadgen(kind: str, port: int, key: str, listing: Path, clients: int, requests: int | None = None,
-            warmup: int = 0, server_pid: int | None = None) -> dict[str, Any]:
-    """One load-generator run (its own process); with ``server_pid``, the server's CPU during it."""
-    cmd = [*LOADGEN, kind, "--port", str(port), "--images", str(listing), "--clients", str(clients)]
-    if requests:
-        cmd += ["--requests", str(requests)]
-    if warmup:
-        cmd += ["--warmup", str(warmup)]
-    cpu0 = benchlib.tree_cpu_s(server_pid) if server_pid else {}
-    la = benchlib.loadavg()
-    r = benchlib.run_process(cmd, env=benchlib.clean_env(FACEDB_API_KEY=key), timeout=3600)
-    cpu1 = benchlib.tree_cpu_s(server_pid) if server_pid else {}
-    try:
-        out = json.loads(r.stdout)
-    except ValueError:
-        raise RuntimeError(f"loadgen exited {r.returncode}: {r.stderr[-3000:]}") from None
-    if r.returncode != 0:
-        raise RuntimeError(f"loadgen {kind} failed: {out.get('statuses')} {out.get('errors')}")
-    if server_pid:
-        main = cpu1.get(server_pid, 0.0) - cpu0.get(server_pid, 0.0)
-        workers = sum(v - cpu0.get(p, 0.0) for p, v in cpu1.items() if p != server_pid)
-        out["server_cpu_s"] = {"main": main, "workers": workers}
-    out["loadgen_cpu_s"] = r.cpu_s
-    #: requests the server answered while its CPU was read (the warm-up ones too)
-    out["sent"] = out["requests"] + (warmup * clients if kind == "search" else 0)
-    out["loadavg"] = la
-    return out
+            "cpu_s": r.cpu_s, "loadavg": bench.loadavg(), "t_end": time.time()}
 
 
 def lat_summary(lat: list[float]) -> dict[str, float]:
-    return benchlib.summarize_ms(lat)
+    return bench.summarize_ms(lat)
 
 
 def server_split(spans: list[dict[str, Any]], t0: float, t1: float, requests: int) -> dict[str, dict[str, float]]:
@@ -138,10 +101,10 @@ def server_split(spans: list[dict[str, Any]], t0: float, t1: float, requests: in
             for name, v in by.items() if requests}
 
 
-def cli_split(proc: benchlib.Proc, spans: list[dict[str, Any]]) -> dict[str, float]:
+def cli_split(proc: bench.Proc, spans: list[dict[str, Any]]) -> dict[str, float]:
     """Phases of one traced CLI run (its own process): start, named spans, end."""
     own = [sp for sp in spans if sp["pid"] == proc.pid]
-    tot = benchlib.span_totals(own)
+    tot = bench.span_totals(own)
     out = {k: v["s"] for k, v in tot.items()}
     if own:
         out["(start)"] = min(sp["t0"] for sp in own) - proc.t_start
@@ -175,58 +138,58 @@ def main(argv: list[str]) -> int:
         args.requests, args.levels, args.soak, args.soak_chunks = min(args.requests, 6), "1,2", min(args.soak, 24), 2
     json_out = args.json_out or args.out.with_suffix(".json")
     levels = [int(x) for x in args.levels.split(",") if x.strip()]
-    lfw = benchlib.lfw_dir()
+    lfw = bench.lfw_dir()
     if lfw is None:
         print("LFW not found (../shared/datasets/lfw or $FACEDB_DATASETS/lfw): the service benchmark needs it",
               file=sys.stderr)
         return 2
-    all_paths = benchlib.lfw_images(lfw)
-    gallery = benchlib.sample_images(all_paths[0::2], args.gallery)
-    probes = benchlib.sample_images(all_paths[1::2], args.probes)
+    all_paths = bench.lfw_images(lfw)
+    gallery = bench.sample_images(all_paths[0::2], args.gallery)
+    probes = bench.sample_images(all_paths[1::2], args.probes)
     one = lfw / ONE
     work = Path(tempfile.mkdtemp(prefix="facedb-bench-service-"))
-    env = benchlib.clean_env()
+    env = bench.clean_env()
     res: dict[str, Any] = {"argv": ["python", "scripts/bench/service.py", *argv], "started": time.strftime("%Y-%m-%d %H:%M %Z"),
-                           "machine": benchlib.machine_info(), "versions": benchlib.library_versions("facedb", "fastapi",
+                           "machine": bench.machine_info(), "versions": bench.library_versions("facedb", "fastapi",
                            "uvicorn", "chromadb", "sqlalchemy", "numpy", "opencv-python-headless"),
-                           "commit": benchlib.git_rev(), "facedb_install": install_kind(),
+                           "commit": bench.git_rev(), "facedb_install": install_kind(),
                            "gallery_images": len(gallery), "probes": len(probes),
                            "one": str(one), "workers": args.workers, "levels": levels,
                            "server_traced": not args.no_server_trace}
-    server: benchlib.FacedbServer | None = None
+    server: bench.FacedbServer | None = None
 
     def checkpoint() -> None:
-        benchlib.write_text(json_out, json.dumps(res, indent=1, default=str))
+        bench.write_text(json_out, json.dumps(res, indent=1, default=str))
 
     try:
-        root = benchlib.subset_tree(gallery, work / "gallery")
+        root = bench.subset_tree(gallery, work / "gallery")
         listing_enroll = work / "enroll.tsv"
         listing_enroll.write_text("".join(f"{p.parent.name}\t{p}\n" for p in gallery))
         listing_probes = work / "probes.txt"
         listing_probes.write_text("".join(f"{p}\n" for p in probes))
         home_a, home_b = work / "home-served", work / "home-direct"
         with bench_lock("service", enabled=not args.quick):
-            res["loadavg_start"] = benchlib.loadavg()
+            res["loadavg_start"] = bench.loadavg()
             # -- 1. enrollment: direct import, HTTP enroll into the served home, import again ----------
             log(f"import of {len(gallery)} images into the direct home")
             res["imports"] = [run_import(root, home_b, args.workers, env, work / "trace-import-1")]
             log(f"import: {res['imports'][0]['images_per_s']:.1f} img/s")
             server_trace = work / "trace-server"
-            senv = env if args.no_server_trace else benchlib.trace_env(env, server_trace)
-            server = benchlib.FacedbServer(home_a, workers=args.workers, env=senv, log_path=work / "serve.log")
+            senv = env if args.no_server_trace else bench.trace_env(env, server_trace)
+            server = bench.FacedbServer(home_a, workers=args.workers, env=senv, log_path=work / "serve.log")
             server.start()
             res["server_start_s"] = server.start_s
-            res["rss"] = [{"when": "started, empty home", "searches": 0, **benchlib.tree_rss_mb(server.pid)}]
-            wkey = cli(home_a, "keys", "create", "bench-write", "--scope", "write", env=env)[0]["key"]
-            rkey = cli(home_a, "keys", "create", "bench-read", "--scope", "read", env=env)[0]["key"]
+            res["rss"] = [{"when": "started, empty home", "searches": 0, **bench.tree_rss_mb(server.pid)}]
+            wkey = bench.facedb_json(home_a, "keys", "create", "bench-write", "--scope", "write", env=env)[0]["key"]
+            rkey = bench.facedb_json(home_a, "keys", "create", "bench-read", "--scope", "read", env=env)[0]["key"]
             log("enroll over HTTP")
-            res["http_enroll"] = loadgen("enroll", server.port, wkey, listing_enroll, args.enroll_clients,
+            res["http_enroll"] = bench.run_loadgen("enroll", server.port, wkey, listing_enroll, args.enroll_clients,
                                          server_pid=server.pid)
             res["http_enroll"]["t_end"] = time.time()
             res["http_enroll"]["latency"] = lat_summary(res["http_enroll"].pop("latencies_s"))
             log(f"HTTP enroll: {res['http_enroll']['images_per_s']:.1f} img/s")
-            res["rss"].append({"when": "after the HTTP enroll", "searches": 0, **benchlib.tree_rss_mb(server.pid)})
-            status, health = benchlib.http_json("127.0.0.1", server.port, "GET", "/healthz")
+            res["rss"].append({"when": "after the HTTP enroll", "searches": 0, **bench.tree_rss_mb(server.pid)})
+            status, health = bench.http_json("127.0.0.1", server.port, "GET", "/healthz")
             res["served_faces"] = health["faces"] if status == 200 else None
             if not args.quick:
                 home_c = work / "home-direct-2"
@@ -239,12 +202,12 @@ def main(argv: list[str]) -> int:
             cmd_a = [*FACEDB, "--home", str(home_a), "search", str(one), "--json"]
             cmd_b = [*FACEDB, "--home", str(home_b), "search", str(one), "--json"]
             for _ in range(2):
-                benchlib.run_process(cmd_a, env=env)
-                benchlib.run_process(cmd_b, env=env)
+                bench.run_process(cmd_a, env=env)
+                bench.run_process(cmd_b, env=env)
             pairs = []
             for i in range(args.runs):
-                ra = benchlib.run_process(cmd_a, env=env)
-                rb = benchlib.run_process(cmd_b, env=env)
+                ra = bench.run_process(cmd_a, env=env)
+                rb = bench.run_process(cmd_b, env=env)
                 if ra.returncode != 0 or rb.returncode != 0:
                     raise RuntimeError(f"search exited {ra.returncode}/{rb.returncode}: {ra.stderr[-1500:]} {rb.stderr[-1500:]}")
                 if i == 0:
@@ -260,11 +223,11 @@ def main(argv: list[str]) -> int:
             for label, cmd in (("served", cmd_a), ("direct", cmd_b)):
                 tdir = work / f"trace-cli-{label}"
                 t0 = time.perf_counter()
-                r = benchlib.run_process(cmd, env=benchlib.trace_env(env, tdir))
-                own = benchlib.read_spans(tdir)
+                r = bench.run_process(cmd, env=bench.trace_env(env, tdir))
+                own = bench.read_spans(tdir)
                 splits[label] = cli_split(r, own)
                 if label == "served" and not args.no_server_trace:
-                    srv = [sp for sp in benchlib.read_spans(server_trace) if sp["t0"] >= t0 and sp["name"] == "http.request"]
+                    srv = [sp for sp in bench.read_spans(server_trace) if sp["t0"] >= t0 and sp["name"] == "http.request"]
                     splits[label]["(server: http.request)"] = sum(sp["t1"] - sp["t0"] for sp in srv)
             res["cli_split"] = splits
             log(f"CLI: served {median(p['served_s'] for p in pairs):.3f} s, direct "
@@ -272,40 +235,40 @@ def main(argv: list[str]) -> int:
             checkpoint()
 
             # -- 3. HTTP search: latency and throughput against the model limit ------------------
-            res["limits"] = [benchlib.model_limit(probes, args.workers, pack=DEFAULT_PACK)]
+            res["limits"] = [bench.model_limit(probes, args.workers, pack=DEFAULT_PACK)]
             log(f"model limit: {res['limits'][-1]['images_per_s']:.1f} img/s")
             res["search_levels"] = []
             for c in levels:
                 n = args.requests
-                out = loadgen("search", server.port, rkey, listing_probes, c, requests=n, warmup=2,
+                out = bench.run_loadgen("search", server.port, rkey, listing_probes, c, requests=n, warmup=2,
                               server_pid=server.pid)
                 lat = out.pop("latencies_s")
                 out["latency"] = lat_summary(lat)
                 res["search_levels"].append(out)
                 log(f"search x{c}: {out['requests_per_s']:.1f} req/s, p50 {out['latency']['p50_ms']:.0f} ms")
                 checkpoint()
-            res["limits"].append(benchlib.model_limit(probes, args.workers, pack=DEFAULT_PACK))
+            res["limits"].append(bench.model_limit(probes, args.workers, pack=DEFAULT_PACK))
             log(f"model limit: {res['limits'][-1]['images_per_s']:.1f} img/s")
 
             # -- 4. memory over many searches ----------------------------------------------------
-            res["rss"].append({"when": "before the soak", "searches": 0, **benchlib.tree_rss_mb(server.pid)})
+            res["rss"].append({"when": "before the soak", "searches": 0, **bench.tree_rss_mb(server.pid)})
             done = 0
             per = max(1, args.soak // args.soak_chunks)
             soak = []
             while done < args.soak:
                 n = min(per, args.soak - done)
-                out = loadgen("search", server.port, rkey, listing_probes, args.soak_clients, requests=n)
+                out = bench.run_loadgen("search", server.port, rkey, listing_probes, args.soak_clients, requests=n)
                 done += out["requests"]
                 lat = out.pop("latencies_s")
                 soak.append({"requests": out["requests"], "requests_per_s": out["requests_per_s"],
                              "p50_ms": percentile(lat, 50) * 1000, "p99_ms": percentile(lat, 99) * 1000})
-                res["rss"].append({"when": "soak", "searches": done, **benchlib.tree_rss_mb(server.pid)})
+                res["rss"].append({"when": "soak", "searches": done, **bench.tree_rss_mb(server.pid)})
                 log(f"soak {done}: {res['rss'][-1]['total_mb']:.0f} MB")
             res["soak"] = soak
-            res["loadavg_end"] = benchlib.loadavg()
+            res["loadavg_end"] = bench.loadavg()
             res["server_exit_code"] = server.stop()
         if not args.no_server_trace:
-            spans = benchlib.read_spans(server_trace)
+            spans = bench.read_spans(server_trace)
             res["server_spans"] = {}
             for out in res["search_levels"]:
                 res["server_spans"][str(out["clients"])] = server_split(spans, out["t_first"], out["t_last"],
@@ -319,7 +282,7 @@ def main(argv: list[str]) -> int:
                 shutil.move(str(h), str(args.keep_homes / h.name))
         text = report(res)
         print(text)
-        benchlib.write_report(args.out, text)
+        bench.write_report(args.out, text)
         checkpoint()
         return 0
     finally:
@@ -331,7 +294,7 @@ def main(argv: list[str]) -> int:
 def install_kind() -> str:
     """Where the measured facedb comes from: a regular install (what `pip install .` gives) or
     this checkout (an editable install adds its import hook to every process's start)."""
-    src = benchlib.facedb_source()
+    src = bench.facedb_source()
     kind = "this checkout" if src == str(REPO / "facedb") else "a regular install"
     editable = any(Path(sys.prefix).glob("lib/python*/site-packages/__editable__*facedb*"))
     return f"`{src}` ({kind}{', editable' if editable else ''}), console script `{FACEDB[0]}`"
@@ -443,7 +406,7 @@ def report(res: dict[str, Any]) -> str:
               f"requests cycle through {res['probes']} LFW images (every other file, spread evenly; not the gallery's "
               "files, partly the same people). Model limit = decode + detect + embed of every face of the same "
               f"images with {res['workers']} single-threaded processes, bytes preloaded, nothing stored "
-              "(`benchlib.model_limit`), run just before and just after the levels: "
+              "(`facedb.evaluation.bench.model_limit`), run just before and just after the levels: "
               + ", ".join(f"{x['images_per_s']:.1f}" for x in lims) + f" img/s (mean {limit:.1f}).", "",
               "| clients | requests | searches/s | share of the model limit | p50 ms | p90 ms | p99 ms | max ms | "
               "server CPU s: main / workers | load generator CPU s | load average |",

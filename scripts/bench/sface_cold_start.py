@@ -22,9 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import common  # noqa: E402
+from facedb.evaluation import bench as common
 
 ENGINE_CODE = """
 import time

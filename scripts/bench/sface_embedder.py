@@ -33,15 +33,8 @@ from typing import Any
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-for p in (ROOT, HERE):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
-import benchlib as common  # noqa: E402
-
-from facedb.evaluation import lfw  # noqa: E402
+from facedb.evaluation import bench as common
+from facedb.evaluation import lfw
 
 DEFAULT_LFW = lfw.find_lfw()
 

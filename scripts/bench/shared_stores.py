@@ -1,16 +1,16 @@
 #!/usr/bin/env python
 """Shared stores benchmark (issue 9): facedb on PostgreSQL + a Chroma server.
 
-Three measurements, each on real servers started here (``tests/servers.py``: a throw-away
+Three measurements, each on real servers started here (``facedb.evaluation.servers``: a throw-away
 PostgreSQL 15 cluster run by the ``postgres`` user and ``chroma run``, both on free loopback
-ports), each under the machine-wide benchmark lock (``benchlib.bench_lock``):
+ports), each under the machine-wide benchmark lock (``facedb.evaluation.bench.bench_lock``):
 
 1. **search**: the Chroma server against embedded Chroma on the same vectors: synthetic
-   face-like 128-d unit vectors (``search_scale.make_synthetic``), loaded through facedb's
+   face-like 128-d unit vectors (``facedb.evaluation.scale.make_synthetic``), loaded through facedb's
    ``ChromaIndex(url=...).add`` and ``ChromaIndex(path).add`` with facedb's collection settings
-   (``chroma_index.HNSW``), in child processes (``search_scale``'s ``load`` and ``query``
+   (``chroma_index.HNSW``), in child processes (``facedb.evaluation.scale``'s ``load`` and ``query``
    children); single-query p50/p99 through ``ChromaIndex.query`` and the raw collection, batch
-   throughput, recall@10 against exact numpy search (``search_scale``'s ``exact`` child), and load
+   throughput, recall@10 against exact numpy search (``facedb.evaluation.scale``'s ``exact`` child), and load
    throughput. The query children alternate embedded / server for ``--rounds`` rounds. A size is
    skipped when the projected load time of both loads (fitted on the previous size) is over
    ``--max-load-minutes``.
@@ -44,19 +44,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from facedb.evaluation import bench, scale
+from facedb.evaluation.bench import bench_lock, log, median
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(1, str(REPO / "tests"))  # servers.py: PostgresCluster, ChromaServer
-
-import benchlib  # noqa: E402
-import numpy as np  # noqa: E402
-import search_scale  # noqa: E402
-import service  # noqa: E402  (its loadgen() wrapper: one load-generator run + the server's CPU)
-from benchlib import bench_lock, log, median  # noqa: E402
 
 DEFAULT_OUT = REPO / "docs" / "benchmarks" / "shared_stores.md"
-FACEDB = benchlib.facedb_command()
+FACEDB = bench.facedb_command()
 DIM = 128
 PACK = "sface"
 PHASES = ("throughput", "migrate", "search")
@@ -64,14 +61,12 @@ PHASES = ("throughput", "migrate", "search")
 
 def servers_unavailable() -> str | None:
     """Why PostgreSQL or the Chroma server cannot be started here (None when both can)."""
-    try:
-        from servers import chroma_unavailable, postgres_unavailable
-    except Exception as exc:  # pragma: no cover - tests/ missing or pytest absent
-        return f"tests/servers.py cannot be imported ({exc})"
+    from facedb.evaluation.servers import chroma_unavailable, postgres_unavailable
+
     return postgres_unavailable() or chroma_unavailable()
 
 
-_f = benchlib.fmt_number
+_f = bench.fmt_number
 
 
 def wipe_collections(chroma: Any) -> None:
@@ -83,12 +78,11 @@ def wipe_collections(chroma: Any) -> None:
 # -- 1. search: Chroma server vs embedded ------------------------------------------------------------
 
 def _load_minutes(fit: dict[str, float] | None, n: int) -> float | None:
-    return None if not fit else search_scale.project_load_s(fit, n) / 60
+    return None if not fit else scale.project_load_s(fit, n) / 60
 
 
 def phase_search(a: argparse.Namespace, work: Path, res: dict[str, Any], checkpoint: Any) -> None:
-    from servers import ChromaServer
-
+    from facedb.evaluation.servers import ChromaServer
     from facedb.index.chroma_index import HNSW
 
     out = res.setdefault("search", {"command": res["command"], "commit": res["commit"], "started": res["started"],
@@ -146,59 +140,59 @@ def _left_s(a: argparse.Namespace) -> float | None:
 
 def measure_search(n: int, folder: Path, a: argparse.Namespace, hnsw: dict[str, Any], server_cls: Any) -> dict[str, Any]:
     t = time.monotonic()
-    data = search_scale.make_synthetic(n, DIM, a.per_identity, a.queries, a.seed + n, folder)
+    data = scale.make_synthetic(n, DIM, a.per_identity, a.queries, a.seed + n, folder)
     log(f"search N={n}: data in {time.monotonic() - t:.0f} s; exact numpy search (ground truth)")
     base = {"pack": PACK, "dim": DIM, "n": n}
     files = {"vec_file": str(folder / "vectors.f32"), "queries_file": str(folder / "queries.npy"),
              "sids_file": str(folder / "sids.npy"), "names_file": None}
-    exact = search_scale.run_child("exact", {**base, **files, "batch": a.batch, "time_cap_s": a.time_cap,
+    exact = scale.run_child("exact", {**base, **files, "batch": a.batch, "time_cap_s": a.time_cap,
                                              "truth_out": str(folder / "truth.npy")}, folder, _left_s(a))
     truth = np.load(folder / "truth.npy")
     chunk = max(5000, min(50_000, (n // 20) // 5000 * 5000)) if n > 5000 else n
     row: dict[str, Any] = {"n": n, "dim": DIM, "data": data, "chunk": chunk, "queries": int(len(truth)),
                            "exact": {k: exact[k] for k in ("numpy_query", "numpy_query_1thread", "numpy_batch_qps",
                                                            "blas_threads")},
-                           "loadavg_start": benchlib.loadavg()}
+                           "loadavg_start": bench.loadavg()}
     chroma = server_cls(folder / "chroma-server" / "data")
     chroma.start()
     try:
         targets = {"embedded": {"path": str(folder / "chroma-embedded")}, "server": {"url": chroma.url}}
         for b, where in targets.items():
             log(f"search N={n}: load {b} through ChromaIndex.add")
-            cpu0 = benchlib.tree_cpu_s(chroma.pid) if b == "server" else {}
+            cpu0 = bench.tree_cpu_s(chroma.pid) if b == "server" else {}
             t0 = time.monotonic()
-            load = search_scale.run_child("load", {**base, **files, **where, "hnsw": hnsw, "chunk": chunk,
+            load = scale.run_child("load", {**base, **files, **where, "hnsw": hnsw, "chunk": chunk,
                                                    "label": f"{b} N={n}", "progress": True}, folder, _left_s(a))
             wall = time.monotonic() - t0
             load["process_wall_s"] = wall
             load["vectors_per_s"] = n / load["load_s"]
             if b == "server":
-                cpu1 = benchlib.tree_cpu_s(chroma.pid)
+                cpu1 = bench.tree_cpu_s(chroma.pid)
                 load["server_cpu_s"] = sum(v - cpu0.get(p, 0.0) for p, v in cpu1.items())
-                load["server_rss_mb"] = benchlib.tree_rss_mb(chroma.pid)["total_mb"]
-                load["disk_mb"] = benchlib.dir_size_mb(chroma.path)
+                load["server_rss_mb"] = bench.tree_rss_mb(chroma.pid)["total_mb"]
+                load["disk_mb"] = bench.dir_size_mb(chroma.path)
             else:
-                load["disk_mb"] = benchlib.dir_size_mb(where["path"])
-            row[b] = {"load": load, "load_fit": search_scale.fit_load_curve(load["marks"]), "queries": []}
+                load["disk_mb"] = bench.dir_size_mb(where["path"])
+            row[b] = {"load": load, "load_fit": scale.fit_load_curve(load["marks"]), "queries": []}
             log(f"search N={n}: {b} load {load['load_s']:.0f} s ({load['vectors_per_s']:.0f} vec/s)")
         for r in range(a.rounds):
             order = ("embedded", "server") if r % 2 == 0 else ("server", "embedded")
             for b in order:
                 ids_out = folder / f"ids-{b}-{r}.npy"
-                cpu0 = benchlib.tree_cpu_s(chroma.pid) if b == "server" else {}
-                q = search_scale.run_child("query", {**base, **files, **targets[b], "batch": a.batch,
+                cpu0 = bench.tree_cpu_s(chroma.pid) if b == "server" else {}
+                q = scale.run_child("query", {**base, **files, **targets[b], "batch": a.batch,
                                                      "batch_reps": a.batch_reps, "ids_out": str(ids_out)}, folder,
                                                     _left_s(a))
                 if b == "server":
-                    cpu1 = benchlib.tree_cpu_s(chroma.pid)
+                    cpu1 = bench.tree_cpu_s(chroma.pid)
                     q["server_cpu_s"] = sum(v - cpu0.get(p, 0.0) for p, v in cpu1.items())
-                q.update(search_scale.recall(np.load(ids_out), truth))
+                q.update(scale.recall(np.load(ids_out), truth))
                 q["round"] = r
-                q["loadavg"] = benchlib.loadavg()
+                q["loadavg"] = bench.loadavg()
                 row[b]["queries"].append(q)
                 log(f"search N={n} round {r} {b}: p50 {q['facedb_query']['p50_ms']:.2f} ms, p99 "
                     f"{q['facedb_query']['p99_ms']:.2f} ms, recall@10 {q['recall_at_k']:.4f}")
-        row["server_rss_mb_end"] = benchlib.tree_rss_mb(chroma.pid)["total_mb"]
+        row["server_rss_mb_end"] = bench.tree_rss_mb(chroma.pid)["total_mb"]
     finally:
         chroma.cleanup()
     for b in ("embedded", "server"):
@@ -224,20 +218,20 @@ def measure_search(n: int, folder: Path, a: argparse.Namespace, hnsw: dict[str, 
     same = [len(set(x.tolist()) & set(y.tolist())) / x.shape[0]
             for x, y in zip(np.load(folder / "ids-embedded-0.npy"), np.load(folder / "ids-server-0.npy"))]
     row["top10_overlap_server_vs_embedded"] = float(np.mean(same))
-    row["loadavg_end"] = benchlib.loadavg()
+    row["loadavg_end"] = bench.loadavg()
     return row
 
 
 # -- 2. throughput with 1, 2, 3 facedb processes -------------------------------------------------
 
 def phase_throughput(a: argparse.Namespace, work: Path, res: dict[str, Any], checkpoint: Any) -> None:
-    from servers import ChromaServer
+    from facedb.evaluation.servers import ChromaServer
 
-    lfw = benchlib.lfw_dir()
+    lfw = bench.lfw_dir()
     assert lfw is not None
-    paths = benchlib.lfw_images(lfw)
-    gallery = benchlib.sample_images(paths[0::2], a.enroll_images)
-    probes = benchlib.sample_images(paths[1::2], a.probes)
+    paths = bench.lfw_images(lfw)
+    gallery = bench.sample_images(paths[0::2], a.enroll_images)
+    probes = bench.sample_images(paths[1::2], a.probes)
     enroll_list, probe_list = work / "enroll.tsv", work / "probes.txt"
     enroll_list.write_text("".join(f"{p.parent.name}\t{p}\n" for p in gallery))
     probe_list.write_text("".join(f"{p}\n" for p in probes))
@@ -253,12 +247,12 @@ def phase_throughput(a: argparse.Namespace, work: Path, res: dict[str, Any], che
         with bench_lock("shared_stores throughput", enabled=a.lock):
             pg.ensure_running()
             chroma.start()
-            out["loadavg_start"] = benchlib.loadavg()
+            out["loadavg_start"] = bench.loadavg()
             for r in range(a.rounds):
                 for n in (a.procs if r % 2 == 0 else list(reversed(a.procs))):
                     out["runs"].append(throughput_run(n, r, pg, chroma, work, a, enroll_list, probe_list))
                     checkpoint()
-            out["loadavg_end"] = benchlib.loadavg()
+            out["loadavg_end"] = bench.loadavg()
     finally:
         chroma.cleanup()
     throughput_summary(out)
@@ -304,26 +298,26 @@ def throughput_run(n: int, rnd: int, pg: Any, chroma: Any, work: Path, a: argpar
     url = pg.create_database(name)
     wipe_collections(chroma)
     home = work / f"home-n{n}-r{rnd}"
-    env = benchlib.clean_env(FACEDB_DB_URL=url, FACEDB_CHROMA_URL=chroma.url)
+    env = bench.clean_env(FACEDB_DB_URL=url, FACEDB_CHROMA_URL=chroma.url)
     if a.cv_threads:  # OpenCV's own thread count in each facedb process (its default: the cores)
         env["OPENCV_FOR_THREADS_NUM"] = str(a.cv_threads)
     key = _shared(home, url, chroma.url, lambda db: db.create_key("bench", "write").key)
-    srv = benchlib.FacedbServer(home, workers=1, processes=n, env=env, log_path=work / f"serve-n{n}-r{rnd}.log")
+    srv = bench.FacedbServer(home, workers=1, processes=n, env=env, log_path=work / f"serve-n{n}-r{rnd}.log")
     run: dict[str, Any] = {"processes": n, "round": rnd}
     try:
         srv.start()
         run["start_s"] = srv.start_s
-        run["processes_seen"] = len(benchlib.process_tree(srv.pid))
+        run["processes_seen"] = len(bench.process_tree(srv.pid))
         if not a.quick:  # warm-up on the empty gallery (first requests of each process; connections land on any)
-            service.loadgen("search", srv.port, key, probe_list, a.clients, requests=a.clients * 3)
+            bench.run_loadgen("search", srv.port, key, probe_list, a.clients, requests=a.clients * 3)
         log(f"throughput N={n} round {rnd}: enroll")
-        run["enroll"] = _rates(service.loadgen("enroll", srv.port, key, enroll_list, a.clients, server_pid=srv.pid))
+        run["enroll"] = _rates(bench.run_loadgen("enroll", srv.port, key, enroll_list, a.clients, server_pid=srv.pid))
         log(f"throughput N={n} round {rnd}: enroll {run['enroll']['images_per_s']:.1f} img/s; search")
-        run["search"] = _rates(service.loadgen("search", srv.port, key, probe_list, a.clients, requests=a.searches,
+        run["search"] = _rates(bench.run_loadgen("search", srv.port, key, probe_list, a.clients, requests=a.searches,
                                                warmup=1, server_pid=srv.pid))
         log(f"throughput N={n} round {rnd}: search {run['search']['images_per_s']:.1f} img/s, p50 "
             f"{run['search']['latency']['p50_ms']:.0f} ms")
-        status, health = benchlib.http_json("127.0.0.1", srv.port, "GET", "/healthz")
+        status, health = bench.http_json("127.0.0.1", srv.port, "GET", "/healthz")
         run["faces_after"] = health.get("faces") if status == 200 else None
         run["exit_code"] = srv.stop()
     finally:
@@ -347,7 +341,7 @@ def _shared(home: Path, url: str, chroma_url: str, fn: Any) -> Any:
 
 def _rates(out: dict[str, Any]) -> dict[str, Any]:
     lat = out.pop("latencies_s")
-    out["latency"] = benchlib.summarize_ms(lat)
+    out["latency"] = bench.summarize_ms(lat)
     cpu = out.get("server_cpu_s") or {}
     total = cpu.get("main", 0.0) + cpu.get("workers", 0.0)
     images = out["images_ok"] + (out["sent"] - out["requests"])  # warm-up searches ran on the server too
@@ -360,18 +354,18 @@ def _rates(out: dict[str, Any]) -> dict[str, Any]:
 # -- 3. migrate ----------------------------------------------------------------------------------
 
 def add_synthetic_faces(db: Any, folder: Path, n: int, per_identity: int, seed: int, batch: int) -> dict[str, Any]:
-    """``n`` face-like unit vectors (``search_scale.make_synthetic``) through facedb's write path:
+    """``n`` face-like unit vectors (``facedb.evaluation.scale.make_synthetic``) through facedb's write path:
     the SQL rows, then the index, then the rows marked indexed (as ``tests/test_scaleout.py``)."""
     from facedb.catalog.faces import StoredItem
 
     folder.mkdir(parents=True, exist_ok=True)
-    data = search_scale.make_synthetic(n, DIM, per_identity, 1, seed, folder)
+    data = scale.make_synthetic(n, DIM, per_identity, 1, seed, folder)
     sids = np.load(folder / "sids.npy")
     info = db.pack.contract(register=True)
     t0 = time.monotonic()
     for start in range(0, n, batch):
         m = min(batch, n - start)
-        vecs = search_scale._read_rows(str(folder / "vectors.f32"), start, m, DIM)
+        vecs = scale.read_rows(str(folder / "vectors.f32"), start, m, DIM)
         items = [StoredItem(subject=f"synthetic{int(sids[start + j])}", label=f"/synthetic/{start + j}.jpg",
                             path=f"/synthetic/{start + j}.jpg", digest=f"{start + j:064x}", source="upload",
                             size_bytes=1, width=1, height=1, face=_Synthetic(embedding=vecs[j]))
@@ -394,11 +388,10 @@ class _Synthetic:
 
 
 def phase_migrate(a: argparse.Namespace, work: Path, res: dict[str, Any], checkpoint: Any) -> None:
-    from servers import ChromaServer
-
     from facedb import FaceDB
+    from facedb.evaluation.servers import ChromaServer
 
-    lfw = benchlib.lfw_dir()
+    lfw = bench.lfw_dir()
     assert lfw is not None
     people = sorted((d for d in lfw.iterdir() if d.is_dir() and len(list(d.glob("*.jpg"))) >= 5),
                     key=lambda d: d.name)[:a.migrate_people]
@@ -425,19 +418,19 @@ def phase_migrate(a: argparse.Namespace, work: Path, res: dict[str, Any], checkp
             out["real_faces"] = sum(x["enrolled"] for x in real)
             out["synthetic"] = {k: syn[k] for k in ("identities", "per_identity", "mean_cos_to_centre", "store_s")}
             out["build_home_s"] = time.monotonic() - t0
-            out["source_home_mb"] = benchlib.dir_size_mb(home)
+            out["source_home_mb"] = bench.dir_size_mb(home)
             shutil.rmtree(work / "migrate-vectors", ignore_errors=True)
             log(f"migrate: home built in {out['build_home_s']:.0f} s ({out['source_faces']} faces); migrating")
             pg.ensure_running()
             chroma.start()
             url = pg.create_database("bench_migrate")
-            out["loadavg_start"] = benchlib.loadavg()
-            cpu0 = benchlib.tree_cpu_s(chroma.pid)
-            r = benchlib.run_process([*FACEDB, "--home", str(home), "migrate", "--to-db-url", url,
-                                      "--to-chroma-url", chroma.url, "--json"], env=benchlib.clean_env(),
+            out["loadavg_start"] = bench.loadavg()
+            cpu0 = bench.tree_cpu_s(chroma.pid)
+            r = bench.run_process([*FACEDB, "--home", str(home), "migrate", "--to-db-url", url,
+                                      "--to-chroma-url", chroma.url, "--json"], env=bench.clean_env(),
                                      timeout=4 * 3600)
-            cpu1 = benchlib.tree_cpu_s(chroma.pid)
-            out["loadavg_end"] = benchlib.loadavg()
+            cpu1 = bench.tree_cpu_s(chroma.pid)
+            out["loadavg_end"] = bench.loadavg()
             out["exit_code"] = r.returncode
             if r.returncode != 0:
                 out["stderr"] = r.stderr[-3000:]
@@ -453,8 +446,8 @@ def phase_migrate(a: argparse.Namespace, work: Path, res: dict[str, Any], checkp
                 f"{(rep.get('check') or {}).get('clean')}")
             # the migrated database answers a search of a real face with the right person
             probe = sorted(people[0].glob("*.jpg"))[4]
-            env = benchlib.clean_env(FACEDB_DB_URL=url, FACEDB_CHROMA_URL=chroma.url)
-            found, _ = service.cli(work / "home-target", "search", str(probe), env=env)
+            env = bench.clean_env(FACEDB_DB_URL=url, FACEDB_CHROMA_URL=chroma.url)
+            found, _ = bench.facedb_json(work / "home-target", "search", str(probe), env=env)
             faces = found["results"][0]["faces"]
             out["probe"] = {"image": f"{people[0].name}/{probe.name}", "expected": people[0].name,
                             "identity": faces[0]["identity"] if faces else None}
@@ -477,7 +470,7 @@ def render(res: dict[str, Any]) -> str:
         f"{res.get('loadavg_end', '?')}. The machine is shared with other jobs (another session runs CPU jobs): "
         "numbers are medians, ratios come from this run.",
         "- Libraries: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items()),
-        "- Servers (from `tests/servers.py`): PostgreSQL " + res.get("postgres_version", "15") + " (a throw-away "
+        "- Servers (from `facedb.evaluation.servers`): PostgreSQL " + res.get("postgres_version", "15") + " (a throw-away "
         "cluster on a loopback port, run by the `postgres` user, `fsync=off`, `shared_buffers=32MB`) and "
         "`chroma run` (the chromadb wheel's server) on a loopback port, each with its files in a temporary folder; "
         "everything on this one 2-core machine, so the servers share the cores with facedb and the load generator.",
@@ -505,7 +498,7 @@ def render_search(s: dict[str, Any]) -> list[str]:
            f"From `{s.get('command')}` (started {s.get('started')}, commit {s.get('commit')}).", "",
            f"Synthetic face-like unit vectors, d={DIM} (the default pack's dimension): identity centres uniform on the "
            f"sphere, {s['per_identity']} samples per identity, cos(sample, centre) ≈ 0.75 "
-           "(`search_scale.make_synthetic`); the same vectors loaded into both, each through facedb's "
+           "(`facedb.evaluation.scale.make_synthetic`); the same vectors loaded into both, each through facedb's "
            "`ChromaIndex.add` (embedded: `ChromaIndex(path)`; server: `ChromaIndex(url=...)`), in chunks, in a "
            f"child process, with facedb's collection settings `{json.dumps(s['hnsw'])}`. Queries: {s['queries']} "
            "held-out noisy samples of random identities, one per call after 10 warm-up calls, in a fresh "
@@ -522,7 +515,7 @@ def render_search(s: dict[str, Any]) -> list[str]:
                          _f(x["raw_p99_ms"], 2), _f(x["count_p50_ms"], 2), _f(x["batch_qps"], 0),
                          _f(x["recall_at_k"], 4), _f(x["top1_agreement"], 3), _f(ld["load_s"], 0),
                          _f(ld["vectors_per_s"], 0), _f(ld["disk_mb"], 0)])
-    out += [benchlib.md_table(["N", "index", "p50 ms (facedb path)", "p99 ms", "raw p50 ms", "raw p99 ms",
+    out += [bench.md_table(["N", "index", "p50 ms (facedb path)", "p99 ms", "raw p50 ms", "raw p99 ms",
                                "count() p50 ms", "batch q/s (100 per call)", "recall@10", "top-1 = exact",
                                "load s", "load vec/s", "disk MB"], rows), ""]
     rows = []
@@ -535,7 +528,7 @@ def render_search(s: dict[str, Any]) -> list[str]:
                      _f(r["server"]["load"].get("server_cpu_s"), 0), _f(r["server"]["load"]["cpu_s"], 0),
                      _f(r["server_rss_mb_end"], 0)])
     out += ["Server / embedded, same run, same data:", "",
-            benchlib.md_table(["N", "p50", "p99", "raw p50", "batch q/s", "load vec/s",
+            bench.md_table(["N", "p50", "p99", "raw p50", "batch q/s", "load vec/s",
                                "top-10 overlap server vs embedded", "numpy exact p50 ms (1 thread)",
                                "Chroma server CPU s during its load", "loading client CPU s",
                                "Chroma server RSS MB after the queries"], rows), ""]
@@ -546,7 +539,7 @@ def render_search(s: dict[str, Any]) -> list[str]:
                 per_round.append([_f(r["n"]), b, q["round"], _f(q["facedb_query"]["p50_ms"], 2),
                                   _f(q["facedb_query"]["p99_ms"], 2), _f(q["recall_at_k"], 4),
                                   _f(q["cold"]["open_and_first_query_s"], 2), q["loadavg"]])
-    out += ["Each round (fresh query process):", "", benchlib.md_table(
+    out += ["Each round (fresh query process):", "", bench.md_table(
         ["N", "index", "round", "p50 ms", "p99 ms", "recall@10", "open + first query s", "load average after"],
         per_round), ""]
     for sk in s["skipped"]:
@@ -586,7 +579,7 @@ def render_throughput(t: dict[str, Any], more: bool = False) -> list[str]:
                      _f(x["search_p50_ms"], 0), _f(x["search_p99_ms"], 0),
                      _f(x["enroll_cpu_ms_per_image"], 0), _f(x["search_cpu_ms_per_image"], 0),
                      _f(x.get("enroll_cores_busy"), 2), _f(x.get("search_cores_busy"), 2)])
-    out += [benchlib.md_table(["facedb processes", "enroll img/s", "vs N=1", "per round", "search img/s", "vs N=1",
+    out += [bench.md_table(["facedb processes", "enroll img/s", "vs N=1", "per round", "search img/s", "vs N=1",
                                "per round", "search p50 ms", "search p99 ms", "enroll server CPU ms / image",
                                "search server CPU ms / image", "enroll: cores busy in facedb",
                                "search: cores busy in facedb"], rows), ""]
@@ -597,7 +590,7 @@ def render_throughput(t: dict[str, Any], more: bool = False) -> list[str]:
                      x["search"]["requests"], _f(x["search"]["wall_s"], 1), _f(x["search"]["images_per_s"], 1),
                      x["faces_after"], x["check_clean"], x["exit_code"],
                      f"{x['enroll']['loadavg']} / {x['search']['loadavg']}"])
-    out += ["Every run:", "", benchlib.md_table(
+    out += ["Every run:", "", bench.md_table(
         ["round", "N", "start s", "enroll requests", "images enrolled", "enroll s", "enroll img/s", "searches",
          "search s", "search img/s", "faces after", "check clean", "exit", "load average before enroll / search"],
         rows), ""]
@@ -631,7 +624,7 @@ def render_migrate(mg: dict[str, Any]) -> list[str]:
                                                          f"{(mg.get('probe') or {}).get('identity')} (expected "
                                                          f"{(mg.get('probe') or {}).get('expected')})"],
             ["load average at start / end", f"{mg.get('loadavg_start')} / {mg.get('loadavg_end')}"]]
-    out += [benchlib.md_table(["measurement", "result"], rows), ""]
+    out += [bench.md_table(["measurement", "result"], rows), ""]
     return out
 
 
@@ -676,7 +669,7 @@ def summary_md(res: dict[str, Any], link: str = "benchmarks/shared_stores.md") -
                      f"{(rep.get('check') or {}).get('clean')}"])
     for x in res.get("not_run", []):
         rows.append(["not run", x])
-    lines += [benchlib.md_table(["measurement", "result"], rows), ""]
+    lines += [bench.md_table(["measurement", "result"], rows), ""]
     return "\n".join(lines)
 
 
@@ -760,22 +753,22 @@ def main(argv: list[str]) -> int:
     if reason:
         print(f"shared_stores: {reason}", file=sys.stderr)
         return 2
-    if {"throughput", "migrate"} & set(a.phases) and benchlib.lfw_dir() is None:
+    if {"throughput", "migrate"} & set(a.phases) and bench.lfw_dir() is None:
         print("shared_stores: LFW not found (../shared/datasets/lfw or $FACEDB_DATASETS/lfw): the throughput and "
               "migrate phases need it (run --phases search without it)", file=sys.stderr)
         return 2
     earlier = [json.loads(f.read_text()) for f in a.include_json]  # read now: --json may be the same file
     t_start = time.monotonic()
-    res: dict[str, Any] = {"command": benchlib.command_line(), "argv": argv, "started": time.strftime("%Y-%m-%d %H:%M %Z"),
-                           "commit": benchlib.git_rev(), "machine": benchlib.machine_info(),
-                           "loadavg_start": benchlib.loadavg(), "quick": a.quick, "phases": a.phases,
-                           "versions": benchlib.library_versions("facedb-service", "chromadb", "numpy", "sqlalchemy", "psycopg",
+    res: dict[str, Any] = {"command": bench.command_line(), "argv": argv, "started": time.strftime("%Y-%m-%d %H:%M %Z"),
+                           "commit": bench.git_rev(), "machine": bench.machine_info(),
+                           "loadavg_start": bench.loadavg(), "quick": a.quick, "phases": a.phases,
+                           "versions": bench.library_versions("facedb-service", "chromadb", "numpy", "sqlalchemy", "psycopg",
                                                                  "fastapi", "uvicorn", "opencv-python-headless"),
                            "not_run": list(a.not_run)}
     try:
-        from servers import find_pg_bin
+        from facedb.evaluation.servers import find_pg_bin
 
-        res["postgres_version"] = benchlib.run_process([str(find_pg_bin() / "postgres"), "--version"]).stdout.strip()
+        res["postgres_version"] = bench.run_process([str(find_pg_bin() / "postgres"), "--version"]).stdout.strip()
     except Exception:  # pragma: no cover
         pass
     own = a.workdir is None
@@ -785,11 +778,11 @@ def main(argv: list[str]) -> int:
     def checkpoint() -> None:
         res["runtime_min"] = (time.monotonic() - t_start) / 60
         if a.json:
-            benchlib.write_text(a.json, json.dumps(res, indent=1, default=str))
+            bench.write_text(a.json, json.dumps(res, indent=1, default=str))
 
     a.pg = None
     if {"throughput", "migrate"} & set(a.phases):
-        from servers import PostgresCluster
+        from facedb.evaluation.servers import PostgresCluster
 
         a.pg = PostgresCluster()
         a.pg.start()
@@ -833,15 +826,15 @@ def main(argv: list[str]) -> int:
         line = f"search at N={sk['n']:,}: {sk['reason']}"
         if line not in res["not_run"]:
             res["not_run"].append(line)
-    res["loadavg_end"] = benchlib.loadavg()
+    res["loadavg_end"] = bench.loadavg()
     checkpoint()
     text = render(res)
     print(text)
     if a.out:
-        benchlib.write_text(a.out, text)
+        bench.write_text(a.out, text)
         log(f"wrote {a.out}")
     if a.update_benchmarks_md:
-        benchlib.replace_section(REPO / "docs" / "benchmarks.md", "shared-stores", summary_md(res))
+        bench.replace_section(REPO / "docs" / "benchmarks.md", "shared-stores", summary_md(res))
         log("updated docs/benchmarks.md")
     return 0
 

@@ -31,8 +31,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib  # noqa: E402
+from facedb.evaluation import bench
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "docs" / "benchmarks" / "template_search.md"
@@ -76,7 +75,7 @@ def build(db: Any, faces: int, per_subject: int, seed: int, chunk: int = 2000) -
             new = db.catalog.store_batch(items, info.name)
             db.store.journal.index_new_faces(index, info, new)
         if start // chunk % 10 == 0:
-            benchlib.log(f"  {min(faces, start + chunk):,} / {faces:,} faces ({subjects:,} subjects)")
+            bench.log(f"  {min(faces, start + chunk):,} / {faces:,} faces ({subjects:,} subjects)")
     return time.perf_counter() - t0
 
 
@@ -104,7 +103,7 @@ def measure(home: Path, faces: int, per_subject: int, probes: list[Path], rounds
     out["exclusive"] = exclusive
     with FaceDB(home=home, workers=1, exclusive=exclusive) as db:
         out["build_s"] = round(build(db, faces, per_subject, seed), 1)
-        benchlib.log(f"  built in {out['build_s']} s")
+        bench.log(f"  built in {out['build_s']} s")
         # First search by template: the per-process cache loads every template from SQL.
         t0 = time.perf_counter()
         db.search([probes[0]], k=k)
@@ -140,27 +139,27 @@ def measure(home: Path, faces: int, per_subject: int, probes: list[Path], rounds
         out["exact_agree"] = sum(g == w for g, w in zip(got, want))
     out["modes"] = {}
     for name, _ in MODES:
-        out["modes"][name] = {"search": benchlib.summarize_ms(total[name]), "match": benchlib.summarize_ms(match[name]),
-                              "parts": {p: benchlib.summarize_ms(v) for p, v in parts[name].items()}}
+        out["modes"][name] = {"search": bench.summarize_ms(total[name]), "match": bench.summarize_ms(match[name]),
+                              "parts": {p: bench.summarize_ms(v) for p, v in parts[name].items()}}
     # Paired ratios: each round's template call against the same round's best-sample call.
     ratios = [t / b for t, b in zip(total["template"], total["best"])]
     match_ratios = [t / b for t, b in zip(match["template"], match["best"])]
-    out["ratio_search_template_over_best"] = round(benchlib.median(ratios), 3)
-    out["ratio_match_template_over_best"] = round(benchlib.median(match_ratios), 3)
+    out["ratio_search_template_over_best"] = round(bench.median(ratios), 3)
+    out["ratio_match_template_over_best"] = round(bench.median(match_ratios), 3)
     return out
 
 
 def probe_photos(n: int) -> list[Path]:
-    lfw = benchlib.lfw_dir()
+    lfw = bench.lfw_dir()
     if lfw is None:
         raise SystemExit("the LFW images are needed for the probes: set FACEDB_DATASETS (see the datasets README)")
-    return benchlib.sample_images(benchlib.lfw_images(lfw), n)
+    return bench.sample_images(bench.lfw_images(lfw), n)
 
 
 def report(runs: list[dict[str, Any]], argv: list[str], started: str, minutes: float) -> str:
     held = ("the index opened per call (as one CLI command does)" if runs and not runs[0]["exclusive"]
             else "the home held with the index open (as `facedb serve` does)")
-    lines = [benchlib.header("Search latency: template scoring vs best sample",
+    lines = [bench.header("Search latency: template scoring vs best sample",
                              ["python", "scripts/bench/template_search.py", *argv]),
              f"Started {started}, {minutes:.1f} min. One process, SQLite catalog + embedded Chroma, {held}, "
              "a real LFW photo per search (its embedding included in *search*), modes interleaved round by round; "
@@ -171,13 +170,13 @@ def report(runs: list[dict[str, Any]], argv: list[str], started: str, minutes: f
             m = run["modes"][name]
             rows.append([f"{run['faces']:,}", f"{run['subjects']:,}", name,
                          *(f"{m[part][q]:.1f}" for part in ("search", "match") for q in ("p50_ms", "p99_ms"))])
-    lines += [benchlib.md_table(["faces", "subjects", "mode", "search p50 ms", "search p99 ms", "match p50 ms",
+    lines += [bench.md_table(["faces", "subjects", "mode", "search p50 ms", "search p99 ms", "match p50 ms",
                                  "match p99 ms"], rows), ""]
     rows = [[f"{r['faces']:,}", f"{r['subjects']:,}", r["ratio_search_template_over_best"],
              r["ratio_match_template_over_best"], r["first_template_search_s"],
              f"{r['exact_agree']}/{r['exact_checked']}", r["build_s"]] for r in runs]
     lines += ["Median of the per-round ratios (template / best sample, same round, same photo):", "",
-              benchlib.md_table(["faces", "subjects", "search ratio", "match ratio", "first template search s",
+              bench.md_table(["faces", "subjects", "search ratio", "match ratio", "first template search s",
                                  "exact (template = brute force)", "build s"], rows), "",
               "- *template*: the default since issue 11 (every subject's template scored by numpy, exact); "
               "*best*: the previous default (subjects by their closest face, from Chroma, exactly ranked); "
@@ -208,17 +207,17 @@ def main(argv: list[str] | None = None) -> int:
     probes = probe_photos(args.probes)
     layouts = [args.per_subject] + ([] if args.no_single or args.per_subject == 1 else [1])
     runs = []
-    with benchlib.bench_lock("template_search", enabled=not args.no_lock), \
+    with bench.bench_lock("template_search", enabled=not args.no_lock), \
             tempfile.TemporaryDirectory(prefix="facedb-template-bench-") as tmp:
         for per in layouts:
-            benchlib.log(f"{args.faces:,} faces, {per} per subject")
+            bench.log(f"{args.faces:,} faces, {per} per subject")
             runs.append(measure(Path(tmp) / f"home-{per}", args.faces, per, probes, args.rounds, args.k, args.seed,
                                 exclusive=not args.per_call))
-            benchlib.log(json.dumps({k: v for k, v in runs[-1].items() if k != "modes"}))
+            bench.log(json.dumps({k: v for k, v in runs[-1].items() if k != "modes"}))
     text = report(runs, argv, started, (time.perf_counter() - t0) / 60)
-    benchlib.write_report(args.out, text)
-    benchlib.write_text(args.out.with_suffix(".json"), json.dumps({"argv": argv, "started": started,
-                                                                   "commit": benchlib.git_rev(), "runs": runs}, indent=1))
+    bench.write_report(args.out, text)
+    bench.write_text(args.out.with_suffix(".json"), json.dumps({"argv": argv, "started": started,
+                                                                   "commit": bench.git_rev(), "runs": runs}, indent=1))
     print(text)
     return 0
 

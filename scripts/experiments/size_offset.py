@@ -6,7 +6,7 @@ than to a single-photo subject, while a stranger's distance to a template hardly
 many photos made it. One threshold for both then spends the FPIR budget where it buys least. This
 experiment scores ``d + beta`` for subjects with two or more enrolled photos (``d`` for the rest),
 i.e. a threshold ``t`` for single-photo subjects and ``t - beta`` for the others, and reruns the
-protocol of ``scripts/calibrate_threshold.py`` (same splits, seeds, calibration on one half and
+protocol of ``facedb.evaluation.calibration`` (``scripts/calibrate_threshold.py``) (same splits, seeds, calibration on one half and
 report on the other) for a grid of ``beta``. The threshold is calibrated per seed for FPIR <= 1 %;
 ``beta`` itself is read off the table, so a gain here would still need a choice of ``beta`` on the
 calibration halves alone before it becomes a default.
@@ -19,22 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-for p in (ROOT, ROOT / "scripts"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
-import calibrate_threshold as ct  # noqa: E402
-
-from facedb.evaluation import lfw  # noqa: E402
-from facedb.evaluation import metrics as M  # noqa: E402
+from facedb.evaluation import calibration as ct
+from facedb.evaluation import lfw
+from facedb.evaluation import metrics as M
 
 
 def offset_scorer(beta: float) -> Callable[..., M.SubjectScores]:

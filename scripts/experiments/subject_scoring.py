@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Which subject score names fewer people wrong and misses fewer? (LFW open set, sface pack)
 
-Protocol: exactly the split of ``scripts/calibrate_threshold.py`` (design ``full``, its
+Protocol: exactly the split of ``facedb.evaluation.calibration`` (``scripts/calibrate_threshold.py``) (design ``full``, its
 ``make_split``): the gallery is every LFW person with >= 2 detected photos, one photo each held
 out as the mated probe and the others enrolled; the people with a single photo are strangers;
 probes and strangers are split by person into a calibration half and a report half, for 10 seeds.
@@ -11,7 +11,7 @@ threshold with FPIR <= 1 % on the calibration half of the largest gallery is fou
 FPIR are measured on the report half at every gallery size with (1) that seed's calibrated
 threshold and (2) one fixed default (the median of the 10 calibrated thresholds).
 
-Embeddings, both from the package's own pipeline (``scripts/calibrate_threshold.py``'s
+Embeddings, both from the package's own pipeline (``facedb.evaluation.calibration`` (``scripts/calibrate_threshold.py``)'s
 ``embed_lfw``, i.e. ``facedb.evaluation.runner.embed``: ``facedb.analysis.pipeline.Analyzer`` workers,
 largest face), cached under ``--cache`` (the calibration's cache, never in the repository):
 ``base`` = the ``sface`` pack; ``flip`` = the ``sface-flip`` pack, ``normalise(f + f_mirrored)``
@@ -62,15 +62,9 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-for p in (ROOT, ROOT / "scripts"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
-import calibrate_threshold as ct  # noqa: E402
-
-from facedb.evaluation import lfw, runner  # noqa: E402
-from facedb.evaluation import metrics as M  # noqa: E402
+from facedb.evaluation import calibration as ct
+from facedb.evaluation import lfw, runner
+from facedb.evaluation import metrics as M
 
 DEFAULT_YALE = lfw.find_yale()
 #: The quality signals of every face (``Face.quality``, as ``runner.embed`` records them).
@@ -134,7 +128,7 @@ def _rows(e: runner.Embedded, ds: runner.Dataset) -> tuple[np.ndarray, np.ndarra
 
 def embed_dataset(name: str, root: Path, name_from: str, cache: Path, workers: int) -> Data:
     """Both packs through the package's pipeline (cached under ``cache``: the same files as
-    ``scripts/calibrate_threshold.py`` for LFW)."""
+    ``facedb.evaluation.calibration`` (``scripts/calibrate_threshold.py``) for LFW)."""
     from facedb.analysis.engines import load_engine
 
     eng = load_engine("sface")
@@ -566,7 +560,7 @@ def strip_rows(R: Any) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--lfw", type=Path, default=ct.DEFAULT_LFW)
+    ap.add_argument("--lfw", type=Path, default=ct.default_lfw())
     ap.add_argument("--yale", type=Path, default=DEFAULT_YALE)
     ap.add_argument("--cache", type=Path, default=ct.DEFAULT_CACHE, help="embedding cache folder")
     ap.add_argument("--workers", type=int, default=2)
@@ -796,7 +790,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.md:
         a.md.write_text(text)
     if a.json:
-        a.json.write_text(json.dumps(ct._jsonable(R), indent=1, allow_nan=False, default=str))
+        a.json.write_text(json.dumps(ct.jsonable(R), indent=1, allow_nan=False, default=str))
     print(f"run {R['run_seconds']:.0f} s", flush=True)
     return 0
 

