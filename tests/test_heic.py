@@ -24,12 +24,12 @@ import pillow_heif
 import pytest
 from facephotos import make_face_variants
 from PIL import Image
-from servertools import FacedbServer, bearer, clean_env, image_files
 
 from facedb import FaceDB
 from facedb.analysis import imaging
 from facedb.analysis.files import Upload, iter_image_files
 from facedb.errors import ImageError
+from facedb.evaluation.servers import FacedbServer, bearer, clean_env, image_files
 
 ENROLLED = ("person1", "person2", "person3", "person4")
 HEIF_ENC = shutil.which("heif-enc")

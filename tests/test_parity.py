@@ -31,11 +31,11 @@ from click.testing import CliRunner
 from dbtools import facedb_executable
 from filelock import FileLock
 from PIL import Image
-from servertools import FacedbServer, clean_env
 
 from facedb.analysis.files import MAX_FILE_BYTES
 from facedb.analysis.imaging import MAX_PIXELS
 from facedb.cli import cli
+from facedb.evaluation.servers import FacedbServer, clean_env
 
 #: Enrolled before the table runs (same photos in every home).
 ALICE = ("Adrien_Brody/Adrien_Brody_0002.jpg", "Adrien_Brody/Adrien_Brody_0005.jpg")
