@@ -38,8 +38,6 @@ def _walk(cmd: click.Command, ctx: click.Context) -> Iterator[tuple[click.Comman
 
 def render_help() -> str:
     """The generated section (markers included): one heading and one text block per command."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))  # this checkout's facedb, not another installed one
     from facedb.cli import cli
 
     root_ctx = cli.make_context("facedb", [], resilient_parsing=True, terminal_width=WIDTH)

@@ -238,6 +238,17 @@ def cli(ctx: click.Context, home: str | None, db_url: str | None, pack: str | No
 
 from . import commands, evaluate, service  # noqa: E402,F401  (registers the commands)
 
+if TYPE_CHECKING:  # mypy proves that both backends conform to the protocol; nothing runs here
+    from ..api import FaceDB
+    from ..client import Client
+    from ..contract.backend import Backend
+
+    def _local(db: FaceDB) -> Backend:
+        return db
+
+    def _served(client: Client) -> Backend:
+        return client
+
 
 def main() -> None:
     """Console-script entry point.

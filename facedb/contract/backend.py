@@ -3,8 +3,9 @@
 The CLI runs each command as one call on a ``Backend``: ``facedb.api.FaceDB`` (the database in
 this process) or ``facedb.client.Client`` (a ``facedb serve``, over the home's socket or a URL).
 Both take the same arguments and return the same result dataclasses, which is what makes a
-command print the same JSON and exit with the same code on every path; the ``TYPE_CHECKING``
-assignments at the end make mypy prove that both still conform whenever either one changes.
+command print the same JSON and exit with the same code on every path; ``facedb.cli`` (which
+picks one of them) holds the ``TYPE_CHECKING`` assignments that make mypy prove both still conform
+whenever either one changes (the contract itself imports neither).
 
 Light on purpose (the thin client imports it): the argument types come from the operations only
 while type checking.
@@ -109,13 +110,3 @@ class Backend(Protocol):
 
     def audit(self, since: datetime | None = None, limit: int | None = None) -> list[AuditEntry]: ...
 
-
-if TYPE_CHECKING:  # mypy proves that both implementations conform; nothing runs here
-    from ..api import FaceDB
-    from ..client import Client
-
-    def _local(db: FaceDB) -> Backend:
-        return db
-
-    def _served(client: Client) -> Backend:
-        return client
