@@ -98,9 +98,17 @@ class CatalogCore:
 
     @property
     def cid(self) -> int:
-        """The bound collection's id; the unscoped catalog (settings, keys, audit) has none."""
+        """The bound collection's id. A catalog opened without ``scoped`` works on ``default``
+        (what every database was before collections), looked up on first use."""
         if self._cid is None:
-            raise AssertionError("this catalog is not bound to a collection (use Catalog.scoped)")
+            from .models import Collection
+
+            with self.session() as s:
+                found = s.scalar(select(Collection.id).where(Collection.name == DEFAULT_COLLECTION))
+            if found is None:
+                raise FacedbError(f"the catalog {self.safe_url} has no collection {DEFAULT_COLLECTION!r}; "
+                                  "open it with FaceDB once to upgrade it")
+            self._cid, self.collection = int(found), DEFAULT_COLLECTION
         return self._cid
 
     def flag_key(self, kind: str, pack: str) -> str:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -83,12 +84,17 @@ class Collection(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+def _default_collection() -> Any:
+    """Rows inserted without a collection (older code, hand-made test rows) are ``default``'s."""
+    return select(Collection.id).where(Collection.name == "default").scalar_subquery()
+
+
 class Subject(Base):
     __tablename__ = "subjects"
     # A name is unique within its collection: the same person may be enrolled in two galleries.
     __table_args__ = (UniqueConstraint("collection_id", "name", name="uq_subjects_collection_name"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id"), index=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id"), index=True, default=_default_collection())
     name: Mapped[str] = mapped_column(String(256))
     info: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -102,7 +108,7 @@ class Image(Base):
     # The same photo may be enrolled once per collection ("same bytes, another subject" is per gallery).
     __table_args__ = (UniqueConstraint("collection_id", "sha256", name="uq_images_collection_sha256"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id"))
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id"), default=_default_collection())
     subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"), index=True)
     path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64))
@@ -132,7 +138,7 @@ class Face(Base):
                       Index("ix_faces_subject_model_indexed", "subject_id", "model", "indexed"),
                       {"sqlite_autoincrement": True})
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id"))
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id"), default=_default_collection())
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
     subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"), index=True)
     model: Mapped[str] = mapped_column(String(512))
@@ -169,7 +175,7 @@ class SubjectTemplate(Base):
     subject_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model: Mapped[str] = mapped_column(String(512), primary_key=True)
     #: no foreign key either: a deleted collection's markers go with it (``delete_collection``)
-    collection_id: Mapped[int] = mapped_column(Integer, index=True)
+    collection_id: Mapped[int] = mapped_column(Integer, index=True, default=_default_collection())
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     n_faces: Mapped[int] = mapped_column(Integer)
     seq: Mapped[int] = mapped_column(Integer, index=True)
@@ -188,7 +194,7 @@ class Failure(Base):
 
     __tablename__ = "failures"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id"), index=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id"), index=True, default=_default_collection())
     path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     subject_name: Mapped[str | None] = mapped_column(String(256), nullable=True, index=True)
@@ -206,7 +212,7 @@ class PendingDelete(Base):
     face_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     model: Mapped[str] = mapped_column(String(512))
     #: whose index holds the vector (no foreign key: the journal outlives a deleted collection)
-    collection_id: Mapped[int] = mapped_column(Integer)
+    collection_id: Mapped[int] = mapped_column(Integer, default=_default_collection())
 
 
 class ApiKey(Base):

@@ -154,4 +154,40 @@ def _merge_nfc_names(conn: sa.engine.Connection) -> None:
 
 
 def downgrade() -> None:
-    raise NotImplementedError("0005 (collections) cannot be downgraded: restore a backup taken before the upgrade")
+    """Back to one gallery: only a database whose one collection is ``default`` (the NFC merge
+    is not undone: those subjects stay one)."""
+    conn = op.get_bind()
+    pg = conn.dialect.name == "postgresql"
+    others = conn.execute(sa.text("SELECT count(*) FROM collections WHERE name <> 'default'")).scalar()
+    if others:
+        raise RuntimeError(f"this database has {others} collection(s) besides 'default': delete them "
+                           "(`facedb collections delete NAME --yes`) before downgrading below 0005")
+    for table in ('audit', 'api_keys'):
+        with op.batch_alter_table(table) as batch_op:
+            batch_op.drop_column('collection')
+    with op.batch_alter_table('pending_deletes') as batch_op:
+        batch_op.drop_column('collection_id')
+    with op.batch_alter_table('subject_templates') as batch_op:
+        batch_op.drop_index(batch_op.f('ix_subject_templates_collection_id'))
+        batch_op.drop_column('collection_id')
+    with op.batch_alter_table('failures') as batch_op:
+        batch_op.drop_constraint('fk_failures_collection_id', type_='foreignkey')
+        batch_op.drop_index(batch_op.f('ix_failures_collection_id'))
+        batch_op.drop_column('collection_id')
+    with op.batch_alter_table('faces', table_kwargs={"sqlite_autoincrement": True}) as batch_op:
+        batch_op.drop_constraint('fk_faces_collection_id', type_='foreignkey')
+        batch_op.drop_index('ix_faces_collection_model_indexed')
+        batch_op.create_index('ix_faces_model_indexed', ['model', 'indexed'], unique=False)
+        batch_op.drop_column('collection_id')
+    with op.batch_alter_table('images') as batch_op:
+        batch_op.drop_constraint('fk_images_collection_id', type_='foreignkey')
+        batch_op.drop_constraint('uq_images_collection_sha256', type_='unique')
+        batch_op.create_unique_constraint('uq_images_sha256', ['sha256'])
+        batch_op.drop_column('collection_id')
+    with op.batch_alter_table('subjects') as batch_op:
+        batch_op.drop_constraint('fk_subjects_collection_id', type_='foreignkey')
+        batch_op.drop_constraint('uq_subjects_collection_name', type_='unique')
+        batch_op.drop_index(batch_op.f('ix_subjects_collection_id'))
+        batch_op.create_unique_constraint('subjects_name_key' if pg else 'uq_subjects_name', ['name'])
+        batch_op.drop_column('collection_id')
+    op.drop_table('collections')
