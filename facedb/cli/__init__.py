@@ -35,6 +35,8 @@ class State:
     def __init__(self, **opts: Any) -> None:
         self.server: str | None = opts.pop("server", None)
         self.api_key: str | None = opts.pop("api_key", None)
+        #: the collection every command uses (``--collection``; ``default`` when not given)
+        self.collection: str = opts.pop("collection", None) or "default"
         self.opts = opts
         self._backend: Any = None
 
@@ -45,21 +47,21 @@ class State:
             from ..client import connect
             from ..errors import ServedElsewhere
 
-            self._backend = connect(self.server, self.api_key, self.opts.get("home"))
+            self._backend = connect(self.server, self.api_key, self.opts.get("home"), collection=self.collection)
             if self._backend is None:
                 from ..api import FaceDB
 
                 try:
-                    self._backend = _HandOver(self, FaceDB(**self.opts, **extra))
+                    self._backend = _HandOver(self, FaceDB(**self.opts, **extra, collection=self.collection))
                 except ServedElsewhere:
-                    self._backend = connect(None, None, self.opts.get("home"))
+                    self._backend = connect(None, None, self.opts.get("home"), collection=self.collection)
         return self._backend
 
     def local(self, **extra: Any) -> Any:
         """A local ``FaceDB`` (commands that must run here, e.g. ``serve``)."""
         from ..api import FaceDB
 
-        return FaceDB(**self.opts, **extra)
+        return FaceDB(**self.opts, **extra, collection=self.collection)
 
     def close(self) -> None:
         if self._backend is not None:
@@ -87,7 +89,7 @@ class _HandOver:
             try:
                 return attr(*args, **kwargs)
             except ServedElsewhere:
-                client = connect(None, None, self._state.opts.get("home"))
+                client = connect(None, None, self._state.opts.get("home"), collection=self._state.collection)
                 if client is None:
                     raise
                 self._local.close()
@@ -161,9 +163,13 @@ class _NoBar:
               help="Send every command to this facedb server (http://host:port) [env FACEDB_SERVER].")
 @click.option("--api-key", envvar="FACEDB_API_KEY", metavar="KEY",
               help="API key for --server [env FACEDB_API_KEY; better than the flag, which other users can see].")
+@click.option("--collection", envvar="FACEDB_COLLECTION", metavar="NAME",
+              help="The collection (gallery) every command uses [env FACEDB_COLLECTION; default: default]; "
+                   "see `facedb collections`.")
 @click.pass_context
 def cli(ctx: click.Context, home: str | None, db_url: str | None, pack: str | None, models_dir: str | None,
-        lock_timeout: float | None, chroma_url: str | None, server: str | None, api_key: str | None) -> None:
+        lock_timeout: float | None, chroma_url: str | None, server: str | None, api_key: str | None,
+        collection: str | None) -> None:
     """facedb: who is in this photo? Enroll known faces, then search photos for them.
 
     \b
@@ -184,11 +190,11 @@ def cli(ctx: click.Context, home: str | None, db_url: str | None, pack: str | No
     8 server or store unreachable, 9 API key refused.
     """
     ctx.obj = State(home=home, db_url=db_url, pack=pack, models_dir=models_dir, lock_timeout=lock_timeout,
-                    chroma_url=chroma_url, server=server, api_key=api_key)
+                    chroma_url=chroma_url, server=server, api_key=api_key, collection=collection)
     ctx.call_on_close(ctx.obj.close)
 
 
-from . import commands, evaluate, service  # noqa: E402,F401  (registers the commands)
+from . import collections, commands, evaluate, service  # noqa: E402,F401  (registers the commands)
 
 
 def main() -> None:

@@ -82,21 +82,26 @@ def keys() -> None:
 @keys.command("create")
 @click.argument("name")
 @click.option("--scope", type=click.Choice(["read", "write", "admin"]), required=True)
+@click.option("--collection", "limit", metavar="C",
+              help="Limit the key to collection C: any other collection, or a server-wide call, is refused (403).")
 @json_option
 @pass_state
-def keys_create(state: State, name: str, scope: str, as_json: bool) -> None:
+def keys_create(state: State, name: str, scope: str, limit: str | None, as_json: bool) -> None:
     """Create API key NAME; the key is printed once and only its hash is stored.
 
     \b
     Example:
       facedb keys create door-camera --scope read
+      facedb keys create lobby --scope write --collection lobby
     """
     with handle_errors(as_json):
-        info = state.backend().create_key(name, scope)
+        info = state.backend().create_key(name, scope, collection=limit) if limit else \
+            state.backend().create_key(name, scope)
         if as_json:
-            emit_json({"name": info.name, "scope": info.scope, "key": info.key})
+            emit_json({"name": info.name, "scope": info.scope, "collection": info.collection, "key": info.key})
         else:
-            click.echo(f"created API key {info.name!r} (scope {info.scope}); it is shown only now:")
+            where = f", collection {info.collection}" if info.collection else ""
+            click.echo(f"created API key {info.name!r} (scope {info.scope}{where}); it is shown only now:")
             click.echo(info.key)
 
 
