@@ -462,3 +462,20 @@ def test_the_client_puts_collection_calls_under_the_collection() -> None:
     client.collections()
     assert sent == [("GET", "/v1/collections/lobby/subjects"), ("GET", "/v1/keys"), ("GET", "/v1/collections")]
 
+
+
+def test_migrate_to_a_new_home_copies_every_collection(tmp_path: Path, db: Any, people: dict[str, list[Path]]) -> None:
+    db.enroll("alice", people["person1"][:2])
+    db.create_collection("lobby", threshold=0.5)
+    db.collection("lobby").enroll("bob", people["person2"][:2])
+    rep = db.migrate_to(home=tmp_path / "copy")
+    assert rep.rows["collections"] == 2 and rep.indexed_faces == 4 and rep.check is not None and rep.check.clean
+    from facedb import FaceDB
+
+    with FaceDB(home=tmp_path / "copy", workers=1) as copy:
+        assert {c.name: c.threshold for c in copy.collections()} == {"default": None, "lobby": 0.5}
+        lobby = copy.collection("lobby")
+        assert copy.search([people["person1"][2]]).results[0].faces[0].identity == "alice"
+        assert lobby.search([people["person2"][2]]).results[0].faces[0].identity == "bob"
+        assert lobby.search([people["person1"][2]]).results[0].faces[0].identity is None
+        assert lobby.check().clean
