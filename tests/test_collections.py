@@ -429,6 +429,10 @@ def test_the_collections_commands_and_the_global_option(tmp_path: Path, people: 
     key = ok("keys", "create", "cam", "--scope", "read", "--collection", "lobby")
     assert key["collection"] == "lobby" and key["key"].startswith("fdb_")
     assert {k["name"]: k["collection"] for k in ok("keys", "list")} == {"cam": "lobby"}
+    code, out, _ = run_cli(home, "keys", "list")
+    assert code == 0 and "collection lobby" in out
+    code, out, _ = run_cli(home, "audit")
+    assert code == 0 and "[lobby] 'erin'" in out
     rows = {c["name"]: c for c in ok("collections", "list")}
     assert (rows["lobby"]["subjects"], rows["lobby"]["faces"]) == (1, 2)
     code, _, err = run_cli(home, "collections", "delete", "lobby")

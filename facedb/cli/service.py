@@ -122,7 +122,8 @@ def keys_list(state: State, as_json: bool) -> None:
             return
         for r in rows:
             status = "active" if r.active else f"revoked {r.revoked_at}"
-            click.echo(f"{r.name:<24} {r.scope:<6} {status:<40} last used {r.last_used_at or 'never'}")
+            limit = f" collection {r.collection}" if r.collection else ""
+            click.echo(f"{r.name:<24} {r.scope:<6} {status:<40} last used {r.last_used_at or 'never'}{limit}")
         click.echo(f"{len(rows)} keys")
 
 
@@ -181,7 +182,8 @@ def audit(state: State, since: str | None, limit: int | None, as_json: bool) -> 
             emit_json([r.to_dict() for r in rows])
             return
         for r in rows:
-            subject = f" {r.subject!r}" if r.subject else ""
+            subject = (f" [{r.collection}]" if r.collection and r.collection != "default" else "") + \
+                (f" {r.subject!r}" if r.subject else "")
             detail = f" ({r.detail})" if r.detail else ""
             click.echo(f"{r.at}  {r.actor:<16} {r.action:<10}{subject} images {r.images} faces {r.faces} "
                        f"{r.outcome}{detail}")
