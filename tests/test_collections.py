@@ -483,3 +483,31 @@ def test_migrate_to_a_new_home_copies_every_collection(tmp_path: Path, db: Any, 
         assert lobby.search([people["person2"][2]]).results[0].faces[0].identity == "bob"
         assert lobby.search([people["person1"][2]]).results[0].faces[0].identity is None
         assert lobby.check().clean
+
+
+@pytest.mark.slow
+def test_collections_on_postgres_and_a_chroma_server(tmp_path: Path, pg_url: str, chroma_server: Any,
+                                                     people: dict[str, list[Path]]) -> None:
+    """On shared stores each collection has its own Chroma collection on the server (the
+    default's keeps its old name), and deleting a collection drops its one."""
+    from facedb import FaceDB
+    from facedb.index.chroma_index import collection_name
+
+    chroma_server.ensure_running()
+    client = chroma_server.client()
+    for c in client.list_collections():
+        client.delete_collection(c.name)
+    with FaceDB(home=tmp_path / "home", db_url=pg_url, chroma_url=chroma_server.url, workers=1) as db:
+        db.enroll("alice", people["person1"][:2])
+        db.create_collection("lobby")
+        lobby = db.collection("lobby")
+        lobby.enroll("alice", people["person2"][:2])
+        lobby_index = collection_name(db.pack_name, lobby.catalog.space)
+        assert lobby.catalog.space and {c.name for c in client.list_collections()} == {
+            collection_name(db.pack_name), lobby_index}
+        assert db.search([people["person2"][2]]).results[0].faces[0].identity is None
+        assert lobby.search([people["person2"][2]], scoring="best").results[0].faces[0].identity == "alice"
+        assert db.check().clean and lobby.check().clean
+        db.delete_collection("lobby")
+        assert {c.name for c in client.list_collections()} == {collection_name(db.pack_name)}
+        assert db.search([people["person1"][2]], scoring="best").results[0].faces[0].identity == "alice"
