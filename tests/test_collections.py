@@ -511,3 +511,50 @@ def test_collections_on_postgres_and_a_chroma_server(tmp_path: Path, pg_url: str
         db.delete_collection("lobby")
         assert {c.name for c in client.list_collections()} == {collection_name(db.pack_name)}
         assert db.search([people["person1"][2]], scoring="best").results[0].faces[0].identity == "alice"
+
+
+def test_a_delete_collection_killed_after_sql_is_finished_by_the_next_process(
+        tmp_path: Path, people: dict[str, list[Path]]) -> None:
+    """Killed between the SQL delete and the index drop: the journal still holds the face ids of a
+    collection that no longer exists; the next process to open the index drops its Chroma collection."""
+    import signal
+
+    import chromadb
+    from dbtools import run_process
+
+    from facedb import FaceDB
+    from facedb.index.chroma_index import collection_name
+
+    home = tmp_path / "home"
+    with FaceDB(home=home, workers=1) as db:
+        db.enroll("keeper", people["person2"][:2])
+        db.create_collection("gone")
+        gone = db.collection("gone")
+        gone.enroll(VICTIM, people["person1"][:2])
+        doomed = collection_name(db.pack_name, gone.catalog.space)
+        chroma_path = db.settings.chroma_path
+
+    def index_names() -> set[str]:
+        client = chromadb.PersistentClient(path=str(chroma_path))
+        try:
+            return {c.name for c in client.list_collections()}
+        finally:
+            client.close()
+
+    assert doomed in index_names()
+    proc = run_process(home, "collections", "delete", "gone", "--yes",
+                       env={"FACEDB_CRASH_AT": "delete_collection.after_sql"})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    assert doomed in index_names()  # the kill came before the index drop
+    with FaceDB(home=home, workers=1) as db:
+        assert [c.name for c in db.collections()] == ["default"]
+        with db.hold():  # opening the index replays the journal
+            pass
+        with db.catalog.session() as s:
+            from sqlalchemy import func, select
+
+            from facedb.catalog.models import PendingDelete
+
+            assert s.scalar(select(func.count()).select_from(PendingDelete)) == 0
+        assert db.check().clean
+    assert doomed not in index_names() and collection_name(db.pack_name) in index_names()
