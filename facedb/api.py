@@ -9,6 +9,7 @@ audited.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -20,12 +21,13 @@ from .analysis.files import Upload
 from .analysis.packs import ActivePack
 from .analysis.pipeline import Analyzer, default_workers
 from .analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor
-from .catalog.core import DEFAULT_PACK_KEY
+from .catalog.core import DEFAULT_COLLECTION, DEFAULT_PACK_KEY
 from .catalog.subjects import deleted_label
 from .config import DEFAULT_PACK, Settings, resolve_settings
 from .contract.models import (
     AuditEntry,
     CheckReport,
+    CollectionInfo,
     DeleteReport,
     EnrollReport,
     FailureRecord,
@@ -40,14 +42,15 @@ from .contract.models import (
     VacuumReport,
     VerifyResult,
 )
-from .contract.names import validate_subject_name
-from .errors import FacedbError
+from .contract.names import normalize_subject_name, validate_subject_name
+from .errors import FacedbError, NotFoundError
 from .operations import gatekeeper
+from .operations.collections import CollectionPack
 from .operations.enroll import Ingestor, MultiFace, write_batch_size
 from .operations.maintenance import Maintenance
 from .operations.migrate import MigrateReport
 from .operations.search import By, ImageInput, Scoring, Searcher
-from .store.stores import Store
+from .store.stores import CollectionStore, Store
 
 ProgressFn = Callable[[int], None]
 PathLike = str | os.PathLike[str]
@@ -64,45 +67,152 @@ class FaceDB:
     >>> db.enroll("alice", ["alice1.jpg", "alice2.jpg"])  # doctest: +SKIP
     >>> db.search(["party.jpg"]).results[0].faces[0].identity  # doctest: +SKIP
     'alice'
+
+    A database holds several collections (galleries), each with its own subjects, pack and
+    threshold; a ``FaceDB`` is bound to one (``collection``, default ``default``), and
+    ``db.collection(name)`` is a view bound to another that shares this one's stores.
     """
 
     def __init__(self, home: PathLike | None = None, *, db_url: str | None = None, pack: str | None = None,
                  models_dir: PathLike | None = None, lock_timeout: float | None = None, workers: int | None = None,
                  threshold: float | None = None, write_batch: int | None = None, exclusive: bool = False,
-                 chroma_url: str | None = None) -> None:
+                 chroma_url: str | None = None, collection: str = DEFAULT_COLLECTION) -> None:
         with trace.span("facedb.open"):
             self._open(resolve_settings(home, db_url, pack, models_dir, lock_timeout, chroma_url), workers,
-                       threshold, write_batch, exclusive)
+                       threshold, write_batch, exclusive, collection)
 
     def _open(self, settings: Settings, workers: int | None, threshold: float | None, write_batch: int | None,
-              exclusive: bool) -> None:
+              exclusive: bool, collection: str) -> None:
         self.settings = settings
-        batch = write_batch_size(write_batch)
-        self.store = Store(self.settings, exclusive=exclusive)
-        self.catalog = self.store.catalog
-        with self.store.exclusive(open_index=False, recover=False):  # one process migrates at a time
-            self.catalog.upgrade()
-            if self.catalog.get_setting(DEFAULT_PACK_KEY) is None:
-                self.catalog.set_setting(DEFAULT_PACK_KEY, self.settings.pack or DEFAULT_PACK)
-        self.pack_name: str = self.settings.pack or self.catalog.get_setting(DEFAULT_PACK_KEY) or DEFAULT_PACK
-        self.pack = ActivePack(self.catalog, self.pack_name, self.settings.models_dir, threshold)
-        self.analyzer = Analyzer(self.pack_name, self.settings.models_dir,
-                                 default_workers() if workers is None else max(1, workers))
-        self.gate = gatekeeper.Gatekeeper(self.catalog)
-        self._ingest = Ingestor(self.store, self.pack, self.analyzer, batch)
-        self._search = Searcher(self.store, self.pack, self.analyzer)
-        self._maint = Maintenance(self.store, self.pack, self.analyzer)
+        self._root = True
+        self._exclusive = exclusive
+        self._batch = write_batch_size(write_batch)
+        self._workers = default_workers() if workers is None else max(1, workers)
+        #: analysis workers per pack, shared by this FaceDB and its collection views
+        self._analyzers: dict[str, Analyzer] = {}
+        self._packs: dict[str, ActivePack] = {}
+        self._views: dict[str, FaceDB] = {}
+        self._shared_lock = threading.Lock()
+        base = Store(self.settings, exclusive=exclusive)
+        try:
+            with base.exclusive(open_index=False, recover=False):  # one process migrates at a time
+                base.catalog.upgrade()
+                if base.catalog.get_setting(DEFAULT_PACK_KEY) is None:
+                    base.catalog.set_setting(DEFAULT_PACK_KEY, self.settings.pack or DEFAULT_PACK)
+                base.catalog.ensure_default_collection()
+            self.gate = gatekeeper.Gatekeeper(base.catalog)
+            self._bind(base, self._collection_row(base, collection), threshold, explicit_pack=self.settings.pack)
+        except BaseException:
+            base.close()
+            raise
         if exclusive:  # a server: load the model, replay the journal, start the workers now
             self.pack.contract()
             with self.store.writing():
                 pass
             self.analyzer.start()
 
+    @staticmethod
+    def _collection_row(base: Store, name: str) -> dict[str, Any]:
+        row = base.catalog.collection_row(name)
+        if row is None:
+            raise NotFoundError(f"no collection named {name!r}: create it with `facedb collections create {name}` "
+                                "(see `facedb collections list`)")
+        return row
+
+    def _bind(self, base: Store, row: dict[str, Any], threshold: float | None, explicit_pack: str | None) -> None:
+        """Bind this object to collection ``row``: its catalog, store view, pack and operations."""
+        self.collection_name: str = row["name"]
+        self.catalog = base.catalog.scoped(row["id"], row["name"])
+        self.store = CollectionStore(base, self.catalog)
+        default_pack = base.catalog.get_setting(DEFAULT_PACK_KEY) or DEFAULT_PACK
+        self.pack_name: str = explicit_pack or row["pack"] or default_pack
+        self.analyzer = self._analyzer(self.pack_name)
+        thr = threshold if threshold is not None else row["threshold"]
+        self.pack = CollectionPack(self.catalog, self.pack_name, self.settings.models_dir, thr,
+                                   shared=self._packs.setdefault(self.pack_name, ActivePack(
+                                       base.catalog, self.pack_name, self.settings.models_dir)))
+        self._ingest = Ingestor(self.store, self.pack, self.analyzer, self._batch)
+        self._search = Searcher(self.store, self.pack, self.analyzer)
+        self._maint = Maintenance(self.store, self.pack, self.analyzer)
+
+    def _analyzer(self, pack: str) -> Analyzer:
+        with self._shared_lock:
+            found = self._analyzers.get(pack)
+            if found is None:
+                found = self._analyzers[pack] = Analyzer(pack, self.settings.models_dir, self._workers)
+            return found
+
+    # -- collections -----------------------------------------------------------------------
+    def collection(self, name: str) -> FaceDB:
+        """A view of collection ``name``: the same stores (home lock, catalog, index client),
+        gatekeeper and, for the same pack, analysis workers. Views are cached; closing one does
+        nothing (the FaceDB it came from closes everything)."""
+        if name == self.collection_name:
+            return self
+        with self._shared_lock:
+            view = self._views.get(name)
+        if view is not None:
+            return view
+        base = self.store.base
+        row = self._collection_row(base, name)
+        view = object.__new__(FaceDB)
+        view.settings, view.gate, view._root, view._exclusive = self.settings, self.gate, False, self._exclusive
+        view._batch, view._workers = self._batch, self._workers
+        view._analyzers, view._packs, view._views, view._shared_lock = (self._analyzers, self._packs, self._views,
+                                                                        self._shared_lock)
+        view._bind(base, row, None, explicit_pack=None)
+        if self._exclusive:
+            view.analyzer.start()
+        with self._shared_lock:
+            return self._views.setdefault(name, view)
+
+    def collections(self) -> list[CollectionInfo]:
+        """Every collection of the database, with its subject and face counts."""
+        return [CollectionInfo(**row) for row in self.store.base.catalog.collection_rows()]
+
+    def create_collection(self, name: str, pack: str | None = None, threshold: float | None = None) -> CollectionInfo:
+        """A new, empty collection; ``pack`` / ``threshold`` default to the database's pack and its
+        calibrated threshold."""
+        from .analysis.engines import known_packs
+        from .operations.collections import validate_collection_name, validate_threshold
+
+        validate_collection_name(name)
+        thr = validate_threshold(threshold)
+        if pack is not None and pack not in known_packs() and not os.path.isdir(pack):
+            raise FacedbError(f"unknown pack {pack!r}: one of {', '.join(sorted(known_packs()))}, or a directory "
+                              "of InsightFace ONNX files (see `facedb packs`)")
+        with self.gate.audited("collection_create", detail=name[:128]):
+            row = self.store.base.catalog.create_collection(name, pack, thr)
+        return CollectionInfo(**row)
+
+    def delete_collection(self, name: str) -> CollectionInfo:
+        """Erase a collection the way a subject delete does: its subjects, images, faces,
+        vectors, templates and failures leave SQL and the index (``vacuum`` then rewrites the
+        files so no byte of its embeddings remains). ``default`` cannot be deleted."""
+        if name == DEFAULT_COLLECTION:
+            raise FacedbError("the collection 'default' cannot be deleted (delete its subjects instead)")
+        base = self.store.base
+        with self.gate.audited("collection_delete", detail=name[:128]) as note:
+            with base.writing() as index:
+                n_subjects, n_faces = base.journal.delete_collection(index, name)
+            note(n_subjects, n_faces)
+        with self._shared_lock:
+            self._views.pop(name, None)
+        return CollectionInfo(name=name, subjects=n_subjects, faces=n_faces)
+
+    def _audited(self, action: str, subject: str | None = None, detail: str | None = None) -> Any:
+        """The audit entry of a call on this collection."""
+        return self.gate.audited(action, subject, detail, collection=self.collection_name)
+
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
+        """Close the stores, the workers and every view (a view's own ``close`` does nothing)."""
+        if not getattr(self, "_root", False):
+            return
         self.gate.flush()
-        self.analyzer.close()
-        self.store.close()
+        for analyzer in list(self._analyzers.values()):
+            analyzer.close()
+        self.store.base.close()
 
     def __enter__(self) -> FaceDB:
         return self
@@ -127,7 +237,8 @@ class FaceDB:
         """Add the faces in ``paths`` (files, directories, or uploaded bytes) to ``subject``,
         creating it if new. Photos already stored (same SHA-256) are skipped; a face below the
         quality floor is refused (``low_quality``; ``quality_floor=None`` to keep every face)."""
-        with self.gate.audited("enroll", subject) as note:
+        subject = normalize_subject_name(subject)
+        with self._audited("enroll", subject) as note:
             rep = self._ingest.enroll(subject, paths, multi_face=multi_face, metadata=metadata, progress=progress,
                                       quality_floor=quality_floor)
             note(rep.enrolled + rep.duplicates + len(rep.failed), rep.enrolled, bool(rep.failed))
@@ -138,7 +249,7 @@ class FaceDB:
                    quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR) -> ImportReport:
         """Bulk-enroll ``root/<subject>/<images>`` (``name_from='dir'``) or a flat folder whose file
         names start with the subject (``'prefix'``: ``subject01.happy``, ``Ann_Lee_0001.jpg``)."""
-        with self.gate.audited("import") as note:
+        with self._audited("import") as note:
             rep = self._ingest.import_dir(root, name_from=name_from, multi_face=multi_face, progress=progress,
                                           quality_floor=quality_floor)
             note(rep.enrolled + rep.duplicates + rep.n_failed, rep.enrolled, bool(rep.n_failed))
@@ -155,7 +266,7 @@ class FaceDB:
 
         Subjects are scored by their template (the normalised mean of all their faces), or with
         ``scoring="best"`` by their closest face."""
-        with self.gate.audited("search") as note:
+        with self._audited("search") as note:
             rep = self._search.search(images, k=k, threshold=threshold, by=by, reference=reference, scoring=scoring)
             faces = [f for r in rep.results for f in r.faces]
             note(len(rep.results), len(faces), bool(rep.n_failed),
@@ -164,7 +275,8 @@ class FaceDB:
 
     def verify(self, image: ImageInput, subject: str, *, threshold: float | None = None) -> VerifyResult:
         """1:1 — is the (largest) face in ``image`` this subject?"""
-        with self.gate.audited("verify", subject) as note:
+        subject = normalize_subject_name(subject)
+        with self._audited("verify", subject) as note:
             res = self._search.verify(image, subject, threshold=threshold)
             note(1, 1, False, "match" if res.match else "no match")
         return res
@@ -173,7 +285,8 @@ class FaceDB:
     def delete(self, subject: str, *, vacuum: bool = False) -> DeleteReport:
         """Remove a subject, its images, faces and vectors: no search returns them afterwards.
         ``vacuum`` also rewrites the stores so the bytes are erased now."""
-        with self.gate.audited("delete", subject) as note:
+        subject = normalize_subject_name(subject)
+        with self._audited("delete", subject) as note:
             with self.store.writing() as index:
                 sid, n_images, n_faces = self.store.journal.delete_subject(index, subject)
             note(n_images, n_faces, subject=deleted_label(sid))
@@ -183,8 +296,8 @@ class FaceDB:
         return rep
 
     def rename(self, old: str, new: str) -> None:
-        validate_subject_name(new)
-        with self.gate.audited("rename", old) as note, self.store.writing() as index:
+        old, new = normalize_subject_name(old), validate_subject_name(new)
+        with self._audited("rename", old) as note, self.store.writing() as index:
             self.store.journal.rename_subject(index, old, new)
             note(0, 0, False, f"renamed from {old}"[:128], subject=new)
 
@@ -192,9 +305,10 @@ class FaceDB:
         return [SubjectInfo(**row) for row in self.catalog.subject_rows()]
 
     def show(self, subject: str) -> SubjectDetail:
-        return SubjectDetail(**self.catalog.subject_detail(subject))
+        return SubjectDetail(**self.catalog.subject_detail(normalize_subject_name(subject)))
 
     def failures(self, subject: str | None = None, reason: str | None = None) -> list[FailureRecord]:
+        subject = normalize_subject_name(subject) if subject else subject
         return [FailureRecord(**f) for f in self.catalog.failures(subject=subject, reason=reason)]
 
     def face_thumbnail(self, face_id: int, size: int = 112) -> bytes | None:
@@ -216,7 +330,7 @@ class FaceDB:
         """Compare the catalog with the index; ``repair`` fixes drift from the catalog."""
         if not repair:
             return self._maint.check(repair=False)
-        with self.gate.audited("repair") as note:
+        with self._audited("repair") as note:
             rep = self._maint.check(repair=True)
             note(0, rep.catalog_faces, False, "clean" if rep.clean else "repaired")
         return rep
@@ -234,7 +348,7 @@ class FaceDB:
 
     def reindex(self, progress: ProgressFn | None = None) -> ReindexReport:
         """Re-embed every stored image (from its source file) with the loaded pack."""
-        with self.gate.audited("reindex") as note:
+        with self._audited("reindex") as note:
             rep = self._maint.reindex(progress)
             note(rep.reindexed + len(rep.failed), rep.reindexed, bool(rep.failed))
         return rep
@@ -260,24 +374,28 @@ class FaceDB:
             target.close()
 
     # -- API keys and audit --------------------------------------------------------------------
-    def create_key(self, name: str, scope: gatekeeper.Scope) -> KeyInfo:
-        """A new API key for ``facedb serve``; the secret is in the result, and nowhere else."""
+    def create_key(self, name: str, scope: gatekeeper.Scope, collection: str | None = None) -> KeyInfo:
+        """A new API key for ``facedb serve``; the secret is in the result, and nowhere else.
+        ``collection`` limits the key to that collection (403 anywhere else)."""
         gatekeeper.validate_key_name(name)
         gatekeeper.validate_scope(scope)
+        if collection is not None:
+            self._collection_row(self.store.base, collection)
         key = gatekeeper.new_key()
-        with self.gate.audited("key_create", detail=f"{name} ({scope})"):
-            row = self.catalog.create_key(name, scope, gatekeeper.key_hash(key))
+        detail = f"{name} ({scope}" + (f", {collection})" if collection else ")")
+        with self.gate.audited("key_create", detail=detail[:128]):
+            row = self.store.base.catalog.create_key(name, scope, gatekeeper.key_hash(key), collection)
         return KeyInfo(**row, key=key)
 
     def keys(self) -> list[KeyInfo]:
-        return [KeyInfo(**row) for row in self.catalog.keys()]
+        return [KeyInfo(**row) for row in self.store.base.catalog.keys()]
 
     def revoke_key(self, name: str) -> KeyInfo:
         with self.gate.audited("key_revoke", detail=name):
-            return KeyInfo(**self.catalog.revoke_key(name))
+            return KeyInfo(**self.store.base.catalog.revoke_key(name))
 
     def audit(self, since: datetime | None = None, limit: int | None = None) -> list[AuditEntry]:
         if since is not None:
             since = since.astimezone(timezone.utc) if since.tzinfo else since.replace(tzinfo=timezone.utc)
         self.gate.flush()
-        return [AuditEntry(**row) for row in self.catalog.audit(since, limit)]
+        return [AuditEntry(**row) for row in self.store.base.catalog.audit(since, limit)]

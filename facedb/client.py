@@ -26,6 +26,7 @@ from .analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor
 from .contract.models import (
     AuditEntry,
     CheckReport,
+    CollectionInfo,
     DeleteReport,
     EnrollReport,
     FailedItem,
@@ -43,7 +44,7 @@ from .contract.models import (
     VerifyResult,
 )
 from .contract.names import subject_from_filename, validate_subject_name
-from .contract.requests import AuditQuery, EnrollOptions, KeyCreateBody, RenameBody, SearchOptions, VerifyOptions, parse
+from .contract.requests import AuditQuery, CollectionCreateBody, EnrollOptions, KeyCreateBody, RenameBody, SearchOptions, VerifyOptions, parse
 from .errors import FacedbError, ImageError, TooLargeError, UnavailableError, error_from
 from .store.sockets import server_listening
 
@@ -63,14 +64,30 @@ def socket_path(home: str | os.PathLike[str] | None) -> Path:
     return resolve_home(home) / SOCKET_NAME
 
 
-def connect(server: str | None, api_key: str | None, home: str | os.PathLike[str] | None) -> Client | None:
+def connect(server: str | None, api_key: str | None, home: str | os.PathLike[str] | None,
+            collection: str | None = None) -> Client | None:
     """A client for ``server`` (a URL), or for the server owning ``home``; None: use FaceDB."""
     if server:
-        return Client(server, api_key=api_key)
+        return Client(server, api_key=api_key, collection=collection)
     path = socket_path(home)
     if server_listening(path):
-        return Client("http://facedb.local", uds=path)
+        return Client("http://facedb.local", uds=path, collection=collection)
     return None
+
+
+#: Calls that are the server's, not one collection's: they keep their path whatever the collection.
+SERVER_WIDE = ("/v1/keys", "/v1/audit", "/v1/collections", "/v1/vacuum")
+
+
+def collection_path(path: str, collection: str | None) -> str:
+    """``path`` as the server routes it for ``collection``: a collection other than ``default``
+    puts its calls under ``/v1/collections/{collection}/...``; server-wide calls (keys, audit,
+    the collections themselves, vacuum) and unversioned ones (``/healthz``) keep their path."""
+    if not collection or collection == "default" or not path.startswith("/v1/"):
+        return path
+    if any(path == p or path.startswith(p + "/") for p in SERVER_WIDE):
+        return path
+    return f"/v1/collections/{quote(collection, safe='')}{path[3:]}"
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -182,8 +199,11 @@ class Transport:
 class Client:
     """The verbs of ``FaceDB``, over HTTP (a URL with an API key, or the home's unix socket)."""
 
-    def __init__(self, base_url: str, *, api_key: str | None = None, uds: Path | None = None) -> None:
+    def __init__(self, base_url: str, *, api_key: str | None = None, uds: Path | None = None,
+                 collection: str | None = None) -> None:
         self.local = uds is not None
+        #: the collection the calls use (None or ``default``: the server's default collection)
+        self.collection = collection
         self._http = Transport(base_url, api_key=api_key, uds=uds)
         self._health: dict[str, Any] | None = None
         self._pack: str | None = None
@@ -192,7 +212,8 @@ class Client:
         self._http.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self._http.request(method, path, **kwargs)
+        """Every call goes through here: the one place a path is put under the collection."""
+        return self._http.request(method, collection_path(path, self.collection), **kwargs)
 
     def health(self) -> dict[str, Any]:
         if self._health is None:
@@ -277,7 +298,7 @@ class Client:
     def enroll(self, subject: str, paths: Sequence[str | os.PathLike[str] | Upload], *, multi_face: MultiFace = "largest",
                metadata: dict[str, Any] | None = None, progress: ProgressFn | None = None,
                quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR) -> EnrollReport:
-        validate_subject_name(subject)
+        subject = validate_subject_name(subject)  # NFC, as the server stores it
         rep = EnrollReport(subject=subject)
         local = files.iter_image_files([p for p in paths if not isinstance(p, Upload)])
         given = [p for p in paths if isinstance(p, Upload)]
@@ -427,9 +448,9 @@ class Client:
         return rep
 
     # -- keys and audit -----------------------------------------------------------------------------
-    def create_key(self, name: str, scope: Scope) -> KeyInfo:
-        body = parse(KeyCreateBody, {"name": name, "scope": scope})
-        return KeyInfo.from_dict(self._request("POST", "/v1/keys", json_body=body.model_dump()))
+    def create_key(self, name: str, scope: Scope, collection: str | None = None) -> KeyInfo:
+        body = parse(KeyCreateBody, {"name": name, "scope": scope, "collection": collection})
+        return KeyInfo.from_dict(self._request("POST", "/v1/keys", json_body=body.model_dump(exclude_none=True)))
 
     def keys(self) -> list[KeyInfo]:
         return [KeyInfo.from_dict(d) for d in self._request("GET", "/v1/keys")]
@@ -440,3 +461,15 @@ class Client:
     def audit(self, since: datetime | None = None, limit: int | None = None) -> list[AuditEntry]:
         params = parse(AuditQuery, {"since": since, "limit": limit}).query()
         return [AuditEntry.from_dict(d) for d in self._request("GET", "/v1/audit", params=params)]
+
+    # -- collections ---------------------------------------------------------------------------------
+    def collections(self) -> list[CollectionInfo]:
+        return [CollectionInfo.from_dict(d) for d in self._request("GET", "/v1/collections")]
+
+    def create_collection(self, name: str, pack: str | None = None, threshold: float | None = None) -> CollectionInfo:
+        body = parse(CollectionCreateBody, {"name": name, "pack": pack, "threshold": threshold})
+        return CollectionInfo.from_dict(self._request("POST", "/v1/collections",
+                                                      json_body=body.model_dump(exclude_none=True)))
+
+    def delete_collection(self, name: str) -> CollectionInfo:
+        return CollectionInfo.from_dict(self._request("DELETE", f"/v1/collections/{quote(name, safe='')}"))

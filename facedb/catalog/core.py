@@ -5,6 +5,8 @@ method runs in its own transaction unless it takes a ``Session``.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,9 +24,10 @@ from ..errors import DatabaseBusyError, FacedbError, UnavailableError
 from .models import Setting
 
 T = TypeVar("T")
+C = TypeVar("C", bound="CatalogCore")
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 #: The newest migration's revision id (a test checks it equals Alembic's head).
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 
 #: Setting keys. ``pack:<name>`` holds a pack's contract (dim, fingerprint...); the two flags
 #: journal a long operation so that the next process finishes it.
@@ -33,6 +36,28 @@ PACK_PREFIX = "pack:"
 REBUILDING = "rebuilding"
 REINDEXING = "reindexing"
 GENERATION_KEY = "index_generation"
+#: The collection every database has (an existing gallery became it in migration 0005).
+DEFAULT_COLLECTION = "default"
+
+
+def index_space(collection_id: int, name: str | None) -> str:
+    """The prefix of a collection's index collections: none for ``default`` (its Chroma
+    collections keep the names they had before collections existed), ``c<id>`` for the others
+    (by id: a name may be reused after a delete, an id never is)."""
+    return "" if name == DEFAULT_COLLECTION else f"c{collection_id}"
+
+
+@dataclasses.dataclass(frozen=True)
+class SpacedPack(PackInfo):
+    """A pack's contract as one collection's index uses it: ``space`` names its Chroma collection."""
+
+    space: str = ""
+
+
+def in_space(info: PackInfo, space: str) -> PackInfo:
+    """``info`` bound to an index space (``ChromaIndex`` names the collection from it)."""
+    fields = {f.name: getattr(info, f.name) for f in dataclasses.fields(PackInfo)}
+    return SpacedPack(**fields, space=space)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -58,6 +83,42 @@ class CatalogCore:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._cid: int | None = None
+        #: the collection this catalog's subject/face queries are limited to (see ``scoped``)
+        self.collection: str | None = None
+        self.space = ""
+
+    # -- collections -----------------------------------------------------------------
+    def scoped(self: C, collection_id: int, name: str) -> C:
+        """This catalog (same engine and sessions) with its subject, image, face, template,
+        failure and journal queries limited to one collection."""
+        view = copy.copy(self)
+        view._cid, view.collection, view.space = int(collection_id), name, index_space(collection_id, name)
+        return view
+
+    @property
+    def cid(self) -> int:
+        """The bound collection's id. A catalog opened without ``scoped`` works on ``default``
+        (what every database was before collections), looked up on first use."""
+        if self._cid is None:
+            from .models import Collection
+
+            with self.session() as s:
+                found = s.scalar(select(Collection.id).where(Collection.name == DEFAULT_COLLECTION))
+            if found is None:
+                raise FacedbError(f"the catalog {self.safe_url} has no collection {DEFAULT_COLLECTION!r}; "
+                                  "open it with FaceDB once to upgrade it")
+            self._cid, self.collection = int(found), DEFAULT_COLLECTION
+        return self._cid
+
+    def flag_key(self, kind: str, pack: str) -> str:
+        """The setting of a journaled operation on the bound collection's index of ``pack``."""
+        return f"{kind}:{pack}" + (f"@{self.space}" if self.space else "")
+
+    def index_pack(self, name: str) -> PackInfo | None:
+        """The recorded contract of pack ``name``, bound to this collection's index space."""
+        rec = self.pack_record(name)
+        return None if rec is None else in_space(rec, self.space)
 
     # -- lifecycle -------------------------------------------------------------
     def schema_revision(self) -> str | None:
@@ -88,9 +149,21 @@ class CatalogCore:
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
         cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
         try:
-            with self.engine.begin() as conn:
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
+            with self.engine.connect() as conn:
+                if self.is_sqlite:
+                    # Rebuilding a parent table (0005) must not cascade into its children: SQLite
+                    # applies ON DELETE CASCADE to the DROP of the old copy unless keys are off
+                    # (a no-op inside a transaction, so before it begins).
+                    conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                    conn.commit()
+                try:
+                    with conn.begin():
+                        cfg.attributes["connection"] = conn
+                        command.upgrade(cfg, "head")
+                finally:
+                    if self.is_sqlite:
+                        conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                        conn.commit()
         except OperationalError as exc:
             raise self.unreachable(exc) from None
         except ProgrammingError as exc:
@@ -215,8 +288,9 @@ class CatalogCore:
                 row.value = str(int(row.value) + 1)
 
     def flag(self, kind: str, pack: str) -> bool:
-        """Whether a journaled ``rebuilding`` / ``reindexing`` of ``pack`` is unfinished."""
-        return bool(self.get_setting(f"{kind}:{pack}"))
+        """Whether a journaled ``rebuilding`` / ``reindexing`` of ``pack`` (in the bound
+        collection's index) is unfinished."""
+        return bool(self.get_setting(self.flag_key(kind, pack)))
 
     def set_flag(self, kind: str, pack: str, on: bool) -> None:
-        self.set_setting(f"{kind}:{pack}", "1" if on else "")
+        self.set_setting(self.flag_key(kind, pack), "1" if on else "")

@@ -6,13 +6,16 @@ connection, the schema upgrade and the settings they share.
 """
 from __future__ import annotations
 
-from .core import MIGRATIONS_DIR, SCHEMA_HEAD, CatalogCore
+from .collections import CollectionQueries
+from .core import DEFAULT_COLLECTION, MIGRATIONS_DIR, SCHEMA_HEAD, CatalogCore
 from .faces import FaceHit, FaceQueries, NewFace, StoredItem
 from .keys import KeyQueries
 
-__all__ = ["Catalog", "CatalogCore", "FaceHit", "MIGRATIONS_DIR", "NewFace", "SCHEMA_HEAD", "StoredItem"]
+__all__ = ["Catalog", "CatalogCore", "DEFAULT_COLLECTION", "FaceHit", "MIGRATIONS_DIR", "NewFace", "SCHEMA_HEAD", "StoredItem"]
 
 
-class Catalog(FaceQueries, KeyQueries):
+class Catalog(FaceQueries, KeyQueries, CollectionQueries):
     """Subjects, images, faces with embeddings, failures, the delete journal, API keys and the
-    audit trail."""
+    audit trail. Subjects and everything under them belong to a collection: their queries run
+    on a catalog bound to one (``scoped``); settings, keys, the audit trail and the collections
+    themselves are the database's."""

@@ -66,9 +66,9 @@ class NewFace:
     subject: str
 
 
-def face_row(face: Any, image_id: int, subject_id: int, model: str) -> Face:
+def face_row(face: Any, image_id: int, subject_id: int, model: str, collection_id: int) -> Face:
     x1, y1, x2, y2 = face.bbox
-    return Face(image_id=image_id, subject_id=subject_id, model=model, x1=x1, y1=y1, x2=x2, y2=y2,
+    return Face(image_id=image_id, subject_id=subject_id, collection_id=collection_id, model=model, x1=x1, y1=y1, x2=x2, y2=y2,
                 score=face.score, landmarks=[list(p) for p in face.landmarks], dim=int(face.embedding.size),
                 embedding=np.asarray(face.embedding, dtype=np.float32).tobytes(), indexed=False,
                 quality=getattr(face, "quality", None))
@@ -87,7 +87,8 @@ class FaceQueries(SubjectQueries):
         out: dict[str, str] = {}
         wanted = [d for d in dict.fromkeys(digests) if d]
         for i in range(0, len(wanted), CHUNK):
-            q = select(Image.sha256, Subject.name).join(Subject).where(Image.sha256.in_(wanted[i:i + CHUNK]))
+            q = select(Image.sha256, Subject.name).join(Subject).where(Image.collection_id == self.cid,
+                                                                      Image.sha256.in_(wanted[i:i + CHUNK]))
             out.update({d: n for d, n in s.execute(q)})
         return out
 
@@ -118,16 +119,16 @@ class FaceQueries(SubjectQueries):
                     accepted.append(it)
             # A file stored now (as a face or as a failure) replaces its earlier failure record.
             self.forget_failures(s, [(it.label, it.subject) for it in failed + accepted])
-            s.add_all([Failure(path=it.label, sha256=it.digest or None, subject_name=it.subject, model=model,
+            s.add_all([Failure(collection_id=self.cid, path=it.label, sha256=it.digest or None, subject_name=it.subject, model=model,
                                reason=(it.failure or ("no_face", ""))[0], detail=(it.failure or ("", ""))[1])
                        for it in failed])
             subjects = self.subjects_by_name(s, [it.subject for it in accepted], metadata)
-            images = [Image(subject_id=subjects[it.subject].id, path=it.path, sha256=it.digest,
+            images = [Image(collection_id=self.cid, subject_id=subjects[it.subject].id, path=it.path, sha256=it.digest,
                             size_bytes=it.size_bytes, width=it.width, height=it.height, status="enrolled",
                             source=it.source) for it in accepted]
             s.add_all(images)
             s.flush()
-            rows = [face_row(it.face, img.id, img.subject_id, model) for img, it in zip(images, accepted)]
+            rows = [face_row(it.face, img.id, img.subject_id, model, self.cid) for img, it in zip(images, accepted)]
             s.add_all(rows)
             s.flush()
             for row, it in zip(rows, accepted):
@@ -163,7 +164,7 @@ class FaceQueries(SubjectQueries):
         """A pack's faces with what the index stores (all, some ids, or by ``indexed`` flag)."""
         with self.session() as s:
             q = (select(Face.id, Face.embedding, Face.subject_id, Subject.name).join(Subject)
-                 .where(Face.model == model).order_by(Face.id))
+                 .where(Face.collection_id == self.cid, Face.model == model).order_by(Face.id))
             if indexed is not None:
                 q = q.where(Face.indexed.is_(indexed))
             rows = s.execute(q).all()
@@ -180,7 +181,7 @@ class FaceQueries(SubjectQueries):
             for i in range(0, len(ids), CHUNK):
                 q = (select(Face.id, Face.subject_id, Subject.name, Image.path, Image.id, Face.indexed, Face.model)
                      .join(Subject, Subject.id == Face.subject_id).join(Image, Image.id == Face.image_id)
-                     .where(Face.id.in_(ids[i:i + CHUNK])))
+                     .where(Face.collection_id == self.cid, Face.id.in_(ids[i:i + CHUNK])))
                 for fid, sid, name, path, iid, indexed, model in s.execute(q):
                     out[fid] = FaceHit(fid, sid, name, path, iid, bool(indexed), model)
         return out
@@ -189,7 +190,7 @@ class FaceQueries(SubjectQueries):
                    ) -> tuple[np.ndarray, np.ndarray]:
         """(face ids, float32 matrix) of a pack's faces, optionally of one subject."""
         with self.session() as s:
-            q = select(Face.id, Face.embedding).where(Face.model == model).order_by(Face.id)
+            q = select(Face.id, Face.embedding).where(Face.collection_id == self.cid, Face.model == model).order_by(Face.id)
             if indexed_only:
                 q = q.where(Face.indexed.is_(True))
             if subject_id is not None:
@@ -205,7 +206,8 @@ class FaceQueries(SubjectQueries):
         """(subject id per face, float32 matrix) of a pack's indexed faces."""
         with self.session() as s:
             rows = s.execute(select(Face.subject_id, Face.embedding)
-                             .where(Face.model == model, Face.indexed.is_(True)).order_by(Face.id)).all()
+                             .where(Face.collection_id == self.cid, Face.model == model, Face.indexed.is_(True))
+                             .order_by(Face.id)).all()
         if not rows:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
         return (np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
@@ -218,24 +220,27 @@ class FaceQueries(SubjectQueries):
     def face_ids(self, model: str) -> set[int]:
         """Ids of a pack's indexed faces (what the index must hold)."""
         with self.session() as s:
-            return set(s.scalars(select(Face.id).where(Face.model == model, Face.indexed.is_(True))))
+            return set(s.scalars(select(Face.id).where(Face.collection_id == self.cid, Face.model == model,
+                                                       Face.indexed.is_(True))))
 
     @trace.traced("sql.count_indexed")
     def count_indexed(self, model: str) -> int:
         with self.session() as s:
-            return int(s.scalar(select(func.count(Face.id)).where(Face.model == model, Face.indexed.is_(True))) or 0)
+            return int(s.scalar(select(func.count(Face.id)).where(Face.collection_id == self.cid, Face.model == model,
+                                                                  Face.indexed.is_(True))) or 0)
 
     def models_in_use(self) -> dict[str, int]:
-        """Faces per pack."""
+        """Faces per pack (of the bound collection)."""
         with self.session() as s:
-            return {m: int(n) for m, n in s.execute(select(Face.model, func.count(Face.id)).group_by(Face.model))}
+            return {m: int(n) for m, n in s.execute(select(Face.model, func.count(Face.id))
+                                                    .where(Face.collection_id == self.cid).group_by(Face.model))}
 
     def face_source(self, face_id: int) -> dict[str, Any] | None:
         """Where one face came from (for a thumbnail): path, source kind, sha256, bbox, subject."""
         with self.session() as s:
             row = s.execute(select(Face, Image.path, Image.source, Image.sha256, Subject.name)
                             .join(Image, Image.id == Face.image_id).join(Subject, Subject.id == Face.subject_id)
-                            .where(Face.id == face_id)).first()
+                            .where(Face.collection_id == self.cid, Face.id == face_id)).first()
         if row is None:
             return None
         face, path, source, sha, subject = row
@@ -244,10 +249,21 @@ class FaceQueries(SubjectQueries):
 
     # -- the delete journal ----------------------------------------------------------
     def pending_deletes(self) -> dict[str, list[int]]:
+        """The bound collection's journaled face ids, per pack."""
         with self.session() as s:
             out: dict[str, list[int]] = {}
-            for fid, model in s.execute(select(PendingDelete.face_id, PendingDelete.model)):
+            for fid, model in s.execute(select(PendingDelete.face_id, PendingDelete.model)
+                                        .where(PendingDelete.collection_id == self.cid)):
                 out.setdefault(model, []).append(fid)
+            return out
+
+    def all_pending_deletes(self) -> dict[tuple[int, str], list[int]]:
+        """Every collection's journaled face ids (a deleted collection's too), per (collection id, pack)."""
+        with self.session() as s:
+            out: dict[tuple[int, str], list[int]] = {}
+            for fid, model, cid in s.execute(select(PendingDelete.face_id, PendingDelete.model,
+                                                    PendingDelete.collection_id)):
+                out.setdefault((int(cid), model), []).append(fid)
             return out
 
     def clear_pending_deletes(self, face_ids: Sequence[int]) -> None:
@@ -261,7 +277,8 @@ class FaceQueries(SubjectQueries):
         """(image id, path, sha256, subject id, source) of every stored image."""
         with self.session() as s:
             return [tuple(r) for r in s.execute(  # type: ignore[misc]
-                select(Image.id, Image.path, Image.sha256, Image.subject_id, Image.source).order_by(Image.id))]
+                select(Image.id, Image.path, Image.sha256, Image.subject_id, Image.source)
+                .where(Image.collection_id == self.cid).order_by(Image.id))]
 
     def replace_face(self, image_id: int, subject_id: int, model: str, face: Any | None) -> None:
         """Drop the image's faces of ``model``; store ``face`` (not indexed), or mark the image's
@@ -271,5 +288,5 @@ class FaceQueries(SubjectQueries):
             if face is None:
                 s.execute(update(Image).where(Image.id == image_id).values(status="source_missing"))
             else:
-                s.add(face_row(face, image_id, subject_id, model))
+                s.add(face_row(face, image_id, subject_id, model, self.cid))
             self.refresh_templates(s, [(subject_id, model)])

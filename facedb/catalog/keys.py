@@ -9,23 +9,24 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import trace
 from ..errors import AlreadyExistsError, NotFoundError
-from .core import CatalogCore
-from .models import ApiKey, AuditEntry, Subject, iso, utcnow
+from .core import DEFAULT_COLLECTION, CatalogCore
+from .models import ApiKey, AuditEntry, Collection, Subject, iso, utcnow
 
 
 def _key_dict(k: ApiKey) -> dict[str, Any]:
-    return {"name": k.name, "scope": k.scope, "created_at": iso(k.created_at), "revoked_at": iso(k.revoked_at),
+    return {"name": k.name, "scope": k.scope, "collection": k.collection, "created_at": iso(k.created_at), "revoked_at": iso(k.revoked_at),
             "last_used_at": iso(k.last_used_at), "active": k.revoked_at is None}
 
 
 class KeyQueries(CatalogCore):
     # -- API keys ------------------------------------------------------------------
-    def create_key(self, name: str, scope: str, key_hash: str) -> dict[str, Any]:
+    def create_key(self, name: str, scope: str, key_hash: str, collection: str | None = None) -> dict[str, Any]:
+        """A new key (its hash); ``collection`` limits it to that collection."""
         try:
             with self.session() as s:
                 if s.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
                     raise AlreadyExistsError(f"an API key named {name!r} already exists (see `facedb keys list`)")
-                row = ApiKey(name=name, scope=scope, key_hash=key_hash)
+                row = ApiKey(name=name, scope=scope, key_hash=key_hash, collection=collection)
                 s.add(row)
                 s.flush()
                 return _key_dict(row)
@@ -46,12 +47,13 @@ class KeyQueries(CatalogCore):
             return _key_dict(row)
 
     @trace.traced("sql.active_key")
-    def active_key(self, key_hash: str) -> tuple[str, str, str] | None:
-        """(name, scope, stored hash) of the unrevoked key with this hash, else None."""
+    def active_key(self, key_hash: str) -> tuple[str, str, str, str | None] | None:
+        """(name, scope, stored hash, collection it is limited to) of the unrevoked key with this
+        hash, else None."""
         with self.session() as s:
-            row = s.execute(select(ApiKey.name, ApiKey.scope, ApiKey.key_hash)
+            row = s.execute(select(ApiKey.name, ApiKey.scope, ApiKey.key_hash, ApiKey.collection)
                             .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))).first()
-        return (row[0], row[1], row[2]) if row is not None else None
+        return (row[0], row[1], row[2], row[3]) if row is not None else None
 
     def touch_key(self, name: str) -> None:
         with self.session() as s:
@@ -66,14 +68,20 @@ class KeyQueries(CatalogCore):
     @trace.traced("sql.audit")
     def add_audits(self, rows: list[dict[str, Any]]) -> None:
         """Audit rows in one transaction (keys: actor, action, subject, images, faces, outcome,
-        detail, optional at). A subject that exists is also recorded by id, so that deleting it
-        can scrub its name from every row, renamed or not."""
+        detail, optional at and collection). A subject that exists is also recorded by id (a
+        name is looked up in the row's collection), so that deleting it can scrub its name from
+        every row, renamed or not."""
         with self.session() as s:
             names = {r["subject"] for r in rows if r.get("subject")}
-            ids = dict(s.execute(select(Subject.name, Subject.id).where(Subject.name.in_(names))).all()) if names else {}
-            s.add_all([AuditEntry(actor=r["actor"][:128], action=r["action"],
+            ids: dict[tuple[str, str], int] = {}
+            if names:
+                q = (select(Collection.name, Subject.name, Subject.id).join(Collection, Collection.id == Subject.collection_id)
+                     .where(Subject.name.in_(names)))
+                ids = {(c, n): int(i) for c, n, i in s.execute(q)}
+            s.add_all([AuditEntry(actor=r["actor"][:128], action=r["action"], collection=r.get("collection"),
                                   subject=r["subject"][:256] if r.get("subject") else None,
-                                  subject_id=ids.get(r["subject"]) if r.get("subject") else None, images=r["images"], faces=r["faces"],
+                                  subject_id=ids.get((r.get("collection") or DEFAULT_COLLECTION, r["subject"]))
+                                  if r.get("subject") else None, images=r["images"], faces=r["faces"],
                                   outcome=r["outcome"], detail=(r.get("detail") or None) and r["detail"][:128],
                                   **({"at": r["at"]} if r.get("at") else {})) for r in rows])
 
@@ -86,6 +94,7 @@ class KeyQueries(CatalogCore):
             if limit is not None:
                 q = q.limit(limit)
             rows = list(s.scalars(q))
-        return [{"id": r.id, "at": iso(r.at), "actor": r.actor, "action": r.action, "subject": r.subject,
+        return [{"id": r.id, "at": iso(r.at), "actor": r.actor, "action": r.action, "collection": r.collection,
+                 "subject": r.subject,
                  "images": r.images, "faces": r.faces, "outcome": r.outcome, "detail": r.detail}
                 for r in reversed(rows)]

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -67,10 +68,34 @@ class Setting(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
+class Collection(Base):
+    """One gallery of the database: its own subjects, faces, templates and index collections.
+
+    ``pack`` and ``threshold`` are None when the collection follows the database's default pack
+    and that pack's calibrated threshold. AUTOINCREMENT: an id is never reused, so the index
+    collections of a deleted collection (named by its id) can never alias a new one's."""
+
+    __tablename__ = "collections"
+    __table_args__ = {"sqlite_autoincrement": True}
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    pack: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def _default_collection() -> Any:
+    """Rows inserted without a collection (older code, hand-made test rows) are ``default``'s."""
+    return select(Collection.id).where(Collection.name == "default").scalar_subquery()
+
+
 class Subject(Base):
     __tablename__ = "subjects"
+    # A name is unique within its collection: the same person may be enrolled in two galleries.
+    __table_args__ = (UniqueConstraint("collection_id", "name", name="uq_subjects_collection_name"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(256), unique=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id"), index=True, default=_default_collection())
+    name: Mapped[str] = mapped_column(String(256))
     info: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     images: Mapped[list[Image]] = relationship(
@@ -80,8 +105,10 @@ class Subject(Base):
 
 class Image(Base):
     __tablename__ = "images"
-    __table_args__ = (UniqueConstraint("sha256", name="uq_images_sha256"),)
+    # The same photo may be enrolled once per collection ("same bytes, another subject" is per gallery).
+    __table_args__ = (UniqueConstraint("collection_id", "sha256", name="uq_images_collection_sha256"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id"), default=_default_collection())
     subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"), index=True)
     path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64))
@@ -106,10 +133,12 @@ class Face(Base):
     # AUTOINCREMENT: a face id is never reused, so a stale index entry can never alias a new face.
     # By subject first as well: a subject's faces (its template, its closest face) must not be found
     # by scanning every face of the pack, which is what the (model, indexed) index alone gives.
-    __table_args__ = (Index("ix_faces_model_indexed", "model", "indexed"),
+    # A collection's faces of a pack (its index's contents) by (collection, model, indexed).
+    __table_args__ = (Index("ix_faces_collection_model_indexed", "collection_id", "model", "indexed"),
                       Index("ix_faces_subject_model_indexed", "subject_id", "model", "indexed"),
                       {"sqlite_autoincrement": True})
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id"), default=_default_collection())
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
     subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"), index=True)
     model: Mapped[str] = mapped_column(String(512))
@@ -145,6 +174,8 @@ class SubjectTemplate(Base):
     __tablename__ = "subject_templates"
     subject_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model: Mapped[str] = mapped_column(String(512), primary_key=True)
+    #: no foreign key either: a deleted collection's markers go with it (``delete_collection``)
+    collection_id: Mapped[int] = mapped_column(Integer, index=True, default=_default_collection())
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     n_faces: Mapped[int] = mapped_column(Integer)
     seq: Mapped[int] = mapped_column(Integer, index=True)
@@ -163,6 +194,7 @@ class Failure(Base):
 
     __tablename__ = "failures"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id"), index=True, default=_default_collection())
     path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     subject_name: Mapped[str | None] = mapped_column(String(256), nullable=True, index=True)
@@ -179,6 +211,8 @@ class PendingDelete(Base):
     # Always a face's id, never generated (without this PostgreSQL would give it a sequence).
     face_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     model: Mapped[str] = mapped_column(String(512))
+    #: whose index holds the vector (no foreign key: the journal outlives a deleted collection)
+    collection_id: Mapped[int] = mapped_column(Integer, default=_default_collection())
 
 
 class ApiKey(Base):
@@ -188,6 +222,8 @@ class ApiKey(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
     scope: Mapped[str] = mapped_column(String(16))  # read | write | admin
+    #: the one collection the key may use; None: every collection
+    collection: Mapped[str | None] = mapped_column(String(128), nullable=True)
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -205,6 +241,8 @@ class AuditEntry(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(128))
     action: Mapped[str] = mapped_column(String(32))
+    #: the collection the call used (None for server-wide calls: keys, vacuum, collections)
+    collection: Mapped[str | None] = mapped_column(String(128), nullable=True)
     subject: Mapped[str | None] = mapped_column(String(256), nullable=True)
     subject_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     images: Mapped[int] = mapped_column(Integer, default=0)

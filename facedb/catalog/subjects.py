@@ -25,7 +25,7 @@ def failure_dict(f: Failure) -> dict[str, Any]:
 
 class SubjectQueries(TemplateQueries):
     def subject(self, s: Session, name: str) -> Subject:
-        row = s.scalar(select(Subject).where(Subject.name == name))
+        row = s.scalar(select(Subject).where(Subject.collection_id == self.cid, Subject.name == name))
         if row is None:
             raise NotFoundError(f"no subject named {name!r} (see `facedb subjects`)")
         return row
@@ -37,8 +37,9 @@ class SubjectQueries(TemplateQueries):
         found: dict[str, Subject] = {}
         for i in range(0, len(wanted), 500):
             chunk = wanted[i:i + 500]
-            found.update({row.name: row for row in s.scalars(select(Subject).where(Subject.name.in_(chunk)))})
-        new = [Subject(name=n, info=(info or {}).get(n)) for n in wanted if n not in found]
+            found.update({row.name: row for row in s.scalars(select(Subject).where(
+                Subject.collection_id == self.cid, Subject.name.in_(chunk)))})
+        new = [Subject(collection_id=self.cid, name=n, info=(info or {}).get(n)) for n in wanted if n not in found]
         if new:
             s.add_all(new)
             s.flush()
@@ -57,6 +58,7 @@ class SubjectQueries(TemplateQueries):
                 select(Subject, func.coalesce(images.c.n, 0), func.coalesce(faces.c.n, 0))
                 .outerjoin(images, images.c.subject_id == Subject.id)
                 .outerjoin(faces, faces.c.subject_id == Subject.id)
+                .where(Subject.collection_id == self.cid)
                 .order_by(Subject.name)
             )
             rows = [{"name": sub.name, "images": int(ni), "faces": int(nf), "metadata": sub.info,
@@ -78,7 +80,8 @@ class SubjectQueries(TemplateQueries):
                     "faces": [{"face_id": f.id, "pack": f.model, "bbox": [round(v, 1) for v in f.bbox],
                                "score": round(f.score, 4), "indexed": f.indexed} for f in faces],
                 })
-            fails = s.scalars(select(Failure).where(Failure.subject_name == name).order_by(Failure.id)).all()
+            fails = s.scalars(select(Failure).where(Failure.collection_id == self.cid, Failure.subject_name == name)
+                              .order_by(Failure.id)).all()
             return {"name": sub.name, "metadata": sub.info, "created_at": iso(sub.created_at), "images": images,
                     "failures": [failure_dict(f) for f in fails]}
 
@@ -92,10 +95,11 @@ class SubjectQueries(TemplateQueries):
     def _rename_subject(self, old: str, new: str) -> tuple[int, dict[str, list[int]]]:
         with self.session() as s:
             sub = self.subject(s, old)
-            if s.scalar(select(Subject.id).where(Subject.name == new)) is not None:
+            if s.scalar(select(Subject.id).where(Subject.collection_id == self.cid, Subject.name == new)) is not None:
                 raise AlreadyExistsError(f"a subject named {new!r} already exists")
             sub.name = new
-            s.execute(update(Failure).where(Failure.subject_name == old).values(subject_name=new))
+            s.execute(update(Failure).where(Failure.collection_id == self.cid, Failure.subject_name == old)
+                      .values(subject_name=new))
             rows = s.execute(select(Face.id, Face.model).where(Face.subject_id == sub.id)).all()
             return sub.id, _by_model(rows)
 
@@ -109,16 +113,18 @@ class SubjectQueries(TemplateQueries):
     def _delete_subject(self, name: str) -> tuple[int, int, dict[str, list[int]]]:
         with self.session() as s:
             sub = self.subject(s, name)
-            s.execute(update(AuditEntry).where(or_(AuditEntry.subject_id == sub.id, AuditEntry.subject == name))
+            same_name = (AuditEntry.subject == name) & (
+                (AuditEntry.collection == self.collection) | AuditEntry.collection.is_(None))
+            s.execute(update(AuditEntry).where(or_(AuditEntry.subject_id == sub.id, same_name))
                       .values(subject=deleted_label(sub.id), detail=None))
             n_images = s.scalar(select(func.count(Image.id)).where(Image.subject_id == sub.id)) or 0
             rows = s.execute(select(Face.id, Face.model).where(Face.subject_id == sub.id)).all()
             by_model = _by_model(rows)
-            s.add_all([PendingDelete(face_id=fid, model=model) for fid, model in rows])
+            s.add_all([PendingDelete(face_id=fid, model=model, collection_id=self.cid) for fid, model in rows])
             self.drop_templates(s, sub.id)
             s.execute(delete(Face).where(Face.subject_id == sub.id))
             s.execute(delete(Image).where(Image.subject_id == sub.id))
-            s.execute(delete(Failure).where(Failure.subject_name == name))
+            s.execute(delete(Failure).where(Failure.collection_id == self.cid, Failure.subject_name == name))
             sid = int(sub.id)
             s.delete(sub)
         return sid, int(n_images), by_model
@@ -129,11 +135,12 @@ class SubjectQueries(TemplateQueries):
         for i in range(0, len(keys), 400):
             chunk = list(keys[i:i + 400])
             if chunk:
-                s.execute(delete(Failure).where(tuple_(Failure.path, Failure.subject_name).in_(chunk)))
+                s.execute(delete(Failure).where(Failure.collection_id == self.cid,
+                                                tuple_(Failure.path, Failure.subject_name).in_(chunk)))
 
     def failures(self, subject: str | None = None, reason: str | None = None) -> list[dict[str, Any]]:
         with self.session() as s:
-            q = select(Failure).order_by(Failure.id)
+            q = select(Failure).where(Failure.collection_id == self.cid).order_by(Failure.id)
             if subject:
                 q = q.where(Failure.subject_name == subject)
             if reason:
@@ -143,9 +150,10 @@ class SubjectQueries(TemplateQueries):
     def counts(self) -> tuple[int, int, dict[str, int]]:
         """(subjects, images, failures per reason)."""
         with self.session() as s:
-            n_sub = s.scalar(select(func.count(Subject.id))) or 0
-            n_img = s.scalar(select(func.count(Image.id))) or 0
-            reasons = s.execute(select(Failure.reason, func.count(Failure.id)).group_by(Failure.reason)).all()
+            n_sub = s.scalar(select(func.count(Subject.id)).where(Subject.collection_id == self.cid)) or 0
+            n_img = s.scalar(select(func.count(Image.id)).where(Image.collection_id == self.cid)) or 0
+            reasons = s.execute(select(Failure.reason, func.count(Failure.id)).where(Failure.collection_id == self.cid)
+                                .group_by(Failure.reason)).all()
         return int(n_sub), int(n_img), {str(k): int(v) for k, v in reasons}
 
 

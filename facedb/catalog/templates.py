@@ -64,7 +64,7 @@ class TemplateQueries(CatalogCore):
                     rows = found[sid]
                     total = np.sum([np.frombuffer(e, dtype=np.float32) for e in rows], axis=0, dtype=np.float64) \
                         if rows else None
-                    s.merge(SubjectTemplate(subject_id=sid, model=model, n_faces=len(rows), seq=seq,
+                    s.merge(SubjectTemplate(subject_id=sid, model=model, collection_id=self.cid, n_faces=len(rows), seq=seq,
                                             vector=b"" if total is None else total.astype(np.float32).tobytes()))
                 del held
 
@@ -75,14 +75,16 @@ class TemplateQueries(CatalogCore):
         if models:
             seq = bump(s, SEQ)
             for model in models:
-                s.merge(SubjectTemplate(subject_id=subject_id, model=model, vector=b"", n_faces=0, seq=seq))
+                s.merge(SubjectTemplate(subject_id=subject_id, model=model, collection_id=self.cid, vector=b"",
+                                        n_faces=0, seq=seq))
 
     def template_changes(self, model: str, after_seq: int) -> list[tuple[int, np.ndarray | None, int]]:
         """[(subject id, summed vector or None for a removed one, seq)] changed after ``after_seq``."""
         with self.session() as s:
             rows = s.execute(select(SubjectTemplate.subject_id, SubjectTemplate.vector, SubjectTemplate.n_faces,
                                     SubjectTemplate.seq)
-                             .where(SubjectTemplate.model == model, SubjectTemplate.seq > after_seq)
+                             .where(SubjectTemplate.collection_id == self.cid, SubjectTemplate.model == model,
+                                    SubjectTemplate.seq > after_seq)
                              .order_by(SubjectTemplate.seq)).all()
         return [(int(sid), np.frombuffer(v, dtype=np.float32) if n else None, int(q)) for sid, v, n, q in rows]
 
@@ -96,7 +98,8 @@ class TemplateQueries(CatalogCore):
             for i in range(0, len(ids), 500):
                 q = (select(Face.id, Face.subject_id, Subject.name, Face.embedding, Image.path)
                      .join(Image, Image.id == Face.image_id).join(Subject, Subject.id == Face.subject_id)
-                     .where(Face.model == model, Face.indexed.is_(True), Face.subject_id.in_(ids[i:i + 500])))
+                     .where(Face.collection_id == self.cid, Face.model == model, Face.indexed.is_(True),
+                            Face.subject_id.in_(ids[i:i + 500])))
                 out += [(int(f), int(sid), name, np.frombuffer(e, dtype=np.float32), p)
                         for f, sid, name, e, p in s.execute(q)]
         return out
@@ -106,10 +109,12 @@ class TemplateQueries(CatalogCore):
         with self.session() as s:
             stored = {int(sid): (np.frombuffer(v, dtype=np.float32), int(n)) for sid, v, n in s.execute(
                 select(SubjectTemplate.subject_id, SubjectTemplate.vector, SubjectTemplate.n_faces)
-                .where(SubjectTemplate.model == model, SubjectTemplate.n_faces > 0))}
+                .where(SubjectTemplate.collection_id == self.cid, SubjectTemplate.model == model,
+                       SubjectTemplate.n_faces > 0))}
             sums: dict[int, Any] = {}
             for sid, emb in s.execute(select(Face.subject_id, Face.embedding)
-                                      .where(Face.model == model, Face.indexed.is_(True))):
+                                      .where(Face.collection_id == self.cid, Face.model == model,
+                                             Face.indexed.is_(True))):
                 acc = sums.setdefault(int(sid), [np.zeros(len(emb) // 4, np.float64), 0])
                 acc[0] += np.frombuffer(emb, dtype=np.float32)
                 acc[1] += 1
@@ -124,6 +129,8 @@ class TemplateQueries(CatalogCore):
         """Recompute templates (all of a pack's subjects, or these) from their indexed faces."""
         with self.session() as s:
             if subject_ids is None:
-                subject_ids = list(s.scalars(select(Face.subject_id).where(Face.model == model).distinct()))
-                subject_ids += list(s.scalars(select(SubjectTemplate.subject_id).where(SubjectTemplate.model == model)))
+                subject_ids = list(s.scalars(select(Face.subject_id).where(Face.collection_id == self.cid,
+                                                                           Face.model == model).distinct()))
+                subject_ids += list(s.scalars(select(SubjectTemplate.subject_id).where(
+                    SubjectTemplate.collection_id == self.cid, SubjectTemplate.model == model)))
             self.refresh_templates(s, [(int(sid), model) for sid in subject_ids])

@@ -49,6 +49,8 @@ class State:
     def __init__(self, *, served: bool = False, **opts: Any) -> None:
         self.server: str | None = opts.pop("server", None)
         self.api_key: str | None = opts.pop("api_key", None)
+        #: the collection every command uses (``--collection``; ``default`` when not given)
+        self.collection: str = opts.pop("collection", None) or "default"
         self.opts = opts
         #: This run is the re-run of a command whose local backend found the home taken by a
         #: server (``ServedElsewhere``): it must go to that server.
@@ -63,7 +65,7 @@ class State:
         """Pick the backend now, before the command runs (cheap: no database is opened)."""
         from ..client import connect
 
-        self._client = connect(self.server, self.api_key, self.opts.get("home"))
+        self._client = connect(self.server, self.api_key, self.opts.get("home"), collection=self.collection)
         if self._client is None and self.served:
             from ..errors import ServedElsewhere
 
@@ -84,7 +86,7 @@ class State:
         """A local ``FaceDB`` (commands that must run here, e.g. ``serve`` and ``migrate``)."""
         from ..api import FaceDB
 
-        return FaceDB(**self.opts, **extra)
+        return FaceDB(**self.opts, **extra, collection=self.collection)
 
     def close(self) -> None:
         if self._backend is not None:
@@ -204,9 +206,13 @@ class _NoBar:
               help="Send every command to this facedb server (http://host:port) [env FACEDB_SERVER].")
 @click.option("--api-key", envvar="FACEDB_API_KEY", metavar="KEY",
               help="API key for --server [env FACEDB_API_KEY; better than the flag, which other users can see].")
+@click.option("--collection", envvar="FACEDB_COLLECTION", metavar="NAME",
+              help="The collection (gallery) every command uses [env FACEDB_COLLECTION; default: default]; "
+                   "see `facedb collections`.")
 @click.pass_context
 def cli(ctx: click.Context, home: str | None, db_url: str | None, pack: str | None, models_dir: str | None,
-        lock_timeout: float | None, chroma_url: str | None, server: str | None, api_key: str | None) -> None:
+        lock_timeout: float | None, chroma_url: str | None, server: str | None, api_key: str | None,
+        collection: str | None) -> None:
     """facedb: who is in this photo? Enroll known faces, then search photos for them.
 
     \b
@@ -227,7 +233,8 @@ def cli(ctx: click.Context, home: str | None, db_url: str | None, pack: str | No
     8 server or store unreachable, 9 API key refused.
     """
     state = State(home=home, db_url=db_url, pack=pack, models_dir=models_dir, lock_timeout=lock_timeout,
-                  chroma_url=chroma_url, server=server, api_key=api_key, served=ctx.obj is _RERUN)
+                  chroma_url=chroma_url, server=server, api_key=api_key, collection=collection,
+                  served=ctx.obj is _RERUN)
     ctx.obj = state
     ctx.call_on_close(state.close)
     args = ctx.meta.get(_ARGS, [])
@@ -236,7 +243,7 @@ def cli(ctx: click.Context, home: str | None, db_url: str | None, pack: str | No
             state.choose()
 
 
-from . import commands, evaluate, service  # noqa: E402,F401  (registers the commands)
+from . import collections, commands, evaluate, service  # noqa: E402,F401  (registers the commands)
 
 if TYPE_CHECKING:  # mypy proves that both backends conform to the protocol; nothing runs here
     from ..api import FaceDB

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from ..contract.backend import Scope
+    pass
 
 from . import State, cli, emit_json, handle_errors, json_option, pass_state
 
@@ -86,25 +86,29 @@ def keys() -> None:
 @click.argument("name")
 @click.option("--scope", metavar="read|write|admin", required=True,
               help="read: search and look; write: + enroll, rename, delete; admin: + maintenance, keys, audit.")
+@click.option("--collection", "limit", metavar="C",
+              help="Limit the key to collection C: any other collection, or a server-wide call, is refused (403).")
 @json_option
 @pass_state
-def keys_create(state: State, name: str, scope: Scope, as_json: bool) -> None:
+def keys_create(state: State, name: str, scope: str, limit: str | None, as_json: bool) -> None:
     """Create API key NAME; the key is printed once and only its hash is stored.
 
     \b
     Example:
       facedb keys create door-camera --scope read
+      facedb keys create lobby --scope write --collection lobby
     """
     with handle_errors(as_json):
         from ..contract.requests import KeyCreateBody
         from .commands import options
 
-        body = options(KeyCreateBody, name=name, scope=scope)
-        info = state.backend().create_key(body.name, body.scope)
+        body = options(KeyCreateBody, name=name, scope=scope, collection=limit)
+        info = state.backend().create_key(body.name, body.scope, collection=body.collection)
         if as_json:
-            emit_json({"name": info.name, "scope": info.scope, "key": info.key})
+            emit_json({"name": info.name, "scope": info.scope, "collection": info.collection, "key": info.key})
         else:
-            click.echo(f"created API key {info.name!r} (scope {info.scope}); it is shown only now:")
+            where = f", collection {info.collection}" if info.collection else ""
+            click.echo(f"created API key {info.name!r} (scope {info.scope}{where}); it is shown only now:")
             click.echo(info.key)
 
 
@@ -125,7 +129,8 @@ def keys_list(state: State, as_json: bool) -> None:
             return
         for r in rows:
             status = "active" if r.active else f"revoked {r.revoked_at}"
-            click.echo(f"{r.name:<24} {r.scope:<6} {status:<40} last used {r.last_used_at or 'never'}")
+            limit = f" collection {r.collection}" if r.collection else ""
+            click.echo(f"{r.name:<24} {r.scope:<6} {status:<40} last used {r.last_used_at or 'never'}{limit}")
         click.echo(f"{len(rows)} keys")
 
 
@@ -173,7 +178,8 @@ def audit(state: State, since: str | None, limit: str | None, as_json: bool) -> 
             emit_json([r.to_dict() for r in rows])
             return
         for r in rows:
-            subject = f" {r.subject!r}" if r.subject else ""
+            subject = (f" [{r.collection}]" if r.collection and r.collection != "default" else "") + \
+                (f" {r.subject!r}" if r.subject else "")
             detail = f" ({r.detail})" if r.detail else ""
             click.echo(f"{r.at}  {r.actor:<16} {r.action:<10}{subject} images {r.images} faces {r.faces} "
                        f"{r.outcome}{detail}")

@@ -341,6 +341,8 @@ class KeyInfo(Result):
     last_used_at: str | None = None
     active: bool = True
     key: str | None = None
+    #: the one collection the key may use (None: every collection)
+    collection: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = _fields(self)
@@ -361,3 +363,19 @@ class AuditEntry(Result):
     faces: int
     outcome: str
     detail: str | None
+    #: the collection the call used (None: a server-wide call)
+    collection: str | None = None
+
+
+class CollectionInfo(Result):
+    """One collection (gallery) of a database: its own subjects, faces, pack and threshold.
+
+    ``pack`` / ``threshold`` are None when it follows the database's default pack and that
+    pack's calibrated threshold."""
+
+    name: str
+    pack: str | None = None
+    threshold: float | None = None
+    created_at: str | None = None
+    subjects: int = 0
+    faces: int = 0

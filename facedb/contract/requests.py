@@ -159,6 +159,18 @@ class KeyCreateBody(RequestModel):
 
     name: str = Field(min_length=1, max_length=128, description="A name for the key (who or what uses it).")
     scope: Literal["read", "write", "admin"] = Field(description="read < write < admin.")
+    collection: str | None = Field(None, min_length=1, max_length=128,
+                                   description="Limit the key to this collection: any other collection, and "
+                                               "every server-wide call, is refused (403).")
+
+
+class CollectionCreateBody(RequestModel):
+    """``POST /v1/collections``, ``facedb collections create``."""
+
+    name: str = Field(min_length=1, max_length=128, description="The new collection's name.")
+    pack: str | None = Field(None, min_length=1, description="Its model pack [default: the database's].")
+    threshold: float | None = Field(None, ge=0.0, le=2.0,
+                                    description="Its match threshold (cosine distance) [default: the pack's].")
 
 
 class AuditQuery(RequestModel):
@@ -245,4 +257,6 @@ class CreatedKey(ResponseModel):
 
     name: str
     scope: Literal["read", "write", "admin"]
+    #: the one collection the key may use (None: every collection)
+    collection: str | None = None
     key: str

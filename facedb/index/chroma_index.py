@@ -1,4 +1,7 @@
-"""One Chroma cosine collection per model pack, keyed by SQL face id.
+"""One Chroma cosine collection per facedb collection and model pack, keyed by SQL face id.
+
+A facedb collection's index collections are named by its *space* (``PackInfo.space`` when the
+pack was bound with ``facedb.catalog.core.in_space``): none for ``default``, ``c<id>`` otherwise.
 
 Chroma's embedded client is not process-safe: callers must hold the home lock
 (``facedb.store.locking``) for the whole time a ``ChromaIndex`` is open, and ``close()`` it
@@ -55,9 +58,16 @@ def preload() -> None:
     threading.Thread(target=_import, name="facedb-preload-chromadb", daemon=True).start()
 
 
-def collection_name(pack: str) -> str:
+def collection_name(pack: str, space: str = "") -> str:
+    """``faces_<pack>`` (the ``default`` collection's, as before collections existed), or
+    ``<space>_faces_<pack>`` for another collection."""
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", pack).strip("-_") or "pack"
-    return f"faces_{slug}"[:60]
+    return (f"{space}_" if space else "") + f"faces_{slug}"[:60 - (len(space) + 1 if space else 0)]
+
+
+def index_name(info: PackInfo) -> str:
+    """The Chroma collection of a pack bound to a collection's space (see ``in_space``)."""
+    return collection_name(info.name, getattr(info, "space", ""))
 
 
 @dataclass(frozen=True)
@@ -107,12 +117,13 @@ class ChromaIndex:
         return open_server(self.url) if self.url else open_embedded(self.path)  # type: ignore[arg-type]
 
     @classmethod
-    def wipe_server(cls, url: str, packs: Sequence[str]) -> None:
-        """Delete facedb's collections on a Chroma server (repair of an index that will not load)."""
+    def wipe_server(cls, url: str, packs: Sequence[tuple[str, str]]) -> None:
+        """Delete facedb's collections, given as (pack, space), on a Chroma server (repair of an
+        index that will not load)."""
         index = cls(url=url)
         try:
-            for pack in packs:
-                index.drop(pack)
+            for pack, space in packs:
+                index.drop(pack, space)
         finally:
             index.close()
 
@@ -132,7 +143,7 @@ class ChromaIndex:
     @_guarded
     def collection(self, info: PackInfo, create: bool = True) -> Any | None:
         """The pack's collection; refuses one built with other weights or dimension."""
-        name = collection_name(info.name)
+        name = index_name(info)
         if name in self._collections:
             return self._collections[name]
         try:
@@ -169,8 +180,8 @@ class ChromaIndex:
         return col
 
     @_guarded
-    def drop(self, pack: str) -> None:
-        name = collection_name(pack)
+    def drop(self, pack: str, space: str = "") -> None:
+        name = collection_name(pack, space)
         self._collections.pop(name, None)
         self._counts.pop(name, None)
         try:
@@ -196,7 +207,7 @@ class ChromaIndex:
             return
         col = self.collection(info)
         assert col is not None  # created when missing
-        self._counts.pop(collection_name(info.name), None)
+        self._counts.pop(index_name(info), None)
         vectors = np.asarray(vectors, dtype=np.float32)
         batch = max(1, min(5000, self._client.get_max_batch_size()))
         for i in range(0, len(ids), batch):
@@ -241,7 +252,7 @@ class ChromaIndex:
         col = self.collection(info, create=False)
         if col is None:
             return
-        self._counts.pop(collection_name(info.name), None)
+        self._counts.pop(index_name(info), None)
         for i in range(0, len(ids), 5000):
             col.delete(ids=[str(x) for x in ids[i:i + 5000]])
 
@@ -257,7 +268,7 @@ class ChromaIndex:
     @trace.traced("chroma.count")
     @_guarded
     def count(self, info: PackInfo) -> int:
-        name = collection_name(info.name)
+        name = index_name(info)
         if name not in self._counts or self.shared:
             col = self.collection(info, create=False)
             self._counts[name] = 0 if col is None else int(col.count())

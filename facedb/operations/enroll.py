@@ -22,7 +22,7 @@ from ..analysis.pipeline import Analysis, Analyzer
 from ..analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor
 from ..catalog.faces import StoredItem
 from ..contract.models import EnrollReport, FailedItem, ImportReport
-from ..contract.names import subject_from_filename, validate_subject_name
+from ..contract.names import normalize_subject_name, subject_from_filename, validate_subject_name
 from ..errors import FacedbError, ImageError
 from ..store.stores import Store
 
@@ -89,7 +89,7 @@ class Ingestor:
     def enroll(self, subject: str, inputs: Sequence[str | os.PathLike[str] | Upload], *, multi_face: MultiFace,
                metadata: dict[str, Any] | None, progress: ProgressFn | None,
                quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR) -> EnrollReport:
-        validate_subject_name(subject)
+        subject = validate_subject_name(subject)  # NFC: one person however the name was typed
         paths = [p for p in inputs if not isinstance(p, Upload)]
         items = [_Item(subject, str(p), path=p) for p in files.iter_image_files(paths)]
         items += [upload_item(subject, up) for up in inputs if isinstance(up, Upload)]
@@ -108,12 +108,14 @@ class Ingestor:
                 if child.name.startswith("."):
                     continue
                 if child.is_dir() and not child.is_symlink():
-                    items.extend(_Item(child.name, str(p), path=p) for p in files.iter_image_files([child]))
+                    subject = normalize_subject_name(child.name)  # macOS folder names are NFD
+                    items.extend(_Item(subject, str(p), path=p) for p in files.iter_image_files([child]))
                 else:
                     bad.append(FailedItem(path=str(child), reason="no_subject",
                                           message=f"{child}: not inside a subject folder (expected {base}/<subject>/<image>)"))
         elif name_from == "prefix":
-            items = [_Item(subject_from_filename(p.name), str(p), path=p) for p in files.iter_image_files([base])]
+            items = [_Item(normalize_subject_name(subject_from_filename(p.name)), str(p), path=p)
+                     for p in files.iter_image_files([base])]
         else:
             raise FacedbError(f"--name-from must be 'dir' or 'prefix', not {name_from!r}")
         report = self.ingest(items, multi_face, {}, progress, quality_floor)

@@ -86,24 +86,31 @@ class Gatekeeper:
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
 
-    def authenticate(self, presented: str | None, need: Scope) -> tuple[str, str]:
-        """(name, scope) of the key, if it is active and its scope allows ``need``."""
+    def authenticate(self, presented: str | None, need: Scope, collection: str | None = None) -> tuple[str, str]:
+        """(name, scope) of the key, if it is active, its scope allows ``need`` and it may use
+        ``collection`` (the request's; None for a server-wide call: keys, audit, collections,
+        vacuum). A key limited to one collection is refused (403) anywhere else, server-wide
+        calls included: they would show or change other collections."""
         if not presented:
             raise AuthError("an API key is required: send the header 'Authorization: Bearer <key>'")
         digest = key_hash(presented)
         found = self.catalog.active_key(digest)
         if found is None or not hmac.compare_digest(found[2], digest):
             raise AuthError("unknown or revoked API key")
-        name, scope, _ = found
+        name, scope, _, limit = found
         if not allows(scope, need):
             raise ForbiddenError(f"API key {name!r} has scope {scope!r}; this call needs {need!r}")
+        if limit is not None and collection != limit:
+            where = f"collection {collection!r}" if collection is not None else "this server-wide call"
+            raise ForbiddenError(f"API key {name!r} is limited to collection {limit!r}; it cannot be used for {where}")
         return name, scope
 
     @contextmanager
-    def audited(self, action: str, subject: str | None = None, detail: str | None = None
-                ) -> Iterator[Callable[..., None]]:
-        """Record one audit entry for the call inside: its counts via ``note(images, faces,
-        partial, detail, subject=...)``, or the error kind it raised."""
+    def audited(self, action: str, subject: str | None = None, detail: str | None = None,
+                collection: str | None = None) -> Iterator[Callable[..., None]]:
+        """Record one audit entry for the call inside (on ``collection``: None for a server-wide
+        call): its counts via ``note(images, faces, partial, detail, subject=...)``, or the
+        error kind it raised."""
         entry: dict[str, Any] = {"images": 0, "faces": 0, "outcome": "ok", "detail": detail, "subject": subject}
 
         def note(images: int, faces: int, partial: bool = False, text: str | None = None,
@@ -115,18 +122,20 @@ class Gatekeeper:
         try:
             yield note
         except FacedbError as exc:
-            self.record(action, entry["subject"], entry["images"], entry["faces"], "error", exc.reason)
+            self.record(action, entry["subject"], entry["images"], entry["faces"], "error", exc.reason,
+                        collection=collection)
             raise
-        self.record(action, entry["subject"], entry["images"], entry["faces"], entry["outcome"], entry["detail"])
+        self.record(action, entry["subject"], entry["images"], entry["faces"], entry["outcome"], entry["detail"],
+                    collection=collection)
 
     def record(self, action: str, subject: str | None = None, images: int = 0, faces: int = 0,
-               outcome: str = "ok", detail: str | None = None) -> None:
+               outcome: str = "ok", detail: str | None = None, collection: str | None = None) -> None:
         """Append one audit entry; never fails the call it describes (a failure is logged).
 
         Searches are written in batches (within ``FLUSH_EVERY_S``, and at ``flush``): one
         commit per search would cost more than the search's own database work."""
         row = {"actor": current_actor(), "action": action, "subject": subject, "images": images, "faces": faces,
-               "outcome": outcome, "detail": detail, "at": utcnow()}
+               "outcome": outcome, "detail": detail, "at": utcnow(), "collection": collection}
         if action not in BATCHED_ACTIONS:
             self._write([row])
             return

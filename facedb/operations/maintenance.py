@@ -14,9 +14,11 @@ from ..analysis.engines import PackInfo, known_packs
 from ..analysis.packs import ActivePack
 from ..analysis.pipeline import Analyzer
 from ..catalog.core import REINDEXING
+from ..catalog.database import Catalog
 from ..contract.models import CheckReport, FailedItem, PackStatus, ReindexReport, Stats, VacuumReport
 from ..errors import FacedbError, ImageError, ModelError
 from ..index.chroma_index import ChromaIndex
+from ..store.journal import Journal
 from ..store.stores import Store
 
 #: ``check`` searches for every indexed face with its own vector up to this many, a sample beyond
@@ -32,7 +34,8 @@ class Maintenance:
 
     # -- check / repair ----------------------------------------------------------------
     def check(self, repair: bool) -> CheckReport:
-        """Compare the catalog with the index for the active pack; ``repair`` fixes drift from SQL.
+        """Compare the catalog with the index for the active pack, in this collection; ``repair``
+        fixes drift from SQL.
 
         An index that cannot even be opened is reported; with ``repair`` it is deleted (it holds
         biometric data, so it is not kept aside) and rebuilt from the catalog's embeddings.
@@ -40,7 +43,7 @@ class Maintenance:
         info = self.pack.info
         catalog = self.store.catalog
         with self.store.exclusive(open_index=False, recover=False):
-            rec = catalog.pack_record(info.name) or info
+            rec = catalog.index_pack(info.name) or info
             pending_del = sum(len(v) for v in catalog.pending_deletes().values())
             pending_idx = len(catalog.unindexed_faces(info.name))
             sql_ids = catalog.face_ids(info.name)
@@ -74,13 +77,15 @@ class Maintenance:
         """Bring the index in line with the catalog; what was done. Caller holds ``writing()``."""
         catalog, journal = self.store.catalog, self.store.journal
         done: list[str] = []
-        if index is None:  # it will not open: start from an empty one
+        if index is None:  # it will not open: start from an empty one, for every collection
             index = self.store.reset_index()
-            journal.forget_pending_deletes()
-            for model in catalog.models_in_use():
-                other = catalog.pack_record(model)
-                if other is not None:
-                    journal.add_from_catalog(index, other)
+            for each in collection_catalogs(catalog):
+                each_journal = Journal(each)
+                each_journal.forget_pending_deletes()
+                for model in each.models_in_use():
+                    other = each.index_pack(model)
+                    if other is not None:
+                        each_journal.add_from_catalog(index, other)
             done.append("reset the index and rebuilt it from the catalog")
         else:
             # Replay first (it indexes faces whose Chroma add finished but whose SQL mark did
@@ -122,15 +127,17 @@ class Maintenance:
 
     # -- vacuum -------------------------------------------------------------------------
     def vacuum(self) -> VacuumReport:
-        """Rewrite every store so deleted embeddings are physically gone from disk."""
+        """Rewrite every store (every collection's index) so deleted embeddings are physically gone from disk."""
         catalog, home = self.store.catalog, self.store.settings.home
         with self.store.exclusive() as index:
             before = disk_bytes(home)
-            # Every pack this database ever used, even one whose last face was deleted.
-            for model in sorted(set(catalog.models_in_use()) | set(catalog.recorded_packs())):
-                rec = catalog.pack_record(model)
-                if rec is not None:
-                    self.store.journal.rebuild(index, rec)
+            # Every collection; every pack this database ever used, even one whose last face was deleted.
+            for each in collection_catalogs(catalog):
+                journal = Journal(each)
+                for model in sorted(set(each.models_in_use()) | set(each.recorded_packs())):
+                    rec = each.index_pack(model)
+                    if rec is not None:
+                        journal.rebuild(index, rec)
             if not self.store.settings.chroma_url:  # the embedded index's own files
                 self.store.close_index()
                 chroma = self.store.settings.chroma_path
@@ -156,7 +163,7 @@ class Maintenance:
         failed: list[FailedItem] = []
         done = 0
         with self.store.exclusive() as index:
-            index.drop(info.name)
+            index.drop(info.name, catalog.space)
             readable: dict[int, tuple[int, int, str, str]] = {}
 
             def inputs() -> Iterator[tuple[int, bytes, str]]:
@@ -204,6 +211,11 @@ class Maintenance:
             out.append(PackStatus(name=name, description=desc, faces=in_use.get(name, 0), active=name == self.pack.name,
                                   dim=rec.dim if rec else None, fingerprint=rec.fingerprint if rec else None))
         return out
+
+
+def collection_catalogs(catalog: Catalog) -> list[Catalog]:
+    """The catalog bound to each collection of the database, in turn."""
+    return [catalog.scoped(cid, name) for cid, name, _ in catalog.collection_spaces()]
 
 
 def clean_chroma_folder(path: Path) -> VacuumReport:

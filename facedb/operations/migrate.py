@@ -21,7 +21,7 @@ from ..errors import FacedbError
 COPY_CHUNK = 2000
 
 #: Tables a new database fills on its first open (settings, change counters): the copy replaces them.
-FIRST_OPEN_TABLES = frozenset({"settings", "counters"})
+FIRST_OPEN_TABLES = frozenset({"settings", "counters", "collections"})
 
 
 class MigrateReport(Result):
@@ -78,12 +78,16 @@ def migrate(source: Any, target: Any) -> MigrateReport:
                 # Statistics for the planner: without them, a query by subject right after a bulk copy
                 # scanned every face through the (model, indexed) index (86 ms per subject at 100k faces).
                 dst.execute(text("ANALYZE"))
+    from ..store.journal import Journal
+    from .maintenance import collection_catalogs
+
     with target.store.exclusive(recover=False) as index:
-        for model in dst_cat.models_in_use():
-            rec = dst_cat.pack_record(model)
-            if rec is not None:
-                target.store.journal.add_from_catalog(index, rec)
-                report.indexed_faces += dst_cat.count_indexed(model)
+        for each in collection_catalogs(dst_cat):  # every collection's index, under its own names
+            for model in each.models_in_use():
+                rec = each.index_pack(model)
+                if rec is not None:
+                    Journal(each).add_from_catalog(index, rec)
+                    report.indexed_faces += each.count_indexed(model)
         target.store.mark_recovered()
     report.check = target.check()
     report.seconds = round(time.perf_counter() - t0, 3)

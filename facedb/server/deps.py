@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Path, Request, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from ..analysis.files import Upload
+from ..catalog.core import DEFAULT_COLLECTION
 from ..api import FaceDB
 from ..contract.requests import ErrorBody
 from ..errors import UsageError
@@ -36,9 +37,18 @@ bearer = HTTPBearer(auto_error=False, scheme_name="apiKey", bearerFormat="facedb
 
 
 def get_db(request: Request) -> FaceDB:
-    """The database this request is about (the one the server serves)."""
+    """The database this request is about: the collection named in the path
+    (``/v1/collections/{collection}/...``: a view of the one ``FaceDB`` the server holds, sharing
+    its stores and workers; an unknown collection is 404), else ``default``."""
     db: FaceDB = request.app.state.db
-    return db
+    name = request.path_params.get("collection")
+    return db if name is None else db.collection(name)
+
+
+def collection_param(collection: str = Path(description="The collection (gallery) the call is about.",
+                                           min_length=1, max_length=128)) -> str:
+    """Documents the ``{collection}`` of the prefixed routes (``get_db`` reads it)."""
+    return collection
 
 
 def get_limits(request: Request) -> Limits:
@@ -46,20 +56,32 @@ def get_limits(request: Request) -> Limits:
     return limits
 
 
-def _key(need: Scope) -> Callable[..., Any]:
+#: Which collections a route's key must be allowed: the one the call is about (a route of a
+#: collection: the path's ``{collection}``, else ``default``), the whole server (keys, audit,
+#: collections, vacuum: a key limited to one collection is refused), or any (``whoami``).
+Reach = Literal["collection", "server", "any"]
+
+
+def _key(need: Scope, reach: Reach = "collection") -> Callable[..., Any]:
     async def dependency(request: Request,
                          _credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> Caller:
-        caller: Caller = await request.app.state.key_checks[need](request)
+        collection = request.path_params.get("collection", DEFAULT_COLLECTION) if reach == "collection" else None
+        caller: Caller = await request.app.state.key_checks[need](request, collection=collection,
+                                                                    any_collection=reach == "any")
         return caller
 
-    dependency.__name__ = f"{need}_key"
+    dependency.__name__ = f"{need}_key" if reach == "collection" else f"{reach}_{need}_key"
     return dependency
 
 
-#: The caller, with a key of at least this scope (or the owner on the unix socket).
+#: The caller, with a key of at least this scope that may use the call's collection (or the
+#: owner on the unix socket).
 read_key = Depends(_key("read"))
 write_key = Depends(_key("write"))
 admin_key = Depends(_key("admin"))
+#: The same for server-wide calls, and for ``whoami`` (any valid key may ask who it is).
+server_admin_key = Depends(_key("admin", "server"))
+any_read_key = Depends(_key("read", "any"))
 
 
 async def _admit(request: Request) -> AsyncIterator[None]:

@@ -4,7 +4,13 @@
   (``Catalog.store_batch``); (2) the vectors go into Chroma; (3) SQL marks them indexed.
 - delete: (1) one SQL transaction removes the subject's rows and journals their face ids in
   ``pending_deletes``; (2) Chroma deletes them; (3) the journal rows are cleared.
-- rebuild (vacuum, repair): journaled as the flag ``rebuilding:<pack>``.
+- rebuild (vacuum, repair): journaled as the flag ``rebuilding:<pack>`` (``@<space>`` for a
+  collection other than ``default``).
+- delete a collection: (1) one SQL transaction removes its rows and journals every face id;
+  (2) its Chroma collections are dropped; (3) the journal rows are cleared.
+
+A ``Journal`` works on one collection (its catalog is bound with ``Catalog.scoped``), except
+``replay``, which finishes what was left in every collection.
 
 Every search hit is re-read from SQL, so a vector that is in Chroma but not (or no longer)
 indexed in SQL is never returned; ``replay`` finishes or undoes what a killed process left.
@@ -18,7 +24,7 @@ import numpy as np
 
 from .. import trace
 from ..analysis.engines.base import PackInfo
-from ..catalog.core import REBUILDING, REINDEXING
+from ..catalog.core import REBUILDING, REINDEXING, index_space
 from ..catalog.database import Catalog
 from ..catalog.faces import NewFace
 from ..index.chroma_index import ChromaIndex
@@ -59,22 +65,43 @@ class Journal:
     def rename_subject(self, index: ChromaIndex, old: str, new: str) -> None:
         subject_id, by_model = self.catalog.rename_subject(old, new)
         for model, ids in by_model.items():
-            rec = self.catalog.pack_record(model)
+            rec = self.catalog.index_pack(model)
             if rec is not None:
                 index.rename_subject(rec, ids, subject_id, new)
 
+    def delete_collection(self, index: ChromaIndex, name: str) -> tuple[int, int]:
+        """Remove a collection from SQL (journaled), then its index collections; (subjects, faces)."""
+        cid, by_model, n_subjects = self.catalog.delete_collection_rows(name)
+        crash_point("delete_collection.after_sql")
+        space = index_space(cid, name)
+        for model in set(by_model) | set(self.catalog.recorded_packs()):
+            index.drop(model, space)
+            self.catalog.clear_pending_deletes(by_model.get(model, []))
+        return n_subjects, sum(len(v) for v in by_model.values())
+
     def _delete_vectors(self, index: ChromaIndex, model: str, ids: Sequence[int]) -> None:
-        rec = self.catalog.pack_record(model)
+        rec = self.catalog.index_pack(model)
         if rec is not None:
             index.delete(rec, ids)
 
     # -- recovery --------------------------------------------------------------------------
     @trace.traced("journal.replay")
     def replay(self, index: ChromaIndex) -> None:
-        """Finish interrupted rebuilds, apply journaled deletes, index faces stored but not indexed."""
+        """In every collection: finish interrupted rebuilds, apply journaled deletes (a deleted
+        collection's too), index faces stored but not indexed."""
+        spaces = self.catalog.collection_spaces()
+        for cid, name, _space in spaces:
+            Journal(self.catalog.scoped(cid, name))._replay_collection(index)
+        live = {cid for cid, _, _ in spaces}
+        for (cid, model), ids in self.catalog.all_pending_deletes().items():
+            if cid not in live:  # a collection deleted by a process killed before its index drop
+                index.drop(model, index_space(cid, None))
+                self.catalog.clear_pending_deletes(ids)
+
+    def _replay_collection(self, index: ChromaIndex) -> None:
         for model in self.catalog.recorded_packs():
             if self.catalog.flag(REBUILDING, model):
-                rec = self.catalog.pack_record(model)
+                rec = self.catalog.index_pack(model)
                 if rec is not None:
                     self.rebuild(index, rec)
         for model, ids in self.catalog.pending_deletes().items():
@@ -82,7 +109,7 @@ class Journal:
             crash_point("journal.after_deletes")
             self.catalog.clear_pending_deletes(ids)
         for model in self.catalog.models_in_use():
-            rec = self.catalog.pack_record(model)
+            rec = self.catalog.index_pack(model)
             if rec is None or self.catalog.flag(REINDEXING, model):
                 continue
             self.index_pending(index, rec)
@@ -117,7 +144,7 @@ class Journal:
         one to open the index."""
         self.catalog.set_flag(REBUILDING, info.name, True)  # searches of other processes wait
         try:
-            index.drop(info.name)
+            index.drop(info.name, getattr(info, "space", ""))
         except Exception:  # an unloadable collection is dropped by the reset that follows
             pass
         crash_point("vacuum.after_drop")

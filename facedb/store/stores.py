@@ -121,7 +121,9 @@ class Store:
                 self._index.close()
                 self._index = None
             if self.settings.chroma_url:
-                ChromaIndex.wipe_server(self.settings.chroma_url, self.catalog.recorded_packs())
+                packs = self.catalog.recorded_packs()
+                ChromaIndex.wipe_server(self.settings.chroma_url,
+                                        [(p, space) for _, _, space in self.catalog.collection_spaces() for p in packs])
             else:
                 shutil.rmtree(self.settings.chroma_path, ignore_errors=True)
             self._index = self._new_index()
@@ -221,3 +223,59 @@ class Store:
         if recover and not self._recovered and not self.shared:
             self.journal.replay(self._index)
             self._recovered = True
+
+
+class CollectionStore(Store):
+    """One collection's view of a ``Store``: the same stores, home lock, coordinator and open
+    index (every method is the shared store's), with ``catalog`` and ``journal`` bound to the
+    collection. The operations (enroll, search, maintenance) work through such a view, so their
+    SQL and their index collections are that collection's."""
+
+    def __init__(self, base: Store, catalog: Catalog) -> None:  # noqa: D107 - no Store.__init__: shares base's
+        self.base = base
+        self.settings = base.settings
+        self.coordinator = base.coordinator
+        self.shared = base.shared
+        self.catalog = catalog
+        self.journal = Journal(catalog)
+
+    @contextmanager
+    def reading(self) -> Iterator[ChromaIndex]:
+        with self.base.reading() as index:
+            yield index
+
+    @contextmanager
+    def writing(self, *, open_index: bool = True, recover: bool = True) -> Iterator[ChromaIndex]:
+        with self.base.writing(open_index=open_index, recover=recover) as index:
+            yield index
+
+    @contextmanager
+    def exclusive(self, *, open_index: bool = True, recover: bool = True) -> Iterator[ChromaIndex]:
+        with self.base.exclusive(open_index=open_index, recover=recover) as index:
+            yield index
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        with self.base.hold():
+            yield
+
+    def open_index(self, recover: bool = True) -> ChromaIndex:
+        return self.base.open_index(recover)
+
+    def mark_recovered(self) -> None:
+        self.base.mark_recovered()
+
+    def mark_dirty(self) -> None:
+        self.base.mark_dirty()
+
+    def reset_index(self) -> ChromaIndex:
+        return self.base.reset_index()
+
+    def close_index(self) -> None:
+        self.base.close_index()
+
+    def close(self) -> None:
+        """A view closes nothing: the shared store is closed by its owner."""
+
+    def recover_now(self) -> bool:
+        return self.base.recover_now()

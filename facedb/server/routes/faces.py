@@ -17,12 +17,12 @@ _PLACEHOLDER = (b'<svg xmlns="http://www.w3.org/2000/svg" width="112" height="11
 _IMAGE = {"schema": {"type": "string", "format": "binary"}}
 
 
-@router.get("/v1/faces/{face_id}/thumbnail", response_class=Response, responses={
+@router.get("/faces/{face_id}/thumbnail", response_class=Response, responses={
     200: {"description": "The face (JPEG), or a placeholder (SVG, header X-Facedb-Placeholder).",
           "content": {"image/jpeg": _IMAGE, "image/svg+xml": _IMAGE}},
     **errors(*AUTH, 404, 422)})
 async def thumbnail(face_id: int, size: int = Query(112, ge=16, le=512, description="Edge in pixels."),
-                    db: FaceDB = Depends(get_db), caller: Caller = read_key) -> Response:
+                    caller: Caller = read_key, db: FaceDB = Depends(get_db)) -> Response:
     """A JPEG crop of an enrolled face from its source photo while that file is on disk;
     an SVG placeholder (header ``X-Facedb-Placeholder``) when it is not."""
     jpeg = await call(caller, db.face_thumbnail, face_id, size)

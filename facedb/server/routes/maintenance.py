@@ -6,31 +6,32 @@ from fastapi.responses import JSONResponse
 
 from ...api import FaceDB
 from ...contract.models import CheckReport, ReindexReport, VacuumReport
-from ..deps import AUTH, admin_key, answer, call, errors, get_db, heavy, read_key
+from ..deps import AUTH, admin_key, answer, call, errors, get_db, heavy, read_key, server_admin_key
 from ..guard import Caller
 
 router = APIRouter(tags=["maintenance"])
+server_router = APIRouter(tags=["maintenance"])
 
 
-@router.get("/v1/check", response_model=CheckReport, responses=errors(*AUTH))
-async def check(db: FaceDB = Depends(get_db), caller: Caller = read_key) -> JSONResponse:
+@router.get("/check", response_model=CheckReport, responses=errors(*AUTH))
+async def check(caller: Caller = read_key, db: FaceDB = Depends(get_db)) -> JSONResponse:
     """How the index compares with the catalog (the system of record)."""
     return answer(await call(caller, db.check))
 
 
-@router.post("/v1/check/repair", dependencies=[heavy], response_model=CheckReport, responses=errors(*AUTH))
-async def repair(db: FaceDB = Depends(get_db), caller: Caller = admin_key) -> JSONResponse:
+@router.post("/check/repair", dependencies=[heavy], response_model=CheckReport, responses=errors(*AUTH))
+async def repair(caller: Caller = admin_key, db: FaceDB = Depends(get_db)) -> JSONResponse:
     """Check, and fix any drift from the catalog."""
     return answer(await call(caller, db.check, repair=True))
 
 
-@router.post("/v1/vacuum", dependencies=[heavy], response_model=VacuumReport, responses=errors(*AUTH))
-async def vacuum(db: FaceDB = Depends(get_db), caller: Caller = admin_key) -> JSONResponse:
-    """Rewrite the stores so deleted faces are physically erased."""
+@server_router.post("/v1/vacuum", dependencies=[heavy], response_model=VacuumReport, responses=errors(*AUTH))
+async def vacuum(caller: Caller = server_admin_key, db: FaceDB = Depends(get_db)) -> JSONResponse:
+    """Rewrite the stores so deleted faces are physically erased (every collection: server-wide)."""
     return answer(await call(caller, db.vacuum))
 
 
-@router.post("/v1/reindex", dependencies=[heavy], response_model=ReindexReport, responses=errors(*AUTH))
-async def reindex(db: FaceDB = Depends(get_db), caller: Caller = admin_key) -> JSONResponse:
+@router.post("/reindex", dependencies=[heavy], response_model=ReindexReport, responses=errors(*AUTH))
+async def reindex(caller: Caller = admin_key, db: FaceDB = Depends(get_db)) -> JSONResponse:
     """Re-embed every stored image with the loaded pack."""
     return answer(await call(caller, db.reindex))

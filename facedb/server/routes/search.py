@@ -17,10 +17,10 @@ from . import multipart_body
 router = APIRouter(tags=["search"])
 
 
-@router.post("/v1/search", dependencies=[heavy], response_model=SearchReport,
+@router.post("/search", dependencies=[heavy], response_model=SearchReport,
              responses=errors(*AUTH, 413, 422), openapi_extra=multipart_body(SearchOptions, {"images": True}))
-async def search(request: Request, db: FaceDB = Depends(get_db), limits: Limits = Depends(get_limits),
-                 caller: Caller = read_key) -> JSONResponse:
+async def search(request: Request, limits: Limits = Depends(get_limits),
+                 caller: Caller = read_key, db: FaceDB = Depends(get_db)) -> JSONResponse:
     """Who is in each image? Multipart: repeated ``images``; fields ``k``, ``by``, ``threshold``,
     ``reference``, ``scoring`` (template|best). Same JSON as ``facedb search --json``; an image
     that cannot be used has its ``error`` and ``reason`` and the others are still answered."""
@@ -32,11 +32,11 @@ async def search(request: Request, db: FaceDB = Depends(get_db), limits: Limits 
     return answer(await call(caller, db.search, images, **opts.keywords()))
 
 
-@router.post("/v1/verify", dependencies=[heavy], response_model=VerifyResult,
+@router.post("/verify", dependencies=[heavy], response_model=VerifyResult,
              responses=errors(*AUTH, 404, 413, 422),
              openapi_extra=multipart_body(VerifyOptions, {"image": False}))
-async def verify(request: Request, db: FaceDB = Depends(get_db), limits: Limits = Depends(get_limits),
-                 caller: Caller = read_key) -> JSONResponse:
+async def verify(request: Request, limits: Limits = Depends(get_limits),
+                 caller: Caller = read_key, db: FaceDB = Depends(get_db)) -> JSONResponse:
     """1:1: is the largest face in the multipart ``image`` the enrolled ``subject`` (under
     ``threshold``)?"""
     form = await read_form(request, limits)

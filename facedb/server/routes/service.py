@@ -13,9 +13,10 @@ from ..guard import Caller
 from ..uploads import Limits
 
 router = APIRouter(tags=["service"])
+server_router = APIRouter(tags=["service"])
 
 
-@router.get("/healthz", response_model=Health, responses=errors(503))
+@server_router.get("/healthz", response_model=Health, responses=errors(503))
 async def healthz(db: FaceDB = Depends(get_db), limits: Limits = Depends(get_limits)) -> JSONResponse:
     """Liveness: status, pack, indexed faces, and the upload limits (no key needed)."""
     faces = await run_in_threadpool(db.catalog.count_indexed, db.pack_name)
@@ -23,13 +24,13 @@ async def healthz(db: FaceDB = Depends(get_db), limits: Limits = Depends(get_lim
                    "limits": {"max_file_bytes": limits.max_file_bytes, "max_request_bytes": limits.max_request_bytes}})
 
 
-@router.get("/v1/stats", response_model=Stats, responses=errors(*AUTH))
-async def stats(db: FaceDB = Depends(get_db), caller: Caller = read_key) -> JSONResponse:
+@router.get("/stats", response_model=Stats, responses=errors(*AUTH))
+async def stats(caller: Caller = read_key, db: FaceDB = Depends(get_db)) -> JSONResponse:
     """Counts, disk use and where the data lives (``facedb stats --json``)."""
     return answer(await call(caller, db.stats))
 
 
-@router.get("/v1/packs", response_model=list[PackStatus], responses=errors(*AUTH))
-async def packs(db: FaceDB = Depends(get_db), caller: Caller = read_key) -> JSONResponse:
+@router.get("/packs", response_model=list[PackStatus], responses=errors(*AUTH))
+async def packs(caller: Caller = read_key, db: FaceDB = Depends(get_db)) -> JSONResponse:
     """The model packs, the active one, and how many faces each has here (``facedb packs --json``)."""
     return answer(await call(caller, db.packs))

@@ -23,25 +23,25 @@ def enroll_json(pack: str, rep: EnrollReport) -> dict[str, Any]:
     return ImportReport(pack=pack, subjects=[rep]).to_dict()
 
 
-@router.get("/v1/subjects", response_model=list[SubjectInfo], responses=errors(*AUTH))
-async def subjects(db: FaceDB = Depends(get_db), caller: Caller = read_key) -> JSONResponse:
+@router.get("/subjects", response_model=list[SubjectInfo], responses=errors(*AUTH))
+async def subjects(caller: Caller = read_key, db: FaceDB = Depends(get_db)) -> JSONResponse:
     """Every enrolled subject with its image and face counts."""
     return answer(await call(caller, db.subjects))
 
 
-@router.get("/v1/failures", response_model=list[FailureRecord], responses=errors(*AUTH, 422))
+@router.get("/failures", response_model=list[FailureRecord], responses=errors(*AUTH, 422))
 async def failures(subject: str | None = Query(None, description="Only this subject's."),
                    reason: str | None = Query(None, description="Only this reason (no_face, ...)."),
-                   db: FaceDB = Depends(get_db), caller: Caller = read_key) -> JSONResponse:
+                   caller: Caller = read_key, db: FaceDB = Depends(get_db)) -> JSONResponse:
     """Photos that could not be enrolled, with their reasons."""
     return answer(await call(caller, db.failures, subject=subject, reason=reason))
 
 
-@router.post("/v1/subjects/{name:path}/images", dependencies=[heavy], response_model=ImportReport,
+@router.post("/subjects/{name:path}/images", dependencies=[heavy], response_model=ImportReport,
              responses=errors(*AUTH, 409, 413, 422),
              openapi_extra=multipart_body(EnrollOptions, {"images": True}))
-async def enroll(name: str, request: Request, db: FaceDB = Depends(get_db), limits: Limits = Depends(get_limits),
-                 caller: Caller = write_key) -> JSONResponse:
+async def enroll(name: str, request: Request, limits: Limits = Depends(get_limits),
+                 caller: Caller = write_key, db: FaceDB = Depends(get_db)) -> JSONResponse:
     """Enroll: multipart ``images`` (+ ``metadata`` JSON object, ``multi_face`` largest|skip,
     ``quality_floor``: "default", "off" or ``eye_px=12,blur=10``).
     Partial success: the report lists every rejected file with its reason."""
@@ -57,25 +57,24 @@ async def enroll(name: str, request: Request, db: FaceDB = Depends(get_db), limi
     return answer(enroll_json(db.pack_name, rep))
 
 
-@router.get("/v1/subjects/{name:path}", response_model=SubjectDetail, responses=errors(*AUTH, 404, 422))
-async def show(name: str, db: FaceDB = Depends(get_db), caller: Caller = read_key) -> JSONResponse:
+@router.get("/subjects/{name:path}", response_model=SubjectDetail, responses=errors(*AUTH, 404, 422))
+async def show(name: str, caller: Caller = read_key, db: FaceDB = Depends(get_db)) -> JSONResponse:
     """One subject: metadata, images with their faces, failed images."""
     return answer(await call(caller, db.show, name))
 
 
-@router.patch("/v1/subjects/{name:path}", response_model=Renamed, responses=errors(*AUTH, 404, 409, 422),
+@router.patch("/subjects/{name:path}", response_model=Renamed, responses=errors(*AUTH, 404, 409, 422),
               openapi_extra=json_body_doc(RenameBody))
-async def rename(name: str, request: Request, db: FaceDB = Depends(get_db),
-                 caller: Caller = write_key) -> JSONResponse:
+async def rename(name: str, request: Request, caller: Caller = write_key, db: FaceDB = Depends(get_db)) -> JSONResponse:
     """Rename: JSON body ``{"name": "new name"}``."""
     body = parse(RenameBody, await json_body(request))
     await call(caller, db.rename, name, body.name)
     return answer(Renamed(old=name, new=body.name))
 
 
-@router.delete("/v1/subjects/{name:path}", dependencies=[heavy], response_model=DeleteReport,
+@router.delete("/subjects/{name:path}", dependencies=[heavy], response_model=DeleteReport,
                responses=errors(*AUTH, 404, 422))
 async def delete(name: str, vacuum: bool = Query(False, description="Also erase the bytes from disk now."),
-                 db: FaceDB = Depends(get_db), caller: Caller = write_key) -> JSONResponse:
+                 caller: Caller = write_key, db: FaceDB = Depends(get_db)) -> JSONResponse:
     """Delete a subject with all its faces; ``?vacuum=true`` also erases the bytes now."""
     return answer(await call(caller, db.delete, name, vacuum=vacuum))
