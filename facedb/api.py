@@ -48,6 +48,7 @@ from .operations.maintenance import Maintenance
 from .operations.migrate import MigrateReport
 from .operations.search import By, ImageInput, Scoring, Searcher
 from .store.stores import Store
+from .wording import plural
 
 ProgressFn = Callable[[int], None]
 PathLike = str | os.PathLike[str]
@@ -159,7 +160,7 @@ class FaceDB:
             rep = self._search.search(images, k=k, threshold=threshold, by=by, reference=reference, scoring=scoring)
             faces = [f for r in rep.results for f in r.faces]
             note(len(rep.results), len(faces), bool(rep.n_failed),
-                 f"named {sum(f.identity is not None for f in faces)} of {len(faces)} faces")
+                 f"named {sum(f.identity is not None for f in faces)} of {plural(len(faces), 'face')}")
         return rep
 
     def verify(self, image: ImageInput, subject: str, *, threshold: float | None = None) -> VerifyResult:

@@ -17,6 +17,7 @@ from starlette.requests import Request
 
 from ..errors import OverloadedError
 from ..operations.gatekeeper import LOCAL_ACTOR, Gatekeeper, Scope
+from ..wording import plural
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class Admission:
 
     async def __call__(self) -> AsyncIterator[None]:
         if self.inflight >= self.limit:
-            raise OverloadedError(f"the server is busy ({self.inflight} requests in progress); "
+            raise OverloadedError(f"the server is busy ({plural(self.inflight, 'request')} in progress); "
                                   "retry after the time in Retry-After", retry_after=1)
         self.inflight += 1
         try:
