@@ -164,7 +164,8 @@ class FaceDB:
         return rep
 
     def verify(self, image: ImageInput, subject: str, *, threshold: float | None = None) -> VerifyResult:
-        """1:1 — is the (largest) face in ``image`` this subject?"""
+        """1:1 — is this subject in ``image``? Answered for the image's face closest to the subject
+        (``face_index`` and ``face_bbox`` say which: 0 = the largest face)."""
         with self.gate.audited("verify", subject) as note:
             res = self._search.verify(image, subject, threshold=threshold)
             note(1, 1, False, "match" if res.match else "no match")

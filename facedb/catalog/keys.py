@@ -11,6 +11,7 @@ from .. import trace
 from ..errors import AlreadyExistsError, NotFoundError
 from .core import CatalogCore
 from .models import ApiKey, AuditEntry, Subject, iso, utcnow
+from .subjects import DELETED_PREFIX
 
 
 def _key_dict(k: ApiKey) -> dict[str, Any]:
@@ -67,20 +68,26 @@ class KeyQueries(CatalogCore):
     def add_audits(self, rows: list[dict[str, Any]]) -> None:
         """Audit rows in one transaction (keys: actor, action, subject, images, faces, outcome,
         detail, optional at). A subject that exists is also recorded by id, so that deleting it
-        can scrub its name from every row, renamed or not."""
+        can scrub its name from every row, renamed or not.
+
+        A name that is not an enrolled subject (a typo, a subject deleted meanwhile, a failed
+        enroll that created nothing) is not recorded at all: no later delete could find and
+        scrub it, and it may be the very name a delete erased."""
         with self.session() as s:
             names = {r["subject"] for r in rows if r.get("subject")}
             ids = dict(s.execute(select(Subject.name, Subject.id).where(Subject.name.in_(names))).all()) if names else {}
-            s.add_all([AuditEntry(actor=r["actor"][:128], action=r["action"],
-                                  subject=r["subject"][:256] if r.get("subject") else None,
+            ids.update({n: None for n in names if n.startswith(DELETED_PREFIX) and n not in ids})
+            s.add_all([AuditEntry(actor=r["actor"][:128], action=r["action"][:32],
+                                  subject=r["subject"][:256] if r.get("subject") in ids else None,
                                   subject_id=ids.get(r["subject"]) if r.get("subject") else None, images=r["images"], faces=r["faces"],
-                                  outcome=r["outcome"], detail=(r.get("detail") or None) and r["detail"][:128],
+                                  outcome=r["outcome"][:16], detail=(r.get("detail") or None) and r["detail"][:128],
                                   **({"at": r["at"]} if r.get("at") else {})) for r in rows])
 
     def audit(self, since: datetime | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        """Audit entries, oldest first (the newest ``limit`` of them)."""
+        """Audit entries in time order, oldest first (the newest ``limit`` of them). Batched
+        entries (searches, refusals) are written after later ones, so the order is by time."""
         with self.session() as s:
-            q = select(AuditEntry).order_by(AuditEntry.id.desc())
+            q = select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
             if since is not None:
                 q = q.where(AuditEntry.at >= since)
             if limit is not None:

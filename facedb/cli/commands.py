@@ -218,9 +218,11 @@ def search(state: State, images: tuple[str, ...], k: int, threshold: float | Non
 @json_option
 @pass_state
 def verify(state: State, image: str, subject: str, threshold: float | None, as_json: bool) -> None:
-    """1:1 check: is the (largest) face in IMAGE the enrolled SUBJECT?
+    """1:1 check: is the enrolled SUBJECT in IMAGE?
 
-    Exit code 0 when it matches, 3 when it does not.
+    Every face in IMAGE is compared; the answer is for the face closest to SUBJECT (its
+    number, largest face first, and its box are printed). Exit code 0 when it matches, 3 when
+    it does not.
 
     \b
     Example:
@@ -233,7 +235,11 @@ def verify(state: State, image: str, subject: str, threshold: float | None, as_j
             emit_json(res.to_dict())
         else:
             verdict = "MATCH" if res.match else "NO MATCH"
-            click.echo(f"{verdict}: {res.image} vs {res.subject}: distance {res.distance:.3f} "
+            where = ""
+            if res.face_index is not None and res.face_bbox is not None:
+                box = ",".join(f"{v:.0f}" for v in res.face_bbox)
+                where = f" (face {res.face_index + 1} of {res.faces_in_image} [{box}])"
+            click.echo(f"{verdict}: {res.image}{where} vs {res.subject}: distance {res.distance:.3f} "
                        f"(threshold {res.threshold:.3f}, closest sample {res.matched_image})")
         if not res.match:
             sys.exit(EXIT_PARTIAL)

@@ -26,6 +26,8 @@ Scope = Literal["read", "write", "admin"]
 SCOPES: tuple[Scope, ...] = ("read", "write", "admin")
 KEY_PREFIX = "fdb_"
 LOCAL_ACTOR = "local"
+#: The actor of a request refused for want of a valid key (the key presented is never recorded).
+ANONYMOUS_ACTOR = "(no valid key)"
 
 log = logging.getLogger(__name__)
 _actor: ContextVar[str] = ContextVar("facedb_actor", default=LOCAL_ACTOR)
@@ -71,8 +73,9 @@ def current_actor() -> str:
 
 
 #: Actions whose audit entries are written in batches: they come by the hundred and never name a
-#: subject (so a delete never has to scrub one that is not written yet). Each keeps its own time.
-BATCHED_ACTIONS = frozenset({"search"})
+#: subject (so a delete never has to scrub one that is not written yet). Each keeps its own time
+#: (and the trail is read in time order). ``refused``: a 401 or 403 answered by the server.
+BATCHED_ACTIONS = frozenset({"search", "refused"})
 FLUSH_EVERY_S = 0.5
 FLUSH_AT = 200
 
@@ -96,7 +99,9 @@ class Gatekeeper:
             raise AuthError("unknown or revoked API key")
         name, scope, _ = found
         if not allows(scope, need):
-            raise ForbiddenError(f"API key {name!r} has scope {scope!r}; this call needs {need!r}")
+            exc = ForbiddenError(f"API key {name!r} has scope {scope!r}; this call needs {need!r}")
+            exc.key_name = name  # type: ignore[attr-defined]  # who was refused, for the audit trail
+            raise exc
         return name, scope
 
     @contextmanager
@@ -120,12 +125,12 @@ class Gatekeeper:
         self.record(action, entry["subject"], entry["images"], entry["faces"], entry["outcome"], entry["detail"])
 
     def record(self, action: str, subject: str | None = None, images: int = 0, faces: int = 0,
-               outcome: str = "ok", detail: str | None = None) -> None:
+               outcome: str = "ok", detail: str | None = None, actor: str | None = None) -> None:
         """Append one audit entry; never fails the call it describes (a failure is logged).
 
         Searches are written in batches (within ``FLUSH_EVERY_S``, and at ``flush``): one
         commit per search would cost more than the search's own database work."""
-        row = {"actor": current_actor(), "action": action, "subject": subject, "images": images, "faces": faces,
+        row = {"actor": actor or current_actor(), "action": action, "subject": subject, "images": images, "faces": faces,
                "outcome": outcome, "detail": detail, "at": utcnow()}
         if action not in BATCHED_ACTIONS:
             self._write([row])

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from ..errors import OverloadedError
-from ..operations.gatekeeper import LOCAL_ACTOR, Gatekeeper, Scope
+from ..errors import AuthError, OverloadedError
+from ..operations.gatekeeper import ANONYMOUS_ACTOR, LOCAL_ACTOR, Gatekeeper, Scope
 from ..wording import plural
 
 
@@ -51,7 +51,12 @@ class KeyCheck:
             header = request.headers.get("authorization", "")
             scheme, _, key = header.partition(" ")
             presented = key.strip() if scheme.lower() == "bearer" else None
-            name, scope = await run_in_threadpool(self.gate.authenticate, presented, need)
+            try:
+                name, scope = await run_in_threadpool(self.gate.authenticate, presented, need)
+            except AuthError as exc:
+                route = getattr(request.scope.get("route"), "path", None) or "(unmatched)"
+                await run_in_threadpool(self._record_refusal, f"{request.method} {route}", exc)
+                raise
             now = time.monotonic()
             if now - self._touched.get(name, -1e9) > self.TOUCH_EVERY_S:
                 self._touched[name] = now
@@ -59,6 +64,13 @@ class KeyCheck:
             return Caller(name, False, scope)
 
         return dependency
+
+    def _record_refusal(self, where: str, exc: AuthError) -> None:
+        """Audit a 401 or 403: the method and route *template* (the raw path may hold a subject
+        name) and, for a 403, the key's name; never the key, nor any part of it. Batched: a
+        client trying keys costs no commit per try."""
+        self.gate.record("refused", actor=getattr(exc, "key_name", None) or ANONYMOUS_ACTOR,
+                         outcome=exc.kind, detail=where)
 
 
 class Admission:
