@@ -27,8 +27,8 @@ def crops(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, tup
 
 def _variant(src: Path, dst: Path) -> Path:
     """Another file of the same face (other bytes, so not a duplicate)."""
-    Image.open(src).convert("RGB").resize((int(Image.open(src).width * 1.1), int(Image.open(src).height * 1.1))
-                                          ).save(dst, quality=90)
+    with Image.open(src) as im:
+        im.convert("RGB").resize((int(im.width * 1.1), int(im.height * 1.1))).save(dst, quality=90)
     return dst
 
 

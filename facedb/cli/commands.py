@@ -133,12 +133,13 @@ def _read_inputs(images: tuple[str, ...], paths_from: str | None) -> list[Any]:
     inputs: list[Any] = []
     for img in images:
         if img == "-":
-            inputs.append(click.open_file("-", "rb").read())
+            with click.open_file("-", "rb") as stdin:  # stdin itself is left open
+                inputs.append(stdin.read())
         else:
             inputs.append(img)
     if paths_from:
-        stream = click.open_file(paths_from, "r", encoding="utf-8")
-        inputs.extend(line.rstrip("\n") for line in stream if line.strip())
+        with click.open_file(paths_from, "r", encoding="utf-8") as stream:
+            inputs.extend(line.rstrip("\n") for line in stream if line.strip())
     return inputs
 
 
