@@ -52,6 +52,7 @@ def test_import_quiet_prints_nothing_on_success(tmp_path: Path, crops: dict) -> 
     code, out, err = run_cli(tmp_path / "home", "import", str(root), "-q")
     assert (code, out, err) == (0, "", "")
     assert sorted(s["name"] for s in run_json(tmp_path / "home", "subjects")) == ["person1", "person2"]
+    assert run_cli(tmp_path / "home", "enroll", "person4", str(crops["person4"][0]), "-q") == (0, "", "")
     # A failure is still listed (and the exit code says so): quiet is not silent about losses.
     (root / "person3").mkdir()
     (root / "person3" / "bad.jpg").write_bytes(b"not an image")
