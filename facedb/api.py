@@ -51,6 +51,7 @@ from .operations.maintenance import Maintenance
 from .operations.migrate import MigrateReport
 from .operations.search import By, ImageInput, Scoring, Searcher
 from .store.stores import CollectionStore, Store
+from .wording import plural
 
 ProgressFn = Callable[[int], None]
 PathLike = str | os.PathLike[str]
@@ -270,11 +271,12 @@ class FaceDB:
             rep = self._search.search(images, k=k, threshold=threshold, by=by, reference=reference, scoring=scoring)
             faces = [f for r in rep.results for f in r.faces]
             note(len(rep.results), len(faces), bool(rep.n_failed),
-                 f"named {sum(f.identity is not None for f in faces)} of {len(faces)} faces")
+                 f"named {sum(f.identity is not None for f in faces)} of {plural(len(faces), 'face')}")
         return rep
 
     def verify(self, image: ImageInput, subject: str, *, threshold: float | None = None) -> VerifyResult:
-        """1:1 — is the (largest) face in ``image`` this subject?"""
+        """1:1 — is this subject in ``image``? Answered for the image's face closest to the subject
+        (``face_index`` and ``face_bbox`` say which: 0 = the largest face)."""
         subject = normalize_subject_name(subject)
         with self._audited("verify", subject) as note:
             res = self._search.verify(image, subject, threshold=threshold)

@@ -43,8 +43,17 @@ from .contract.models import (
     VacuumReport,
     VerifyResult,
 )
-from .contract.names import subject_from_filename, validate_subject_name
-from .contract.requests import AuditQuery, CollectionCreateBody, EnrollOptions, KeyCreateBody, RenameBody, SearchOptions, VerifyOptions, parse
+from .contract.names import validate_subject_name
+from .contract.requests import (
+    AuditQuery,
+    CollectionCreateBody,
+    EnrollOptions,
+    KeyCreateBody,
+    RenameBody,
+    SearchOptions,
+    VerifyOptions,
+    parse,
+)
 from .errors import FacedbError, ImageError, TooLargeError, UnavailableError, error_from
 from .store.sockets import server_listening
 
@@ -265,7 +274,11 @@ class Client:
         except TooLargeError as exc:
             if len(chunk) == 1:
                 key, up = chunk[0]
-                yield key, FailedItem(path=up.name, reason="too_large", message=f"{up.name}: {exc}")
+                # The server's message names the file already (``name: over ...``): once is enough.
+                msg = str(exc)
+                if not msg.startswith(f"{files.display_name(up.name)}: "):
+                    msg = f"{files.display_name(up.name)}: {msg}"
+                yield key, FailedItem(path=up.name, reason="too_large", message=msg)
                 return
             half = len(chunk) // 2
             yield from self._post_images(path, field, chunk[:half], data)
@@ -337,25 +350,8 @@ class Client:
     def import_dir(self, root: str | os.PathLike[str], *, name_from: NameFrom = "dir", multi_face: MultiFace = "largest",
                    progress: ProgressFn | None = None, quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR
                    ) -> ImportReport:
-        base = Path(root)
-        if not base.is_dir():
-            raise FacedbError(f"{base}: not a directory")
-        groups: dict[str, list[Path]] = {}
-        loose: list[FailedItem] = []
-        if name_from == "dir":
-            for child in sorted(base.iterdir()):
-                if child.name.startswith("."):
-                    continue
-                if child.is_dir() and not child.is_symlink():
-                    groups.setdefault(child.name, []).extend(files.iter_image_files([child]))
-                else:
-                    loose.append(FailedItem(path=str(child), reason="no_subject",
-                                            message=f"{child}: not inside a subject folder (expected {base}/<subject>/<image>)"))
-        elif name_from == "prefix":
-            for p in files.iter_image_files([base]):
-                groups.setdefault(subject_from_filename(p.name), []).append(p)
-        else:
-            raise FacedbError(f"--name-from must be 'dir' or 'prefix', not {name_from!r}")
+        groups, skipped = files.group_subject_files(root, name_from)
+        loose = [FailedItem(path=s.path, reason=s.reason, message=s.message) for s in skipped]
         out = ImportReport(pack=self.pack_name, failed=loose)
         for subject, paths in groups.items():
             try:

@@ -92,6 +92,20 @@ def resolve_settings(
     )
 
 
+def private_umask() -> None:
+    """Make every file this process creates from now on private to its owner (umask 077 added
+    to the current one).
+
+    A chmod after the fact (``make_private_tree``) is not enough: while ``facedb serve`` (or a
+    library user) keeps a home open, SQLite creates its ``-wal``/``-shm`` files and Chroma new
+    segment folders and files, from threads facedb does not control, with the process umask
+    (022 by default: 0644 files, 0755 folders, readable by every user of the machine). Face
+    data is biometric, so the umask is set where facedb opens a home; it is process-wide and
+    stays set (restoring it while another thread creates a file would race)."""
+    current = os.umask(0o077)
+    os.umask(current | 0o077)
+
+
 def ensure_private_dir(path: Path) -> None:
     """Create ``path`` (and parents) and make it readable by its owner only."""
     path.mkdir(parents=True, exist_ok=True)

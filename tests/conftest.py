@@ -257,3 +257,4 @@ def chroma_client(chroma_server: ChromaServer) -> Iterator[Any]:
             for c in fresh.list_collections():
                 if c.name not in before:
                     fresh.delete_collection(c.name)
+        chroma_server.close_clients()

@@ -96,7 +96,7 @@ def test_bad_files_fail_alone_and_nothing_is_lost(enrolled: Path, group: dict, t
     failures = run_json(enrolled, "failures", "--subject", "tom")
     assert {Path(f["path"]).name: f["reason"] for f in failures} == reasons
     code, out, _ = run_cli(enrolled, "enroll", "tom", str(mixed))
-    assert code == 3 and "[no_face]" in out and "1 duplicates skipped" in out
+    assert code == 3 and "[no_face]" in out and "1 duplicate skipped" in out
 
 
 def test_search_empty_database_and_bad_probe(tmp_path: Path, group: dict) -> None:

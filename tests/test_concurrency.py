@@ -289,6 +289,12 @@ def _start_holder(home: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
+def _close_pipes(proc: subprocess.Popen[bytes]) -> None:
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
 @pytest.fixture()
 def small_home(tmp_path: Path, people: dict[str, list[Path]]) -> Path:
     home = tmp_path / "home"
@@ -330,6 +336,8 @@ def test_held_lock_makes_search_busy_then_it_succeeds(small_home: Path, people: 
             if p is not None and p.poll() is None:
                 p.kill()
                 p.wait()
+            if p is not None:
+                _close_pipes(p)
     # The holder is gone: the lock is free at once.
     proc = run_process(small_home, "--lock-timeout", "1", "subjects", "--json", timeout=60)
     assert proc.returncode == 0, proc.stderr.decode()
@@ -344,6 +352,7 @@ def test_sigkill_of_the_holder_releases_the_lock(small_home: Path, people: dict[
     finally:
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait(timeout=30)
+        _close_pipes(holder)
     assert holder.returncode == -signal.SIGKILL
     proc = run_process(small_home, "--lock-timeout", "2", "search", str(people["person2"][1]), "--json",
                        timeout=60)

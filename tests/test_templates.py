@@ -104,7 +104,7 @@ def test_check_finds_a_stale_template_and_repair_recomputes_it(db: Any, people: 
     report = db.check()
     assert report.stale_templates == [sid] and not report.clean
     fixed = db.check(repair=True)
-    assert fixed.repaired and any("templates" in r for r in fixed.repairs)
+    assert fixed.repaired and any("recomputed 1 template" in r for r in fixed.repairs)
     assert db.check().clean
     assert db.search([people["person1"][3]]).results[0].faces[0].identity == "person1"
 

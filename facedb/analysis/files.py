@@ -119,6 +119,81 @@ def iter_image_files(paths: list[str | os.PathLike[str]]) -> list[Path]:
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """An entry of an import root that is not imported, and why (``reason`` is a stable code)."""
+
+    path: str
+    reason: str
+    message: str
+
+
+def group_subject_files(root: str | os.PathLike[str], name_from: str = "dir"
+                        ) -> tuple[dict[str, list[Path]], list[Skipped]]:
+    """The image files of an import root by subject, and the entries that are not imported.
+
+    ``name_from="dir"``: ``root/<subject>/<images>``; a subject folder may be a symbolic link
+    (people keep their photos elsewhere and link them in), and so may the files inside it. Each
+    real folder is imported once: a link to the root or to a folder above it (a loop), or a
+    second link to a folder already imported, is reported (``symlink_loop``,
+    ``duplicate_folder``) instead of walked again. ``name_from="prefix"``: a flat folder, the
+    subject is the file name up to the first dot or a trailing ``_NNNN``.
+
+    One function for the local import and the thin client (it imports nothing heavy), so the
+    two group a folder the same way.
+    """
+    from ..contract.names import subject_from_filename
+    from ..errors import FacedbError
+
+    base = Path(root)
+    if not base.is_dir():
+        raise FacedbError(f"{display_name(base)}: not a directory")
+    groups: dict[str, list[Path]] = {}
+    skipped: list[Skipped] = []
+    if name_from == "prefix":
+        for p in iter_image_files([base]):
+            groups.setdefault(subject_from_filename(p.name), []).append(p)
+        return groups, skipped
+    if name_from != "dir":
+        raise FacedbError(f"--name-from must be 'dir' or 'prefix', not {name_from!r}")
+    real_root = os.path.realpath(base)
+    children = [c for c in sorted(base.iterdir()) if not c.name.startswith(".")]
+    # Real folders first, so a link to one of them is the copy that is reported, whatever the names.
+    children.sort(key=lambda c: c.is_symlink())
+    seen: dict[str, Path] = {}
+    for child in children:
+        shown = display_name(child)
+        try:
+            is_dir = child.is_dir()
+            real = os.path.realpath(child) if is_dir else ""
+        except (OSError, ValueError):
+            is_dir, real = False, ""
+        if not is_dir:
+            skipped.append(Skipped(str(child), "no_subject",
+                                   f"{shown}: not inside a subject folder (expected {display_name(base)}/<subject>/<image>)"))
+            continue
+        if real == real_root or _inside(real_root, real):
+            skipped.append(Skipped(str(child), "symlink_loop",
+                                   f"{shown}: a symbolic link to {display_name(real)}, which holds the import "
+                                   "folder itself (a loop): not imported"))
+            continue
+        overlap = next((seen[r] for r in seen if r == real or _inside(real, r) or _inside(r, real)), None)
+        if overlap is not None:
+            skipped.append(Skipped(str(child), "duplicate_folder",
+                                   f"{shown}: a symbolic link to {display_name(real)}, which is (or holds, or is "
+                                   f"inside) the folder of {display_name(overlap)}: its images are imported once, "
+                                   "as that subject"))
+            continue
+        seen[real] = child
+        groups.setdefault(child.name, []).extend(iter_image_files([child]))
+    return dict(sorted(groups.items())), skipped
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Whether real path ``path`` is strictly below real path ``folder``."""
+    return path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+@dataclass(frozen=True)
 class Upload:
     """Image bytes that arrived without a file facedb may open: a server upload, or stdin.
 

@@ -11,6 +11,7 @@ from .. import trace
 from ..errors import AlreadyExistsError, NotFoundError
 from .core import DEFAULT_COLLECTION, CatalogCore
 from .models import ApiKey, AuditEntry, Collection, Subject, iso, utcnow
+from .subjects import DELETED_PREFIX
 
 
 def _key_dict(k: ApiKey) -> dict[str, Any]:
@@ -70,7 +71,11 @@ class KeyQueries(CatalogCore):
         """Audit rows in one transaction (keys: actor, action, subject, images, faces, outcome,
         detail, optional at and collection). A subject that exists is also recorded by id (a
         name is looked up in the row's collection), so that deleting it can scrub its name from
-        every row, renamed or not."""
+        every row, renamed or not.
+
+        A name that is not an enrolled subject of that collection (a typo, a subject deleted
+        meanwhile, a failed enroll that created nothing) is not recorded at all: no later delete
+        could find and scrub it, and it may be the very name a delete erased."""
         with self.session() as s:
             names = {r["subject"] for r in rows if r.get("subject")}
             ids: dict[tuple[str, str], int] = {}
@@ -78,17 +83,25 @@ class KeyQueries(CatalogCore):
                 q = (select(Collection.name, Subject.name, Subject.id).join(Collection, Collection.id == Subject.collection_id)
                      .where(Subject.name.in_(names)))
                 ids = {(c, n): int(i) for c, n, i in s.execute(q)}
-            s.add_all([AuditEntry(actor=r["actor"][:128], action=r["action"], collection=r.get("collection"),
-                                  subject=r["subject"][:256] if r.get("subject") else None,
-                                  subject_id=ids.get((r.get("collection") or DEFAULT_COLLECTION, r["subject"]))
-                                  if r.get("subject") else None, images=r["images"], faces=r["faces"],
-                                  outcome=r["outcome"], detail=(r.get("detail") or None) and r["detail"][:128],
+
+            def where(r: dict[str, Any]) -> tuple[str, str]:
+                return (r.get("collection") or DEFAULT_COLLECTION, r["subject"])
+
+            def kept(r: dict[str, Any]) -> bool:
+                return bool(r.get("subject")) and (where(r) in ids or r["subject"].startswith(DELETED_PREFIX))
+
+            s.add_all([AuditEntry(actor=r["actor"][:128], action=r["action"][:32], collection=r.get("collection"),
+                                  subject=r["subject"][:256] if kept(r) else None,
+                                  subject_id=ids.get(where(r)) if r.get("subject") else None, images=r["images"],
+                                  faces=r["faces"], outcome=r["outcome"][:16],
+                                  detail=(r.get("detail") or None) and r["detail"][:128],
                                   **({"at": r["at"]} if r.get("at") else {})) for r in rows])
 
     def audit(self, since: datetime | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        """Audit entries, oldest first (the newest ``limit`` of them)."""
+        """Audit entries in time order, oldest first (the newest ``limit`` of them). Batched
+        entries (searches, refusals) are written after later ones, so the order is by time."""
         with self.session() as s:
-            q = select(AuditEntry).order_by(AuditEntry.id.desc())
+            q = select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
             if since is not None:
                 q = q.where(AuditEntry.at >= since)
             if limit is not None:

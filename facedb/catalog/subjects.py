@@ -12,10 +12,12 @@ from ..errors import AlreadyExistsError, NotFoundError
 from .models import AuditEntry, Face, Failure, Image, PendingDelete, Subject, iso
 from .templates import TemplateQueries
 
+DELETED_PREFIX = "deleted subject #"
+
 
 def deleted_label(subject_id: int) -> str:
     """What the audit trail calls a subject once it is deleted."""
-    return f"deleted subject #{subject_id}"
+    return f"{DELETED_PREFIX}{subject_id}"
 
 
 def failure_dict(f: Failure) -> dict[str, Any]:
@@ -117,6 +119,9 @@ class SubjectQueries(TemplateQueries):
                 (AuditEntry.collection == self.collection) | AuditEntry.collection.is_(None))
             s.execute(update(AuditEntry).where(or_(AuditEntry.subject_id == sub.id, same_name))
                       .values(subject=deleted_label(sub.id), detail=None))
+            # The name in any other row's text (another subject's "renamed from <name>"): gone too.
+            s.execute(update(AuditEntry).where(AuditEntry.detail.contains(name, autoescape=True))
+                      .values(detail=None))
             n_images = s.scalar(select(func.count(Image.id)).where(Image.subject_id == sub.id)) or 0
             rows = s.execute(select(Face.id, Face.model).where(Face.subject_id == sub.id)).all()
             by_model = _by_model(rows)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from ..config import DEFAULT_PACK
 from ..errors import FacedbError
 
 if TYPE_CHECKING:
@@ -193,8 +194,8 @@ class _NoBar:
 @click.option("--db-url", envvar="FACEDB_DB_URL",
               help="SQLAlchemy URL of the catalog [env FACEDB_DB_URL; default: SQLite file in the home].")
 @click.option("--pack", envvar="FACEDB_PACK",
-              help="Model pack: sface (default, offline), buffalo_l, buffalo_s, antelopev2, or a directory "
-                   "of InsightFace ONNX files [env FACEDB_PACK].")
+              help=f"Model pack: {DEFAULT_PACK} (default, offline), sface, buffalo_l, buffalo_s, antelopev2, or a "
+                   "directory of InsightFace ONNX files [env FACEDB_PACK].")
 @click.option("--models-dir", type=click.Path(file_okay=False), envvar="FACEDB_MODELS_DIR",
               help="Root of InsightFace packs (<dir>/models/<pack>/) [env FACEDB_MODELS_DIR; default ~/.insightface].")
 @click.option("--lock-timeout", type=float, envvar="FACEDB_LOCK_TIMEOUT", show_default=True,

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from ..wording import plural
+
 if TYPE_CHECKING:
     from ..contract.backend import MultiFace, NameFrom
 
@@ -33,9 +35,14 @@ def options(model: type[M], **values: Any) -> M:
 
 # -- enroll / import -------------------------------------------------------------------
 
-def _print_enroll(rep: Any) -> None:
-    click.echo(f"{rep.subject}: {rep.enrolled} enrolled, {rep.duplicates} duplicates skipped, "
-               f"{len(rep.failed)} failed")
+QUIET_HELP = "No progress bar and no summary: only the inputs that failed are listed (the exit code tells)."
+
+
+def _print_enroll(rep: Any, quiet: bool = False) -> None:
+    """One line per subject, then its failures; with ``quiet`` only the failures."""
+    if not quiet:
+        click.echo(f"{rep.subject}: {rep.enrolled} enrolled, {plural(rep.duplicates, 'duplicate')} skipped, "
+                   f"{len(rep.failed)} failed")
     for f in rep.failed:
         click.echo(f"  failed [{f.reason}] {f.message}")
 
@@ -57,7 +64,7 @@ def _run_ingest(state: State, quiet: bool, workers: int | None, total: int, labe
                    "name=value pairs, or 'off'.")
 @click.option("--metadata", help='JSON object stored with the subject, e.g. \'{"team": "blue"}\'.')
 @click.option("--workers", type=click.IntRange(1, 64), help="Worker processes for detection [default: cores].")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP)
 @json_option
 @pass_state
 def enroll(state: State, name: str, paths: tuple[str, ...], multi_face: MultiFace, min_quality: str,
@@ -84,7 +91,7 @@ def enroll(state: State, name: str, paths: tuple[str, ...], multi_face: MultiFac
             emit_json({"pack": state.backend().pack_name, "subjects": [rep.to_dict()],
                        "enrolled": rep.enrolled, "duplicates": rep.duplicates, "n_failed": len(rep.failed)})
         else:
-            _print_enroll(rep)
+            _print_enroll(rep, quiet)
         if rep.failed:
             sys.exit(EXIT_PARTIAL)
 
@@ -100,7 +107,7 @@ def enroll(state: State, name: str, paths: tuple[str, ...], multi_face: MultiFac
               help="Refuse faces below this quality floor (low_quality): 'default' (eye_px=12,blur=10,raw_norm=7), "
                    "name=value pairs, or 'off'.")
 @click.option("--workers", type=click.IntRange(1, 64), help="Worker processes for detection [default: cores].")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP)
 @json_option
 @pass_state
 def import_(state: State, directory: str, name_from: NameFrom, multi_face: MultiFace, min_quality: str,
@@ -113,11 +120,11 @@ def import_(state: State, directory: str, name_from: NameFrom, multi_face: Multi
       facedb import yalefaces/ --name-from prefix
     """
     with handle_errors(as_json):
-        from ..analysis.files import iter_image_files
+        from ..analysis.files import group_subject_files
         from ..contract.requests import EnrollOptions
 
         opts = options(EnrollOptions, multi_face=multi_face, quality_floor=min_quality)
-        total = len(iter_image_files([directory]))
+        total = sum(len(paths) for paths in group_subject_files(directory, name_from)[0].values())
         rep = _run_ingest(state, quiet, workers, total, "importing",
                           lambda db, cb: db.import_dir(directory, name_from=name_from, multi_face=opts.multi_face,
                                                        progress=cb, quality_floor=opts.floor))
@@ -125,11 +132,12 @@ def import_(state: State, directory: str, name_from: NameFrom, multi_face: Multi
             emit_json(rep.to_dict())
         else:
             for s in rep.subjects:
-                _print_enroll(s)
+                _print_enroll(s, quiet)
             for f in rep.failed:
                 click.echo(f"failed [{f.reason}] {f.message}")
-            click.echo(f"total: {rep.enrolled} enrolled, {rep.duplicates} duplicates skipped, "
-                       f"{rep.n_failed} failed, {len(rep.subjects)} subjects")
+            if not quiet:
+                click.echo(f"total: {rep.enrolled} enrolled, {plural(rep.duplicates, 'duplicate')} skipped, "
+                           f"{rep.n_failed} failed, {plural(len(rep.subjects), 'subject')}")
         if rep.n_failed:
             sys.exit(EXIT_PARTIAL)
 
@@ -140,13 +148,18 @@ def _read_inputs(images: tuple[str, ...], paths_from: str | None) -> list[Any]:
     inputs: list[Any] = []
     for img in images:
         if img == "-":
-            inputs.append(_once("stdin", lambda: click.open_file("-", "rb").read()))
+            def read_stdin() -> bytes:
+                with click.open_file("-", "rb") as stdin:  # stdin itself is left open
+                    data: bytes = stdin.read()
+                return data
+
+            inputs.append(_once("stdin", read_stdin))
         else:
             inputs.append(img)
     if paths_from:
         def lines() -> list[str]:
-            stream = click.open_file(paths_from, "r", encoding="utf-8")
-            return [line.rstrip("\n") for line in stream if line.strip()]
+            with click.open_file(paths_from, "r", encoding="utf-8") as stream:
+                return [line.rstrip("\n") for line in stream if line.strip()]
 
         inputs.extend(_once(f"paths-from:{paths_from}", lines))
     return inputs
@@ -239,9 +252,11 @@ def search(state: State, images: tuple[str, ...], k: str, threshold: str | None,
 @json_option
 @pass_state
 def verify(state: State, image: str, subject: str, threshold: str | None, as_json: bool) -> None:
-    """1:1 check: is the (largest) face in IMAGE the enrolled SUBJECT?
+    """1:1 check: is the enrolled SUBJECT in IMAGE?
 
-    Exit code 0 when it matches, 3 when it does not.
+    Every face in IMAGE is compared; the answer is for the face closest to SUBJECT (its
+    number, largest face first, and its box are printed). Exit code 0 when it matches, 3 when
+    it does not.
 
     \b
     Example:
@@ -257,7 +272,11 @@ def verify(state: State, image: str, subject: str, threshold: str | None, as_jso
             emit_json(res.to_dict())
         else:
             verdict = "MATCH" if res.match else "NO MATCH"
-            click.echo(f"{verdict}: {res.image} vs {res.subject}: distance {res.distance:.3f} "
+            where = ""
+            if res.face_index is not None and res.face_bbox is not None:
+                box = ",".join(f"{v:.0f}" for v in res.face_bbox)
+                where = f" (face {res.face_index + 1} of {res.faces_in_image} [{box}])"
+            click.echo(f"{verdict}: {res.image}{where} vs {res.subject}: distance {res.distance:.3f} "
                        f"(threshold {res.threshold:.3f}, closest sample {res.matched_image})")
         if not res.match:
             sys.exit(EXIT_PARTIAL)
@@ -290,7 +309,7 @@ def delete(state: State, subject: str, yes: bool, vacuum: bool, as_json: bool) -
         if as_json:
             emit_json(rep.to_dict())
         else:
-            click.echo(f"deleted {rep.subject}: {rep.images} images, {rep.faces} faces"
+            click.echo(f"deleted {rep.subject}: {plural(rep.images, 'image')}, {plural(rep.faces, 'face')}"
                        + (" (stores vacuumed)" if vacuum else ""))
 
 
@@ -330,8 +349,8 @@ def subjects(state: State, as_json: bool) -> None:
             emit_json([r.to_dict() for r in rows])
         else:
             for r in rows:
-                click.echo(f"{r.name:<32} {r.images:>5} images {r.faces:>5} faces")
-            click.echo(f"{len(rows)} subjects")
+                click.echo(f"{r.name:<32} {plural(r.images, 'image ', 'images', 5)} {plural(r.faces, 'face', width=5)}")
+            click.echo(plural(len(rows), "subject"))
 
 
 @cli.command()
@@ -379,7 +398,7 @@ def failures(state: State, subject: str | None, reason: str | None, as_json: boo
         else:
             for r in rows:
                 click.echo(f"[{r.reason}] {r.subject}: {r.message}")
-            click.echo(f"{len(rows)} failures")
+            click.echo(plural(len(rows), "failure"))
 
 
 @cli.command()
@@ -420,15 +439,16 @@ def check(state: State, repair: bool, as_json: bool) -> None:
         if as_json:
             emit_json(rep.to_dict())
         else:
-            click.echo(f"pack {rep.pack}: catalog {rep.catalog_faces} faces, index {rep.index_faces} vectors")
+            click.echo(f"pack {rep.pack}: catalog {plural(rep.catalog_faces, 'face')}, index "
+                       f"{plural(rep.index_faces, 'vector')}")
             if rep.clean:
-                click.echo(f"clean: catalog and index agree; {rep.reach_checked} faces each found by "
-                           "a search with their own vector")
+                click.echo(f"clean: catalog and index agree; {plural(rep.reach_checked, 'face')} each found by "
+                           "a search with its own vector")
             else:
                 click.echo(f"drift: {len(rep.missing_from_index)} missing from index, "
-                           f"{len(rep.orphans_in_index)} orphans in index, {rep.pending_index} not yet indexed, "
-                           f"{rep.pending_deletes} pending deletes, {len(rep.unreachable_in_index)} of "
-                           f"{rep.reach_checked} checked unreachable by search, {len(rep.stale_templates)} stale templates"
+                           f"{plural(len(rep.orphans_in_index), 'orphan')} in index, {rep.pending_index} not yet indexed, "
+                           f"{plural(rep.pending_deletes, 'pending delete')}, {len(rep.unreachable_in_index)} of "
+                           f"{rep.reach_checked} checked unreachable by search, {plural(len(rep.stale_templates), 'stale template')}"
                            + (f", index error: {rep.index_error}" if rep.index_error else ""))
                 click.echo("repaired from the catalog" if rep.repaired else "run `facedb check --repair` to fix")
         if not rep.clean and not rep.repaired:
@@ -450,7 +470,7 @@ def vacuum(state: State, as_json: bool) -> None:
         if as_json:
             emit_json(res.to_dict())
         else:
-            click.echo(f"vacuumed: {res.bytes_before} -> {res.bytes_after} bytes")
+            click.echo(f"vacuumed: {res.bytes_before} -> {plural(res.bytes_after, 'byte')}")
 
 
 @cli.command()
@@ -473,7 +493,7 @@ def reindex(state: State, quiet: bool, as_json: bool) -> None:
         if as_json:
             emit_json(res.to_dict())
         else:
-            click.echo(f"{res.pack}: {res.reindexed} images re-embedded, {len(res.failed)} failed")
+            click.echo(f"{res.pack}: {plural(res.reindexed, 'image')} re-embedded, {len(res.failed)} failed")
             for f in res.failed:
                 click.echo(f"  failed [{f.reason}] {f.message}")
         if res.failed:
@@ -497,7 +517,7 @@ def packs(state: State, as_json: bool) -> None:
         else:
             for r in rows:
                 mark = "*" if r.active else " "
-                click.echo(f"{mark} {r.name:<12} {r.faces:>7} faces  {r.description}")
+                click.echo(f"{mark} {r.name:<12} {plural(r.faces, 'face ', 'faces', 7)}  {r.description}")
 
 
 
@@ -527,7 +547,7 @@ def migrate(state: State, to_db_url: str | None, to_chroma_url: str | None, to_h
             emit_json(rep.to_dict())
         else:
             rows = ", ".join(f"{n} {t}" for t, n in rep.rows.items() if n)
-            click.echo(f"copied {rows} to {rep.target_catalog}; indexed {rep.indexed_faces} faces in "
+            click.echo(f"copied {rows} to {rep.target_catalog}; indexed {plural(rep.indexed_faces, 'face')} in "
                        f"{rep.target_index} ({rep.seconds:.1f} s)")
             click.echo("check: clean" if rep.check and rep.check.clean else "check: NOT clean (see --json)")
         if not (rep.check and rep.check.clean):
@@ -558,7 +578,7 @@ def chroma_clean(folder: str, as_json: bool) -> None:
         if as_json:
             emit_json(rep.to_dict())
         else:
-            click.echo(f"cleaned {folder}: {rep.bytes_before} -> {rep.bytes_after} bytes")
+            click.echo(f"cleaned {folder}: {rep.bytes_before} -> {plural(rep.bytes_after, 'byte')}")
 
 
 @cli.command("models", hidden=True)

@@ -5,6 +5,7 @@ from typing import Any
 
 import click
 
+from ..wording import plural
 from . import State, cli, emit_json, handle_errors, json_option, pass_state, progress_bar
 
 
@@ -90,11 +91,12 @@ def _print_eval(r: dict[str, Any]) -> None:
     def pct(x: float | None) -> str:
         return "n/a" if x is None else f"{100 * x:.2f} %"
 
-    click.echo(f"{r['dataset']}: {r['images']} images, {r['subjects']} subjects, {r['faces_found']} faces found; "
+    click.echo(f"{r['dataset']}: {plural(r['images'], 'image')}, {plural(r['subjects'], 'subject')}, "
+               f"{plural(r['faces_found'], 'face')} found; "
                f"pack {r['pack']}, threshold {r['threshold']:.3f}")
     if r["failures"]:
         click.echo("failures: " + ", ".join(f"{k} {v}" for k, v in r["failures"].items()))
-    click.echo(f"time per image: {1000 * r['seconds_per_image']:.1f} ms ({r['workers']} workers)")
+    click.echo(f"time per image: {1000 * r['seconds_per_image']:.1f} ms ({plural(r['workers'], 'worker')})")
     t = r["tutorial"]
     click.echo(f"tutorial protocol ({t['splits']} splits): precision@1 {pct(t['precision_at_1'])}, "
                f"precision@2 {pct(t['precision_at_2'])}")

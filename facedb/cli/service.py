@@ -1,13 +1,9 @@
 """Service commands: ``serve`` (the HTTP server), ``keys`` (its API keys) and ``audit``."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import click
 
-if TYPE_CHECKING:
-    pass
-
+from ..wording import plural
 from . import State, cli, emit_json, handle_errors, json_option, pass_state
 
 
@@ -16,9 +12,9 @@ from . import State, cli, emit_json, handle_errors, json_option, pass_state
               help="Address to listen on (keep it loopback or private: put a TLS proxy in front otherwise).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="TCP port (0: any free one).")
 @click.option("--max-file-mb", type=click.FloatRange(0.01), default=20, show_default=True,
-              help="Largest uploaded image (413 above).")
+              help="Largest uploaded image, in MiB (413 above).")
 @click.option("--max-request-mb", type=click.FloatRange(0.01), default=64, show_default=True,
-              help="Largest request body (413 above).")
+              help="Largest request body, in MiB (413 above).")
 @click.option("--queue", type=click.IntRange(1, 4096), default=32, show_default=True,
               help="Heavy requests (search, enroll, maintenance) in progress at once; more get 503 + Retry-After.")
 @click.option("--grace", type=click.FloatRange(0), default=30, show_default=True,
@@ -131,7 +127,7 @@ def keys_list(state: State, as_json: bool) -> None:
             status = "active" if r.active else f"revoked {r.revoked_at}"
             limit = f" collection {r.collection}" if r.collection else ""
             click.echo(f"{r.name:<24} {r.scope:<6} {status:<40} last used {r.last_used_at or 'never'}{limit}")
-        click.echo(f"{len(rows)} keys")
+        click.echo(plural(len(rows), "key"))
 
 
 @keys.command("revoke")
@@ -181,6 +177,6 @@ def audit(state: State, since: str | None, limit: str | None, as_json: bool) -> 
             subject = (f" [{r.collection}]" if r.collection and r.collection != "default" else "") + \
                 (f" {r.subject!r}" if r.subject else "")
             detail = f" ({r.detail})" if r.detail else ""
-            click.echo(f"{r.at}  {r.actor:<16} {r.action:<10}{subject} images {r.images} faces {r.faces} "
+            click.echo(f"{r.at}  {r.actor:<16} {r.action:<10}{subject} {plural(r.images, 'image')} {plural(r.faces, 'face')} "
                        f"{r.outcome}{detail}")
-        click.echo(f"{len(rows)} entries")
+        click.echo(plural(len(rows), "entry"))

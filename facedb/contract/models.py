@@ -202,7 +202,8 @@ class SearchReport(Result):
 
 
 class VerifyResult(Result):
-    """1:1: the distance from the image's largest face to the subject's closest sample."""
+    """1:1: the distance from the image's face that is closest to the subject (every face is
+    compared, so a group photo answers for the right person) to the subject's closest sample."""
 
     image: str
     subject: str
@@ -213,6 +214,10 @@ class VerifyResult(Result):
     face_id: int | None
     matched_image: str | None
     faces_in_image: int
+    #: the face that answered: its box (x1, y1, x2, y2) and its place among the image's faces,
+    #: largest first (0 = the largest)
+    face_bbox: list[float] | None = None
+    face_index: int | None = None
 
 
 class DeleteReport(Result):

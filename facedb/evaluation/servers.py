@@ -488,6 +488,7 @@ class ChromaServer:
         self.log = self.root / f"chroma-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self._clients: list[Any] = []
         _register(self)
 
     @property
@@ -595,10 +596,22 @@ class ChromaServer:
         import chromadb
         from chromadb.config import Settings
 
-        return chromadb.HttpClient(host=HOST, port=self.port,
-                                   settings=Settings(anonymized_telemetry=False, **settings))
+        client = chromadb.HttpClient(host=HOST, port=self.port,
+                                     settings=Settings(anonymized_telemetry=False, **settings))
+        self._clients.append(client)
+        return client
+
+    def close_clients(self) -> None:
+        """Close the clients ``client()`` gave out (and so their HTTP connections)."""
+        from facedb.index.clients import close_client
+
+        clients, self._clients = self._clients, []
+        for client in clients:
+            with contextlib.suppress(Exception):
+                close_client(client)
 
     def cleanup(self) -> None:
+        self.close_clients()
         try:
             self.stop(timeout=10)
         finally:

@@ -26,7 +26,7 @@ from .. import trace
 from ..analysis.engines.base import PackInfo
 from ..errors import IndexCorruptError, ModelError, UnavailableError
 from ..store.faults import crash_point
-from .clients import open_embedded, open_server, unreachable_server
+from .clients import close_client, open_embedded, open_server, unreachable_server
 
 #: HNSW parameters, recorded in every collection's configuration.
 HNSW = {"space": "cosine", "max_neighbors": 32, "ef_construction": 200, "ef_search": 200}
@@ -135,7 +135,7 @@ class ChromaIndex:
         client, self._client = self._client, None
         if client is not None:
             try:
-                client.close()
+                close_client(client)
             except Exception:  # pragma: no cover - a client broken by a damaged index
                 log.debug("closing the Chroma client failed", exc_info=True)
 

@@ -47,6 +47,24 @@ def open_server(url: str) -> Any:
         raise UnavailableError(f"the Chroma server at {url} cannot be reached ({exc})") from None
 
 
+def close_client(client: Any) -> None:
+    """Close a Chroma client, and with the last client of a Chroma server its HTTP connections.
+
+    chromadb (1.5) stops a shared system when its last client closes, but its HTTP component has
+    no ``stop``: the ``httpx`` session and its kept-alive sockets stay open until garbage
+    collection (``ResourceWarning: unclosed socket``). The session is closed here once no other
+    client of this process uses that system."""
+    from chromadb.api.shared_system_client import SharedSystemClient as Shared
+
+    parts = [client, getattr(client, "_admin_client", None)]  # each has a system (and a session) of its own
+    owned = [(getattr(c, "_identifier", None), getattr(getattr(c, "_server", None), "_session", None))
+             for c in parts if c is not None]
+    client.close()
+    for identifier, session in owned:
+        if session is not None and identifier not in Shared._identifier_to_system:
+            session.close()
+
+
 def forget_system(path: Path) -> None:
     """Drop Chroma's cached system for ``path`` after a failed open: chromadb keeps a broken
     (stopped) one, and every later client on that path in this process would reuse it."""

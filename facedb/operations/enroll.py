@@ -22,7 +22,7 @@ from ..analysis.pipeline import Analysis, Analyzer
 from ..analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor
 from ..catalog.faces import StoredItem
 from ..contract.models import EnrollReport, FailedItem, ImportReport
-from ..contract.names import normalize_subject_name, subject_from_filename, validate_subject_name
+from ..contract.names import normalize_subject_name, validate_subject_name
 from ..errors import FacedbError, ImageError
 from ..store.stores import Store
 
@@ -98,26 +98,10 @@ class Ingestor:
 
     def import_dir(self, root: str | os.PathLike[str], *, name_from: Literal["dir", "prefix"], multi_face: MultiFace,
                    progress: ProgressFn | None, quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR) -> ImportReport:
-        base = Path(root)
-        if not base.is_dir():
-            raise FacedbError(f"{base}: not a directory")
-        items: list[_Item] = []
-        bad: list[FailedItem] = []
-        if name_from == "dir":
-            for child in sorted(base.iterdir()):
-                if child.name.startswith("."):
-                    continue
-                if child.is_dir() and not child.is_symlink():
-                    subject = normalize_subject_name(child.name)  # macOS folder names are NFD
-                    items.extend(_Item(subject, str(p), path=p) for p in files.iter_image_files([child]))
-                else:
-                    bad.append(FailedItem(path=str(child), reason="no_subject",
-                                          message=f"{child}: not inside a subject folder (expected {base}/<subject>/<image>)"))
-        elif name_from == "prefix":
-            items = [_Item(normalize_subject_name(subject_from_filename(p.name)), str(p), path=p)
-                     for p in files.iter_image_files([base])]
-        else:
-            raise FacedbError(f"--name-from must be 'dir' or 'prefix', not {name_from!r}")
+        groups, skipped = files.group_subject_files(root, name_from)
+        # NFC: macOS folder names are NFD
+        items = [_Item(normalize_subject_name(subject), str(p), path=p) for subject, paths in groups.items() for p in paths]
+        bad = [FailedItem(path=s.path, reason=s.reason, message=s.message) for s in skipped]
         report = self.ingest(items, multi_face, {}, progress, quality_floor)
         report.failed.extend(bad)
         return report

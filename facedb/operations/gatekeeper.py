@@ -26,6 +26,8 @@ Scope = Literal["read", "write", "admin"]
 SCOPES: tuple[Scope, ...] = ("read", "write", "admin")
 KEY_PREFIX = "fdb_"
 LOCAL_ACTOR = "local"
+#: The actor of a request refused for want of a valid key (the key presented is never recorded).
+ANONYMOUS_ACTOR = "(no valid key)"
 
 log = logging.getLogger(__name__)
 _actor: ContextVar[str] = ContextVar("facedb_actor", default=LOCAL_ACTOR)
@@ -71,8 +73,9 @@ def current_actor() -> str:
 
 
 #: Actions whose audit entries are written in batches: they come by the hundred and never name a
-#: subject (so a delete never has to scrub one that is not written yet). Each keeps its own time.
-BATCHED_ACTIONS = frozenset({"search"})
+#: subject (so a delete never has to scrub one that is not written yet). Each keeps its own time
+#: (and the trail is read in time order). ``refused``: a 401 or 403 answered by the server.
+BATCHED_ACTIONS = frozenset({"search", "refused"})
 FLUSH_EVERY_S = 0.5
 FLUSH_AT = 200
 
@@ -86,11 +89,13 @@ class Gatekeeper:
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
 
-    def authenticate(self, presented: str | None, need: Scope, collection: str | None = None) -> tuple[str, str]:
+    def authenticate(self, presented: str | None, need: Scope, collection: str | None = None, *,
+                     any_collection: bool = False) -> tuple[str, str]:
         """(name, scope) of the key, if it is active, its scope allows ``need`` and it may use
         ``collection`` (the request's; None for a server-wide call: keys, audit, collections,
         vacuum). A key limited to one collection is refused (403) anywhere else, server-wide
-        calls included: they would show or change other collections."""
+        calls included: they would show or change other collections. ``any_collection``: a call
+        about the key itself (``whoami``), which any valid key may make."""
         if not presented:
             raise AuthError("an API key is required: send the header 'Authorization: Bearer <key>'")
         digest = key_hash(presented)
@@ -99,10 +104,14 @@ class Gatekeeper:
             raise AuthError("unknown or revoked API key")
         name, scope, _, limit = found
         if not allows(scope, need):
-            raise ForbiddenError(f"API key {name!r} has scope {scope!r}; this call needs {need!r}")
-        if limit is not None and collection != limit:
+            exc = ForbiddenError(f"API key {name!r} has scope {scope!r}; this call needs {need!r}")
+            exc.key_name = name  # type: ignore[attr-defined]  # who was refused, for the audit trail
+            raise exc
+        if limit is not None and collection != limit and not any_collection:
             where = f"collection {collection!r}" if collection is not None else "this server-wide call"
-            raise ForbiddenError(f"API key {name!r} is limited to collection {limit!r}; it cannot be used for {where}")
+            exc = ForbiddenError(f"API key {name!r} is limited to collection {limit!r}; it cannot be used for {where}")
+            exc.key_name = name  # type: ignore[attr-defined]
+            raise exc
         return name, scope
 
     @contextmanager
@@ -129,13 +138,14 @@ class Gatekeeper:
                     collection=collection)
 
     def record(self, action: str, subject: str | None = None, images: int = 0, faces: int = 0,
-               outcome: str = "ok", detail: str | None = None, collection: str | None = None) -> None:
+               outcome: str = "ok", detail: str | None = None, collection: str | None = None,
+               actor: str | None = None) -> None:
         """Append one audit entry; never fails the call it describes (a failure is logged).
 
         Searches are written in batches (within ``FLUSH_EVERY_S``, and at ``flush``): one
         commit per search would cost more than the search's own database work."""
-        row = {"actor": current_actor(), "action": action, "subject": subject, "images": images, "faces": faces,
-               "outcome": outcome, "detail": detail, "at": utcnow(), "collection": collection}
+        row = {"actor": actor or current_actor(), "action": action, "subject": subject, "images": images,
+               "faces": faces, "outcome": outcome, "detail": detail, "at": utcnow(), "collection": collection}
         if action not in BATCHED_ACTIONS:
             self._write([row])
             return

@@ -20,6 +20,7 @@ from ..errors import FacedbError, ImageError, ModelError
 from ..index.chroma_index import ChromaIndex
 from ..store.journal import Journal
 from ..store.stores import Store
+from ..wording import plural
 
 #: ``check`` searches for every indexed face with its own vector up to this many, a sample beyond
 REACH_SAMPLE = 10_000
@@ -69,7 +70,7 @@ class Maintenance:
                 stale = catalog.stale_templates(info.name)
                 if stale:
                     catalog.rebuild_templates(info.name, stale)
-                    report.repairs.append(f"recomputed {len(stale)} templates")
+                    report.repairs.append(f"recomputed {plural(len(stale), 'template')}")
                 report.repaired = True
         return report
 
@@ -95,7 +96,7 @@ class Maintenance:
             sql_now, idx_now = catalog.face_ids(rec.name), index.ids(rec)
             if idx_now - sql_now:
                 index.delete(rec, sorted(idx_now - sql_now))
-                done.append(f"removed {len(idx_now - sql_now)} orphans")
+                done.append(f"removed {plural(len(idx_now - sql_now), 'orphan')}")
             if sql_now - idx_now:
                 journal.add_from_catalog(index, rec, sorted(sql_now - idx_now))
                 done.append(f"added {len(sql_now - idx_now)} missing")

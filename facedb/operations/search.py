@@ -232,21 +232,26 @@ class Searcher:
         catalog = self.store.catalog
         sub_id = catalog.subject_id(subject)
         label = label_of(image)
-        faces = self.detect(image, max_faces=1)
-        if not faces:
+        # Every face is embedded and compared: "is Ada in this group photo?" is about the face
+        # that looks most like Ada, not about whoever is largest.
+        faces = self.detect(image)
+        embedded = [(i, f) for i, f in enumerate(faces) if f.embedding is not None]
+        if not embedded:
             raise ImageError("no_face", f"{label}: no face found")
         ids, mat = catalog.embeddings(info.name, subject_id=sub_id)
         if not len(ids):
             raise NotFoundError(f"subject {subject!r} has no faces enrolled with pack {info.name!r}")
         self.pack.contract()
-        assert faces[0].embedding is not None
-        dists = 1.0 - mat @ faces[0].embedding
-        j = int(np.argmin(dists))
-        d = max(0.0, float(dists[j]))
+        probes = np.stack([f.embedding for _, f in embedded if f.embedding is not None])
+        dists = 1.0 - probes @ mat.T  # (faces in the image, the subject's faces)
+        p, j = np.unravel_index(int(np.argmin(dists)), dists.shape)
+        index, face = embedded[int(p)]
+        d = max(0.0, float(dists[p, j]))
         hit = catalog.hits([int(ids[j])])[int(ids[j])]
         return VerifyResult(image=label, subject=subject, pack=info.name, threshold=thr, distance=round(d, 6),
                             match=d <= thr, face_id=int(ids[j]), matched_image=hit.image_path,
-                            faces_in_image=len(faces))
+                            faces_in_image=len(faces), face_bbox=[round(v, 1) for v in face.bbox],
+                            face_index=index)
 
 
 def ranked_hits(query: QueryFn, vectors: np.ndarray, k: int, by: By, total: int, catalog: Catalog

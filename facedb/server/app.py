@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -30,6 +30,7 @@ from .. import trace
 from ..api import FaceDB
 from ..contract.requests import ErrorBody, usage_message
 from ..errors import AuthError, FacedbError, OverloadedError, UsageError
+from .deps import collection_param
 from .guard import Admission, KeyCheck
 from .routes import routers
 from .uploads import Limits
@@ -123,8 +124,12 @@ def create_app(db: FaceDB, config: ServerConfig | None = None) -> FastAPI:
                  1000 * (time.perf_counter() - t0))
         return response
 
-    for router in routers():
+    server_wide, per_collection = routers()
+    for router in server_wide:
         app.include_router(router)
+    for router in per_collection:  # the default collection, then any collection by name
+        app.include_router(router, prefix="/v1")
+        app.include_router(router, prefix="/v1/collections/{collection}", dependencies=[Depends(collection_param)])
     _mount_docs(app)
     _mount_web(app)
     return app

@@ -18,8 +18,8 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from ..analysis.files import Upload
-from ..catalog.core import DEFAULT_COLLECTION
 from ..api import FaceDB
+from ..catalog.core import DEFAULT_COLLECTION
 from ..contract.requests import ErrorBody
 from ..errors import UsageError
 from ..operations.gatekeeper import Scope, acting_as

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from ..errors import OverloadedError
-from ..operations.gatekeeper import LOCAL_ACTOR, Gatekeeper, Scope
+from ..errors import AuthError, OverloadedError
+from ..operations.gatekeeper import ANONYMOUS_ACTOR, LOCAL_ACTOR, Gatekeeper, Scope
+from ..wording import plural
 
 
 @dataclass(frozen=True)
@@ -43,14 +44,23 @@ class KeyCheck:
         self.gate = gate
         self._touched: dict[str, float] = {}
 
-    def __call__(self, need: Scope) -> Callable[[Request], Awaitable[Caller]]:
-        async def dependency(request: Request) -> Caller:
+    def __call__(self, need: Scope) -> Callable[..., Awaitable[Caller]]:
+        async def dependency(request: Request, collection: str | None = None, any_collection: bool = False
+                             ) -> Caller:
+            """The caller of ``request``, whose key must allow ``need`` on ``collection`` (None: a
+            server-wide call; ``any_collection``: a call about the key itself)."""
             if is_local(request):
                 return Caller(LOCAL_ACTOR, True, "admin")
             header = request.headers.get("authorization", "")
             scheme, _, key = header.partition(" ")
             presented = key.strip() if scheme.lower() == "bearer" else None
-            name, scope = await run_in_threadpool(self.gate.authenticate, presented, need)
+            try:
+                name, scope = await run_in_threadpool(self.gate.authenticate, presented, need, collection,
+                                                      any_collection=any_collection)
+            except AuthError as exc:
+                route = getattr(request.scope.get("route"), "path", None) or "(unmatched)"
+                await run_in_threadpool(self._record_refusal, f"{request.method} {route}", exc, collection)
+                raise
             now = time.monotonic()
             if now - self._touched.get(name, -1e9) > self.TOUCH_EVERY_S:
                 self._touched[name] = now
@@ -58,6 +68,13 @@ class KeyCheck:
             return Caller(name, False, scope)
 
         return dependency
+
+    def _record_refusal(self, where: str, exc: AuthError, collection: str | None = None) -> None:
+        """Audit a 401 or 403: the method and route *template* (the raw path may hold a subject
+        name) and, for a 403, the key's name; never the key, nor any part of it. Batched: a
+        client trying keys costs no commit per try."""
+        self.gate.record("refused", actor=getattr(exc, "key_name", None) or ANONYMOUS_ACTOR,
+                         outcome=exc.kind, detail=where, collection=collection)
 
 
 class Admission:
@@ -69,7 +86,7 @@ class Admission:
 
     async def __call__(self) -> AsyncIterator[None]:
         if self.inflight >= self.limit:
-            raise OverloadedError(f"the server is busy ({self.inflight} requests in progress); "
+            raise OverloadedError(f"the server is busy ({plural(self.inflight, 'request')} in progress); "
                                   "retry after the time in Retry-After", retry_after=1)
         self.inflight += 1
         try:

@@ -121,7 +121,8 @@ class Form:
 
 
 def _mb(n: int) -> str:
-    return f"{n / (1024 * 1024):g} MB"
+    """Bytes in MiB, the unit of ``serve --max-file-mb`` / ``--max-request-mb`` (1 MiB = 1024 * 1024 bytes)."""
+    return f"{n / (1024 * 1024):.4g} MiB"
 
 
 async def read_form(request: Request, limits: Limits) -> Form:

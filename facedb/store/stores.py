@@ -22,7 +22,7 @@ from contextlib import contextmanager
 import fasteners
 
 from ..catalog.database import Catalog
-from ..config import Settings, ensure_private_dir, make_private_tree
+from ..config import Settings, ensure_private_dir, make_private_tree, private_umask
 from ..errors import DatabaseBusyError
 from ..index.chroma_index import ChromaIndex
 from .coordination import HomeCoordinator, SharedCoordinator
@@ -35,7 +35,10 @@ class Store:
 
     def __init__(self, settings: Settings, *, exclusive: bool = False) -> None:
         self.settings = settings
+        private_umask()  # before the first file of the home is created, by facedb or by Chroma
         ensure_private_dir(settings.home)
+        if exclusive:  # a server: files an older version (or another umask) left readable
+            make_private_tree(settings.home)
         self.catalog = Catalog(settings.db_url)
         self.journal = Journal(self.catalog)
         self.coordinator: HomeCoordinator | SharedCoordinator

@@ -37,9 +37,13 @@ def json_body_doc(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
-def routers() -> list[APIRouter]:
-    """Every router of the API, in the order their paths must be matched."""
-    from . import audit, faces, keys, maintenance, search, service, subjects
+def routers() -> tuple[list[APIRouter], list[APIRouter]]:
+    """(the server-wide routers, with their whole paths; the routers of one collection, with paths
+    below ``/v1`` that ``create_app`` mounts twice: under ``/v1`` for ``default`` and under
+    ``/v1/collections/{collection}``), each in the order its paths must be matched."""
+    from . import audit, collections, faces, keys, maintenance, search, service, subjects
 
-    return [service.router, search.router, keys.router, subjects.router, faces.router, maintenance.router,
-            audit.router]
+    server = [service.server_router, keys.server_router, audit.server_router, maintenance.server_router,
+              collections.server_router]
+    per_collection = [service.router, search.router, subjects.router, faces.router, maintenance.router]
+    return server, per_collection
