@@ -30,7 +30,11 @@ BODIES = {
     ("post", "/v1/subjects/{name}/images"): "multipart/form-data",
     ("patch", "/v1/subjects/{name}"): "application/json",
     ("post", "/v1/keys"): "application/json",
+    ("post", "/v1/collections"): "application/json",
 }
+#: A collection's routes take the same bodies under /v1/collections/{collection}.
+BODIES.update({(m, "/v1/collections/{collection}" + p[3:]): t for (m, p), t in list(BODIES.items())
+               if p.startswith(("/v1/search", "/v1/verify", "/v1/subjects"))})
 
 
 @pytest.fixture(scope="module")
@@ -214,6 +218,28 @@ def test_live_answers_validate_against_the_document(env: dict[str, Any], tmp_pat
     c.check(client.delete("/v1/keys/door", headers=admin), "delete", "/v1/keys/{name}")
     c.check(client.get("/v1/audit", headers=admin, params={"since": "24h"}), "get", "/v1/audit")
     c.check(client.get("/v1/audit", headers=admin, params={"since": "someday"}), "get", "/v1/audit")  # 422
+    # Collections: created, every route of one called under its prefix, listed, deleted.
+    made = c.check(client.post("/v1/collections", headers=admin, json={"name": "lobby"}), "post", "/v1/collections")
+    assert made.status_code == 201
+    c.check(client.post("/v1/collections", headers=admin, json={"name": "lobby"}), "post", "/v1/collections")  # 409
+    c.check(client.get("/v1/collections", headers=admin), "get", "/v1/collections")
+    pre, tpl = "/v1/collections/lobby", "/v1/collections/{collection}"
+    c.check(client.post(f"{pre}/subjects/person1/images", headers=write, files=files(people["person1"][:1])),
+            "post", f"{tpl}/subjects/{{name}}/images")
+    c.check(client.post(f"{pre}/search", headers=read, files=files([people["person1"][1]])), "post", f"{tpl}/search")
+    c.check(client.post(f"{pre}/verify", headers=read, data={"subject": "person1"},
+                        files=files([people["person1"][1]], "image")), "post", f"{tpl}/verify")
+    for path in ("/subjects", "/failures", "/stats", "/packs", "/check"):
+        c.check(client.get(f"{pre}{path}", headers=read), "get", f"{tpl}{path}")
+    c.check(client.get("/v1/collections/nowhere/subjects", headers=read), "get", f"{tpl}/subjects")  # 404
+    c.check(client.get(f"{pre}/subjects/person1", headers=read), "get", f"{tpl}/subjects/{{name}}")
+    lobby_face = env["db"].collection("lobby").show("person1").images[0]["faces"][0]["face_id"]
+    c.check(client.get(f"{pre}/faces/{lobby_face}/thumbnail", headers=read), "get", f"{tpl}/faces/{{face_id}}/thumbnail")
+    c.check(client.patch(f"{pre}/subjects/person1", headers=write, json={"name": "Ann"}), "patch", f"{tpl}/subjects/{{name}}")
+    c.check(client.post(f"{pre}/check/repair", headers=admin), "post", f"{tpl}/check/repair")
+    c.check(client.post(f"{pre}/reindex", headers=admin), "post", f"{tpl}/reindex")
+    c.check(client.delete(f"{pre}/subjects/Ann", headers=write), "delete", f"{tpl}/subjects/{{name}}")
+    c.check(client.delete("/v1/collections/lobby", headers=admin), "delete", "/v1/collections/{name}")
     # Every route was called, and every error status a route can give was seen at least once.
     called = {(m, p) for m, p, _ in c.checked}
     assert called == {(m, p) for m, p, _ in _operations(env["spec"])}

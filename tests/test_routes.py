@@ -48,6 +48,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         db.enroll("person1", people["person1"])
         rep = db.enroll("person2", people["person2"])
         keys = {scope: db.create_key(f"{scope}-key", scope).key or "" for scope in SCOPES}
+        # A second collection, with its own person1 (another photo), and keys limited to it.
+        db.create_collection("lobby")
+        db.collection("lobby").enroll("person1", people["person1"][1:])
+        keys.update({f"lobby-{scope}": db.create_key(f"lobby-{scope}", scope, collection="lobby").key or ""
+                     for scope in SCOPES})
         with TestClient(create_app(db)) as client:
             yield Served(client, db, keys, people, face_id=rep.face_ids[0])
     finally:
@@ -68,9 +73,20 @@ class Route:
 
 #: Every route of the API with the scope it needs; ``test_the_matrix_covers_every_route`` keeps
 #: it complete.
-ROUTES = [
+SERVER_WIDE = [
     Route("get", "/healthz", None, r.Health),
     Route("get", "/v1/whoami", "read", r.Whoami),
+    Route("post", "/v1/vacuum", "admin", m.VacuumReport),
+    Route("get", "/v1/keys", "admin", list[m.KeyInfo]),
+    Route("post", "/v1/keys", "admin", r.CreatedKey),
+    Route("delete", "/v1/keys/{name}", "admin", m.KeyInfo),
+    Route("get", "/v1/audit", "admin", list[m.AuditEntry]),
+    Route("get", "/v1/collections", "admin", list[m.CollectionInfo]),
+    Route("post", "/v1/collections", "admin", m.CollectionInfo),
+    Route("delete", "/v1/collections/{name}", "admin", m.CollectionInfo),
+]
+#: The routes of one collection: under /v1 they mean ``default``.
+PER_COLLECTION = [
     Route("get", "/v1/stats", "read", m.Stats),
     Route("get", "/v1/packs", "read", list[m.PackStatus]),
     Route("post", "/v1/search", "read", m.SearchReport),
@@ -84,17 +100,15 @@ ROUTES = [
     Route("patch", "/v1/subjects/{name}", "write", r.Renamed),
     Route("delete", "/v1/subjects/{name}", "write", m.DeleteReport),
     Route("post", "/v1/check/repair", "admin", m.CheckReport),
-    Route("post", "/v1/vacuum", "admin", m.VacuumReport),
     Route("post", "/v1/reindex", "admin", m.ReindexReport),
-    Route("get", "/v1/keys", "admin", list[m.KeyInfo]),
-    Route("post", "/v1/keys", "admin", r.CreatedKey),
-    Route("delete", "/v1/keys/{name}", "admin", m.KeyInfo),
-    Route("get", "/v1/audit", "admin", list[m.AuditEntry]),
 ]
+IN_COLLECTION = [Route(x.method, "/v1/collections/{collection}" + x.path[3:], x.scope, x.model) for x in PER_COLLECTION]
+ROUTES = SERVER_WIDE + PER_COLLECTION + IN_COLLECTION
 
 
 def _concrete(route: Route, served: Served) -> str:
-    return route.path.replace("{name}", "person1").replace("{face_id}", str(served.face_id))
+    return (route.path.replace("{name}", "person1").replace("{face_id}", str(served.face_id))
+            .replace("{collection}", "lobby"))
 
 
 def _request(served: Served, route: Route, scope: str | None, path: str | None = None, **kwargs: Any) -> Any:
@@ -327,3 +341,77 @@ def test_cli_options_are_checked_by_the_request_models(tmp_path: Path, args: lis
     assert res.exit_code == 2, res.output
     assert says in res.output and "Traceback" not in res.output, res.output
     assert not home.exists()
+
+
+def test_a_collection_has_its_own_subjects_behind_the_same_routes(served: Served) -> None:
+    """Every route of a collection under /v1/collections/lobby answers for lobby alone."""
+    h = served.headers("admin")
+    c = served.client
+    lobby = "/v1/collections/lobby"
+    subjects = TypeAdapter(list[m.SubjectInfo]).validate_python(c.get(f"{lobby}/subjects", headers=h).json())
+    assert [(x.name, x.faces) for x in subjects] == [("person1", 1)]
+    assert c.get(f"{lobby}/stats", headers=h).json()["subjects"] == 1
+    # person2 is enrolled in default only: unknown in lobby, named in default.
+    probe = _files(served.people["person2"][:1])
+    in_lobby = m.SearchReport.model_validate(c.post(f"{lobby}/search", headers=h, files=probe).json())
+    assert in_lobby.results[0].faces[0].identity is None
+    assert all(x.subject != "person2" for x in in_lobby.results[0].faces[0].matches)
+    in_default = m.SearchReport.model_validate(c.post("/v1/search", headers=h, files=probe).json())
+    assert in_default.results[0].faces[0].identity == "person2"
+    # The same name in two collections: two subjects, each with its own faces.
+    detail = m.SubjectDetail.model_validate(c.get(f"{lobby}/subjects/person1", headers=h).json())
+    assert len(detail.images) == 1
+    ver = m.VerifyResult.model_validate(c.post(f"{lobby}/verify", headers=h, files=_files(served.people["person1"][:1], "image"),
+                                               data={"subject": "person1"}).json())
+    assert ver.match
+    assert m.CheckReport.model_validate(c.get(f"{lobby}/check", headers=h).json()).clean
+    # Writes stay in the collection.
+    enrolled = m.ImportReport.model_validate(c.post(f"{lobby}/subjects/visitor/images", headers=h,
+                                                    files=_files(served.people["person3"][:1])).json())
+    assert enrolled.enrolled == 1
+    assert "visitor" not in {x.name for x in served.db.subjects()}
+    assert c.delete(f"{lobby}/subjects/visitor", headers=h).json()["faces"] == 1
+    # An unknown collection is 404 after the key check, never before it.
+    _error(c.get("/v1/collections/nowhere/subjects", headers=h), 404)
+    _error(c.get("/v1/collections/nowhere/subjects"), 401)
+    # A collection's audit rows say which collection.
+    entries = TypeAdapter(list[m.AuditEntry]).validate_python(c.get("/v1/audit", headers=h).json())
+    assert any(e.collection == "lobby" and e.action == "enroll" for e in entries)
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+def test_a_key_limited_to_a_collection_is_refused_everywhere_else(served: Served, scope: str) -> None:
+    c = served.client
+    limited = served.headers(f"lobby-{scope}")
+    assert c.get("/v1/collections/lobby/subjects", headers=limited).status_code == 200
+    assert _error(c.get("/v1/subjects", headers=limited), 403).kind == "forbidden"
+    assert _error(c.get("/v1/collections/default/subjects", headers=limited), 403).kind == "forbidden"
+    # Server-wide calls would show or change other collections.
+    for method, path in (("GET", "/v1/collections"), ("GET", "/v1/keys"), ("GET", "/v1/audit"),
+                         ("POST", "/v1/vacuum")):
+        assert _error(c.request(method, path, headers=limited), 403).kind == "forbidden"
+    # Any valid key may ask who it is.
+    assert c.get("/v1/whoami", headers=limited).json()["scope"] == scope
+    # The refusals are in the audit trail, with the route template and the key's name only.
+    refused = [e for e in served.db.audit(limit=200) if e.action == "refused" and e.actor == f"lobby-{scope}"]
+    assert refused and all(e.outcome == "forbidden" for e in refused)
+    assert any(e.detail == "GET /v1/subjects" for e in refused), [e.detail for e in refused]
+
+
+def test_collections_are_created_and_deleted_over_http(served: Served) -> None:
+    c, h = served.client, served.headers("admin")
+    res = c.post("/v1/collections", headers=h, json={"name": "garden", "threshold": 0.45})
+    assert res.status_code == 201, res.text
+    made = m.CollectionInfo.model_validate(res.json())
+    assert (made.name, made.threshold, made.subjects) == ("garden", 0.45, 0)
+    _error(c.post("/v1/collections", headers=h, json={"name": "garden"}), 409)
+    _error(c.post("/v1/collections", headers=h, json={"name": "x", "threshold": 3}), 422)
+    _error(c.post("/v1/collections", headers=h, json={"nom": "x"}), 422)
+    assert c.post("/v1/collections/garden/subjects/guest/images", headers=h,
+                  files=_files(served.people["person3"][:1])).json()["enrolled"] == 1
+    names = [x.name for x in TypeAdapter(list[m.CollectionInfo]).validate_python(c.get("/v1/collections", headers=h).json())]
+    assert names[0] == "default" and {"lobby", "garden"} <= set(names)
+    gone = m.CollectionInfo.model_validate(c.delete("/v1/collections/garden", headers=h).json())
+    assert (gone.name, gone.subjects, gone.faces) == ("garden", 1, 1)
+    _error(c.get("/v1/collections/garden/subjects", headers=h), 404)
+    _error(c.delete("/v1/collections/default", headers=h), 400)

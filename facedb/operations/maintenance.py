@@ -13,7 +13,7 @@ import numpy as np
 from ..analysis.engines import PackInfo, known_packs
 from ..analysis.packs import ActivePack
 from ..analysis.pipeline import Analyzer
-from ..catalog.core import REINDEXING
+from ..catalog.core import REBUILDING, REINDEXING
 from ..catalog.database import Catalog
 from ..contract.models import CheckReport, FailedItem, PackStatus, ReindexReport, Stats, VacuumReport
 from ..errors import FacedbError, ImageError, ModelError
@@ -133,12 +133,18 @@ class Maintenance:
         with self.store.exclusive() as index:
             before = disk_bytes(home)
             # Every collection; every pack this database ever used, even one whose last face was deleted.
-            for each in collection_catalogs(catalog):
-                journal = Journal(each)
-                for model in sorted(set(each.models_in_use()) | set(each.recorded_packs())):
-                    rec = each.index_pack(model)
-                    if rec is not None:
-                        journal.rebuild(index, rec)
+            jobs = [(Journal(each), rec) for each in collection_catalogs(catalog)
+                    for model in sorted(set(each.models_in_use()) | set(each.recorded_packs()))
+                    if (rec := each.index_pack(model)) is not None]
+            if not self.store.settings.chroma_url:
+                # The embedded index is rebuilt from nothing: Chroma may keep a deleted collection's
+                # segment files (and its log) where no rebuild of the live ones would reach them.
+                # Journaled first: a process killed before the rebuilds end is finished by the next.
+                for journal, rec in jobs:
+                    journal.catalog.set_flag(REBUILDING, rec.name, True)
+                index = self.store.reset_index()
+            for journal, rec in jobs:
+                journal.rebuild(index, rec)
             if not self.store.settings.chroma_url:  # the embedded index's own files
                 self.store.close_index()
                 chroma = self.store.settings.chroma_path

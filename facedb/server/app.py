@@ -30,8 +30,8 @@ from .. import trace
 from ..api import FaceDB
 from ..contract.requests import ErrorBody, usage_message
 from ..errors import AuthError, FacedbError, OverloadedError, UsageError
-from .deps import collection_param
-from .guard import Admission, KeyCheck
+from .deps import collection_param, errors
+from .guard import PER_COLLECTION_ROUTES, Admission, KeyCheck, route_template
 from .routes import routers
 from .uploads import Limits
 
@@ -127,9 +127,11 @@ def create_app(db: FaceDB, config: ServerConfig | None = None) -> FastAPI:
     server_wide, per_collection = routers()
     for router in server_wide:
         app.include_router(router)
+    setattr(app.state, PER_COLLECTION_ROUTES, {id(route) for router in per_collection for route in router.routes})
     for router in per_collection:  # the default collection, then any collection by name
         app.include_router(router, prefix="/v1")
-        app.include_router(router, prefix="/v1/collections/{collection}", dependencies=[Depends(collection_param)])
+        app.include_router(router, prefix="/v1/collections/{collection}", dependencies=[Depends(collection_param)],
+                           responses=errors(404, 422))  # an unknown or malformed collection name
     _mount_docs(app)
     _mount_web(app)
     return app
@@ -147,8 +149,7 @@ async def _recover_periodically(db: FaceDB, every_s: float) -> None:
 
 
 def _route(request: Request) -> str:
-    route = request.scope.get("route")
-    return getattr(route, "path", None) or "(unmatched)"
+    return route_template(request)
 
 
 def _version() -> str:

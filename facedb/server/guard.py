@@ -29,6 +29,25 @@ class Caller:
     scope: str
 
 
+#: ``app.state`` key: the routes of one collection, mounted under two prefixes (see ``route_template``).
+PER_COLLECTION_ROUTES = "per_collection_routes"
+
+
+def route_template(request: Request) -> str:
+    """The path template of the request's route (``/v1/collections/{collection}/subjects/{name:path}``),
+    never the raw path, which may hold a subject's name: for logs and the audit trail.
+
+    The routes of one collection are declared once below ``/v1`` and mounted twice; the matched
+    route is the one declared, so its prefix is told by the path parameter ``collection``."""
+    route = request.scope.get("route")
+    path = getattr(route, "path", None)
+    if path is None:
+        return "(unmatched)"
+    if id(route) in getattr(request.app.state, PER_COLLECTION_ROUTES, ()):
+        return ("/v1/collections/{collection}" if "collection" in request.path_params else "/v1") + str(path)
+    return str(path)
+
+
 def is_local(request: Request) -> bool:
     """Whether the request arrived on a unix socket (uvicorn gives its server address as (path, None))."""
     server = request.scope.get("server")
@@ -58,7 +77,7 @@ class KeyCheck:
                 name, scope = await run_in_threadpool(self.gate.authenticate, presented, need, collection,
                                                       any_collection=any_collection)
             except AuthError as exc:
-                route = getattr(request.scope.get("route"), "path", None) or "(unmatched)"
+                route = route_template(request)
                 await run_in_threadpool(self._record_refusal, f"{request.method} {route}", exc, collection)
                 raise
             now = time.monotonic()
