@@ -185,7 +185,7 @@ def test_readme_keeps_the_two_commands_that_ci_runs() -> None:
 
 #: Rank of each top-level part of the package: a module may import its own rank and lower ones.
 RANK = {
-    "errors": 0, "trace": 0, "config": 0, "contract": 0,
+    "errors": 0, "trace": 0, "config": 0, "wording": 0, "contract": 0,
     "analysis": 1, "store": 1, "catalog": 1, "index": 1, "migrations": 1,
     "operations": 2,
     "api": 3,
@@ -197,7 +197,7 @@ FRONT_END_IMPORTS = {"cli": {"client", "server", "evaluation"}}
 #: The light modules: standard library and the shared layer only (no numpy, Pillow, OpenCV,
 #: Chroma or SQLAlchemy), so the thin client and the contract may use them.
 LIGHT = {"facedb.analysis", "facedb.analysis.files", "facedb.analysis.quality", "facedb.store", "facedb.store.sockets"}
-SHARED = {"errors", "trace", "config", "contract"}
+SHARED = {"errors", "trace", "config", "wording", "contract"}
 #: Inside the analysis/stores rank, the only analysis modules that read the catalog.
 ANALYSIS_READS_CATALOG = {"facedb.analysis.packs", "facedb.analysis.thumbnails"}
 
