@@ -5,8 +5,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import platformdirs
-
 from . import trace
 
 ENV_HOME = "FACEDB_HOME"
@@ -25,7 +23,11 @@ SOCKET_NAME = "facedb.sock"
 
 
 def default_home() -> Path:
-    """The per-user data directory (e.g. ``~/.local/share/facedb`` on Linux)."""
+    """The per-user data directory (e.g. ``~/.local/share/facedb`` on Linux). platformdirs is
+    imported here, when no home was given: a command through a server with ``--home`` or
+    ``FACEDB_HOME`` never pays for it."""
+    import platformdirs
+
     return Path(platformdirs.user_data_dir("facedb", appauthor=False))
 
 
