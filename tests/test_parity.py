@@ -253,7 +253,7 @@ def _assert_too_large_over_tcp(label: str, direct: tuple[int, Any], tcp: tuple[i
     cmd = label.split()[0]
     if cmd == "verify":
         assert (code, out["reason"]) == (1, "too_large"), (label, tcp)
-        assert f"{TCP_FILE_LIMIT_MB} MB per file" in out["error"], (label, out)
+        assert f"{TCP_FILE_LIMIT_MB} MiB per file" in out["error"], (label, out)
         return
     assert code == 3, (label, tcp)
     if cmd == "search":
@@ -261,7 +261,7 @@ def _assert_too_large_over_tcp(label: str, direct: tuple[int, Any], tcp: tuple[i
         for d, t in zip(dout["results"], out["results"]):
             if t["image"].endswith("large.jpg"):
                 assert d["faces"] and t["reason"] == "too_large" and not t["faces"], (label, d, t)
-                assert f"{TCP_FILE_LIMIT_MB} MB per file" in t["error"]
+                assert f"{TCP_FILE_LIMIT_MB} MiB per file" in t["error"]
             else:
                 assert t == d, (label, d, t)
         return

@@ -154,15 +154,18 @@ class Store:
     def recover_now(self) -> bool:
         """Replay the journal if no write of any process is in flight (a server's background
         check for what a dead process left); whether it ran."""
-        if not self.coordinator.try_exclusive():
-            return False
-        try:
-            with self._rw.write_lock(), self._using(open_index=True, recover=False, alone=True) as index:
-                assert index is not None
-                self.journal.replay(index)
-                self._recovered = True
-        finally:
-            self.coordinator.release_exclusive()
+        # The same order as ``exclusive()``: this process's lock, then the claim (taking the claim
+        # first deadlocked with a maintenance call of this process waiting for it under the lock).
+        with self._rw.write_lock():
+            if not self.coordinator.try_exclusive():
+                return False
+            try:
+                with self._using(open_index=True, recover=False, alone=True) as index:
+                    assert index is not None
+                    self.journal.replay(index)
+                    self._recovered = True
+            finally:
+                self.coordinator.release_exclusive()
         return True
 
     # -- internals --------------------------------------------------------------------------
