@@ -365,37 +365,68 @@ def scenario_delete(mode: str, base: Path, work: Path, vecs: np.ndarray, victims
 
 
 def scenario_overwrite(mode: str, base: Path, work: Path, vecs: np.ndarray, victims: list[np.ndarray],
-                       scanner: Scanner, records: int, seed: int) -> dict[str, Any]:
-    """update(victims, random) until at least ``records`` update records were written (1: once;
-    ``sync_threshold``: so that Chroma persists the HNSW index), then delete."""
+                       scanner: Scanner, records: int, seed: int, pad: str = "updates") -> dict[str, Any]:
+    """Overwrite the victims with random unit vectors (``update``), then ``delete`` them.
+
+    Chroma writes its HNSW index to disk once ``sync_threshold`` log records have accumulated, so
+    the overwritten vectors only reach ``data_level0.bin`` after that many writes. ``pad`` chooses
+    how to get there: ``"updates"`` repeats the update of the victims until at least ``records``
+    update records were written (``records=1``: a single update); ``"absent"`` updates once, then
+    deletes ``records`` ids that do not exist (cheap writes, if Chroma counts them).
+
+    After the deletes: ``PRAGMA secure_delete=ON; VACUUM`` of chroma.sqlite3 *while the client (or
+    the server) is still open*, then a health check through that same client, then again with
+    everything closed."""
     path = work / "data"
     shutil.copytree(base, path)
     rng = np.random.default_rng(seed)
-    out: dict[str, Any] = {"stages": {}, "times": {"update": [], "delete": [], "total": []}}
+    out: dict[str, Any] = {"stages": {}, "times": {"update": [], "pad": [], "delete": [], "total": []}, "pad": pad}
     target = Target(mode, path)
     client = target.open()
     col = client.get_collection(NAME)
-    for ids in victims:
+    for n_set, ids in enumerate(victims):
         keys = [str(int(x)) for x in ids]
-        rounds = max(1, -(-records // len(keys)))
+        rounds = max(1, -(-records // len(keys))) if pad == "updates" else 1
         t0 = time.perf_counter()
         for _ in range(rounds):
             junk = rng.standard_normal((len(keys), DIM)).astype(np.float32)
             junk /= np.linalg.norm(junk, axis=1, keepdims=True)
             col.update(ids=keys, embeddings=junk)
         t1 = time.perf_counter()
-        col.delete(ids=keys)
+        if pad == "absent":
+            absent = [f"absent-{n_set}-{i}" for i in range(records)]
+            for i in range(0, len(absent), BATCH):
+                col.delete(ids=absent[i:i + BATCH])
         t2 = time.perf_counter()
+        col.delete(ids=keys)
+        t3 = time.perf_counter()
         out["times"]["update"].append(t1 - t0)
-        out["times"]["delete"].append(t2 - t1)
-        out["times"]["total"].append(t2 - t0)
+        out["times"]["pad"].append(t2 - t1)
+        out["times"]["delete"].append(t3 - t2)
+        out["times"]["total"].append(t3 - t0)
         out["update_records_per_set"] = rounds * len(keys)
-    out["stages"]["1 after overwrite+delete, client open"] = scanner.scan_dir(path)
+    out["stages"]["1 after overwrite+delete, open"] = scanner.scan_dir(path)
+    try:
+        out["times"]["sqlite_vacuum_live"] = sqlite_vacuum(path)
+        out["vacuum_live"] = "ok"
+    except sqlite3.Error as exc:
+        out["vacuum_live"] = f"failed: {exc}"
+    out["stages"]["2 sqlite VACUUM while open"] = scanner.scan_dir(path)
+    try:  # the client that was open during the VACUUM still works
+        out["live_count_after_vacuum"] = col.count()
+        out["live_self_top1_after_vacuum"] = self_search(col, vecs, np.concatenate(victims), 100, 6)
+        fresh, _ = face_like(50, seed + 99)
+        col.upsert(ids=[f"after-vacuum-{i}" for i in range(50)], embeddings=fresh)
+        col.delete(ids=[f"after-vacuum-{i}" for i in range(50)])
+        out["live_write_after_vacuum"] = "ok"
+    except Exception as exc:
+        out["live_write_after_vacuum"] = f"failed: {type(exc).__name__}: {exc}"[:300]
     target.close()
     out["queue_after_close"] = queue_rows(path)
-    out["stages"]["2 client closed"] = scanner.scan_dir(path)
+    out["stages"]["3 closed"] = scanner.scan_dir(path)
     out["times"]["sqlite_vacuum"] = sqlite_vacuum(path)
-    out["stages"]["3 sqlite secure_delete+VACUUM"] = scanner.scan_dir(path)
+    out["stages"]["4 sqlite VACUUM, closed"] = scanner.scan_dir(path)
+    out["sqlite_bytes"] = (path / "chroma.sqlite3").stat().st_size
     # the surviving gallery still answers: every victim gone, a sample of survivors finds itself
     with target.opened() as client:
         col = client.get_collection(NAME)
@@ -546,6 +577,10 @@ def main() -> int:
                 entry[f"{mode}_overwrite"] = scenario_overwrite(
                     mode, base, root / f"{mode}-{n}" / "overwrite", vecs, sets, scanner,
                     chroma_sync_threshold(), args.seed + 3)
+                log(f"N={n} {mode}: overwrite once + sync_threshold deletes of absent ids, then delete")
+                entry[f"{mode}_overwrite_absent"] = scenario_overwrite(
+                    mode, base, root / f"{mode}-{n}" / "overwrite_absent", vecs, sets, scanner,
+                    chroma_sync_threshold(), args.seed + 3, pad="absent")
                 shutil.rmtree(root / f"{mode}-{n}")
             if n in shard_sizes:
                 log(f"N={n}: shards {k_values}")
@@ -579,14 +614,17 @@ def print_size(n: int, entry: dict[str, Any]) -> None:
               f"survivors self top-1 {d['survivor_self_top1']:.3f}; "
               f"sqlite VACUUM {d['times']['sqlite_vacuum']:.2f} s; chroma vacuum {d['times']['chroma_vacuum']:.2f} s "
               f"({d['chroma_vacuum']}); log after close {d['queue_after_close']}, after vacuum {d['queue_after_vacuum']}\n")
-        for key in ("overwrite1", "overwrite"):
+        for key in ("overwrite1", "overwrite", "overwrite_absent"):
             o = entry[f"{mode}_{key}"]
             print(f"{key}: update, then delete:\n" + stage_table(o["stages"], entry["victims"]))
-            print(f"update {o['update_records_per_set']} records {med(o['times']['update']):.2f} s, delete "
+            print(f"update {o['update_records_per_set']} records {med(o['times']['update']):.2f} s, pad "
+                  f"({o['pad']}) {med(o['times']['pad']):.2f} s, delete "
                   f"{med(o['times']['delete']) * 1000:.1f} ms, total {med(o['times']['total']):.2f} s (median of "
                   f"{len(o['times']['total'])}); sqlite VACUUM {o['times']['sqlite_vacuum']:.2f} s; log after close "
                   f"{o['queue_after_close']}; victims still in get: {o['victims_still_returned_by_get']}; "
-                  f"survivors self top-1 {o['survivor_self_top1']:.3f}\n")
+                  f"survivors self top-1 {o['survivor_self_top1']:.3f}; VACUUM while open: {o['vacuum_live']} "
+                  f"({o['times'].get('sqlite_vacuum_live', 0):.2f} s), then count {o.get('live_count_after_vacuum')}, "
+                  f"self top-1 {o.get('live_self_top1_after_vacuum')}, write {o['live_write_after_vacuum']}\n")
     if "shards" in entry:
         print(f"\nshards at N={n}:\n| K | shard size | query p50 ms | p90 ms | recall@10 | rebuild s/shard | "
               "left after rebuild+close (win16/whole/approx/name) | after sqlite VACUUM | after orphan folders "
