@@ -26,11 +26,15 @@ the middle of the gallery and one from the last upsert batch):
 
 * ``delete``: plain ``delete(ids)``; scanned with the client open, after 1,100 other writes
   (more than ``sync_threshold`` 1,000, so the HNSW index is persisted), after the client is
-  closed, after ``PRAGMA secure_delete=ON; VACUUM`` of chroma.sqlite3 (client closed), after
-  ``chroma vacuum --path DIR --force``.
-* ``overwrite``: ``update`` the victims with fresh random unit vectors, repeated until
-  ``sync_threshold`` update records were written (so Chroma persists the HNSW index with the
-  overwritten vectors in place), then ``delete``; scanned open, closed, after sqlite VACUUM.
+  closed, after ``chroma vacuum --path DIR --force``, after ``PRAGMA secure_delete=ON; VACUUM``
+  of chroma.sqlite3 (client closed).
+* ``overwrite1`` / ``overwrite`` / ``overwrite_absent``: ``update`` the victims with fresh random
+  unit vectors, then ``delete`` them. Chroma writes the HNSW index to disk only after
+  ``sync_threshold`` (1,000) log records, so: a single update (``overwrite1``); updates repeated
+  until 1,000 update records (``overwrite``); a single update followed by ``delete`` of 1,000 ids
+  that do not exist (``overwrite_absent``: cheap writes that still count). Scanned open, after a
+  sqlite VACUUM *while the client or server is still open* (then that client must still count,
+  find and write), closed, and after a sqlite VACUUM with everything closed.
 * ``shards``: the gallery split into K collections (K = ``--shards``); the erasure = rebuild one
   shard without the victims (new collection + upsert of its survivors, then ``delete_collection``
   of the old one); timed, and the folder scanned. Search = query every shard (k=10) and merge:
@@ -38,8 +42,8 @@ the middle of the gallery and one from the last upsert batch):
 
 Usage::
 
-    .venv/bin/python scripts/experiments/chroma_erasure.py                    # 5k, 20k; ~10 min
-    .venv/bin/python scripts/experiments/chroma_erasure.py --sizes 20000,100000 --json /tmp/e.json
+    .venv/bin/python scripts/experiments/chroma_erasure.py                  # 5k, 20k; ~5 min
+    .venv/bin/python scripts/experiments/chroma_erasure.py --sizes 100000 --no-server --json /tmp/e.json
     .venv/bin/python scripts/experiments/chroma_erasure.py --no-server --shards 1,4
 
 Needs the test extras (``pip install -e '.[test]'``): it imports ``tests/servers.py``.
@@ -354,13 +358,13 @@ def scenario_delete(mode: str, base: Path, work: Path, vecs: np.ndarray, victims
     target.close()
     out["queue_after_close"] = queue_rows(path)
     out["stages"]["3 client closed"] = scanner.scan_dir(path)
-    out["times"]["sqlite_vacuum"] = sqlite_vacuum(path)
-    out["stages"]["4 sqlite secure_delete+VACUUM"] = scanner.scan_dir(path)
     t, msg = chroma_vacuum(path)
     out["times"]["chroma_vacuum"] = t
     out["chroma_vacuum"] = msg
-    out["stages"]["5 chroma vacuum --force"] = scanner.scan_dir(path)
+    out["stages"]["4 chroma vacuum --force"] = scanner.scan_dir(path)
     out["queue_after_vacuum"] = queue_rows(path)
+    out["times"]["sqlite_vacuum"] = sqlite_vacuum(path)
+    out["stages"]["5 sqlite secure_delete+VACUUM"] = scanner.scan_dir(path)
     return out
 
 
