@@ -437,6 +437,17 @@ def scenario_overwrite(mode: str, base: Path, work: Path, vecs: np.ndarray, vict
         out["victims_still_returned_by_get"] = len(col.get(ids=[str(int(x)) for x in np.concatenate(victims)])["ids"])
         out["count_after"] = col.count()
         out["survivor_self_top1"] = self_search(col, vecs, np.concatenate(victims), 300, 5)
+        if pad == "absent":
+            # Grow the gallery by a quarter in the same process that held the victims: hnswlib
+            # resizes (reallocates) the index and writes the new capacity to data_level0.bin.
+            grow, _ = face_like(max(len(vecs) // 4, 1100), seed + 7)
+            before = (next(path.glob("*/data_level0.bin"))).stat().st_size
+            upsert(col, 30_000_000 + np.arange(len(grow)), grow)
+            out["grown_by"] = len(grow)
+            out["data_level0_bytes_before_growth"] = before
+    out["stages"]["5 +25 % vectors (resize), closed"] = scanner.scan_dir(path) if pad == "absent" else {}
+    if pad == "absent":
+        out["data_level0_bytes_after_growth"] = next(path.glob("*/data_level0.bin")).stat().st_size
     return out
 
 
