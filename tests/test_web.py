@@ -44,8 +44,11 @@ ODD_RENAMED = "a/../b ?x=1#top %zz ü+"
 
 
 def expect(target: Any) -> Any:
+    """Playwright's ``expect``, waiting up to 20 s (as the pages' own default timeout): a search
+    is analysed by the server, which shares this 2-core machine with the rest of the suite."""
     from playwright.sync_api import expect as _expect
 
+    _expect.set_options(timeout=20_000)
     return _expect(target)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from ..wording import plural
 from . import State, cli, emit_json, handle_errors, json_option, pass_state
 
 
@@ -38,7 +39,7 @@ def collections_list(state: State, as_json: bool) -> None:
             pack = r.pack or "(database default)"
             thr = f"{r.threshold:g}" if r.threshold is not None else "(pack default)"
             click.echo(f"{r.name:<24} pack {pack:<20} threshold {thr:<14} {r.subjects} subjects, {r.faces} faces")
-        click.echo(f"{len(rows)} collections")
+        click.echo(plural(len(rows), "collection"))
 
 
 @collections.command("create")

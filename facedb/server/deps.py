@@ -137,8 +137,8 @@ async def json_body(request: Request) -> dict[str, Any]:
 
 _DESCRIPTIONS = {
     401: "No API key, or an unknown or revoked one (header WWW-Authenticate).",
-    403: "The key's scope does not allow this call.",
-    404: "No such subject, face or key.",
+    403: "The key's scope does not allow this call, or the key is limited to another collection.",
+    404: "No such subject, face, key or collection.",
     409: "The name is taken, or the model pack does not match the database.",
     413: "An upload over the server's limit per file or per request.",
     422: "A malformed request: a field, body or parameter that does not fit (the message says which).",

@@ -5,7 +5,7 @@ Prepares the "data lifecycle at a million faces" issue: ``delete`` hides a face 
 vector stays in Chroma's files until ``vacuum`` rebuilds the whole collection, which at 1M faces
 costs 15-30 minutes per erasure request. This script runs on chromadb directly (no facedb code
 path; only facedb's HNSW settings are imported, so the collections match the product's): an
-embedded ``PersistentClient`` and a ``chroma run`` server on 127.0.0.1 (``tests/servers.py``'s
+embedded ``PersistentClient`` and a ``chroma run`` server on 127.0.0.1 (``facedb.evaluation.servers``'
 ``ChromaServer``, on a free port, stopped at the end).
 
 For each size in ``--sizes`` it builds one collection (cosine, ``max_neighbors``/``ef_*`` from
@@ -46,7 +46,7 @@ Usage::
     .venv/bin/python scripts/experiments/chroma_erasure.py --sizes 100000 --no-server --json /tmp/e.json
     .venv/bin/python scripts/experiments/chroma_erasure.py --no-server --shards 1,4
 
-Needs the test extras (``pip install -e '.[test]'``): it imports ``tests/servers.py``.
+Needs facedb installed (it imports ``facedb.evaluation.servers``).
 Everything is written under a temporary folder (0700), removed at the end unless ``--keep``.
 """
 from __future__ import annotations
@@ -67,13 +67,10 @@ from typing import Any
 
 import numpy as np
 
+from facedb.evaluation.servers import ChromaServer, find_chroma
+from facedb.index.chroma_index import HNSW
+
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO))
-
-from servers import ChromaServer, find_chroma  # noqa: E402
-
-from facedb.index.chroma_index import HNSW  # noqa: E402
 
 DIM = 128
 BATCH = 5000
