@@ -423,7 +423,7 @@ def test_the_collections_commands_and_the_global_option(tmp_path: Path, people: 
     assert (gone["name"], gone["subjects"], gone["faces"]) == ("lobby", 1, 2)
     assert [c["name"] for c in ok("collections", "list")] == ["default"]
     code, out, _ = run_cli(home, "collections", "list")
-    assert code == 0 and "default" in out and "1 collections" in out
+    assert code == 0 and "default" in out and "1 collection\n" in out
 
 
 # -- the client's request path ------------------------------------------------------------------------------
