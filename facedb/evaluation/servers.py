@@ -113,12 +113,8 @@ def port_open(port: int, host: str = HOST, timeout: float = 0.2) -> bool:
 
 def pid_alive(pid: int) -> bool:
     """True when ``pid`` runs (a zombie, killed but not yet reaped, counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not _exists(pid):
         return False
-    except PermissionError:
-        return True
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             state = fh.read().rsplit(b")", 1)[1].split()[0]

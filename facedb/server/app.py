@@ -158,19 +158,27 @@ def _version() -> str:
     return __version__
 
 
-def _mount_web(app: FastAPI) -> None:
-    """The web page at / (every asset inside the package), when it is installed."""
-    index = WEB_DIR / "index.html"
+def _mount_page(app: FastAPI, path: str, folder: Path, static_path: str, name: str) -> None:
+    """``folder/index.html`` at ``path`` and ``folder/static`` at ``static_path`` (every asset inside
+    the package, nothing from a CDN), under the strict content-security policy; nothing when the
+    page is not installed."""
+    index = folder / "index.html"
     if not index.is_file():
         return
     from fastapi.staticfiles import StaticFiles
 
-    app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+    app.mount(static_path, StaticFiles(directory=folder / "static"), name=name)
 
-    @app.get("/", include_in_schema=False)
     async def page() -> Response:
         return Response(index.read_bytes(), media_type="text/html; charset=utf-8",
                         headers={"Cache-Control": "no-store", "Content-Security-Policy": _CSP})
+
+    app.add_api_route(path, page, methods=["GET"], include_in_schema=False)
+
+
+def _mount_web(app: FastAPI) -> None:
+    """The web page at / when it is installed."""
+    _mount_page(app, "/", WEB_DIR, "/static", "static")
 
 
 _CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
@@ -179,15 +187,5 @@ _CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; scrip
 
 def _mount_docs(app: FastAPI) -> None:
     """``/docs``: a page that reads ``/openapi.json`` and lists every route, its fields, answers
-    and errors; its script and style are files inside the package (nothing from a CDN)."""
-    page = DOCS_DIR / "index.html"
-    if not page.is_file():
-        return
-    from fastapi.staticfiles import StaticFiles
-
-    app.mount("/docs/static", StaticFiles(directory=DOCS_DIR / "static"), name="docs-static")
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> Response:
-        return Response(page.read_bytes(), media_type="text/html; charset=utf-8",
-                        headers={"Cache-Control": "no-store", "Content-Security-Policy": _CSP})
+    and errors."""
+    _mount_page(app, "/docs", DOCS_DIR, "/docs/static", "docs-static")

@@ -24,7 +24,7 @@ from ..contract.requests import ErrorBody
 from ..errors import UsageError
 from ..operations.gatekeeper import Scope, acting_as
 from .guard import Caller
-from .uploads import Limits
+from .uploads import Limits, per_image
 
 T = TypeVar("T")
 
@@ -160,11 +160,6 @@ def uploads_of(images: list[tuple[str, bytes]], paths_field: str | None, caller:
     from (``source_paths``), so that reindex and thumbnails can find them later."""
     paths: list[str | None] = [None] * len(images)
     if caller.local and paths_field:
-        try:
-            given = json.loads(paths_field)
-        except json.JSONDecodeError:
-            raise UsageError("source_paths must be a JSON list") from None
-        if not isinstance(given, list) or len(given) != len(images):
-            raise UsageError("source_paths must list one path per image")
+        given = per_image(paths_field, len(images), "source_paths", "a path")
         paths = [p if isinstance(p, str) and p.startswith("/") else None for p in given]
     return [Upload(name, data, path) for (name, data), path in zip(images, paths)]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -64,6 +65,18 @@ READ_FAILURES = ("not_found", "unreadable", "is_directory", "not_a_file", "empty
 MAX_FAILURE_MESSAGE = 4096
 
 
+def per_image(field: str, n: int, name: str, entry: str) -> list[Any]:
+    """A form field that is a JSON list with one ``entry`` per uploaded image (``source_paths``,
+    ``read_failures``), or a usage error naming the field."""
+    try:
+        given = json.loads(field)
+    except json.JSONDecodeError:
+        raise UsageError(f"{name} must be a JSON list") from None
+    if not isinstance(given, list) or len(given) != n:
+        raise UsageError(f"{name} must have one entry ({entry}) per image")
+    return given
+
+
 def with_read_failures(images: list[Upload], field: str | None) -> list[Upload]:
     """``images`` with the files the client could not read marked as such.
 
@@ -75,12 +88,7 @@ def with_read_failures(images: list[Upload], field: str | None) -> list[Upload]:
     """
     if not field:
         return images
-    try:
-        given = json.loads(field)
-    except json.JSONDecodeError:
-        raise UsageError("read_failures must be a JSON list") from None
-    if not isinstance(given, list) or len(given) != len(images):
-        raise UsageError("read_failures must have one entry (null or [reason, message]) per image")
+    given = per_image(field, len(images), "read_failures", "null or [reason, message]")
     out: list[Upload] = []
     for up, failure in zip(images, given):
         if failure is None:
