@@ -161,10 +161,12 @@ function parseHash(hash) {
   return { view: "search", name: null };
 }
 
-/** Open ``hash``: a new history entry, or the same view afresh when the address is already there. */
+/** Open ``hash`` now: a new history entry (unless the address is already there), then its view.
+ * Synchronous on purpose: setting ``location.hash`` opens the view only at the ``hashchange``
+ * that follows, and a photo chosen in between would have its search aborted by that late switch. */
 function go(hash) {
-  if (location.hash === hash) route({ focus: true });
-  else location.hash = hash;
+  if (location.hash !== hash) history.pushState(null, "", hash);
+  route({ focus: true });
 }
 
 // -- the API ---------------------------------------------------------------------------------
@@ -262,7 +264,11 @@ function show(view, { focus = false } = {}) {
   }
 }
 
+/** The address ``route`` last opened: back/forward fire both ``popstate`` and ``hashchange``. */
+let routed = null;
+
 function route({ focus = false } = {}) {
+  routed = location.hash;
   warn("");
   if (!state.key) {
     show("signin");
@@ -1202,13 +1208,19 @@ function wire() {
     $("#enroll-next").hidden = true;
     say("The list is cleared.");
   });
-  // A click on a nav link for the view already in the address still opens it afresh.
-  for (const a of $$("#nav a")) {
-    a.addEventListener("click", (ev) => {
-      if (a.getAttribute("href") === location.hash) { ev.preventDefault(); route({ focus: true }); }
-    });
-  }
-  window.addEventListener("hashchange", () => route({ focus: true }));
+  // A link to a view opens it at once (the view already in the address, afresh); a click meant
+  // for a new tab or window is left to the browser.
+  document.addEventListener("click", (ev) => {
+    const a = ev.target instanceof Element ? ev.target.closest("a[href^='#']") : null;
+    if (!a || a.getAttribute("href") === "#main") return;
+    if (ev.button !== 0 || ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.altKey) return;
+    ev.preventDefault();
+    go(a.getAttribute("href"));
+  });
+  // Back, forward, and an address typed by hand.
+  const moved = () => { if (location.hash !== routed) route({ focus: true }); };
+  window.addEventListener("hashchange", moved);
+  window.addEventListener("popstate", moved);
   dropTargets();
 }
 
