@@ -43,6 +43,15 @@ from .contract.models import (
     VerifyResult,
 )
 from .contract.names import normalize_subject_name, validate_subject_name
+from .contract.requests import (
+    AuditQuery,
+    CollectionCreateBody,
+    EnrollOptions,
+    KeyCreateBody,
+    SearchOptions,
+    VerifyOptions,
+    parse,
+)
 from .errors import FacedbError, NotFoundError
 from .operations import gatekeeper
 from .operations.collections import CollectionPack
@@ -177,8 +186,10 @@ class FaceDB:
         from .analysis.engines import known_packs
         from .operations.collections import validate_collection_name, validate_threshold
 
+        body = parse(CollectionCreateBody, {"name": name, "pack": pack, "threshold": threshold})
+        name, pack = body.name, body.pack
         validate_collection_name(name)
-        thr = validate_threshold(threshold)
+        thr = validate_threshold(body.threshold)
         if pack is not None and pack not in known_packs() and not os.path.isdir(pack):
             raise FacedbError(f"unknown pack {pack!r}: one of {', '.join(sorted(known_packs()))}, or a directory "
                               "of InsightFace ONNX files (see `facedb packs`)")
@@ -237,11 +248,13 @@ class FaceDB:
                quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR) -> EnrollReport:
         """Add the faces in ``paths`` (files, directories, or uploaded bytes) to ``subject``,
         creating it if new. Photos already stored (same SHA-256) are skipped; a face below the
-        quality floor is refused (``low_quality``; ``quality_floor=None`` to keep every face)."""
+        quality floor is refused (``low_quality``; ``quality_floor=None`` to keep every face).
+        ``metadata`` may be JSON text and ``quality_floor`` its text form, as the CLI has them."""
+        opts = EnrollOptions.of(multi_face, metadata, quality_floor)
         subject = normalize_subject_name(subject)
         with self._audited("enroll", subject) as note:
-            rep = self._ingest.enroll(subject, paths, multi_face=multi_face, metadata=metadata, progress=progress,
-                                      quality_floor=quality_floor)
+            rep = self._ingest.enroll(subject, paths, multi_face=opts.multi_face, metadata=opts.metadata,
+                                      progress=progress, quality_floor=opts.floor)
             note(rep.enrolled + rep.duplicates + len(rep.failed), rep.enrolled, bool(rep.failed))
         return rep
 
@@ -250,9 +263,10 @@ class FaceDB:
                    quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR) -> ImportReport:
         """Bulk-enroll ``root/<subject>/<images>`` (``name_from='dir'``) or a flat folder whose file
         names start with the subject (``'prefix'``: ``subject01.happy``, ``Ann_Lee_0001.jpg``)."""
+        opts = EnrollOptions.of(multi_face, None, quality_floor)
         with self._audited("import") as note:
-            rep = self._ingest.import_dir(root, name_from=name_from, multi_face=multi_face, progress=progress,
-                                          quality_floor=quality_floor)
+            rep = self._ingest.import_dir(root, name_from=name_from, multi_face=opts.multi_face, progress=progress,
+                                          quality_floor=opts.floor)
             note(rep.enrolled + rep.duplicates + rep.n_failed, rep.enrolled, bool(rep.n_failed))
         return rep
 
@@ -267,8 +281,10 @@ class FaceDB:
 
         Subjects are scored by their template (the normalised mean of all their faces), or with
         ``scoring="best"`` by their closest face."""
+        opts = parse(SearchOptions, {"k": k, "threshold": threshold, "by": by, "reference": reference,
+                                     "scoring": scoring})
         with self._audited("search") as note:
-            rep = self._search.search(images, k=k, threshold=threshold, by=by, reference=reference, scoring=scoring)
+            rep = self._search.search(images, **opts.keywords())
             faces = [f for r in rep.results for f in r.faces]
             note(len(rep.results), len(faces), bool(rep.n_failed),
                  f"named {sum(f.identity is not None for f in faces)} of {plural(len(faces), 'face')}")
@@ -277,9 +293,10 @@ class FaceDB:
     def verify(self, image: ImageInput, subject: str, *, threshold: float | None = None) -> VerifyResult:
         """1:1 — is this subject in ``image``? Answered for the image's face closest to the subject
         (``face_index`` and ``face_bbox`` say which: 0 = the largest face)."""
-        subject = normalize_subject_name(subject)
+        opts = parse(VerifyOptions, {"subject": subject, "threshold": threshold})
+        subject = normalize_subject_name(opts.subject)
         with self._audited("verify", subject) as note:
-            res = self._search.verify(image, subject, threshold=threshold)
+            res = self._search.verify(image, subject, threshold=opts.threshold)
             note(1, 1, False, "match" if res.match else "no match")
         return res
 
@@ -379,6 +396,8 @@ class FaceDB:
     def create_key(self, name: str, scope: gatekeeper.Scope, collection: str | None = None) -> KeyInfo:
         """A new API key for ``facedb serve``; the secret is in the result, and nowhere else.
         ``collection`` limits the key to that collection (403 anywhere else)."""
+        body = parse(KeyCreateBody, {"name": name, "scope": scope, "collection": collection})
+        name, scope, collection = body.name, body.scope, body.collection
         gatekeeper.validate_key_name(name)
         gatekeeper.validate_scope(scope)
         if collection is not None:
@@ -397,6 +416,10 @@ class FaceDB:
             return KeyInfo(**self.store.base.catalog.revoke_key(name))
 
     def audit(self, since: datetime | None = None, limit: int | None = None) -> list[AuditEntry]:
+        """The audit trail, oldest first: entries ``since`` a time (or a duration ago as text:
+        ``"30m"``, ``"7d"``), the newest ``limit``."""
+        q = parse(AuditQuery, {"since": since, "limit": limit})
+        since, limit = q.since, q.limit
         if since is not None:
             since = since.astimezone(timezone.utc) if since.tzinfo else since.replace(tzinfo=timezone.utc)
         self.gate.flush()

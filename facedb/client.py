@@ -3,8 +3,10 @@
 It offers the verbs of ``FaceDB`` and returns the same result models, so every command
 prints and exits the same way through a server as directly. It imports no numpy, OpenCV,
 Chroma or SQLAlchemy: files are read here and sent as bytes (in requests within the server's
-limits), and the answers are rebuilt from their JSON. Options are checked by the request models
-of ``facedb.contract.requests`` before anything is sent, with the server's own messages.
+limits), and the answers are rebuilt from their JSON. It checks no option itself: it sends what
+it is given, and the server judges it with the request models of ``facedb.contract.requests`` (a
+``UsageError`` comes back with the same problems as ``FaceDB`` finds), so it never imports pydantic,
+whose import alone costs more than a search through a server.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from . import trace
 from .analysis import files
 from .analysis.files import Upload
-from .analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor
+from .analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor, format_quality_floor
 from .contract.models import (
     AuditEntry,
     CheckReport,
@@ -44,16 +46,6 @@ from .contract.models import (
     VerifyResult,
 )
 from .contract.names import validate_subject_name
-from .contract.requests import (
-    AuditQuery,
-    CollectionCreateBody,
-    EnrollOptions,
-    KeyCreateBody,
-    RenameBody,
-    SearchOptions,
-    VerifyOptions,
-    parse,
-)
 from .errors import FacedbError, ImageError, TooLargeError, UnavailableError, error_from
 from .store.sockets import server_listening
 
@@ -111,6 +103,32 @@ class _UnixConnection(http.client.HTTPConnection):
         sock.settimeout(self.timeout)
         sock.connect(self._path)
         self.sock = sock
+
+
+def form_value(value: Any) -> str | None:
+    """A keyword of the Python API as a form field or query value (None: not sent). No checks:
+    the server's request models judge the value."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dict):
+        return json.dumps(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def form(**values: Any) -> dict[str, str]:
+    """Form fields (or a query) from keywords, leaving out the absent ones."""
+    out = {}
+    for name, value in values.items():
+        text = form_value(value)
+        if text is not None:
+            out[name] = text
+    return out
 
 
 def _quote_header(value: str) -> str:
@@ -200,7 +218,8 @@ class Transport:
             answer = None
         if resp.status >= 400:
             if isinstance(answer, dict) and "error" in answer:
-                raise error_from(answer.get("kind"), str(answer["error"]), answer.get("reason"))
+                raise error_from(answer.get("kind"), str(answer["error"]), answer.get("reason"),
+                                 answer.get("problems"))
             raise UnavailableError(f"the facedb server at {self.where} answered HTTP {resp.status}")
         return answer
 
@@ -326,7 +345,8 @@ class Client:
             for up in given:
                 yield 0, up
 
-        data = EnrollOptions.of(multi_face=multi_face, metadata=metadata, quality_floor=quality_floor).form_fields()
+        floor = quality_floor if isinstance(quality_floor, str) else format_quality_floor(quality_floor)
+        data = form(multi_face=multi_face, quality_floor=floor, metadata=metadata or None)
         path = f"/v1/subjects/{quote(subject, safe='')}/images"
         for chunk in self._chunks(inputs()):
             sent = [chunk] if isinstance(chunk, tuple) else self._post_images(path, "images", chunk, data)
@@ -351,6 +371,10 @@ class Client:
                    progress: ProgressFn | None = None, quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR
                    ) -> ImportReport:
         groups, skipped = files.group_subject_files(root, name_from)
+        if not groups:  # nothing will reach the server: the options are checked here, as it would
+            from .contract.requests import EnrollOptions
+
+            EnrollOptions.of(multi_face, None, quality_floor)
         loose = [FailedItem(path=s.path, reason=s.reason, message=s.message) for s in skipped]
         out = ImportReport(pack=self.pack_name, failed=loose)
         for subject, paths in groups.items():
@@ -368,8 +392,6 @@ class Client:
     def search(self, images: Sequence[str | os.PathLike[str] | bytes | Upload], *, k: int = 3,
                threshold: float | None = None, by: By = "subject", reference: bool = False,
                scoring: Scoring = "template") -> SearchReport:
-        opts = parse(SearchOptions, {"k": k, "threshold": threshold, "by": by, "reference": reference,
-                                     "scoring": scoring})
         results: list[ImageResult | None] = [None] * len(images)
 
         def inputs() -> Iterator[tuple[int, Upload | FailedItem]]:
@@ -380,7 +402,7 @@ class Client:
                     yield i, FailedItem(path=str(im), reason=exc.reason, message=str(exc))
 
         header: dict[str, Any] | None = None
-        fields = opts.form_fields()
+        fields = form(k=k, by=by, reference=reference, scoring=scoring, threshold=threshold)
         for chunk in self._chunks(inputs()):
             for done in ([chunk] if isinstance(chunk, tuple) else self._post_images("/v1/search", "images", chunk, fields)):
                 if isinstance(done[0], int):
@@ -391,7 +413,11 @@ class Client:
                 header = {key: body[key] for key in ("pack", "threshold", "by", "k", "reference", "scoring")}
                 for (i, _), res in zip(part_chunk, body["results"]):
                     results[i] = ImageResult.from_dict(res)
-        if header is None:  # nothing reached the server: it still says which pack and threshold
+        if header is None:  # nothing reached the server: the options are checked here, as it would
+            from .contract.requests import SearchOptions, parse
+
+            opts = parse(SearchOptions, {"k": k, "threshold": threshold, "by": by, "reference": reference,
+                                         "scoring": scoring})
             header = {"pack": self.pack_name, "threshold": self.threshold if opts.threshold is None else opts.threshold,
                       "by": opts.by, "k": opts.k, "reference": opts.reference,
                       "scoring": opts.scoring if opts.by == "subject" else "best"}
@@ -399,7 +425,7 @@ class Client:
 
     def verify(self, image: str | os.PathLike[str] | bytes | Upload, subject: str, *,
                threshold: float | None = None) -> VerifyResult:
-        data = parse(VerifyOptions, {"subject": subject, "threshold": threshold}).form_fields()
+        data = form(subject=subject, threshold=threshold)
         up = self._upload(image)
         return VerifyResult.from_dict(self._request("POST", "/v1/verify", files=self._multipart("image", [up]),
                                                     data=data))
@@ -410,8 +436,7 @@ class Client:
         return DeleteReport.from_dict(self._request("DELETE", f"/v1/subjects/{quote(subject, safe='')}", params=params))
 
     def rename(self, old: str, new: str) -> None:
-        body = parse(RenameBody, {"name": new})
-        self._request("PATCH", f"/v1/subjects/{quote(old, safe='')}", json_body=body.model_dump())
+        self._request("PATCH", f"/v1/subjects/{quote(old, safe='')}", json_body={"name": new})
 
     def subjects(self) -> list[SubjectInfo]:
         return [SubjectInfo.from_dict(d) for d in self._request("GET", "/v1/subjects")]
@@ -445,8 +470,8 @@ class Client:
 
     # -- keys and audit -----------------------------------------------------------------------------
     def create_key(self, name: str, scope: Scope, collection: str | None = None) -> KeyInfo:
-        body = parse(KeyCreateBody, {"name": name, "scope": scope, "collection": collection})
-        return KeyInfo.from_dict(self._request("POST", "/v1/keys", json_body=body.model_dump(exclude_none=True)))
+        body = {k: v for k, v in (("name", name), ("scope", scope), ("collection", collection)) if v is not None}
+        return KeyInfo.from_dict(self._request("POST", "/v1/keys", json_body=body))
 
     def keys(self) -> list[KeyInfo]:
         return [KeyInfo.from_dict(d) for d in self._request("GET", "/v1/keys")]
@@ -455,7 +480,7 @@ class Client:
         return KeyInfo.from_dict(self._request("DELETE", f"/v1/keys/{quote(name, safe='')}"))
 
     def audit(self, since: datetime | None = None, limit: int | None = None) -> list[AuditEntry]:
-        params = parse(AuditQuery, {"since": since, "limit": limit}).query()
+        params = form(since=since, limit=limit)
         return [AuditEntry.from_dict(d) for d in self._request("GET", "/v1/audit", params=params)]
 
     # -- collections ---------------------------------------------------------------------------------
@@ -463,9 +488,8 @@ class Client:
         return [CollectionInfo.from_dict(d) for d in self._request("GET", "/v1/collections")]
 
     def create_collection(self, name: str, pack: str | None = None, threshold: float | None = None) -> CollectionInfo:
-        body = parse(CollectionCreateBody, {"name": name, "pack": pack, "threshold": threshold})
-        return CollectionInfo.from_dict(self._request("POST", "/v1/collections",
-                                                      json_body=body.model_dump(exclude_none=True)))
+        body = {k: v for k, v in (("name", name), ("pack", pack), ("threshold", threshold)) if v is not None}
+        return CollectionInfo.from_dict(self._request("POST", "/v1/collections", json_body=body))
 
     def delete_collection(self, name: str) -> CollectionInfo:
         return CollectionInfo.from_dict(self._request("DELETE", f"/v1/collections/{quote(name, safe='')}"))

@@ -8,6 +8,8 @@ the thin client turns that JSON back into the same exception, so both paths exit
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 
 class FacedbError(Exception):
     """Base class: the message is meant to be shown to a person as is."""
@@ -27,6 +29,18 @@ class UsageError(FacedbError):
     kind = "usage"
     exit_code = 2
     http_status = 422
+
+    def __init__(self, message: str, problems: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        #: (field, what is wrong with its value) per value that does not fit, when a request model
+        #: said so: a front end names each field as its user typed it (``naming``)
+        self.problems = [(str(f), str(m)) for f, m in problems]
+
+    def naming(self, names: Mapping[str, str]) -> str:
+        """The message with each field named as ``names`` says (the CLI: ``k`` is ``-k``)."""
+        if not self.problems:
+            return str(self)
+        return "; ".join(f"{names.get(f, f)}: {m}" for f, m in self.problems)
 
 
 class ImageError(FacedbError):
@@ -151,9 +165,12 @@ def error_table() -> list[dict[str, object]]:
              "meaning": (c.__doc__ or "").strip().splitlines()[0]} for c in ERRORS]
 
 
-def error_from(kind: str | None, message: str, reason: str | None = None) -> FacedbError:
+def error_from(kind: str | None, message: str, reason: str | None = None,
+               problems: Sequence[Mapping[str, str]] | None = None) -> FacedbError:
     """Rebuild the exception a server reported (``kind`` from its JSON), for the thin client."""
     cls = _BY_KIND.get(kind or "", FacedbError)
+    if cls is UsageError:
+        return UsageError(message, [(p.get("field", ""), p.get("message", "")) for p in problems or ()])
     if cls is ImageError:
         return ImageError(reason or "image", message)
     if cls is OverloadedError:

@@ -184,6 +184,15 @@ def _table(i: Inputs) -> list[tuple[str, list[str]]]:
         steps.append((f"search {name}", ["search", str(p)]))
     steps.append(("search all at once", ["search", *map(str, images.values()), "-k", "2"]))
     steps.append(("search by face", ["search", str(i.photo), str(i.stranger), "--by", "face", "--reference"]))
+    # Bad options: the server judges them for the client, with the model FaceDB uses, and the CLI
+    # names the options alike on every path (the thin client imports no pydantic to check them).
+    steps.append(("search, k out of range", ["search", str(i.photo), "-k", "0"]))
+    steps.append(("search, several bad options", ["search", str(i.photo), "--by", "photo", "--threshold", "3"]))
+    steps.append(("search a missing file, bad k", ["search", str(i.missing), "-k", "many"]))
+    steps.append(("verify, bad threshold", ["verify", str(i.photo), "alice", "--threshold", "-1"]))
+    steps.append(("enroll, metadata not an object", ["enroll", "alice", str(i.photo), "--metadata", "[1]"]))
+    steps.append(("enroll, bad quality floor", ["enroll", "alice", str(i.photo), "--min-quality", "sharp"]))
+    steps.append(("import, bad multi-face", ["import", str(i.import_dir), "--multi-face", "all"]))
     for name, p in images.items():
         steps.append((f"verify {name} alice", ["verify", str(p), "alice"]))
     steps.append(("verify photo, unknown subject", ["verify", str(i.photo), "nobody"]))
@@ -239,6 +248,10 @@ def test_every_command_answers_the_same_on_every_path(paths: dict[str, Path_], i
                                   f"  {name}: exit {other[0]} {json.dumps(other[1])[:1500]}")
     assert not mismatches, "\n".join(mismatches)
     assert len(too_large_seen) >= 4, too_large_seen
+    # A bad option is named as the user typed it, also when the server judged it (over TCP).
+    code, out = _invoke(paths["tcp"], "search", str(inputs.photo), "--by", "photo", "-k", "0")
+    assert code == 2 and out["reason"] == "usage", out
+    assert out["error"].startswith("-k: input should be greater than or equal to 1, not '0'; --by: "), out
     # The owner's socket took the large photo that TCP refused: the 37 MB case.
     subjects = {name: [s["name"] for s in _invoke(p, "subjects")[1]] for name, p in paths.items()}
     assert "big" in subjects["direct"] and subjects["socket"] == subjects["direct"]
@@ -384,7 +397,7 @@ def test_the_client_path_and_help_import_nothing_heavy(tmp_path: Path) -> None:
         "out['help'] = CliRunner().invoke(cli, ['search', '--help']).exit_code\n"
         "r = CliRunner().invoke(cli, ['--home', sys.argv[1], '--server', 'http://127.0.0.1:9', 'subjects', '--json'])\n"
         "out['served'] = [r.exit_code, json.loads(r.stdout)['reason']]\n"
-        "out['heavy'] = sorted(m for m in ('numpy', 'cv2', 'PIL', 'chromadb', 'sqlalchemy', 'onnxruntime')\n"
+        "out['heavy'] = sorted(m for m in ('numpy', 'cv2', 'PIL', 'chromadb', 'sqlalchemy', 'onnxruntime', 'pydantic')\n"
         "                      if m in sys.modules)\n"
         "print(json.dumps(out))\n")
     res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "home")], capture_output=True, timeout=120,

@@ -419,7 +419,8 @@ def test_the_client_path_imports_nothing_heavy(served: FacedbServer, people: dic
             " prog_name='facedb')\n"
             "except SystemExit as e:\n"
             "    assert e.code in (0, None), e.code\n"
-            "heavy = [m for m in ('numpy', 'cv2', 'chromadb', 'sqlalchemy', 'PIL', 'onnxruntime') if m in sys.modules]\n"
+            "heavy = [m for m in ('numpy', 'cv2', 'chromadb', 'sqlalchemy', 'PIL', 'onnxruntime', 'pydantic',\n"
+            "                     'fastapi') if m in sys.modules]\n"
             "print('HEAVY', heavy)\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, env=served.env, timeout=120)
     assert res.returncode == 0, res.stderr.decode()

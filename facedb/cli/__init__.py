@@ -73,6 +73,21 @@ class State:
             raise ServedElsewhere(f"a facedb server took {self.opts.get('home') or 'the home'} while this "
                                   "command waited for it, and stopped again: run the command again")
 
+    def options(self, model: str, **values: Any) -> dict[str, Any]:
+        """A command's options as the backend's keywords, as typed (None: not given, so the
+        default applies), named as the fields of the request model ``model`` of
+        ``facedb.contract.requests``. The backend checks them with that model on every path
+        (``FaceDB`` itself; the server, for the client, which sends them as they are). For a local
+        backend they are also checked here, so a bad value is refused before any database is
+        opened; the client path imports no pydantic. A value that does not fit is a ``UsageError``
+        that ``handle_errors`` words with the option's name."""
+        given = {name: value for name, value in values.items() if value is not None}
+        if self._client is None:
+            from ..contract import requests
+
+            requests.parse(getattr(requests, model), given)
+        return given
+
     def backend(self, **extra: Any) -> Backend:
         """The chosen backend; ``extra`` (e.g. ``workers``) configures a local ``FaceDB``."""
         if self._backend is None:
@@ -163,10 +178,24 @@ def handle_errors(as_json: bool = False) -> Iterator[None]:
     except ServedElsewhere:
         raise  # the group re-runs the command through the server (FacedbGroup)
     except FacedbError as exc:
+        message = _worded(exc)
         if as_json:
-            emit_json({"error": str(exc), "reason": exc.reason, "exit_code": exc.exit_code})
-        click.echo(f"Error: {exc}", err=True)
+            emit_json({"error": message, "reason": exc.reason, "exit_code": exc.exit_code})
+        click.echo(f"Error: {message}", err=True)
         sys.exit(exc.exit_code)
+
+
+#: Request fields whose option is not ``--field-name`` (arguments are named as in the usage line).
+FLAGS = {"k": "-k", "quality_floor": "--min-quality", "subject": "SUBJECT", "name": "NAME", "request": "request"}
+
+
+def _worded(exc: FacedbError) -> str:
+    """The error's message, with a request model's fields named as the command's options."""
+    from ..errors import UsageError
+
+    if not isinstance(exc, UsageError):
+        return str(exc)
+    return exc.naming({f: FLAGS.get(f, "--" + f.replace("_", "-")) for f, _ in exc.problems})
 
 
 def progress_bar(total: int, quiet: bool, label: str) -> Any:

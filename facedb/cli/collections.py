@@ -57,11 +57,8 @@ def collections_create(state: State, name: str, pack_name: str | None, threshold
       facedb collections create lobby --threshold 0.5
     """
     with handle_errors(as_json):
-        from ..contract.requests import CollectionCreateBody
-        from .commands import options
-
-        body = options(CollectionCreateBody, name=name, pack=pack_name, threshold=threshold)
-        info = state.backend().create_collection(body.name, pack=body.pack, threshold=body.threshold)
+        opts = state.options("CollectionCreateBody", name=name, pack=pack_name, threshold=threshold)
+        info = state.backend().create_collection(**opts)
         if as_json:
             emit_json(info.to_dict())
         else:

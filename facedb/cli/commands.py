@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,24 +14,6 @@ if TYPE_CHECKING:
     from ..contract.backend import MultiFace, NameFrom
 
 from . import EXIT_INDEX, EXIT_PARTIAL, State, cli, emit_json, handle_errors, json_option, pass_state, progress_bar
-
-if TYPE_CHECKING:
-    from pydantic import BaseModel
-
-M = TypeVar("M", bound="BaseModel")
-#: Model fields whose option is not ``--field-name`` (arguments are named as in the usage line).
-_FLAGS = {"k": "-k", "quality_floor": "--min-quality", "subject": "SUBJECT", "name": "NAME"}
-
-
-def options(model: type[M], **values: Any) -> M:
-    """The request model of a command from its options (``facedb.contract.requests`` checks each
-    value once, for the CLI, the client and the server alike); a value that does not fit is a
-    usage error (exit 2) naming the option. Imported here, not at start-up: ``--help`` stays instant."""
-    from ..contract.requests import parse
-
-    flags = {name: _FLAGS.get(name, "--" + name.replace("_", "-")) for name in values}
-    return parse(model, values, names=flags)
-
 
 # -- enroll / import -------------------------------------------------------------------
 
@@ -80,13 +62,11 @@ def enroll(state: State, name: str, paths: tuple[str, ...], multi_face: MultiFac
     """
     with handle_errors(as_json):
         from ..analysis.files import iter_image_files
-        from ..contract.requests import EnrollOptions
 
-        opts = options(EnrollOptions, multi_face=multi_face, quality_floor=min_quality, metadata=metadata)
+        opts = state.options("EnrollOptions", multi_face=multi_face, quality_floor=min_quality, metadata=metadata)
         total = len(iter_image_files(list(paths)))
         rep = _run_ingest(state, quiet, workers, total, f"enrolling {name}",
-                          lambda db, cb: db.enroll(name, list(paths), multi_face=opts.multi_face, metadata=opts.metadata,
-                                                   progress=cb, quality_floor=opts.floor))
+                          lambda db, cb: db.enroll(name, list(paths), progress=cb, **opts))
         if as_json:
             emit_json({"pack": state.backend().pack_name, "subjects": [rep.to_dict()],
                        "enrolled": rep.enrolled, "duplicates": rep.duplicates, "n_failed": len(rep.failed)})
@@ -121,13 +101,11 @@ def import_(state: State, directory: str, name_from: NameFrom, multi_face: Multi
     """
     with handle_errors(as_json):
         from ..analysis.files import group_subject_files
-        from ..contract.requests import EnrollOptions
 
-        opts = options(EnrollOptions, multi_face=multi_face, quality_floor=min_quality)
+        opts = state.options("EnrollOptions", multi_face=multi_face, quality_floor=min_quality)
         total = sum(len(paths) for paths in group_subject_files(directory, name_from)[0].values())
         rep = _run_ingest(state, quiet, workers, total, "importing",
-                          lambda db, cb: db.import_dir(directory, name_from=name_from, multi_face=opts.multi_face,
-                                                       progress=cb, quality_floor=opts.floor))
+                          lambda db, cb: db.import_dir(directory, name_from=name_from, progress=cb, **opts))
         if as_json:
             emit_json(rep.to_dict())
         else:
@@ -230,13 +208,11 @@ def search(state: State, images: tuple[str, ...], k: str, threshold: str | None,
       find shots/ -name '*.jpg' | facedb search --paths-from - --json
     """
     with handle_errors(as_json):
-        from ..contract.requests import SearchOptions
-
-        opts = options(SearchOptions, k=k, threshold=threshold, by=by, reference=reference, scoring=scoring)
+        opts = state.options("SearchOptions", k=k, threshold=threshold, by=by, reference=reference, scoring=scoring)
         inputs = _read_inputs(images, paths_from)
         if not inputs:
             raise click.UsageError("give at least one IMAGE (or --paths-from)")
-        rep = state.backend(workers=workers).search(inputs, **opts.keywords())
+        rep = state.backend(workers=workers).search(inputs, **opts)
         if as_json:
             emit_json(rep.to_dict())
         else:
@@ -263,11 +239,9 @@ def verify(state: State, image: str, subject: str, threshold: str | None, as_jso
       facedb verify door-camera.jpg "Ada Lovelace"
     """
     with handle_errors(as_json):
-        from ..contract.requests import VerifyOptions
-
-        opts = options(VerifyOptions, subject=subject, threshold=threshold)
+        opts = state.options("VerifyOptions", subject=subject, threshold=threshold)
         data = _read_inputs((image,), None)[0]
-        res = state.backend().verify(data, opts.subject, threshold=opts.threshold)
+        res = state.backend().verify(data, **opts)
         if as_json:
             emit_json(res.to_dict())
         else:

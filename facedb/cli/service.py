@@ -95,11 +95,8 @@ def keys_create(state: State, name: str, scope: str, limit: str | None, as_json:
       facedb keys create lobby --scope write --collection lobby
     """
     with handle_errors(as_json):
-        from ..contract.requests import KeyCreateBody
-        from .commands import options
-
-        body = options(KeyCreateBody, name=name, scope=scope, collection=limit)
-        info = state.backend().create_key(body.name, body.scope, collection=body.collection)
+        opts = state.options("KeyCreateBody", name=name, scope=scope, collection=limit)
+        info = state.backend().create_key(**opts)
         if as_json:
             emit_json({"name": info.name, "scope": info.scope, "collection": info.collection, "key": info.key})
         else:
@@ -165,11 +162,8 @@ def audit(state: State, since: str | None, limit: str | None, as_json: bool) -> 
       facedb audit --since 24h --json
     """
     with handle_errors(as_json):
-        from ..contract.requests import AuditQuery
-        from .commands import options
-
-        q = options(AuditQuery, since=since, limit=limit)
-        rows = state.backend().audit(since=q.since, limit=q.limit)
+        opts = state.options("AuditQuery", since=since, limit=limit)
+        rows = state.backend().audit(**opts)
         if as_json:
             emit_json([r.to_dict() for r in rows])
             return

@@ -1,35 +1,52 @@
-"""What the Python API returns: pydantic models whose ``to_dict()`` is the documented JSON (the
-CLI's ``--json`` and the server's responses are these dicts, and ``/openapi.json`` describes them
-from the same classes), and ``from_dict()`` rebuilds them (the thin client). Light on purpose: no
-numpy, SQLAlchemy or Chroma here.
+"""What the Python API returns: dataclasses whose ``to_dict()`` is the documented JSON (the CLI's
+``--json`` and the server's responses are these dicts) and whose ``from_dict()`` rebuilds them (the
+thin client). ``/openapi.json`` describes them from the same classes: pydantic reads dataclasses as
+they are (``facedb.server`` passes them as ``response_model``).
 
-Every model defers building its validator until its first use (``defer_build``): the thin client
-imports this module on every command, and building the schemas of all of them up front costs more
-than the command itself. Values are validated when a model is built, so a numpy scalar from the
-analysis becomes a plain ``float``/``int`` before it reaches JSON.
+Plain dataclasses, not pydantic models, on purpose: the thin client imports this module on every
+command, and importing pydantic alone (about 45 ms) costs more than a search through a server.
+Values are made plain when a result is built (a numpy scalar from the analysis becomes a ``float``
+or ``int``), so ``to_dict()`` is always JSON; types are checked statically (mypy), and a server's
+answers are validated by the server's own models before they are sent.
 """
 from __future__ import annotations
 
-import functools
+import dataclasses
 import types
 import typing
-from typing import Any, TypeVar
-
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
 
 T = TypeVar("T", bound="Result")
+_ATOMS = (str, int, float, bool, type(None))
 
 
-class Result(BaseModel):
+def _derived_schema(schema: dict[str, Any], cls: type[Any]) -> None:
+    """Add a result's derived values (``Result.derived``) to its JSON schema: part of every
+    answer, never read back."""
+    for name, json_type in cls.derived.items():
+        schema.setdefault("properties", {})[name] = {"type": json_type, "title": name.replace("_", " ").title(),
+                                                     "readOnly": True}
+        schema.setdefault("required", []).append(name)
+
+
+class Result:
     """Base of every result: ``to_dict`` / ``from_dict`` round-trip the JSON shape.
 
-    Both walk the fields themselves instead of calling pydantic's serializer and validator: a
-    deferred model builds those on first use (about 15 ms for a search report), which the thin
-    client would pay on every command for JSON it trusts (its own server's, and what the
-    constructors validated in the first place).
+    ``derived`` names the properties that are part of the JSON (after the fields) and of its
+    schema, with their JSON type; ``from_dict`` ignores them (they are computed again).
     """
 
-    model_config = ConfigDict(defer_build=True)
+    derived: ClassVar[dict[str, str]] = {}
+    #: read by pydantic when it builds a schema of the dataclass (a plain dict: no pydantic import)
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"json_schema_extra": _derived_schema}
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            plain = _py(value)
+            if plain is not value:
+                object.__setattr__(self, f.name, plain)
 
     def to_dict(self) -> dict[str, Any]:
         return _fields(self)
@@ -38,21 +55,39 @@ class Result(BaseModel):
     def from_dict(cls: type[T], data: dict[str, Any]) -> T:
         """Rebuild from ``to_dict()`` output; keys that are not fields (derived ones) are ignored."""
         hints = _hints(cls)
-        return cls.model_construct(**{name: _build(hints[name], data[name]) for name in cls.model_fields
-                                      if name in data})
+        return cls(**{f.name: _build(hints[f.name], data[f.name])
+                      for f in dataclasses.fields(cls) if f.init and f.name in data})  # type: ignore[arg-type]
 
 
-def _fields(obj: BaseModel) -> dict[str, Any]:
-    """What ``model_dump()`` gives (fields, then computed fields; nested models as their fields)."""
-    cls = type(obj)
-    out = {name: _plain(getattr(obj, name)) for name in cls.model_fields}
-    out.update((name, _plain(getattr(obj, name))) for name in cls.model_computed_fields)
+def _py(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays (and tuples) made plain Python; the same object
+    when it already is."""
+    t = type(value)
+    if t in _ATOMS:
+        return value
+    if t.__module__ == "numpy":
+        return value.tolist()
+    if t is list or t is tuple:
+        items = [_py(v) for v in value]
+        if t is list and all(a is b for a, b in zip(items, value)):
+            return value
+        return items
+    if t is dict:
+        pairs = {k: _py(v) for k, v in value.items()}
+        return value if all(pairs[k] is v for k, v in value.items()) else pairs
+    return value
+
+
+def _fields(obj: Result) -> dict[str, Any]:
+    """The fields, then the derived values; nested results as their ``to_dict()``."""
+    out = {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}  # type: ignore[arg-type]
+    out.update((name, _plain(getattr(obj, name))) for name in type(obj).derived)
     return out
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return _fields(value)
+    if isinstance(value, Result):
+        return value.to_dict()
     if isinstance(value, list):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
@@ -60,9 +95,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-@functools.cache
+_HINTS: dict[type[Result], dict[str, Any]] = {}
+
+
 def _hints(cls: type[Result]) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def _build(tp: Any, value: Any) -> Any:
@@ -82,6 +121,7 @@ def _build(tp: Any, value: Any) -> Any:
     return value
 
 
+@dataclass(kw_only=True)
 class FailedItem(Result):
     """An input that could not be used."""
 
@@ -91,6 +131,7 @@ class FailedItem(Result):
     message: str
 
 
+@dataclass(kw_only=True)
 class EnrollReport(Result):
     """What enrolling photos into one subject did."""
 
@@ -99,36 +140,37 @@ class EnrollReport(Result):
     enrolled: int = 0
     #: photos skipped because the same bytes are already enrolled for this subject
     duplicates: int = 0
-    failed: list[FailedItem] = Field(default_factory=list)
+    failed: list[FailedItem] = field(default_factory=list)
     #: ids of the faces stored now
-    face_ids: list[int] = Field(default_factory=list)
+    face_ids: list[int] = field(default_factory=list)
 
 
+@dataclass(kw_only=True)
 class ImportReport(Result):
     """What a bulk import (or an enroll, in its JSON) did, per subject."""
 
     pack: str
-    subjects: list[EnrollReport] = Field(default_factory=list)
+    subjects: list[EnrollReport] = field(default_factory=list)
     #: inputs not attributable to a subject (a loose file in an import root)
-    failed: list[FailedItem] = Field(default_factory=list)
+    failed: list[FailedItem] = field(default_factory=list)
 
     # Derived totals: part of the JSON (and of its schema), never read back by ``from_dict``.
-    @computed_field  # type: ignore[prop-decorator]
+    derived: ClassVar[dict[str, str]] = {"enrolled": "integer", "duplicates": "integer", "n_failed": "integer"}
+
     @property
     def enrolled(self) -> int:
         return sum(s.enrolled for s in self.subjects)
 
-    @computed_field  # type: ignore[prop-decorator]
     @property
     def duplicates(self) -> int:
         return sum(s.duplicates for s in self.subjects)
 
-    @computed_field  # type: ignore[prop-decorator]
     @property
     def n_failed(self) -> int:
         return sum(len(s.failed) for s in self.subjects) + len(self.failed)
 
 
+@dataclass(kw_only=True)
 class Match(Result):
     """One candidate for a face: a subject (``by="subject"``) or an enrolled face."""
 
@@ -145,6 +187,7 @@ class Match(Result):
     face_distance: float | None = None
 
 
+@dataclass(kw_only=True)
 class FaceResult(Result):
     """One face found in a probe image."""
 
@@ -166,19 +209,21 @@ class FaceResult(Result):
         return d
 
 
+@dataclass(kw_only=True)
 class ImageResult(Result):
     """One probe image: its faces, or why it could not be used."""
 
     image: str
     error: str | None = None
     reason: str | None = None
-    faces: list[FaceResult] = Field(default_factory=list)
+    faces: list[FaceResult] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"image": self.image, "error": self.error, "reason": self.reason,
                 "faces": [f.to_dict() for f in self.faces]}
 
 
+@dataclass(kw_only=True)
 class SearchReport(Result):
     """The answer to "who is in these photos?"."""
 
@@ -201,6 +246,7 @@ class SearchReport(Result):
                 "results": [r.to_dict() for r in self.results]}
 
 
+@dataclass(kw_only=True)
 class VerifyResult(Result):
     """1:1: the distance from the image's face that is closest to the subject (every face is
     compared, so a group photo answers for the right person) to the subject's closest sample."""
@@ -220,6 +266,7 @@ class VerifyResult(Result):
     face_index: int | None = None
 
 
+@dataclass(kw_only=True)
 class DeleteReport(Result):
     """What deleting a subject removed (with ``vacuum``: the stores were rewritten too)."""
 
@@ -235,6 +282,7 @@ class DeleteReport(Result):
         return d
 
 
+@dataclass(kw_only=True)
 class SubjectInfo(Result):
     """One enrolled subject, with counts."""
 
@@ -245,6 +293,7 @@ class SubjectInfo(Result):
     created_at: str | None
 
 
+@dataclass(kw_only=True)
 class SubjectDetail(Result):
     """One subject: metadata, images (each with its faces) and failed images."""
 
@@ -255,6 +304,7 @@ class SubjectDetail(Result):
     failures: list[dict[str, Any]]
 
 
+@dataclass(kw_only=True)
 class FailureRecord(Result):
     """An image that could not be enrolled, as the catalog keeps it."""
 
@@ -266,6 +316,7 @@ class FailureRecord(Result):
     created_at: str | None
 
 
+@dataclass(kw_only=True)
 class CheckReport(Result):
     """How the index compares with the catalog (the system of record)."""
 
@@ -280,15 +331,16 @@ class CheckReport(Result):
     #: faces whose own vector was searched for in the index (all of them up to a sample size)
     reach_checked: int = 0
     #: faces in the index that a search with their own vector does not find (HNSW graph fault)
-    unreachable_in_index: list[int] = Field(default_factory=list)
+    unreachable_in_index: list[int] = field(default_factory=list)
     #: subjects whose stored template is not the sum of their indexed faces
-    stale_templates: list[int] = Field(default_factory=list)
+    stale_templates: list[int] = field(default_factory=list)
     repaired: bool = False
     #: what ``repair`` did: "reset the index", "replayed the journal", "removed N orphans",
     #: "added N missing", "rebuilt the collection", "recomputed N templates"
-    repairs: list[str] = Field(default_factory=list)
+    repairs: list[str] = field(default_factory=list)
 
-    @computed_field  # type: ignore[prop-decorator]
+    derived: ClassVar[dict[str, str]] = {"clean": "boolean"}
+
     @property
     def clean(self) -> bool:
         return not (self.missing_from_index or self.orphans_in_index or self.pending_index
@@ -297,6 +349,7 @@ class CheckReport(Result):
 
 
 
+@dataclass(kw_only=True)
 class VacuumReport(Result):
     """Disk use of the home before and after rewriting the stores."""
 
@@ -304,14 +357,16 @@ class VacuumReport(Result):
     bytes_after: int
 
 
+@dataclass(kw_only=True)
 class ReindexReport(Result):
     """Re-embedding the stored images with the loaded pack."""
 
     pack: str
     reindexed: int
-    failed: list[FailedItem] = Field(default_factory=list)
+    failed: list[FailedItem] = field(default_factory=list)
 
 
+@dataclass(kw_only=True)
 class Stats(Result):
     """Counts, disk use and where the data lives."""
 
@@ -325,6 +380,7 @@ class Stats(Result):
     disk_bytes: int
 
 
+@dataclass(kw_only=True)
 class PackStatus(Result):
     """A model pack: whether it is active, and how many faces this database holds for it."""
 
@@ -336,6 +392,7 @@ class PackStatus(Result):
     fingerprint: str | None
 
 
+@dataclass(kw_only=True)
 class KeyInfo(Result):
     """An API key of ``facedb serve`` (``key`` only once, when it is created)."""
 
@@ -356,6 +413,7 @@ class KeyInfo(Result):
         return d
 
 
+@dataclass(kw_only=True)
 class AuditEntry(Result):
     """One audited call: who (API key name, or ``local``), what, on which subject, how it ended."""
 
@@ -372,6 +430,7 @@ class AuditEntry(Result):
     collection: str | None = None
 
 
+@dataclass(kw_only=True)
 class CollectionInfo(Result):
     """One collection (gallery) of a database: its own subjects, faces, pack and threshold.
 

@@ -1,10 +1,14 @@
 """What a caller may ask: the options of every call, checked here and only here.
 
-The server parses form fields, JSON bodies and query strings into these models, the thin client
-builds them and sends ``form_fields()`` / ``query()``, and the CLI builds them from its options,
-so a bound such as "k is 1..1000" or "metadata is a JSON object" is written once. A value that
-does not fit becomes a ``UsageError`` (exit 2, HTTP 422) through ``parse``, with a message that
-names the field, what it must be and what was given.
+The two edges of facedb check every request with these models: ``FaceDB`` (the Python API, and
+so the CLI, which hands its options over as typed) and the server (form fields, JSON bodies,
+query strings). The thin client checks nothing itself: it sends what it is given and the server
+judges, so a bound such as "k is 1..1000" or "metadata is a JSON object" is written once and
+applied once, and the client never imports pydantic (that import alone costs more than a search
+through a server). A value that does not fit becomes a ``UsageError`` (exit 2, HTTP 422) through
+``parse``, with a message that names the field, what it must be and what was given, and with
+the same problems as data (``UsageError.problems``, the ``problems`` of the error JSON), so the
+CLI can name its options as the user typed them (``-k``, ``--min-quality``) on every path.
 
 Also the response shapes that are not results of the Python API (``ErrorBody``, ``Health``,
 ``Whoami``, ``Renamed``, ``CreatedKey``), so ``/openapi.json`` describes every answer.
@@ -36,32 +40,40 @@ class RequestModel(BaseModel):
     model_config = ConfigDict(defer_build=True, extra="forbid")
 
 
-def usage_message(errors: Sequence[Mapping[str, Any]], names: Mapping[str, str] | None = None) -> str:
-    """One line for the problems pydantic found: ``k: input should be less than or equal to
-    1000, not '5000'`` (``names`` maps a field to what the user typed, e.g. ``--threshold``)."""
-    lines = []
+def usage_problems(errors: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(field, what is wrong) for each problem pydantic found: ``("k", "input should be less than
+    or equal to 1000, not '5000'")``."""
+    out = []
     for err in errors:
         loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path", "form")]
-        field = (names or {}).get(".".join(loc), ".".join(loc)) or "request"
+        field = ".".join(loc) or "request"
         msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
         msg = msg[:1].lower() + msg[1:]
         if err.get("type") == "extra_forbidden":
-            lines.append(f"{field}: not a field of this call")
+            out.append((field, "not a field of this call"))
             continue
         given = err.get("input")
         shown = f", not {given!r}" if isinstance(given, (str, int, float)) and not isinstance(given, bool) else ""
-        lines.append(f"{field}: {msg}{shown}"[:300])
-    return "; ".join(lines) or "invalid request"
+        out.append((field, f"{msg}{shown}"[:300]))
+    return out
 
 
-def parse(model: type[M], data: Mapping[str, Any], names: Mapping[str, str] | None = None) -> M:
-    """``model`` from ``data`` (form fields, a JSON body, a query, CLI options); ``UsageError``
-    when a value does not fit. Empty form values count as absent, as an HTML form sends them."""
+def usage_error(errors: Sequence[Mapping[str, Any]]) -> UsageError:
+    """One ``UsageError`` for the problems pydantic found: ``k: input should be less than or
+    equal to 1000, not '5000'`` (a front end renames the fields: ``UsageError.naming``)."""
+    problems = usage_problems(errors)
+    return UsageError("; ".join(f"{f}: {m}" for f, m in problems) or "invalid request", problems)
+
+
+def parse(model: type[M], data: Mapping[str, Any]) -> M:
+    """``model`` from ``data`` (form fields, a JSON body, a query, the Python API's keywords);
+    ``UsageError`` when a value does not fit. Empty form values count as absent, as an HTML form
+    sends them."""
     clean = {k: v for k, v in data.items() if v is not None and v != ""}
     try:
         return model.model_validate(clean)
     except ValidationError as exc:
-        raise UsageError(usage_message(exc.errors(include_url=False), names)) from None
+        raise usage_error(exc.errors(include_url=False)) from None
 
 
 class SearchOptions(RequestModel):
@@ -74,13 +86,6 @@ class SearchOptions(RequestModel):
     reference: bool = Field(False, description="Cross-check with exact scikit-learn neighbours.")
     scoring: Literal["template", "best"] = Field(
         "template", description="Subjects by their template (mean of their faces) or by their closest face.")
-
-    def form_fields(self) -> dict[str, str]:
-        fields = {"k": str(self.k), "by": self.by, "reference": "true" if self.reference else "false",
-                  "scoring": self.scoring}
-        if self.threshold is not None:
-            fields["threshold"] = repr(float(self.threshold))
-        return fields
 
     def keywords(self) -> dict[str, Any]:
         return self.model_dump()
@@ -121,17 +126,12 @@ class EnrollOptions(RequestModel):
         return parse_quality_floor(self.quality_floor)
 
     @classmethod
-    def of(cls, multi_face: str = "largest", metadata: dict[str, Any] | None = None,
-           quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR) -> EnrollOptions:
-        """From ``FaceDB.enroll``'s keywords (the thin client)."""
-        return parse(cls, {"multi_face": multi_face, "metadata": metadata,
-                           "quality_floor": format_quality_floor(quality_floor)})
-
-    def form_fields(self) -> dict[str, str]:
-        fields = {"multi_face": self.multi_face, "quality_floor": self.quality_floor}
-        if self.metadata:
-            fields["metadata"] = json.dumps(self.metadata)
-        return fields
+    def of(cls, multi_face: str = "largest", metadata: dict[str, Any] | str | None = None,
+           quality_floor: QualityFloor | str = DEFAULT_QUALITY_FLOOR) -> EnrollOptions:
+        """From ``FaceDB.enroll``'s keywords (a floor as a mapping, ``None``, or its text;
+        metadata as a dict or JSON text, as the CLI has them)."""
+        floor = quality_floor if isinstance(quality_floor, str) else format_quality_floor(quality_floor)
+        return parse(cls, {"multi_face": multi_face, "metadata": metadata, "quality_floor": floor})
 
 
 class VerifyOptions(RequestModel):
@@ -140,12 +140,6 @@ class VerifyOptions(RequestModel):
     subject: str = Field(min_length=1, description="The enrolled subject to compare with.")
     threshold: float | None = Field(None, ge=THRESHOLD_MIN, le=THRESHOLD_MAX,
                                     description="Match when cosine distance <= this (default: the pack's).")
-
-    def form_fields(self) -> dict[str, str]:
-        fields = {"subject": self.subject}
-        if self.threshold is not None:
-            fields["threshold"] = repr(float(self.threshold))
-        return fields
 
 
 class RenameBody(RequestModel):
@@ -197,14 +191,6 @@ class AuditQuery(RequestModel):
     def _utc(cls, value: datetime | None) -> datetime | None:
         return value if value is None or value.tzinfo else value.replace(tzinfo=timezone.utc)
 
-    def query(self) -> dict[str, str]:
-        params: dict[str, str] = {}
-        if self.since is not None:
-            params["since"] = self.since.isoformat()
-        if self.limit is not None:
-            params["limit"] = str(self.limit)
-        return params
-
 
 # -- responses that are not results of the Python API -------------------------------------------
 
@@ -214,6 +200,13 @@ class ResponseModel(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
 
+class Problem(ResponseModel):
+    """One request value that does not fit."""
+
+    field: str = Field(description="The field, query parameter or form field.")
+    message: str = Field(description="What it must be, and what was given.")
+
+
 class ErrorBody(ResponseModel):
     """Every error answer (the status comes from the one table in ``facedb.errors``)."""
 
@@ -221,6 +214,8 @@ class ErrorBody(ResponseModel):
     reason: str = Field(description="A stable code: the kind, or an image failure code such as no_face.")
     status: int = Field(description="The HTTP status.")
     kind: str = Field(description="The error kind (facedb.errors): usage, not_found, unauthorized, ...")
+    problems: list[Problem] | None = Field(
+        default=None, description="With kind usage: each value that does not fit (absent otherwise).")
 
 
 class UploadLimits(ResponseModel):

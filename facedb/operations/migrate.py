@@ -8,9 +8,9 @@ The source is not changed, and no write reaches it meanwhile (it is held exclusi
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import Field
 from sqlalchemy import func, select, text
 
 from ..catalog.models import Base, PendingDelete
@@ -24,13 +24,14 @@ COPY_CHUNK = 2000
 FIRST_OPEN_TABLES = frozenset({"settings", "counters", "collections"})
 
 
+@dataclass(kw_only=True)
 class MigrateReport(Result):
     """What was copied where, how long it took, and the target's check."""
 
     source_catalog: str
     target_catalog: str
     target_index: str
-    rows: dict[str, int] = Field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
     indexed_faces: int = 0
     seconds: float = 0.0
     check: CheckReport | None = None

@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import trace
 from ..api import FaceDB
-from ..contract.requests import ErrorBody, usage_message
+from ..contract.requests import ErrorBody, Problem, usage_error
 from ..errors import AuthError, FacedbError, OverloadedError, UsageError
 from .deps import collection_param, errors
 from .guard import PER_COLLECTION_ROUTES, Admission, KeyCheck, route_template
@@ -50,7 +50,9 @@ class ServerConfig:
 
 
 def error_body(exc: FacedbError) -> dict[str, Any]:
-    return ErrorBody(error=str(exc), reason=exc.reason, status=exc.http_status, kind=exc.kind).model_dump()
+    problems = [Problem(field=f, message=m) for f, m in exc.problems] if isinstance(exc, UsageError) else []
+    return ErrorBody(error=str(exc), reason=exc.reason, status=exc.http_status, kind=exc.kind,
+                     problems=problems or None).model_dump(exclude_none=True)
 
 
 def _error_response(exc: FacedbError) -> JSONResponse:
@@ -99,7 +101,7 @@ def create_app(db: FaceDB, config: ServerConfig | None = None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         """A path or query parameter FastAPI checked (``face_id``, ``size``, ``vacuum``...)."""
-        return _error_response(UsageError(usage_message(list(exc.errors()))))
+        return _error_response(usage_error(list(exc.errors())))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
