@@ -186,9 +186,9 @@ class FaceDB:
         from .analysis.engines import known_packs
         from .operations.collections import validate_collection_name, validate_threshold
 
-        body = parse(CollectionCreateBody, {"name": name, "pack": pack, "threshold": threshold})
-        name, pack = body.name, body.pack
         validate_collection_name(name)
+        body = parse(CollectionCreateBody, {"name": name, "pack": pack, "threshold": threshold})
+        pack = body.pack
         thr = validate_threshold(body.threshold)
         if pack is not None and pack not in known_packs() and not os.path.isdir(pack):
             raise FacedbError(f"unknown pack {pack!r}: one of {', '.join(sorted(known_packs()))}, or a directory "
@@ -396,10 +396,10 @@ class FaceDB:
     def create_key(self, name: str, scope: gatekeeper.Scope, collection: str | None = None) -> KeyInfo:
         """A new API key for ``facedb serve``; the secret is in the result, and nowhere else.
         ``collection`` limits the key to that collection (403 anywhere else)."""
-        body = parse(KeyCreateBody, {"name": name, "scope": scope, "collection": collection})
-        name, scope, collection = body.name, body.scope, body.collection
         gatekeeper.validate_key_name(name)
         gatekeeper.validate_scope(scope)
+        body = parse(KeyCreateBody, {"name": name, "scope": scope, "collection": collection})
+        scope, collection = body.scope, body.collection
         if collection is not None:
             self._collection_row(self.store.base, collection)
         key = gatekeeper.new_key()

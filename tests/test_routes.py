@@ -417,3 +417,22 @@ def test_collections_are_created_and_deleted_over_http(served: Served) -> None:
     assert (gone.name, gone.subjects, gone.faces) == ("garden", 1, 1)
     _error(c.get("/v1/collections/garden/subjects", headers=h), 404)
     _error(c.delete("/v1/collections/default", headers=h), 400)
+
+
+def test_the_request_log_names_routes_by_their_template(served: Served, caplog: pytest.LogCaptureFixture) -> None:
+    """Never a subject name nor a file name in the log: a route's template, a mounted asset
+    folder as ``/static/{file}``, and a path that matched nothing as ``(unmatched)``."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="facedb.server")
+    h = served.headers("read")
+    assert served.client.get("/static/app.css").status_code == 200
+    assert served.client.get("/docs/static/no-such-file.js").status_code == 404
+    assert served.client.get("/v1/subjects/person1", headers=h).status_code == 200
+    assert served.client.get("/no/such/route").status_code == 404
+    lines = [r.getMessage() for r in caplog.records if r.name == "facedb.server"]
+    assert any(x.startswith("GET /static/{file} 200 ") for x in lines), lines
+    assert any(x.startswith("GET /docs/static/{file} 404 ") for x in lines), lines
+    assert any(x.startswith("GET /v1/subjects/{name:path} 200 ") for x in lines), lines
+    assert any(x.startswith("GET (unmatched) 404 ") for x in lines), lines
+    assert not any("person1" in x or "app.css" in x for x in lines), lines

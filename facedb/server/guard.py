@@ -41,8 +41,10 @@ def route_template(request: Request) -> str:
     route is the one declared, so its prefix is told by the path parameter ``collection``."""
     route = request.scope.get("route")
     path = getattr(route, "path", None)
-    if path is None:
-        return "(unmatched)"
+    if path is None:  # a mounted asset folder (the web page's, /docs'), or no route at all
+        base = request.scope.get("app_root_path") or ""
+        mount = (request.scope.get("root_path") or "")[len(base):]
+        return f"{mount}/{{file}}" if mount else "(unmatched)"
     if id(route) in getattr(request.app.state, PER_COLLECTION_ROUTES, ()):
         return ("/v1/collections/{collection}" if "collection" in request.path_params else "/v1") + str(path)
     return str(path)
