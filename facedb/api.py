@@ -21,6 +21,7 @@ from .analysis.files import Upload
 from .analysis.packs import ActivePack
 from .analysis.pipeline import Analyzer, default_workers
 from .analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor
+from .analysis.video import DEFAULT_SAMPLE_FPS
 from .catalog.core import DEFAULT_COLLECTION, DEFAULT_PACK_KEY
 from .catalog.subjects import deleted_label
 from .config import DEFAULT_PACK, Settings, resolve_settings
@@ -276,13 +277,16 @@ class FaceDB:
         return self._search.detect(image)
 
     def search(self, images: Sequence[ImageInput], *, k: int = 3, threshold: float | None = None,
-               by: By = "subject", reference: bool = False, scoring: Scoring = "template") -> SearchReport:
+               by: By = "subject", reference: bool = False, scoring: Scoring = "template",
+               sample_fps: float = DEFAULT_SAMPLE_FPS) -> SearchReport:
         """Who is in each image? Every face, with its top-k subjects (or faces with by='face').
+        A video (recognised by its first bytes) is answered by its ``appearances``: faces followed
+        across frames sampled ``sample_fps`` times a second, each named by a vote of its frames.
 
         Subjects are scored by their template (the normalised mean of all their faces), or with
         ``scoring="best"`` by their closest face."""
         opts = parse(SearchOptions, {"k": k, "threshold": threshold, "by": by, "reference": reference,
-                                     "scoring": scoring})
+                                     "scoring": scoring, "sample_fps": sample_fps})
         with self._audited("search") as note:
             rep = self._search.search(images, **opts.keywords())
             faces = [f for r in rep.results for f in r.faces]

@@ -391,7 +391,7 @@ class Client:
     # -- search ------------------------------------------------------------------------------------
     def search(self, images: Sequence[str | os.PathLike[str] | bytes | Upload], *, k: int = 3,
                threshold: float | None = None, by: By = "subject", reference: bool = False,
-               scoring: Scoring = "template") -> SearchReport:
+               scoring: Scoring = "template", sample_fps: float = 4.0) -> SearchReport:
         results: list[ImageResult | None] = [None] * len(images)
 
         def inputs() -> Iterator[tuple[int, Upload | FailedItem]]:
@@ -402,7 +402,7 @@ class Client:
                     yield i, FailedItem(path=str(im), reason=exc.reason, message=str(exc))
 
         header: dict[str, Any] | None = None
-        fields = form(k=k, by=by, reference=reference, scoring=scoring, threshold=threshold)
+        fields = form(k=k, by=by, reference=reference, scoring=scoring, threshold=threshold, sample_fps=sample_fps)
         for chunk in self._chunks(inputs()):
             for done in ([chunk] if isinstance(chunk, tuple) else self._post_images("/v1/search", "images", chunk, fields)):
                 if isinstance(done[0], int):
@@ -417,7 +417,7 @@ class Client:
             from .contract.requests import SearchOptions, parse
 
             opts = parse(SearchOptions, {"k": k, "threshold": threshold, "by": by, "reference": reference,
-                                         "scoring": scoring})
+                                         "scoring": scoring, "sample_fps": sample_fps})
             header = {"pack": self.pack_name, "threshold": self.threshold if opts.threshold is None else opts.threshold,
                       "by": opts.by, "k": opts.k, "reference": opts.reference,
                       "scoring": opts.scoring if opts.by == "subject" else "best"}

@@ -51,6 +51,15 @@ class SubjectQueries(TemplateQueries):
                 found[n].info = {**(found[n].info or {}), **extra}
         return found
 
+    def subject_names(self, subject_ids: Sequence[int]) -> dict[int, str]:
+        """The names of these subjects of the collection (ids deleted meanwhile are left out)."""
+        if not subject_ids:
+            return {}
+        with self.session() as s:
+            rows = s.execute(select(Subject.id, Subject.name).where(Subject.collection_id == self.cid,
+                                                                    Subject.id.in_(list(subject_ids)))).all()
+        return {int(i): str(n) for i, n in rows}
+
     def subject_rows(self) -> list[dict[str, Any]]:
         """Every subject with its image and face counts, by name."""
         with self.session() as s:

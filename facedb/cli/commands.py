@@ -152,11 +152,25 @@ def _once(key: str, read: Callable[[], Any]) -> Any:
     return meta[f"facedb.input.{key}"]
 
 
+def _print_video(res: Any) -> None:
+    v = res.video
+    click.echo(f"  video {v.duration_s:.1f} s at {v.fps:g} fps; {plural(v.frames_read, 'frame')} analysed "
+               f"({v.sample_fps:g} per second); {plural(len(res.appearances), 'track')}")
+    for a in res.appearances:
+        who = a.subject if a.subject is not None else "unknown"
+        spans = ", ".join(f"{s:.1f}-{e:.1f} s" for s, e in a.segments)
+        dist = f" (distance {a.distance:.3f})" if a.distance is not None else ""
+        click.echo(f"  track {a.track} -> {who}{dist}: {spans}; {plural(a.frames, 'frame')}")
+
+
 def _print_search(rep: Any) -> None:
     for res in rep.results:
         click.echo(res.image)
         if res.error and not res.faces:
             click.echo(f"  error [{res.reason}] {res.error}")
+            continue
+        if res.video is not None:
+            _print_video(res)
             continue
         for i, face in enumerate(res.faces, 1):
             who = face.identity if face.identity is not None else "unknown"
@@ -185,6 +199,8 @@ def _print_search(rep: Any) -> None:
               help="Cross-check with exact scikit-learn NearestNeighbors(metric='cosine') over the catalog.")
 @click.option("--scoring", metavar="template|best", default="template", show_default=True,
               help="Subjects by their template (the mean of all their faces) or by their closest face.")
+@click.option("--sample-fps", metavar="FPS", default="4", show_default=True,
+              help="Videos: frames analysed per second of video (0..30).")
 @click.option("--paths-from", type=click.Path(allow_dash=True),
               help="Also read image paths, one per line, from this file ('-' = stdin).")
 @click.option("--workers", type=click.IntRange(1, 64),
@@ -192,12 +208,14 @@ def _print_search(rep: Any) -> None:
 @json_option
 @pass_state
 def search(state: State, images: tuple[str, ...], k: str, threshold: str | None, by: str, reference: bool,
-           scoring: str, paths_from: str | None, workers: int | None, as_json: bool) -> None:
+           scoring: str, sample_fps: str, paths_from: str | None, workers: int | None, as_json: bool) -> None:
     """Who is in each IMAGE? Lists every face with its nearest subjects.
 
     Use '-' as IMAGE to read one image from stdin. A face whose best distance is above the
     threshold is 'unknown' (identity null in JSON). Many files are analysed by worker
-    processes, one per core.
+    processes, one per core. An IMAGE that is a video (MP4, MOV, AVI, MKV, WebM...) is
+    answered by its appearances: each face followed through the video, when it is on screen,
+    and who it is (named by a vote of its sampled frames; unknown ones are listed too).
 
     \b
     Examples:
@@ -206,9 +224,11 @@ def search(state: State, images: tuple[str, ...], k: str, threshold: str | None,
       facedb search probe.jpg --by face -k 2 --reference
       cat photo.jpg | facedb search -
       find shots/ -name '*.jpg' | facedb search --paths-from - --json
+      facedb search lobby-camera.mp4 --sample-fps 2
     """
     with handle_errors(as_json):
-        opts = state.options("SearchOptions", k=k, threshold=threshold, by=by, reference=reference, scoring=scoring)
+        opts = state.options("SearchOptions", k=k, threshold=threshold, by=by, reference=reference, scoring=scoring,
+                             sample_fps=sample_fps)
         inputs = _read_inputs(images, paths_from)
         if not inputs:
             raise click.UsageError("give at least one IMAGE (or --paths-from)")

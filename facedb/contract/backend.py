@@ -75,7 +75,8 @@ class Backend(Protocol):
 
     # -- search
     def search(self, images: Sequence[PathLike | bytes | Upload], *, k: int = 3, threshold: float | None = None,
-               by: By = "subject", reference: bool = False, scoring: Scoring = "template") -> SearchReport: ...
+               by: By = "subject", reference: bool = False, scoring: Scoring = "template",
+               sample_fps: float = 4.0) -> SearchReport: ...
 
     def verify(self, image: PathLike | bytes | Upload, subject: str, *,
                threshold: float | None = None) -> VerifyResult: ...

@@ -210,17 +210,52 @@ class FaceResult(Result):
 
 
 @dataclass(kw_only=True)
+class VideoSummary(Result):
+    """A probe video: how long it is and how much of it was analysed."""
+
+    duration_s: float
+    fps: float
+    #: frames decoded and analysed (one per 1 / ``sample_fps`` seconds)
+    frames_read: int
+    sample_fps: float
+
+
+@dataclass(kw_only=True)
+class Appearance(Result):
+    """One face followed through a video (a track), and who it is."""
+
+    #: the subject the track's faces vote for (weighted by quality; at least two frames, and the
+    #: track's mean face within the threshold), else None (unknown)
+    subject: str | None
+    track: int
+    #: [start_s, end_s] spans in which the track is on screen
+    segments: list[list[float]]
+    #: cosine distance from the track's mean face to the named subject's template (for an
+    #: unknown track: to the nearest subject's, None when the gallery is empty)
+    distance: float | None
+    #: sampled frames in which the track was seen
+    frames: int
+
+
+@dataclass(kw_only=True)
 class ImageResult(Result):
-    """One probe image: its faces, or why it could not be used."""
+    """One probe image (its faces), or one probe video (its ``appearances``), or why it could
+    not be used."""
 
     image: str
     error: str | None = None
     reason: str | None = None
     faces: list[FaceResult] = field(default_factory=list)
+    video: VideoSummary | None = None
+    appearances: list[Appearance] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"image": self.image, "error": self.error, "reason": self.reason,
-                "faces": [f.to_dict() for f in self.faces]}
+        d: dict[str, Any] = {"image": self.image, "error": self.error, "reason": self.reason,
+             "faces": [f.to_dict() for f in self.faces]}
+        if self.video is not None:
+            d["video"] = self.video.to_dict()
+            d["appearances"] = [a.to_dict() for a in self.appearances or []]
+        return d
 
 
 @dataclass(kw_only=True)

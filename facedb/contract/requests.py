@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor, format_quality_floor, parse_quality_floor
+from ..analysis.video import DEFAULT_SAMPLE_FPS, MAX_SAMPLE_FPS
 from ..errors import FacedbError, UsageError
 
 M = TypeVar("M", bound=BaseModel)
@@ -86,6 +87,8 @@ class SearchOptions(RequestModel):
     reference: bool = Field(False, description="Cross-check with exact scikit-learn neighbours.")
     scoring: Literal["template", "best"] = Field(
         "template", description="Subjects by their template (mean of their faces) or by their closest face.")
+    sample_fps: float = Field(DEFAULT_SAMPLE_FPS, gt=0, le=MAX_SAMPLE_FPS,
+                              description="Videos: frames analysed per second of video.")
 
     def keywords(self) -> dict[str, Any]:
         return self.model_dump()

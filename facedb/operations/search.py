@@ -16,8 +16,10 @@ from ..analysis.engines import Face, PackInfo
 from ..analysis.files import Upload
 from ..analysis.packs import ActivePack
 from ..analysis.pipeline import Analysis, Analyzer
+from ..analysis.tracks import Track, follow
+from ..analysis.video import DEFAULT_SAMPLE_FPS, VideoReader, head_of, is_video, video_file
 from ..catalog.database import Catalog, FaceHit
-from ..contract.models import FaceResult, ImageResult, Match, SearchReport, VerifyResult
+from ..contract.models import Appearance, FaceResult, ImageResult, Match, SearchReport, VerifyResult, VideoSummary
 from ..errors import FacedbError, ImageError, IndexCorruptError, ModelError, NotFoundError, UnavailableError
 from ..index.chroma_index import ChromaIndex, Neighbour, preload
 from ..index.templates import TemplateCache
@@ -30,6 +32,15 @@ By = Literal["subject", "face"]
 Scoring = Literal["template", "best"]
 SCORINGS: tuple[Scoring, ...] = ("template", "best")
 QueryFn = Callable[[np.ndarray, int], list[list[Neighbour]]]
+
+
+def video_input(image: ImageInput) -> bool:
+    """Whether an input is a video (by its first bytes, never its name)."""
+    if isinstance(image, Upload):
+        return is_video(image.data[:376])
+    if isinstance(image, bytes):
+        return is_video(image[:376])
+    return is_video(head_of(image))
 
 
 def label_of(image: ImageInput) -> str:
@@ -83,7 +94,8 @@ class Searcher:
     # -- 1:N ----------------------------------------------------------------------------
     @trace.traced("search.total")
     def search(self, images: Sequence[ImageInput], *, k: int, threshold: float | None, by: By,
-               reference: bool, scoring: Scoring = "template") -> SearchReport:
+               reference: bool, scoring: Scoring = "template", sample_fps: float = DEFAULT_SAMPLE_FPS
+               ) -> SearchReport:
         if by not in ("subject", "face"):
             raise FacedbError(f"by must be 'subject' or 'face', not {by!r}")
         if scoring not in SCORINGS:
@@ -97,8 +109,13 @@ class Searcher:
         info = self.pack.info
         images = list(images)
         results = [ImageResult(image=label_of(im)) for im in images]
+        videos = {i for i, im in enumerate(images) if video_input(im)}
+        for i in sorted(videos):
+            self._video(images[i], results[i], thr, sample_fps)
+        photos = [i for i in range(len(images)) if i not in videos]
         found: dict[int, list[Face]] = {}
-        for a in self.analyse(images):
+        for a in self.analyse([images[i] for i in photos]):
+            a.key = photos[a.key]
             res = results[a.key]
             if a.reason:
                 res.error, res.reason = a.message or a.reason, a.reason
@@ -126,6 +143,73 @@ class Searcher:
                                         identity=identity, matches=out, reference_agrees=ok,
                                         quality=_rounded(face.quality)))
         return report
+
+    # -- videos ---------------------------------------------------------------------------
+    @trace.traced("search.video")
+    def _video(self, image: ImageInput, res: ImageResult, thr: float, sample_fps: float) -> None:
+        """Fill ``res`` with the video's appearances: faces followed across sampled frames as
+        tracks (``facedb.analysis.tracks``), each named by a vote of its frames (see
+        ``_name_track``); unknown tracks are listed too."""
+        data = image.data if isinstance(image, Upload) else image if isinstance(image, bytes) else None
+        path = None if isinstance(image, (Upload, bytes)) else image
+        try:
+            with video_file(path, data, res.image) as file, VideoReader(file, res.image, sample_fps) as reader:
+                # Frames are analysed as photos are (the worker pool), read as the pool asks.
+                frames: dict[int, float] = {}
+                faces: dict[int, list[Face]] = {}
+                jpegs = ((i, fr.jpeg, f"{res.image}@{fr.t:.2f}s") for i, fr in enumerate(
+                    _recorded(reader.frames(), frames)))
+                for a in self.analyzer.stream(jpegs, 64):
+                    faces[a.key] = a.faces
+                info = reader.info()
+        except ImageError as exc:
+            res.error, res.reason = str(exc), exc.reason
+            return
+        tracks = follow([(frames[i], faces.get(i, [])) for i in sorted(frames)])
+        res.video = VideoSummary(duration_s=info.duration_s, fps=info.fps, frames_read=info.frames_read,
+                                 sample_fps=round(float(sample_fps), 3))
+        res.appearances = self._name_tracks(tracks, thr, reader.step_s, info.duration_s)
+
+    def _name_tracks(self, tracks: list[Track], thr: float, step_s: float, duration_s: float) -> list[Appearance]:
+        """Who each track is: the subject whose template is nearest to most of the track's
+        quality weight (each sighting votes for its nearest subject when within the threshold),
+        when that subject has at least half the track's weight, at least two sightings, and the
+        track's weighted mean face is within the threshold of its template. Anything less is
+        unknown: a single frame, however sharp, never names anyone."""
+        if not tracks:
+            return []
+        info = self.pack.contract()
+        cache = self._templates(info.name)
+        cache.refresh()
+        vectors = np.stack([s.embedding for tr in tracks for s in tr.sightings] + [tr.template() for tr in tracks])
+        ranked = cache.query(vectors, 1)
+        n_sightings = sum(len(tr.sightings) for tr in tracks)
+        per_sighting, per_track = ranked[:n_sightings], ranked[n_sightings:]
+        names = self.store.catalog.subject_names(sorted({sid for row in ranked for sid, _ in row}))
+        out: list[Appearance] = []
+        pos = 0
+        for tr, mean in zip(tracks, per_track):
+            votes: dict[int, float] = {}
+            counts: dict[int, int] = {}
+            total = 0.0
+            for s in tr.sightings:
+                row = per_sighting[pos]
+                pos += 1
+                total += s.weight
+                if row and row[0][1] <= thr and s.weight > 0:
+                    sid = row[0][0]
+                    votes[sid] = votes.get(sid, 0.0) + s.weight
+                    counts[sid] = counts.get(sid, 0) + 1
+            subject: str | None = None
+            distance = round(float(mean[0][1]), 6) if mean else None
+            if votes:
+                sid = max(votes, key=lambda x: votes[x])
+                if (votes[sid] >= 0.5 * total and counts[sid] >= 2 and mean and mean[0][0] == sid
+                        and mean[0][1] <= thr and sid in names):
+                    subject = names[sid]
+            out.append(Appearance(subject=subject, track=tr.id, segments=tr.segments(step_s, duration_s),
+                                  distance=distance, frames=len(tr.sightings)))
+        return out
 
     def _by_index(self, vectors: np.ndarray, k: int, by: By, thr: float, reference: bool
                   ) -> tuple[list[list[Match]], list[bool | None]]:
@@ -290,6 +374,13 @@ def ranked_hits(query: QueryFn, vectors: np.ndarray, k: int, by: By, total: int,
         todo = again
         n *= 4
     return out
+
+
+def _recorded(frames: Iterator[Any], times: dict[int, float]) -> Iterator[Any]:
+    """``frames`` as they come, noting each one's time in ``times`` (by position)."""
+    for i, fr in enumerate(frames):
+        times[i] = fr.t
+        yield fr
 
 
 def _rounded(quality: dict[str, float] | None) -> dict[str, float] | None:
