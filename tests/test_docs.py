@@ -196,7 +196,8 @@ RANK = {
 FRONT_END_IMPORTS = {"cli": {"client", "server", "evaluation"}}
 #: The light modules: standard library and the shared layer only (no numpy, Pillow, OpenCV,
 #: Chroma or SQLAlchemy), so the thin client and the contract may use them.
-LIGHT = {"facedb.analysis", "facedb.analysis.files", "facedb.analysis.quality", "facedb.store", "facedb.store.sockets"}
+LIGHT = {"facedb.analysis", "facedb.analysis.files", "facedb.analysis.quality", "facedb.analysis.video", "facedb.store",
+         "facedb.store.sockets"}
 SHARED = {"errors", "trace", "config", "wording", "contract"}
 #: Inside the analysis/stores rank, the only analysis modules that read the catalog.
 ANALYSIS_READS_CATALOG = {"facedb.analysis.packs", "facedb.analysis.thumbnails"}

@@ -171,3 +171,26 @@ def _key(gallery: Gallery) -> str:
     if id(gallery.db) not in _KEYS:
         _KEYS[id(gallery.db)] = gallery.db.create_key(f"video-{len(_KEYS)}", "read").key
     return _KEYS[id(gallery.db)]
+
+
+def test_the_video_benchmark_scores_time_found_strangers_and_wrong_names() -> None:
+    """``facedb.evaluation.video.Score``, on appearances made up for the purpose."""
+    from types import SimpleNamespace as NS
+
+    from facedb.evaluation.video import Score
+
+    photo = Path("x.jpg")
+    scenes = [Scene(photo, 4.0, "ann"), Scene(photo, 2.0), Scene(None, 1.0), Scene(photo, 3.0, "bob")]
+    spans = [(0.0, 4.0), (4.0, 6.0), (6.0, 7.0), (7.0, 10.0)]
+    score = Score(video_s=10.0, wall_s=2.0)
+    score.add("c", scenes, spans, [
+        NS(subject="ann", segments=[[0.0, 2.0], [2.5, 4.1]]),  # 3.5 of ann's 4 s (0.1 s over: tolerated)
+        NS(subject="ann", segments=[[4.0, 5.0]]),  # the stranger named as ann
+        NS(subject="ann", segments=[[7.0, 8.0]]),  # bob's scene named as ann
+        NS(subject="bob", segments=[[7.0, 10.0]]),
+        NS(subject=None, segments=[[4.0, 6.0]]),
+    ])
+    s = score.summary()
+    assert s["per_person"] == {"ann": 0.875, "bob": 1.0} and s["people_found_90"] == 1
+    assert s["strangers_named"] == 1 and s["wrong_names"] == 1 and s["unknown_tracks"] == 1
+    assert s["found_time_share"] == round(6.5 / 7.0, 4) and s["video_s_per_wall_s"] == 5.0

@@ -47,7 +47,7 @@ def slideshow(path: Path, scenes: Sequence[Scene], fps: float = 25.0, size: tupl
     """Write the clip; returns each scene's [start, end) in seconds, as the frames place it."""
     import cv2
 
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), fps, size)
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write {fourcc} video to {path}")
     spans: list[tuple[float, float]] = []

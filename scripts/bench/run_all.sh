@@ -28,3 +28,5 @@ $py scripts/bench/shared_stores.py --sizes 100000,1000000 --deadline-minutes 72 
 $py scripts/bench/template_search.py --faces 100000 --rounds 40 --probes 20 --out docs/benchmarks/template_search.md
 # open-set threshold calibration on LFW (the embedding pass is cached after the first run)
 $py scripts/calibrate_threshold.py --json docs/calibration.json --md docs/calibration.md
+# videos: accuracy on slideshow clips built from LFW photos, and seconds of video per second
+$py scripts/bench/video.py --out docs/benchmarks/video.md
