@@ -220,7 +220,7 @@ def factor_table(home: Path, plan: Plan, gallery: Path, threshold: float,
     closer = (ev.other <= threshold) & (np.isnan(ev.own) | (ev.other < ev.own))
     mis = np.isin(kinds_arr, ["mislabel_inside", "mislabel_outside"])
     clean = kinds_arr == "clean"
-    rows = []
+    rows: list[dict[str, Any]] = []
     for f in factors:
         flagged = closer | (~np.isnan(ev.own) & (ev.own > f * threshold))
         rows.append({"factor": f, "distance": round(f * threshold, 3),

@@ -36,7 +36,7 @@ from ..store.stores import Store
 from .collections import CollectionPack
 
 #: ``far_from_own``: distance to the subject's other faces above this many thresholds.
-OUTLIER_FACTOR = 1.3
+OUTLIER_FACTOR = 1.4
 #: ``look_alikes``: two subjects' templates closer than this many thresholds.
 LOOK_ALIKE_FACTOR = 0.7
 #: ``duplicates``: two faces of different subjects closer than this many thresholds.
