@@ -51,8 +51,9 @@ def _print(rep: ReviewReport) -> None:
         click.echo("nothing looks wrong")
         return
     if rep.outliers:
-        click.echo(f"\n{plural(len(rep.outliers), 'outlier')} (own: distance to the subject's other faces, "
-                   f"far above {rep.outlier_distance:g}; other: nearest other subject):")
+        click.echo(f"\n{plural(len(rep.outliers), 'outlier')} (own: distance to the mean of the subject's other "
+                   f"faces, far_from_own above {rep.outlier_distance:g}; other: the nearest other subject, "
+                   f"closer_to_other within {rep.threshold:g}):")
         click.echo(f"  {'face':>7}  {'subject':<24} {'own':>6}  {'other':>6}  {'nearest other':<24} reason / image")
         for o in rep.outliers:
             click.echo(f"  {o.face_id:>7}  {o.subject[:24]:<24} {_d(o.distance_own):>6}  {_d(o.distance_other):>6}  "
