@@ -114,7 +114,8 @@ def _report(r: dict, argv: list[str]) -> str:
         f"below {r['look_alike_distance']}, duplicates below {r['duplicate_distance']}.", "",
         md_table(["what", "measured", "target"], rows), "",
         "How the `far_from_own` factor (x the threshold) trades the two (the `closer_to_other` rule unchanged; "
-        "per-face distances read in-process):", "", ftable, "",
+        "per-face distances read in-process, counted before the look-alike rule, which drops the outliers a "
+        "listed pair explains, so a row can count more than the report above):", "", ftable, "",
         f"Distances: {json.dumps(extra)}", "",
         "Clean faces flagged: " + (", ".join(f"`{c['file']}` ({c['reason']}, own {c['distance_own']}, "
                                               f"{c['nearest_other']} {c['distance_other']})"
