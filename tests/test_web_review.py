@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -107,3 +106,21 @@ def test_the_review_view_lists_the_findings_with_thumbnails(browser: Any, served
         watch.check(page)
     finally:
         ctx.close()
+
+
+def test_the_cli_through_the_server_gets_the_same_review(served: FacedbServer) -> None:
+    """The owner's CLI goes through the server's socket (the thin client's ``review``): the same
+    findings as the HTTP route, and the human table names them."""
+    import httpx
+
+    from facedb.contract.models import ReviewReport
+    from facedb.evaluation.servers import bearer
+
+    via_cli = ReviewReport.from_dict(served.cli_json("review"))
+    via_http = ReviewReport.from_dict(httpx.get(served.url + "/v1/review", headers=bearer(served.keys["read"]),
+                                                timeout=60).json())
+    assert via_cli == via_http
+    assert [(o.subject, o.nearest_other, o.reason) for o in via_cli.outliers] == [
+        ("person1", "person3", "closer_to_other")]
+    text = served.cli("review").stdout.decode()
+    assert "1 outlier" in text and "person3_v2.jpg" in text and "1 look-alike pair" in text
