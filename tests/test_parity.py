@@ -202,6 +202,7 @@ def _table(i: Inputs) -> list[tuple[str, list[str]]]:
         ("failures by reason", ["failures", "--reason", "not_an_image"]),
         ("stats", ["stats"]),
         ("check", ["check"]),
+        ("review", ["review"]),
         ("rename", ["rename", "bob", "robert"]),
         ("rename unknown subject", ["rename", "nobody", "someone"]),
         ("rename onto an existing subject", ["rename", "robert", "alice"]),
@@ -211,6 +212,7 @@ def _table(i: Inputs) -> list[tuple[str, list[str]]]:
         ("search after delete", ["search", str(i.photo), "-k", "5"]),
         ("subjects after", ["subjects"]),
         ("check after", ["check"]),
+        ("review after", ["review"]),
         # Last: over TCP the large photo is refused, so from here on the tcp home differs.
         ("enroll large", ["enroll", "big", str(i.large)]),
     ]
