@@ -82,13 +82,14 @@ def evidence(faces: ReviewFaces) -> Evidence:
     other = np.full(n, np.nan)
     other_subject = np.full(n, -1, np.int64)
     if len(sids) > 1:
-        t32 = templates.astype(np.float32)
+        t32, e32 = templates.astype(np.float32), emb.astype(np.float32)
         for start in range(0, n, BLOCK):
             block = slice(start, min(n, start + BLOCK))
-            dist = 1.0 - emb[block].astype(np.float32) @ t32.T
-            dist[np.arange(dist.shape[0]), row_of[block]] = np.inf  # not its own subject
-            best = np.argmin(dist, axis=1)
-            other[block] = dist[np.arange(dist.shape[0]), best]
+            rows = np.arange(block.stop - start)
+            sim = e32[block] @ t32.T  # cosine similarity; the nearest template has the largest
+            sim[rows, row_of[block]] = -np.inf  # not its own subject
+            best = np.argmax(sim, axis=1)
+            other[block] = 1.0 - sim[rows, best].astype(np.float64)
             other_subject[block] = sids[best]
     return Evidence(np.maximum(own, 0.0), np.maximum(other, 0.0), other_subject, sids, templates.astype(np.float32))
 
@@ -109,12 +110,13 @@ def look_alike_pairs(ev: Evidence, cutoff: float) -> list[tuple[int, int, float]
     out: list[tuple[int, int, float]] = []
     t = ev.templates
     for start in range(0, len(t), BLOCK):
-        dist = 1.0 - t[start:start + BLOCK] @ t.T
-        rows, cols = np.nonzero(dist < cutoff)
+        # Only the pairs (i, j) with j > i: each pair once, never a subject with itself.
+        sim = t[start:start + BLOCK] @ t[start:].T
+        rows, cols = np.nonzero(sim > 1.0 - cutoff)
         for r, c in zip(rows, cols):
-            i = start + int(r)
-            if i < int(c):  # each pair once, never a subject with itself
-                out.append((int(ev.subject_ids[i]), int(ev.subject_ids[c]), max(0.0, float(dist[r, c]))))
+            i, j = start + int(r), start + int(c)
+            if i < j:
+                out.append((int(ev.subject_ids[i]), int(ev.subject_ids[j]), max(0.0, 1.0 - float(sim[r, c]))))
     out.sort(key=lambda p: (p[2], p[0], p[1]))
     return out
 
