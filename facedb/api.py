@@ -36,6 +36,7 @@ from .contract.models import (
     KeyInfo,
     PackStatus,
     ReindexReport,
+    ReviewReport,
     SearchReport,
     Stats,
     SubjectDetail,
@@ -428,3 +429,12 @@ class FaceDB:
             since = since.astimezone(timezone.utc) if since.tzinfo else since.replace(tzinfo=timezone.utc)
         self.gate.flush()
         return [AuditEntry(**row) for row in self.store.base.catalog.audit(since, limit)]
+
+    # -- review ----------------------------------------------------------------------------------
+    def review(self) -> ReviewReport:
+        """What looks wrong in this collection's gallery: faces that look like somebody else
+        (``outliers``), two names for one person (``look_alikes``) and one photo under two names
+        (``duplicates``), each with its distances (see ``facedb.operations.review``). Read-only."""
+        from .operations.review import Reviewer
+
+        return Reviewer(self.store, self.pack).review()

@@ -38,6 +38,7 @@ from .contract.models import (
     KeyInfo,
     PackStatus,
     ReindexReport,
+    ReviewReport,
     SearchReport,
     Stats,
     SubjectDetail,
@@ -493,3 +494,7 @@ class Client:
 
     def delete_collection(self, name: str) -> CollectionInfo:
         return CollectionInfo.from_dict(self._request("DELETE", f"/v1/collections/{quote(name, safe='')}"))
+
+    # -- review ---------------------------------------------------------------------------------------
+    def review(self) -> ReviewReport:
+        return ReviewReport.from_dict(self._request("GET", "/v1/review"))

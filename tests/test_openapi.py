@@ -198,6 +198,7 @@ def test_live_answers_validate_against_the_document(env: dict[str, Any], tmp_pat
     c.check(client.get("/v1/stats", headers=read), "get", "/v1/stats")
     c.check(client.get("/v1/packs", headers=read), "get", "/v1/packs")
     c.check(client.get("/v1/check", headers=read), "get", "/v1/check")
+    c.check(client.get("/v1/review", headers=read), "get", "/v1/review")
     face_id = env["db"].show("person3").images[0]["faces"][0]["face_id"]
     c.check(client.get(f"/v1/faces/{face_id}/thumbnail", headers=read), "get", "/v1/faces/{face_id}/thumbnail")
     c.check(client.get("/v1/faces/999999/thumbnail", headers=read), "get", "/v1/faces/{face_id}/thumbnail")
@@ -229,7 +230,7 @@ def test_live_answers_validate_against_the_document(env: dict[str, Any], tmp_pat
     c.check(client.post(f"{pre}/search", headers=read, files=files([people["person1"][1]])), "post", f"{tpl}/search")
     c.check(client.post(f"{pre}/verify", headers=read, data={"subject": "person1"},
                         files=files([people["person1"][1]], "image")), "post", f"{tpl}/verify")
-    for path in ("/subjects", "/failures", "/stats", "/packs", "/check"):
+    for path in ("/subjects", "/failures", "/stats", "/packs", "/check", "/review"):
         c.check(client.get(f"{pre}{path}", headers=read), "get", f"{tpl}{path}")
     c.check(client.get("/v1/collections/nowhere/subjects", headers=read), "get", f"{tpl}/subjects")  # 404
     c.check(client.get(f"{pre}/subjects/person1", headers=read), "get", f"{tpl}/subjects/{{name}}")

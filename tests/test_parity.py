@@ -211,6 +211,7 @@ def _table(i: Inputs) -> list[tuple[str, list[str]]]:
         ("failures by reason", ["failures", "--reason", "not_an_image"]),
         ("stats", ["stats"]),
         ("check", ["check"]),
+        ("review", ["review"]),
         ("rename", ["rename", "bob", "robert"]),
         ("rename unknown subject", ["rename", "nobody", "someone"]),
         ("rename onto an existing subject", ["rename", "robert", "alice"]),
@@ -220,6 +221,7 @@ def _table(i: Inputs) -> list[tuple[str, list[str]]]:
         ("search after delete", ["search", str(i.photo), "-k", "5"]),
         ("subjects after", ["subjects"]),
         ("check after", ["check"]),
+        ("review after", ["review"]),
         # Last: over TCP the large photo is refused, so from here on the tcp home differs.
         ("enroll large", ["enroll", "big", str(i.large)]),
     ]

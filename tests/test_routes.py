@@ -96,6 +96,7 @@ PER_COLLECTION = [
     Route("get", "/v1/subjects/{name}", "read", m.SubjectDetail),
     Route("get", "/v1/faces/{face_id}/thumbnail", "read", None),
     Route("get", "/v1/check", "read", m.CheckReport),
+    Route("get", "/v1/review", "read", m.ReviewReport),
     Route("post", "/v1/subjects/{name}/images", "write", m.ImportReport),
     Route("patch", "/v1/subjects/{name}", "write", r.Renamed),
     Route("delete", "/v1/subjects/{name}", "write", m.DeleteReport),
@@ -178,6 +179,8 @@ def test_every_route_answers_its_model_with_the_right_scope(served: Served) -> N
     thumb = ok("get", "/v1/faces/{face_id}/thumbnail")
     assert thumb.headers["content-type"] in ("image/jpeg", "image/svg+xml") and thumb.content
     assert ok("get", "/v1/check").clean
+    review = ok("get", "/v1/review")
+    assert review.clean and (review.subjects, review.faces) == (2, 4)
     enrolled = ok("post", "/v1/subjects/{name}/images", "/v1/subjects/person3/images", files=_files(p3),
                   data={"metadata": json.dumps({"team": "blue"}), "multi_face": "largest"})
     assert enrolled.enrolled == 2 and enrolled.subjects[0].subject == "person3"
@@ -302,7 +305,7 @@ def test_results_round_trip_their_json_without_building_validators(served: Serve
     db = served.db
     rep = db.search([served.people["person1"][0]], k=2, reference=True)
     results: list[m.Result] = [rep, *db.subjects(), db.show("person1"), db.stats(), db.check(), *db.keys(),
-                               *db.packs(), *db.audit(limit=3)]
+                               *db.packs(), *db.audit(limit=3), db.review()]
     for res in results:
         d = res.to_dict()
         assert json.loads(json.dumps(d)) == d

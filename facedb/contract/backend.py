@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         KeyInfo,
         PackStatus,
         ReindexReport,
+        ReviewReport,
         SearchReport,
         Stats,
         SubjectDetail,
@@ -120,3 +121,5 @@ class Backend(Protocol):
 
     def delete_collection(self, name: str) -> CollectionInfo: ...
 
+    # -- review: what looks wrong in the gallery
+    def review(self) -> ReviewReport: ...

@@ -157,7 +157,7 @@ function parseHash(hash) {
     try { name = decodeURIComponent(raw); } catch { name = raw; }  // typed by hand: "100%"
     return { view: "subject", name };
   }
-  if (["people", "enroll", "search"].includes(where)) return { view: where, name: null };
+  if (["people", "enroll", "search", "review"].includes(where)) return { view: where, name: null };
   return { view: "search", name: null };
 }
 
@@ -233,7 +233,7 @@ const canWrite = () => !state.who || !state.who.scope || ["write", "admin"].incl
 
 // -- views -----------------------------------------------------------------------------------
 
-const VIEWS = ["signin", "search", "people", "subject", "enroll"];
+const VIEWS = ["signin", "search", "people", "subject", "enroll", "review"];
 
 /** Leave the current view: stop its requests, revoke its object URLs, forget its photo. */
 function leaveView() {
@@ -241,6 +241,7 @@ function leaveView() {
   state.abort = new AbortController();
   clearSearch();
   clearSubject();
+  clearReview();
   if (!state.enroll.busy) clearEnrollFiles();
   dropUrls();
 }
@@ -256,7 +257,7 @@ function show(view, { focus = false } = {}) {
     else a.removeAttribute("aria-current");
   }
   document.title = `${{ signin: "Sign in", search: "Search", people: "People", subject: "Person",
-                        enroll: "Enroll" }[view]} – facedb`;
+                        enroll: "Enroll", review: "Review" }[view]} – facedb`;
   if (focus) {
     const h = $(`#view-${view} h1`);
     h.setAttribute("tabindex", "-1");
@@ -278,6 +279,7 @@ function route({ focus = false } = {}) {
   if (where.view === "subject") openSubject(where.name, { focus });
   else if (where.view === "people") openPeople({ focus });
   else if (where.view === "enroll") openEnroll({ focus });
+  else if (where.view === "review") openReview({ focus });
   else openSearch({ focus });
 }
 
@@ -745,6 +747,68 @@ function renderPeople() {
   $("#people-rows").replaceChildren(...rows);
   $("#people-count").textContent = q ? `${shown.length} of ${plural(all.length, "person", "people")}`
     : plural(all.length, "person", "people");
+}
+
+// -- review ----------------------------------------------------------------------------------
+
+function clearReview() {
+  $("#review-summary").textContent = "";
+  for (const kind of ["outliers", "lookalikes", "duplicates"]) {
+    $(`#review-${kind}`).replaceChildren();
+    $(`#review-${kind}-block`).hidden = true;
+  }
+}
+
+const dist = (d) => (d === null || d === undefined ? "–" : d.toFixed(3));
+
+/** A face's thumbnail and where it came from, linked to its subject's page. */
+function findingFace(faceId, subject, image) {
+  const img = el("img", { class: "thumb", width: 96, height: 96, alt: `A face of ${subject} (loading)` });
+  thumbnail(img, faceId, subject, null);
+  return el("div", { class: "face-card" }, img,
+    el("a", { class: "subject-link", href: subjectHash(subject), title: subject, text: subject }),
+    el("span", { class: "face-src", title: image, text: basename(image) }));
+}
+
+const REVIEW_REASONS = {
+  closer_to_other: "matched by another person better than by its own",
+  far_from_own: "far from the other faces of its own person",
+};
+
+/** What looks wrong in the gallery (GET /review): read-only, so a read key sees it. Removing,
+ * moving or merging faces from here needs the faces routes; until then the links open the people. */
+async function openReview({ focus = false } = {}) {
+  show("review", { focus });
+  $("#review-summary").textContent = "Reviewing the gallery…";
+  let r;
+  try {
+    r = await api(apiUrl(["review"]), { signal: state.abort.signal });
+  } catch (e) {
+    $("#review-summary").textContent = "";
+    report(e, "Could not review the gallery");
+    return;
+  }
+  const found = r.outliers.length + r.look_alikes.length + r.duplicates.length;
+  $("#review-summary").textContent = `${plural(r.subjects, "person", "people")} · ${plural(r.faces, "face")} · `
+    + (found ? plural(found, "finding") : "nothing looks wrong");
+  $("#review-outliers-block").hidden = !r.outliers.length;
+  $("#review-outliers-help").textContent = `Own: distance to the other faces of the same person (above `
+    + `${r.outlier_distance} is far). Other: the closest other person (within ${r.threshold} is a match).`;
+  $("#review-outliers").replaceChildren(...r.outliers.map((o) => el("li", { class: "finding", dataset: { faceId: o.face_id } },
+    findingFace(o.face_id, o.subject, o.image),
+    el("div", { class: "evidence" },
+      el("strong", { text: REVIEW_REASONS[o.reason] || o.reason }),
+      el("span", { text: `own ${dist(o.distance_own)}` }),
+      o.nearest_other ? el("span", {}, "closest other: ",
+        el("a", { href: subjectHash(o.nearest_other), text: o.nearest_other }), ` ${dist(o.distance_other)}`) : null))));
+  $("#review-lookalikes-block").hidden = !r.look_alikes.length;
+  $("#review-lookalikes").replaceChildren(...r.look_alikes.map((p) => el("li", { class: "finding" },
+    el("a", { href: subjectHash(p.a), text: p.a }), " and ", el("a", { href: subjectHash(p.b), text: p.b }),
+    el("span", { class: "evidence", text: ` distance ${dist(p.distance)} (below ${r.look_alike_distance})` }))));
+  $("#review-duplicates-block").hidden = !r.duplicates.length;
+  $("#review-duplicates").replaceChildren(...r.duplicates.map((d) => el("li", { class: "finding" },
+    findingFace(d.face_id, d.subject, d.image), findingFace(d.other_face_id, d.other_subject, d.other_image),
+    el("span", { class: "evidence", text: `distance ${dist(d.distance)}` }))));
 }
 
 // -- one subject -----------------------------------------------------------------------------
