@@ -279,17 +279,19 @@ class FaceDB:
 
     def search(self, images: Sequence[ImageInput], *, k: int = 3, threshold: float | None = None,
                by: By = "subject", reference: bool = False, scoring: Scoring = "template",
-               sample_fps: float = DEFAULT_SAMPLE_FPS) -> SearchReport:
+               sample_fps: float = DEFAULT_SAMPLE_FPS, progress: ProgressFn | None = None) -> SearchReport:
         """Who is in each image? Every face, with its top-k subjects (or faces with by='face').
         A video (recognised by its first bytes) is answered by its ``appearances``: faces followed
         across frames sampled ``sample_fps`` times a second, each named by a vote of its frames.
+        ``progress(1)`` is called as each input is answered (and ``progress(0)`` after each
+        analysed frame of a video: raising from it stops the search).
 
         Subjects are scored by their template (the normalised mean of all their faces), or with
         ``scoring="best"`` by their closest face."""
         opts = parse(SearchOptions, {"k": k, "threshold": threshold, "by": by, "reference": reference,
                                      "scoring": scoring, "sample_fps": sample_fps})
         with self._audited("search") as note:
-            rep = self._search.search(images, **opts.keywords())
+            rep = self._search.search(images, **opts.keywords(), progress=progress)
             faces = [f for r in rep.results for f in r.faces]
             note(len(rep.results), len(faces), bool(rep.n_failed),
                  f"named {sum(f.identity is not None for f in faces)} of {plural(len(faces), 'face')}")

@@ -392,7 +392,8 @@ class Client:
     # -- search ------------------------------------------------------------------------------------
     def search(self, images: Sequence[str | os.PathLike[str] | bytes | Upload], *, k: int = 3,
                threshold: float | None = None, by: By = "subject", reference: bool = False,
-               scoring: Scoring = "template", sample_fps: float = 4.0) -> SearchReport:
+               scoring: Scoring = "template", sample_fps: float = 4.0, progress: ProgressFn | None = None
+               ) -> SearchReport:
         results: list[ImageResult | None] = [None] * len(images)
 
         def inputs() -> Iterator[tuple[int, Upload | FailedItem]]:
@@ -409,8 +410,12 @@ class Client:
                 if isinstance(done[0], int):
                     i, bad = done
                     results[i] = ImageResult(image=bad.path, error=bad.message, reason=bad.reason)
+                    if progress:
+                        progress(1)
                     continue
                 part_chunk, body = done
+                if progress:
+                    progress(len(part_chunk))
                 header = {key: body[key] for key in ("pack", "threshold", "by", "k", "reference", "scoring")}
                 for (i, _), res in zip(part_chunk, body["results"]):
                     results[i] = ImageResult.from_dict(res)

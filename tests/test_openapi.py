@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,11 @@ BODIES = {
     ("patch", "/v1/subjects/{name}"): "application/json",
     ("post", "/v1/keys"): "application/json",
     ("post", "/v1/collections"): "application/json",
+    ("post", "/v1/jobs"): "multipart/form-data",
 }
 #: A collection's routes take the same bodies under /v1/collections/{collection}.
 BODIES.update({(m, "/v1/collections/{collection}" + p[3:]): t for (m, p), t in list(BODIES.items())
-               if p.startswith(("/v1/search", "/v1/verify", "/v1/subjects"))})
+               if p.startswith(("/v1/search", "/v1/verify", "/v1/subjects", "/v1/jobs"))})
 
 
 @pytest.fixture(scope="module")
@@ -237,6 +239,21 @@ def test_live_answers_validate_against_the_document(env: dict[str, Any], tmp_pat
     lobby_face = env["db"].collection("lobby").show("person1").images[0]["faces"][0]["face_id"]
     c.check(client.get(f"{pre}/faces/{lobby_face}/thumbnail", headers=read), "get", f"{tpl}/faces/{{face_id}}/thumbnail")
     c.check(client.patch(f"{pre}/subjects/person1", headers=write, json={"name": "Ann"}), "patch", f"{tpl}/subjects/{{name}}")
+    job = c.check(client.post(f"{pre}/jobs", headers=read, files=files([people["person1"][1]])), "post", f"{tpl}/jobs")
+    for _ in range(600):  # polled until done: the queued, running and done answers all fit the document
+        polled = c.check(client.get(f"{pre}/jobs/{job.json()['id']}", headers=read), "get", f"{tpl}/jobs/{{job_id}}")
+        if polled.json()["status"] == "done":
+            break
+        time.sleep(0.1)
+    assert polled.json()["result"]["results"][0]["faces"][0]["identity"] == "Ann"
+    c.check(client.get(f"{pre}/jobs/{job.json()['id']}", headers=read), "get", f"{tpl}/jobs/{{job_id}}")  # 404: fetched
+    c.check(client.post(f"{pre}/jobs", headers=read, data={"kind": "cook"}, files=files([people["person1"][1]])),
+            "post", f"{tpl}/jobs")  # 422
+    other = client.post("/v1/jobs", headers=read, files=files([people["person1"][1]])).json()
+    c.check(client.post("/v1/jobs", headers=read, files=files([people["person1"][1]])), "post", "/v1/jobs")
+    c.check(client.get(f"/v1/jobs/{other['id']}", headers=read), "get", "/v1/jobs/{job_id}")
+    c.check(client.delete(f"/v1/jobs/{other['id']}", headers=read), "delete", "/v1/jobs/{job_id}")
+    c.check(client.delete(f"{pre}/jobs/{other['id']}", headers=read), "delete", f"{tpl}/jobs/{{job_id}}")  # 404
     c.check(client.post(f"{pre}/check/repair", headers=admin), "post", f"{tpl}/check/repair")
     c.check(client.post(f"{pre}/reindex", headers=admin), "post", f"{tpl}/reindex")
     c.check(client.delete(f"{pre}/subjects/Ann", headers=write), "delete", f"{tpl}/subjects/{{name}}")

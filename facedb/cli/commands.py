@@ -232,7 +232,9 @@ def search(state: State, images: tuple[str, ...], k: str, threshold: str | None,
         inputs = _read_inputs(images, paths_from)
         if not inputs:
             raise click.UsageError("give at least one IMAGE (or --paths-from)")
-        rep = state.backend(workers=workers).search(inputs, **opts)
+        db = state.backend(workers=workers)
+        with progress_bar(len(inputs), False, "searching") as bar:  # many inputs, in a terminal only
+            rep = db.search(inputs, **opts, progress=bar.update)
         if as_json:
             emit_json(rep.to_dict())
         else:

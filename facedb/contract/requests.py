@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor, format_quality_floor, parse_quality_floor
 from ..analysis.video import DEFAULT_SAMPLE_FPS, MAX_SAMPLE_FPS
 from ..errors import FacedbError, UsageError
+from .models import SearchReport
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -92,6 +93,12 @@ class SearchOptions(RequestModel):
 
     def keywords(self) -> dict[str, Any]:
         return self.model_dump()
+
+
+class JobOptions(SearchOptions):
+    """``POST /v1/jobs`` form fields: the kind of work, and its options (a search's)."""
+
+    kind: Literal["search"] = Field("search", description="The work: search (as POST /v1/search).")
 
 
 class EnrollOptions(RequestModel):
@@ -248,6 +255,22 @@ class Renamed(ResponseModel):
 
     old: str
     new: str
+
+
+class JobInfo(ResponseModel):
+    """A background job (``/v1/jobs``): its progress, then its result (or error). A job that has
+    ended is forgotten once fetched."""
+
+    id: str = Field(description="The job's id (only the key that submitted it can see it).")
+    kind: str
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
+    done: int = Field(description="Inputs (photos, videos) answered so far.")
+    total: int = Field(description="Inputs in the job.")
+    collection: str
+    created_at: str
+    finished_at: str | None
+    result: SearchReport | None = Field(description="With status done: what the call would have answered.")
+    error: ErrorBody | None = Field(description="With status failed: the error.")
 
 
 class CreatedKey(ResponseModel):

@@ -32,6 +32,9 @@ By = Literal["subject", "face"]
 Scoring = Literal["template", "best"]
 SCORINGS: tuple[Scoring, ...] = ("template", "best")
 QueryFn = Callable[[np.ndarray, int], list[list[Neighbour]]]
+#: Called with 1 as each input (photo or video) is answered, and with 0 after each analysed frame
+#: of a video: a caller may stop a long search by raising from it.
+ProgressFn = Callable[[int], None]
 
 
 def video_input(image: ImageInput) -> bool:
@@ -94,8 +97,8 @@ class Searcher:
     # -- 1:N ----------------------------------------------------------------------------
     @trace.traced("search.total")
     def search(self, images: Sequence[ImageInput], *, k: int, threshold: float | None, by: By,
-               reference: bool, scoring: Scoring = "template", sample_fps: float = DEFAULT_SAMPLE_FPS
-               ) -> SearchReport:
+               reference: bool, scoring: Scoring = "template", sample_fps: float = DEFAULT_SAMPLE_FPS,
+               progress: ProgressFn | None = None) -> SearchReport:
         if by not in ("subject", "face"):
             raise FacedbError(f"by must be 'subject' or 'face', not {by!r}")
         if scoring not in SCORINGS:
@@ -111,12 +114,16 @@ class Searcher:
         results = [ImageResult(image=label_of(im)) for im in images]
         videos = {i for i, im in enumerate(images) if video_input(im)}
         for i in sorted(videos):
-            self._video(images[i], results[i], thr, sample_fps)
+            self._video(images[i], results[i], thr, sample_fps, progress)
+            if progress:
+                progress(1)
         photos = [i for i in range(len(images)) if i not in videos]
         found: dict[int, list[Face]] = {}
         for a in self.analyse([images[i] for i in photos]):
             a.key = photos[a.key]
             res = results[a.key]
+            if progress:
+                progress(1)
             if a.reason:
                 res.error, res.reason = a.message or a.reason, a.reason
             elif not a.faces:
@@ -146,7 +153,8 @@ class Searcher:
 
     # -- videos ---------------------------------------------------------------------------
     @trace.traced("search.video")
-    def _video(self, image: ImageInput, res: ImageResult, thr: float, sample_fps: float) -> None:
+    def _video(self, image: ImageInput, res: ImageResult, thr: float, sample_fps: float,
+               progress: ProgressFn | None = None) -> None:
         """Fill ``res`` with the video's appearances: faces followed across sampled frames as
         tracks (``facedb.analysis.tracks``), each named by a vote of its frames (see
         ``_name_track``); unknown tracks are listed too."""
@@ -161,6 +169,8 @@ class Searcher:
                     _recorded(reader.frames(), frames)))
                 for a in self.analyzer.stream(jpegs, 64):
                     faces[a.key] = a.faces
+                    if progress:
+                        progress(0)
                 info = reader.info()
         except ImageError as exc:
             res.error, res.reason = str(exc), exc.reason

@@ -32,6 +32,7 @@ from ..contract.requests import ErrorBody, Problem, usage_error
 from ..errors import AuthError, FacedbError, OverloadedError, UsageError
 from .deps import collection_param, errors
 from .guard import PER_COLLECTION_ROUTES, Admission, KeyCheck, route_template
+from .jobs import Jobs
 from .routes import routers
 from .uploads import Limits
 
@@ -47,6 +48,10 @@ class ServerConfig:
     queue: int = 32
     #: shared stores: how often to look for writes a dead facedb process left unfinished
     recover_every_s: float = 30.0
+    #: background jobs waiting or running at most, and how long an ended job's result is kept
+    #: when nobody fetches it
+    max_jobs: int = 16
+    job_keep_s: float = 3600.0
 
 
 def error_body(exc: FacedbError) -> dict[str, Any]:
@@ -81,6 +86,7 @@ def create_app(db: FaceDB, config: ServerConfig | None = None) -> FastAPI:
         finally:
             if task is not None:
                 task.cancel()
+            app.state.jobs.close()
 
     app = FastAPI(title="facedb", version=_version(), docs_url=None, redoc_url=None, lifespan=lifespan,
                   description="Face search service: enroll known faces, ask who is in a photo. "
@@ -93,6 +99,7 @@ def create_app(db: FaceDB, config: ServerConfig | None = None) -> FastAPI:
     app.state.limits = config.limits
     app.state.key_checks = {scope: keys(scope) for scope in ("read", "write", "admin")}
     app.state.admission = Admission(config.queue)
+    app.state.jobs = Jobs(config.max_jobs, config.job_keep_s)
 
     @app.exception_handler(FacedbError)
     async def _facedb_error(request: Request, exc: FacedbError) -> JSONResponse:
