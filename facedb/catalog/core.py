@@ -249,11 +249,16 @@ class CatalogCore:
     def pack_record(self, name: str) -> PackInfo | None:
         """The contract of pack ``name`` as this database first recorded it."""
         raw = self.get_setting(PACK_PREFIX + name)
-        if raw is None:
-            return None
-        d = json.loads(raw)
-        return PackInfo(name=name, dim=int(d["dim"]), threshold=float(d.get("threshold", 0.0)),
-                        fingerprint=d["fingerprint"], description=d.get("description", ""))
+        return None if raw is None else _pack_info(name, raw)
+
+    def pack_state(self, name: str) -> tuple[PackInfo | None, bool]:
+        """``(pack_record(name), flag(REINDEXING, name))`` in one query: every search checks
+        both, and one transaction costs half the CPU of two."""
+        keys = (PACK_PREFIX + name, self.flag_key(REINDEXING, name))
+        with self.session() as s:
+            rows = dict(s.execute(select(Setting.key, Setting.value).where(Setting.key.in_(keys))).all())
+        raw = rows.get(keys[0])
+        return (None if raw is None else _pack_info(name, raw)), bool(rows.get(keys[1]))
 
     def record_pack(self, info: PackInfo) -> None:
         self.set_setting(PACK_PREFIX + info.name, json.dumps(
@@ -294,3 +299,10 @@ class CatalogCore:
 
     def set_flag(self, kind: str, pack: str, on: bool) -> None:
         self.set_setting(self.flag_key(kind, pack), "1" if on else "")
+
+
+def _pack_info(name: str, raw: str) -> PackInfo:
+    """A pack's contract from its setting's JSON."""
+    d = json.loads(raw)
+    return PackInfo(name=name, dim=int(d["dim"]), threshold=float(d.get("threshold", 0.0)),
+                    fingerprint=d["fingerprint"], description=d.get("description", ""))
