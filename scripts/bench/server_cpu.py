@@ -50,11 +50,12 @@ def measure(tree: Path, home: Path, work: Path, listing: Path, args: argparse.Na
                "--images", str(listing), "--clients", str(args.clients)]
         lenv = bench.clean_env(FACEDB_API_KEY=key, **env)
         # Warm-up, not measured: the workers load their models, the first requests fill caches.
-        warm = bench.run_process([*cmd, "--requests", str(8 * args.workers)], env=lenv, timeout=600)
+        # cwd=tree: ``python -m`` puts the working directory before PYTHONPATH on sys.path.
+        warm = bench.run_process([*cmd, "--requests", str(8 * args.workers)], env=lenv, timeout=600, cwd=tree)
         if warm.returncode != 0:
             raise RuntimeError(f"loadgen warm-up failed: {warm.stdout[-2000:]} {warm.stderr[-2000:]}")
         cpu0 = bench.tree_cpu_s(server.pid)
-        r = bench.run_process([*cmd, "--requests", str(args.requests)], env=lenv, timeout=3600)
+        r = bench.run_process([*cmd, "--requests", str(args.requests)], env=lenv, timeout=3600, cwd=tree)
         cpu1 = bench.tree_cpu_s(server.pid)
         out = json.loads(r.stdout)
         if r.returncode != 0:
