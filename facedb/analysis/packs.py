@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from ..catalog.core import REINDEXING
 from ..catalog.database import Catalog
 from ..errors import IndexCorruptError, ModelError
 from .engines import FaceEngine, PackInfo, load_engine
@@ -45,7 +44,7 @@ class ActivePack:
 
         ``register`` records it when the database has none yet (before the first enrollment)."""
         info = self.info
-        rec = self.catalog.pack_record(info.name)
+        rec, reindexing = self.catalog.pack_state(info.name)
         if rec is None:
             if register:
                 self.catalog.record_pack(info)
@@ -57,7 +56,7 @@ class ActivePack:
                 f"({info.fingerprint[:12]}…, dim {info.dim}); their vectors are not comparable. "
                 "Run `facedb reindex` to re-embed the stored images with the loaded weights."
             )
-        if self.catalog.flag(REINDEXING, info.name):
+        if reindexing:
             raise IndexCorruptError(
                 f"a reindex of pack {info.name!r} was interrupted; run `facedb reindex` again to finish it"
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import trace
@@ -17,6 +17,11 @@ from .subjects import DELETED_PREFIX
 def _key_dict(k: ApiKey) -> dict[str, Any]:
     return {"name": k.name, "scope": k.scope, "collection": k.collection, "created_at": iso(k.created_at), "revoked_at": iso(k.revoked_at),
             "last_used_at": iso(k.last_used_at), "active": k.revoked_at is None}
+
+
+#: The key lookup of every request over TCP (``active_key``): built once, bound per call.
+KEY_READ = (select(ApiKey.name, ApiKey.scope, ApiKey.key_hash, ApiKey.collection)
+            .where(ApiKey.key_hash == bindparam("hash"), ApiKey.revoked_at.is_(None)))
 
 
 class KeyQueries(CatalogCore):
@@ -51,10 +56,8 @@ class KeyQueries(CatalogCore):
     def active_key(self, key_hash: str) -> tuple[str, str, str, str | None] | None:
         """(name, scope, stored hash, collection it is limited to) of the unrevoked key with this
         hash, else None."""
-        with self.session() as s:
-            row = s.execute(select(ApiKey.name, ApiKey.scope, ApiKey.key_hash, ApiKey.collection)
-                            .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))).first()
-        return (row[0], row[1], row[2], row[3]) if row is not None else None
+        rows = self.read(KEY_READ, {"hash": key_hash})
+        return (rows[0][0], rows[0][1], rows[0][2], rows[0][3]) if rows else None
 
     def touch_key(self, name: str) -> None:
         with self.session() as s:

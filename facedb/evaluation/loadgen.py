@@ -2,9 +2,12 @@
 
 It runs in its own process (``python -m facedb.evaluation.loadgen``, or the thin
 ``scripts/bench/loadgen.py``; ``facedb.evaluation.bench.run_loadgen`` starts it and reads its
-answer), so that its CPU is not the server's. Each client thread keeps one
-kept-alive connection and sends its requests back to back; the requests are encoded before
-the clock starts. Every request is bounded (``--requests``), as is the whole run (``--timeout``).
+answer), so that its CPU is not the server's; it still shares the machine's cores with the
+server, so it is kept cheap: each client thread keeps one kept-alive socket and sends its
+requests back to back, each request (head and multipart body) is encoded once before the clock
+starts and sent with one ``sendall``, and the answer is read with a minimal HTTP/1.1 reader
+(status line, ``Content-Length`` or chunked body) instead of ``http.client``'s header parser.
+Every request is bounded (``--requests``), as is the whole run (``--timeout``).
 
     # search: each request is one image (multipart field ``images``), cycling through the list
     FACEDB_API_KEY=... python scripts/bench/loadgen.py search --port 8765 --images list.txt \
@@ -20,11 +23,11 @@ Only loopback addresses are accepted.
 from __future__ import annotations
 
 import argparse
-import http.client
 import ipaddress
 import json
 import os
 import secrets
+import socket
 import sys
 import threading
 import time
@@ -71,6 +74,87 @@ def build_requests(kind: str, lines: list[str], n: int | None) -> list[tuple[str
     return reqs
 
 
+def encode_request(path: str, body: bytes, ctype: str, host: str, port: int, headers: dict[str, str]) -> bytes:
+    """The whole HTTP/1.1 request (head and body), ready for one ``sendall``."""
+    head = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", *(f"{k}: {v}" for k, v in headers.items()),
+            f"Content-Type: {ctype}", f"Content-Length: {len(body)}"]
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
+class Connection:
+    """One kept-alive HTTP/1.1 connection that sends pre-encoded requests and reads each answer:
+    (status, body). A connection the server closed is opened again on the next request."""
+
+    def __init__(self, host: str, port: int, timeout: float) -> None:
+        self.address = (host, port)
+        self.timeout = timeout
+        self.sock: socket.socket | None = None
+        self.buf = bytearray()
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+        self.sock, self.buf = None, bytearray()
+
+    def _fill(self) -> None:
+        assert self.sock is not None
+        chunk = self.sock.recv(1 << 16)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        self.buf += chunk
+
+    def _line(self) -> bytes:
+        while (end := self.buf.find(b"\r\n")) < 0:
+            self._fill()
+        line = bytes(self.buf[:end])
+        del self.buf[:end + 2]
+        return line
+
+    def _take(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._fill()
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def exchange(self, raw: bytes) -> tuple[int, bytes]:
+        if self.sock is None:
+            self.sock = socket.create_connection(self.address, self.timeout)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.sendall(raw)
+        status = int(self._line().split(b" ", 2)[1])
+        length, chunked, close = None, False, False
+        while line := self._line():
+            name, _, value = line.partition(b":")
+            name, value = name.strip().lower(), value.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value
+            elif name == b"connection":
+                close = b"close" in value
+        if chunked:
+            parts = []
+            while size := int(self._line().split(b";")[0], 16):
+                parts.append(self._take(size))
+                self._line()
+            while self._line():  # trailers, then the blank line
+                pass
+            body = b"".join(parts)
+        elif length is not None:
+            body = self._take(length)
+        else:  # no length: the body runs to the end of the connection
+            try:
+                while True:
+                    self._fill()
+            except ConnectionError:
+                pass
+            body, close = bytes(self.buf), True
+        if close:
+            self.close()
+        return status, body
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("kind", choices=("search", "enroll"))
@@ -87,9 +171,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     key = os.environ.get("FACEDB_API_KEY", "")
     lines = [x for x in args.images.read_text().splitlines() if x.strip()]
-    reqs = build_requests(args.kind, lines, args.requests)
-    warm = build_requests("search", lines, args.warmup * args.clients) if args.kind == "search" and args.warmup else []
     headers = {"Authorization": f"Bearer {key}"} if key else {}
+    encoded: dict[int, bytes] = {}  # one encoding per distinct body (the search list cycles)
+
+    def encode(reqs: list[tuple[str, bytes, str, int]]) -> list[tuple[bytes, int]]:
+        out = []
+        for path, body, ctype, n_images in reqs:
+            raw = encoded.get(id(body))
+            if raw is None:
+                raw = encoded[id(body)] = encode_request(path, body, ctype, args.host, args.port, headers)
+            out.append((raw, n_images))
+        return out
+
+    built = build_requests(args.kind, lines, args.requests)
+    reqs = encode(built)
+    warm_built = build_requests("search", lines, args.warmup * args.clients) \
+        if args.kind == "search" and args.warmup else []
+    warm = encode(warm_built)
     lock = threading.Lock()
     nxt = [0]
     lat: list[float] = []
@@ -101,26 +199,21 @@ def main(argv: list[str] | None = None) -> int:
     stamps: list[tuple[float, float]] = []
 
     def client(idx: int) -> None:
-        conn = http.client.HTTPConnection(args.host, args.port, timeout=600)
+        conn = Connection(args.host, args.port, timeout=600)
 
-        def send(path: str, body: bytes, ctype: str) -> tuple[int, bytes]:
-            nonlocal conn
+        def send(raw: bytes) -> tuple[int, bytes]:
             for attempt in (1, 2):
                 try:
-                    conn.request("POST", path, body=body, headers={**headers, "Content-Type": ctype})
-                    resp = conn.getresponse()
-                    return resp.status, resp.read()
-                except (http.client.HTTPException, OSError):
+                    return conn.exchange(raw)
+                except (OSError, ValueError, IndexError):
                     conn.close()
-                    conn = http.client.HTTPConnection(args.host, args.port, timeout=600)
                     if attempt == 2:
                         raise
             raise AssertionError("unreachable")
 
         try:
             for j in range(args.warmup if warm else 0):
-                path, body, ctype, _ = warm[(idx * args.warmup + j) % len(warm)]
-                send(path, body, ctype)
+                send(warm[(idx * args.warmup + j) % len(warm)][0])
         except Exception as exc:  # reported, the run goes on
             with lock:
                 errors.append(f"warm-up: {type(exc).__name__}: {exc}")
@@ -131,10 +224,10 @@ def main(argv: list[str] | None = None) -> int:
                 nxt[0] += 1
             if i >= len(reqs):
                 break
-            path, body, ctype, n_images = reqs[i]
+            request, n_images = reqs[i]
             t0 = time.perf_counter()
             try:
-                status, raw = send(path, body, ctype)
+                status, raw = send(request)
             except Exception as exc:
                 with lock:
                     errors.append(f"{type(exc).__name__}: {exc}")

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,13 +25,13 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import trace
 from ..api import FaceDB
 from ..contract.requests import ErrorBody, Problem, usage_error
 from ..errors import AuthError, FacedbError, OverloadedError, UsageError
 from .deps import collection_param, errors
 from .guard import PER_COLLECTION_ROUTES, Admission, KeyCheck, route_template
 from .jobs import Jobs
+from .requestlog import RequestLog
 from .routes import routers
 from .uploads import Limits
 
@@ -123,15 +122,8 @@ def create_app(db: FaceDB, config: ServerConfig | None = None) -> FastAPI:
                          kind="internal")
         return JSONResponse(body.model_dump(), status_code=500)
 
-    @app.middleware("http")
-    async def _log_requests(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        """One line per request: method, route *template* (never a subject name), status, time."""
-        t0 = time.perf_counter()
-        with trace.span("http.request"):
-            response: Response = await call_next(request)
-        log.info("%s %s %d %.0f ms", request.method, _route(request), response.status_code,
-                 1000 * (time.perf_counter() - t0))
-        return response
+    # One log line per request (a plain ASGI middleware: see requestlog.py for why).
+    app.add_middleware(RequestLog)
 
     server_wide, per_collection = routers()
     for router in server_wide:
