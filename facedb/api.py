@@ -24,6 +24,7 @@ from .analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor
 from .catalog.core import DEFAULT_COLLECTION, DEFAULT_PACK_KEY
 from .catalog.subjects import deleted_label
 from .config import DEFAULT_PACK, Settings, resolve_settings
+from .contract.discover import DEFAULT_CLUSTER_THRESHOLD, DiscoverReport
 from .contract.models import (
     AuditEntry,
     CheckReport,
@@ -272,6 +273,21 @@ class FaceDB:
             faces = [f for r in rep.results for f in r.faces]
             note(len(rep.results), len(faces), bool(rep.n_failed),
                  f"named {sum(f.identity is not None for f in faces)} of {plural(len(faces), 'face')}")
+        return rep
+
+    def discover(self, paths: Sequence[PathLike | bytes | Upload], *, threshold: float | None = None,
+                 cluster_threshold: float = DEFAULT_CLUSTER_THRESHOLD) -> DiscoverReport:
+        """Who are the people in these photos (files, folders, or uploaded bytes)? Every face, in
+        exactly one cluster per person: enrolled people named as ``search`` names them, the others
+        grouped by face (``cluster_threshold``: the mean cosine distance under which two groups
+        merge; lower splits more). Read-only."""
+        from .operations.discover import Discoverer
+
+        with self._audited("discover") as note:
+            rep, _, _ = Discoverer(self._search).discover(paths, threshold=threshold,
+                                                          cluster_threshold=cluster_threshold)
+            note(len(paths), rep.faces, bool(rep.failed),
+                 f"{plural(len(rep.clusters), 'cluster')} of {plural(rep.faces, 'face')}")
         return rep
 
     def verify(self, image: ImageInput, subject: str, *, threshold: float | None = None) -> VerifyResult:

@@ -1,0 +1,88 @@
+"""What ``facedb discover`` returns and what it accepts (light: the thin client imports it).
+
+``DiscoverReport`` is the JSON of issue 17: every face found in the photos is in exactly one
+cluster; a cluster is one person, named (``subject``) when its faces match an enrolled subject as
+``facedb search`` would name them, else ``null``; a face alone is a cluster of size 1.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, computed_field
+
+from .models import FailedItem, Result
+from .requests import THRESHOLD_MAX, THRESHOLD_MIN, RequestModel
+
+#: The default linkage threshold (average cosine distance between two clusters' faces), chosen
+#: by BCubed on LFW: docs/benchmarks/discover.md.
+DEFAULT_CLUSTER_THRESHOLD = 0.50
+#: Faces listed per cluster in the human output (the JSON lists them all).
+SAMPLE_FACES = 3
+
+
+class DiscoveredFace(Result):
+    """One face found in the photos."""
+
+    image: str
+    bbox: list[float]  # x1, y1, x2, y2 in image pixels
+    #: the pack's quality signals of this face
+    quality: dict[str, float] | None = None
+    #: seconds into a video (null for a photo)
+    frame_s: float | None = None
+    #: detector confidence
+    score: float = 0.0
+    #: cosine distance to the named subject's template (null in an unnamed cluster)
+    distance: float | None = None
+
+
+class DiscoveredCluster(Result):
+    """One person: the faces clustered together (``subject``: the enrolled person they match)."""
+
+    id: int
+    subject: str | None
+    size: int
+    faces: list[DiscoveredFace]
+    #: the face closest to the cluster's mean (its best picture of the person)
+    representative: DiscoveredFace
+
+
+class DiscoverReport(Result):
+    """The answer to "who are the people in these photos?", enrolled or not."""
+
+    pack: str
+    #: the match threshold that named faces (the collection's, as search uses it)
+    threshold: float
+    #: the linkage threshold of the clustering
+    cluster_threshold: float
+    clusters: list[DiscoveredCluster] = Field(default_factory=list)
+    #: images that could not be used (unreadable, not an image...); images without a face are here too
+    failed: list[FailedItem] = Field(default_factory=list)
+    #: the name the run was saved under (``--save``), else null
+    run: str | None = None
+
+    # Derived: part of the JSON (and of its schema), never read back by ``from_dict``.
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def faces(self) -> int:
+        """Faces found (each in exactly one cluster)."""
+        return sum(c.size for c in self.clusters)
+
+
+class DiscoverOptions(RequestModel):
+    """``POST /v1/discover`` form fields, ``FaceDB.discover`` keywords, ``facedb discover`` options."""
+
+    threshold: float | None = Field(None, ge=THRESHOLD_MIN, le=THRESHOLD_MAX,
+                                    description="Name a face when its distance to a subject is <= this "
+                                                "(default: the collection's, as search).")
+    cluster_threshold: float = Field(DEFAULT_CLUSTER_THRESHOLD, gt=0.0, lt=1.0,
+                                     description="Merge two clusters when the mean cosine distance between "
+                                                 "their faces is <= this (lower: fewer merges, more precise).")
+
+    def form_fields(self) -> dict[str, str]:
+        fields = {"cluster_threshold": repr(float(self.cluster_threshold))}
+        if self.threshold is not None:
+            fields["threshold"] = repr(float(self.threshold))
+        return fields
+
+    def keywords(self) -> dict[str, Any]:
+        return self.model_dump()
