@@ -23,6 +23,7 @@ from . import trace
 from .analysis import files
 from .analysis.files import Upload
 from .analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor
+from .contract.discover import DEFAULT_CLUSTER_THRESHOLD, DiscoverOptions, DiscoverReport
 from .contract.models import (
     AuditEntry,
     CheckReport,
@@ -469,3 +470,29 @@ class Client:
 
     def delete_collection(self, name: str) -> CollectionInfo:
         return CollectionInfo.from_dict(self._request("DELETE", f"/v1/collections/{quote(name, safe='')}"))
+
+    # -- discovery --------------------------------------------------------------------------------
+    def discover(self, paths: Sequence[str | os.PathLike[str] | bytes | Upload], *, threshold: float | None = None,
+                 cluster_threshold: float = DEFAULT_CLUSTER_THRESHOLD) -> DiscoverReport:
+        """``FaceDB.discover`` on the server: every photo in ONE request (faces of different
+        requests could not be clustered together), so the server's request limit bounds a run;
+        folders are walked here as ``import`` walks them, files that cannot be read fail here."""
+        opts = parse(DiscoverOptions, {"threshold": threshold, "cluster_threshold": cluster_threshold})
+        ups: list[Upload] = []
+        failed: list[FailedItem] = []
+        for p in paths:
+            if isinstance(p, (bytes, Upload)):
+                ups.append(self._upload(p))
+                continue
+            for item in self._read(files.iter_image_files([p])):
+                if isinstance(item, FailedItem):
+                    failed.append(item)
+                else:
+                    ups.append(item)
+        if not ups:
+            return DiscoverReport(pack=self.pack_name, threshold=self.threshold if threshold is None else threshold,
+                                  cluster_threshold=opts.cluster_threshold, failed=failed)
+        rep = DiscoverReport.from_dict(self._request("POST", "/v1/discover", files=self._multipart("images", ups),
+                                                     data=opts.form_fields()))
+        rep.failed = failed + rep.failed
+        return rep

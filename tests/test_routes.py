@@ -21,6 +21,7 @@ from pydantic import BaseModel, TypeAdapter
 from facedb.api import FaceDB
 from facedb.contract import models as m
 from facedb.contract import requests as r
+from facedb.contract.discover import DiscoverReport
 from facedb.server.app import create_app
 
 SCOPES = ("read", "write", "admin")
@@ -101,6 +102,7 @@ PER_COLLECTION = [
     Route("delete", "/v1/subjects/{name}", "write", m.DeleteReport),
     Route("post", "/v1/check/repair", "admin", m.CheckReport),
     Route("post", "/v1/reindex", "admin", m.ReindexReport),
+    Route("post", "/v1/discover", "read", DiscoverReport),
 ]
 IN_COLLECTION = [Route(x.method, "/v1/collections/{collection}" + x.path[3:], x.scope, x.model) for x in PER_COLLECTION]
 ROUTES = SERVER_WIDE + PER_COLLECTION + IN_COLLECTION
@@ -170,6 +172,8 @@ def test_every_route_answers_its_model_with_the_right_scope(served: Served) -> N
     rep = ok("post", "/v1/search", files=_files([p1[0], p3[0]]), data={"k": "2"})
     assert [res.faces[0].identity for res in rep.results] == ["person1", None]
     assert rep.k == 2
+    disc = ok("post", "/v1/discover", files=_files([p1[0], p3[0], p1[1]]))
+    assert [(c.subject, c.size) for c in disc.clusters] == [("person1", 2), (None, 1)]
     ver = ok("post", "/v1/verify", files=_files([p2[0]], "image"), data={"subject": "person2"})
     assert ver.match and ver.subject == "person2"
     assert [s.name for s in ok("get", "/v1/subjects")] == ["person1", "person2"]
@@ -209,6 +213,9 @@ BAD = [
     ("POST", "/v1/search", {"data": {"kk": "3"}, "files": "face"}, "kk"),
     ("POST", "/v1/search", {"data": {"k": "3"}}, "images"),
     ("POST", "/v1/search", {"content": b"hello", "headers": {"Content-Type": "text/plain"}}, "multipart"),
+    ("POST", "/v1/discover", {"data": {"cluster_threshold": "1.5"}, "files": "face"}, "cluster_threshold"),
+    ("POST", "/v1/discover", {"data": {"threshold": "x"}, "files": "face"}, "threshold"),
+    ("POST", "/v1/discover", {"data": {"cluster_threshold": "0.4"}}, "images"),
     ("POST", "/v1/verify", {"data": {"subject": "person1", "threshold": "-1"}, "files": "image"}, "threshold"),
     ("POST", "/v1/verify", {"files": "image"}, "subject"),
     ("POST", "/v1/subjects/person1/images", {"data": {"metadata": "[1, 2]"}, "files": "face"}, "JSON object"),

@@ -40,6 +40,8 @@ LINKAGES = ("average", "single", "mutual")
 EXACT_KNN_MAX = 20_000
 #: Rows of the similarity matrix computed at once (memory: _BLOCK x n float32).
 _BLOCK = 1024
+#: Cells of the approximate graph: this many x sqrt(faces).
+CELLS_PER_SQRT_N = 0.5
 #: Reciprocal-nearest-neighbour rounds before giving up (each round merges at least one pair).
 _MAX_ROUNDS = 10_000
 
@@ -61,7 +63,7 @@ class ClusterSettings:
     k: int = 20
     linkage: str = "average"
     edge_distance: float | None = None
-    probes: int = 8
+    probes: int = 12
 
     def check(self) -> ClusterSettings:
         if self.linkage not in LINKAGES:
@@ -101,7 +103,7 @@ def _top_k_rows(S: FloatArray, k: int) -> tuple[IntArray, FloatArray]:
     return idx, np.take_along_axis(S, idx, axis=1)
 
 
-def _exact_knn(X: FloatArray, k: int) -> tuple[IntArray, IntArray, FloatArray]:
+def _exact_knn(X: FloatArray, k: int, min_sim: float) -> tuple[IntArray, IntArray, FloatArray]:
     n = len(X)
     rows, cols, sims = [], [], []
     for s in range(0, n, _BLOCK):
@@ -109,9 +111,10 @@ def _exact_knn(X: FloatArray, k: int) -> tuple[IntArray, IntArray, FloatArray]:
         r = np.arange(s, min(s + _BLOCK, n))
         S[r - s, r] = -np.inf  # not its own neighbour
         idx, val = _top_k_rows(S, k)
-        rows.append(np.repeat(r, idx.shape[1]))
-        cols.append(idx.ravel())
-        sims.append(val.ravel())
+        near = val >= min_sim  # far pairs never become edges: drop them now (memory)
+        rows.append(np.repeat(r, idx.shape[1])[near.ravel()])
+        cols.append(idx[near])
+        sims.append(val[near])
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(sims).astype(np.float32)
 
 
@@ -139,9 +142,10 @@ def _cells(X: FloatArray, n_cells: int, probes: int, seed: int) -> IntArray:
     return nearest(min(probes, n_cells))
 
 
-def _ivf_knn(X: FloatArray, k: int, probes: int, seed: int = 0) -> tuple[IntArray, IntArray, FloatArray]:
+def _ivf_knn(X: FloatArray, k: int, probes: int, min_sim: float, seed: int = 0
+             ) -> tuple[IntArray, IntArray, FloatArray]:
     n = len(X)
-    n_cells = max(1, int(round(np.sqrt(n))))
+    n_cells = max(1, int(round(np.sqrt(n) * CELLS_PER_SQRT_N)))
     near = _cells(X, n_cells, probes, seed)
     primary = near[:, 0]
     by_cell = np.argsort(primary, kind="stable")
@@ -161,9 +165,12 @@ def _ivf_knn(X: FloatArray, k: int, probes: int, seed: int = 0) -> tuple[IntArra
             S = X[q] @ X[members].T
             S[q[:, None] == members[None, :]] = -np.inf
             idx, val = _top_k_rows(S, k)
-            rows.append(np.repeat(q, idx.shape[1]))
-            cols.append(members[idx.ravel()])
-            sims.append(val.ravel())
+            near = val >= min_sim
+            rows.append(np.repeat(q, idx.shape[1])[near.ravel()])
+            cols.append(members[idx[near]])
+            sims.append(val[near])
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     r, c_, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(sims).astype(np.float32)
     # The k best of each face over its probed cells: sort by face, then similarity (high first).
     order = np.lexsort((c_, -v, r))
@@ -174,7 +181,7 @@ def _ivf_knn(X: FloatArray, k: int, probes: int, seed: int = 0) -> tuple[IntArra
     return r[keep], c_[keep], v[keep]
 
 
-def knn_graph(X: FloatArray, k: int, max_distance: float, *, probes: int = 8,
+def knn_graph(X: FloatArray, k: int, max_distance: float, *, probes: int = 12,
               exact: bool | None = None) -> tuple[IntArray, IntArray, FloatArray]:
     """Directed kNN edges (face, neighbour, cosine distance) no longer than ``max_distance``.
 
@@ -183,7 +190,8 @@ def knn_graph(X: FloatArray, k: int, max_distance: float, *, probes: int = 8,
     if n < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     use_exact = n <= EXACT_KNN_MAX if exact is None else exact
-    r, c, s = _exact_knn(X, k) if use_exact else _ivf_knn(X, k, probes)
+    min_sim = 1.0 - max_distance
+    r, c, s = _exact_knn(X, k, min_sim) if use_exact else _ivf_knn(X, k, probes, min_sim)
     d = (1.0 - s).astype(np.float32)
     keep = np.isfinite(d) & (d <= max_distance)
     return r[keep], c[keep], d[keep]

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 if TYPE_CHECKING:
     from ..analysis.files import Upload
     from ..analysis.quality import QualityFloor
+    from .discover import DiscoverReport
     from .models import (
         AuditEntry,
         CheckReport,
@@ -119,3 +120,6 @@ class Backend(Protocol):
 
     def delete_collection(self, name: str) -> CollectionInfo: ...
 
+    # -- discovery (clusters of faces, enrolled or not)
+    def discover(self, paths: Sequence[PathLike | bytes | Upload], *, threshold: float | None = None,
+                 cluster_threshold: float = ...) -> DiscoverReport: ...
