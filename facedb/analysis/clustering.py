@@ -165,10 +165,10 @@ def _ivf_knn(X: FloatArray, k: int, probes: int, min_sim: float, seed: int = 0
             S = X[q] @ X[members].T
             S[q[:, None] == members[None, :]] = -np.inf
             idx, val = _top_k_rows(S, k)
-            near = val >= min_sim
-            rows.append(np.repeat(q, idx.shape[1])[near.ravel()])
-            cols.append(members[idx[near]])
-            sims.append(val[near])
+            close = val >= min_sim
+            rows.append(np.repeat(q, idx.shape[1])[close.ravel()])
+            cols.append(members[idx[close]])
+            sims.append(val[close])
     if not rows:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     r, c_, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(sims).astype(np.float32)
