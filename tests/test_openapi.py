@@ -31,10 +31,11 @@ BODIES = {
     ("patch", "/v1/subjects/{name}"): "application/json",
     ("post", "/v1/keys"): "application/json",
     ("post", "/v1/collections"): "application/json",
+    ("post", "/v1/discover"): "multipart/form-data",
 }
 #: A collection's routes take the same bodies under /v1/collections/{collection}.
 BODIES.update({(m, "/v1/collections/{collection}" + p[3:]): t for (m, p), t in list(BODIES.items())
-               if p.startswith(("/v1/search", "/v1/verify", "/v1/subjects"))})
+               if p.startswith(("/v1/search", "/v1/verify", "/v1/subjects", "/v1/discover"))})
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +184,11 @@ def test_live_answers_validate_against_the_document(env: dict[str, Any], tmp_pat
     c.check(client.post("/v1/search", headers=read, data={"k": "0"}, files=files([junk])), "post", "/v1/search")
     c.check(client.post("/v1/verify", headers=read, data={"subject": "person2"},
                         files=files([people["person2"][0]], "image")), "post", "/v1/verify")
+    found = c.check(client.post("/v1/discover", headers=read, files=files([people["person1"][0], junk])),
+                    "post", "/v1/discover").json()
+    assert found["clusters"][0]["subject"] == "person1" and found["failed"][0]["reason"]
+    c.check(client.post("/v1/discover", headers=read, data={"cluster_threshold": "2"}, files=files([junk])),
+            "post", "/v1/discover")  # 422
     c.check(client.post("/v1/verify", headers=read, data={"subject": "nobody"},
                         files=files([people["person2"][0]], "image")), "post", "/v1/verify")  # 404
     enrolled = c.check(client.post("/v1/subjects/person3/images", headers=write,
@@ -229,6 +235,7 @@ def test_live_answers_validate_against_the_document(env: dict[str, Any], tmp_pat
     c.check(client.post(f"{pre}/search", headers=read, files=files([people["person1"][1]])), "post", f"{tpl}/search")
     c.check(client.post(f"{pre}/verify", headers=read, data={"subject": "person1"},
                         files=files([people["person1"][1]], "image")), "post", f"{tpl}/verify")
+    c.check(client.post(f"{pre}/discover", headers=read, files=files([people["person1"][1]])), "post", f"{tpl}/discover")
     for path in ("/subjects", "/failures", "/stats", "/packs", "/check"):
         c.check(client.get(f"{pre}{path}", headers=read), "get", f"{tpl}{path}")
     c.check(client.get("/v1/collections/nowhere/subjects", headers=read), "get", f"{tpl}/subjects")  # 404

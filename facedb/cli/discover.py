@@ -51,7 +51,7 @@ def discover(state: State, paths: tuple[str, ...], threshold: str | None, cluste
 
     Faces of enrolled people are named as 'search' names them; every other face is grouped
     with the faces of the same person (a face seen once is a cluster of its own). Folders are
-    walked as 'import' walks them. Nothing is stored. Exit code 4 when some images had no
+    walked as 'import' walks them. Nothing is stored. Exit code 3 when some images had no
     usable face.
 
     \b
