@@ -22,8 +22,15 @@ from urllib.parse import quote, urlencode, urlsplit
 from . import trace
 from .analysis import files
 from .analysis.files import Upload
-from .analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor
-from .contract.discover import DEFAULT_CLUSTER_THRESHOLD, DiscoverOptions, DiscoverReport
+from .analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor, format_quality_floor
+from .contract.discover import (
+    DEFAULT_CLUSTER_THRESHOLD,
+    DiscoverOptions,
+    DiscoverReport,
+    EnrollClusterBody,
+    ForgetReport,
+    validate_run_name,
+)
 from .contract.models import (
     AuditEntry,
     CheckReport,
@@ -473,11 +480,14 @@ class Client:
 
     # -- discovery --------------------------------------------------------------------------------
     def discover(self, paths: Sequence[str | os.PathLike[str] | bytes | Upload], *, threshold: float | None = None,
-                 cluster_threshold: float = DEFAULT_CLUSTER_THRESHOLD) -> DiscoverReport:
+                 cluster_threshold: float = DEFAULT_CLUSTER_THRESHOLD, save: str | None = None) -> DiscoverReport:
         """``FaceDB.discover`` on the server: every photo in ONE request (faces of different
         requests could not be clustered together), so the server's request limit bounds a run;
-        folders are walked here as ``import`` walks them, files that cannot be read fail here."""
+        folders are walked here as ``import`` walks them, files that cannot be read fail here.
+        With ``save`` it goes to ``/v1/discover/runs`` (write scope: the run is stored)."""
         opts = parse(DiscoverOptions, {"threshold": threshold, "cluster_threshold": cluster_threshold})
+        if save is not None:
+            validate_run_name(save)
         ups: list[Upload] = []
         failed: list[FailedItem] = []
         for p in paths:
@@ -489,10 +499,24 @@ class Client:
                     failed.append(item)
                 else:
                     ups.append(item)
-        if not ups:
+        if not ups and save is None:
             return DiscoverReport(pack=self.pack_name, threshold=self.threshold if threshold is None else threshold,
                                   cluster_threshold=opts.cluster_threshold, failed=failed)
-        rep = DiscoverReport.from_dict(self._request("POST", "/v1/discover", files=self._multipart("images", ups),
-                                                     data=opts.form_fields()))
+        fields = opts.form_fields()
+        if save is not None:
+            fields["name"] = save
+        if self.local:  # the files the owner's server may reopen (enroll-cluster)
+            fields["source_paths"] = json.dumps([up.path for up in ups])
+        rep = DiscoverReport.from_dict(self._request("POST", "/v1/discover/runs" if save is not None else "/v1/discover",
+                                                     files=self._multipart("images", ups), data=fields))
         rep.failed = failed + rep.failed
         return rep
+
+    def forget_run(self, run: str) -> ForgetReport:
+        return ForgetReport.from_dict(self._request("DELETE", f"/v1/discover/runs/{quote(run, safe='')}"))
+
+    def enroll_cluster(self, run: str, cluster_id: int, name: str, *,
+                       quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR) -> EnrollReport:
+        body = parse(EnrollClusterBody, {"name": name, "quality_floor": format_quality_floor(quality_floor)}).model_dump()
+        return EnrollReport.from_dict(self._request(
+            "POST", f"/v1/discover/runs/{quote(run, safe='')}/clusters/{int(cluster_id)}/enroll", json_body=body))

@@ -105,3 +105,79 @@ def test_cli_direct_and_through_the_owners_server_answer_the_same(four_people: P
     assert served.exit_code == EXIT_PARTIAL, served.output
     s = json.loads(served.output)
     assert s == p
+
+
+def _file_bytes(home: Path) -> bytes:
+    """Every byte of the home's catalog files (the SQLite file and its journals)."""
+    return b"".join(p.read_bytes() for p in sorted(home.glob("*.sqlite*")) if p.is_file())
+
+
+def test_a_saved_run_enrolls_a_cluster_and_forget_erases_it(four_people: Path, tmp_path: Path) -> None:
+    from facedb.catalog.models import DiscoverFace, DiscoverRun
+    from facedb.errors import AlreadyExistsError, NotFoundError
+
+    home = tmp_path / "home"
+    with FaceDB(home=home, workers=1) as db:
+        rep = db.discover([four_people], save="trip")
+        assert rep.run == "trip" and rep.to_dict()["run"] == "trip"
+        with pytest.raises(AlreadyExistsError):
+            db.discover([four_people / "subject02.happy"], save="trip")
+        with db.catalog.session() as s:
+            stored = [(int(c), bytes(e)) for c, e in s.query(DiscoverFace.cluster, DiscoverFace.embedding)]
+            assert s.query(DiscoverFace).count() == rep.faces == 43
+        # The cluster of subject03 becomes a subject through enrollment (duplicates skipped).
+        c3 = next(c for c in rep.clusters if {person(f.image) for f in c.faces} == {"subject03"})
+        enrolled = db.enroll_cluster("trip", c3.id, "Carol")
+        assert enrolled.subject == "Carol" and not enrolled.failed
+        assert enrolled.enrolled + enrolled.duplicates == c3.size and enrolled.duplicates == 1  # .normal == .noglasses
+        probe = next(p for p in sorted(four_people.glob("subject03.*")))
+        assert db.search([probe], k=1).results[0].faces[0].identity == "Carol"
+        with pytest.raises(NotFoundError):
+            db.enroll_cluster("trip", 99, "Nobody")
+        # A run of bytes: nothing facedb may reopen, so its clusters cannot be enrolled, only reported.
+        data = (four_people / "subject01.happy").read_bytes()
+        db.discover([data], save="sent")
+        sent = db.enroll_cluster("sent", 1, "Ann")
+        assert sent.enrolled == 0 and [f.reason for f in sent.failed] == ["not_on_disk"]
+        gone = db.forget_run("trip")
+        assert (gone.run, gone.faces, gone.clusters) == ("trip", 43, len(rep.clusters))
+        db.forget_run("sent")
+        with pytest.raises(NotFoundError):
+            db.forget_run("trip")
+        with db.catalog.session() as s:
+            assert s.query(DiscoverFace).count() == 0 and s.query(DiscoverRun).count() == 0
+    left = _file_bytes(home)
+    assert left and not [c for c, e in stored if c != c3.id and e in left]  # no byte left on disk
+    # (Carol's faces are enrolled now: the same photos give the same vectors, rightly stored.)
+
+
+def test_runs_belong_to_their_collection_and_leave_with_it(four_people: Path, tmp_path: Path) -> None:
+    from facedb.catalog.models import DiscoverFace
+    from facedb.errors import NotFoundError
+
+    with FaceDB(home=tmp_path / "home", workers=1) as db:
+        db.create_collection("lobby")
+        lobby = db.collection("lobby")
+        lobby.discover([four_people / "subject01.happy"], save="door")
+        with pytest.raises(NotFoundError):
+            db.forget_run("door")  # not the default collection's
+        db.delete_collection("lobby")
+        with db.catalog.session() as s:
+            assert s.query(DiscoverFace).count() == 0
+
+
+def test_cli_save_enroll_cluster_and_forget(four_people: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    runner = CliRunner()
+    saved = runner.invoke(cli, ["--home", str(home), "discover", str(four_people), "--save", "trip", "--json"])
+    assert saved.exit_code == 0, saved.output
+    d = json.loads(saved.output)
+    assert d["run"] == "trip"
+    first = d["clusters"][0]
+    res = runner.invoke(cli, ["--home", str(home), "enroll-cluster", "trip", str(first["id"]), "Dora", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["enrolled"] >= 1
+    assert runner.invoke(cli, ["--home", str(home), "discover", "--forget", "trip"]).exit_code == 0
+    again = runner.invoke(cli, ["--home", str(home), "discover", "--forget", "trip"])
+    assert again.exit_code == 4 and "no saved discover run" in again.output
+    assert runner.invoke(cli, ["--home", str(home), "discover"]).exit_code == EXIT_USAGE

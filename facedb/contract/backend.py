@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 if TYPE_CHECKING:
     from ..analysis.files import Upload
     from ..analysis.quality import QualityFloor
-    from .discover import DiscoverReport
+    from .discover import DiscoverReport, ForgetReport
     from .models import (
         AuditEntry,
         CheckReport,
@@ -122,4 +122,9 @@ class Backend(Protocol):
 
     # -- discovery (clusters of faces, enrolled or not)
     def discover(self, paths: Sequence[PathLike | bytes | Upload], *, threshold: float | None = None,
-                 cluster_threshold: float = ...) -> DiscoverReport: ...
+                 cluster_threshold: float = ..., save: str | None = None) -> DiscoverReport: ...
+
+    def forget_run(self, run: str) -> ForgetReport: ...
+
+    def enroll_cluster(self, run: str, cluster_id: int, name: str, *,
+                       quality_floor: QualityFloor = ...) -> EnrollReport: ...

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, computed_field
+from pydantic import Field, computed_field, field_validator
 
+from ..analysis.quality import parse_quality_floor
+from ..errors import FacedbError, UsageError
 from .models import FailedItem, Result
 from .requests import THRESHOLD_MAX, THRESHOLD_MIN, RequestModel
 
@@ -66,6 +68,48 @@ class DiscoverReport(Result):
     def faces(self) -> int:
         """Faces found (each in exactly one cluster)."""
         return sum(c.size for c in self.clusters)
+
+
+class ForgetReport(Result):
+    """What ``facedb discover --forget RUN`` erased."""
+
+    run: str
+    faces: int
+    clusters: int
+
+
+class RunInfo(Result):
+    """A saved discover run of the collection."""
+
+    name: str
+    pack: str
+    created_at: str | None
+    faces: int
+    clusters: int
+
+
+def validate_run_name(name: str) -> str:
+    """A run name: 1-128 printable characters, no leading or trailing blanks."""
+    if not (1 <= len(name) <= 128) or name != name.strip() or not name.isprintable():
+        raise UsageError(f"a run name is 1-128 printable characters without leading or trailing blanks, "
+                         f"not {name!r}")
+    return name
+
+
+class EnrollClusterBody(RequestModel):
+    """``POST /v1/discover/runs/{run}/clusters/{cluster_id}/enroll`` body."""
+
+    name: str = Field(description="The subject the cluster's faces are enrolled as (new or existing).")
+    quality_floor: str = Field("default", description="'default', 'off', or name=value pairs: eye_px=12,blur=10.")
+
+    @field_validator("quality_floor")
+    @classmethod
+    def _floor(cls, value: str) -> str:
+        try:
+            parse_quality_floor(value)
+        except FacedbError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
 
 class DiscoverOptions(RequestModel):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -39,6 +40,46 @@ def expand_inputs(paths: Sequence[str | os.PathLike[str] | bytes | Upload]) -> l
     return out
 
 
+def source_of(image: ImageInput) -> str | None:
+    """The file an input came from, when facedb may reopen it: a path it read itself, or an
+    upload's path set by the owner's own client (never a path a remote client names)."""
+    if isinstance(image, Upload):
+        return image.path
+    if isinstance(image, bytes):
+        return None
+    return str(Path(image).absolute())
+
+
+def saved_rows(faces: list[FoundFace], cluster_of: list[int]) -> list[dict[str, object]]:
+    """The rows ``Catalog.save_discover_run`` stores for a run's faces."""
+    return [{"cluster": c, "image": f.label, "source_path": f.source_path, "face_index": f.face_index,
+             "bbox": [round(float(v), 1) for v in f.face.bbox],
+             "embedding": np.asarray(f.vector, dtype=np.float32).tobytes()} for f, c in zip(faces, cluster_of)]
+
+
+def cluster_inputs(faces: list[dict[str, object]]) -> tuple[list[str], list[FailedItem]]:
+    """The files ``enroll-cluster`` sends through enrollment, and the faces it cannot.
+
+    Enrollment takes the largest face of a photo, so only photos where the cluster's face is
+    the largest are sent (the same person, never a neighbour in a group photo: precision first);
+    photos sent as bytes have no file facedb may reopen."""
+    paths: list[str] = []
+    failed: list[FailedItem] = []
+    for f in faces:
+        image, source = str(f["image"]), f["source_path"]
+        if not isinstance(source, str):
+            failed.append(FailedItem(path=image, reason="not_on_disk",
+                                     message=f"{image}: sent as bytes, and facedb keeps no copy of photos: "
+                                             "enroll the file itself"))
+        elif f["face_index"] != 0:
+            failed.append(FailedItem(path=image, reason="not_largest_face",
+                                     message=f"{image}: the cluster's face is not the largest in the photo and "
+                                             "enrollment takes the largest: enroll a crop of that face"))
+        elif source not in paths:
+            paths.append(source)
+    return paths, failed
+
+
 @dataclass
 class FoundFace:
     """A face of the run, with its vector (kept for ``--save``)."""
@@ -47,6 +88,10 @@ class FoundFace:
     label: str
     face: Face
     vector: np.ndarray
+    #: its place among its image's faces, largest first (0 = the largest)
+    face_index: int = 0
+    #: the file facedb may reopen (``enroll-cluster``): a path it read, or an upload's trusted path
+    source_path: str | None = None
 
 
 class Discoverer:
@@ -63,9 +108,10 @@ class Discoverer:
                 failed.append((a.key, FailedItem(path=label, reason=a.reason, message=a.message or a.reason)))
             elif not a.faces:
                 failed.append((a.key, FailedItem(path=label, reason="no_face", message=f"{label}: no face found")))
-            for f in a.faces:
+            for j, f in enumerate(a.faces):
                 if f.embedding is not None:
-                    found.append(FoundFace(a.key, label, f, np.asarray(f.embedding, dtype=np.float32)))
+                    found.append(FoundFace(a.key, label, f, np.asarray(f.embedding, dtype=np.float32), j,
+                                           source_of(images[a.key])))
         found.sort(key=lambda x: x.image)  # stable: faces of one image stay largest first
         failed.sort(key=lambda x: x[0])
         return found, [f for _, f in failed]
