@@ -102,9 +102,18 @@ def test_cli_direct_and_through_the_owners_server_answer_the_same(four_people: P
     assert usage.exit_code == EXIT_USAGE and "--cluster-threshold" in usage.output
     with FacedbServer(home, workers=1):  # the CLI now goes through the server's socket (Client.discover)
         served = runner.invoke(cli, ["--home", str(home), "discover", str(four_people), str(bad), "--json"])
+        # Saved through the server: the owner's files can be enrolled from the run, then it is forgotten.
+        saved = runner.invoke(cli, ["--home", str(home), "discover", str(four_people), "--save", "trip", "--json"])
+        enrolled = runner.invoke(cli, ["--home", str(home), "enroll-cluster", "trip", "2", "Eve", "--json"])
+        forgot = runner.invoke(cli, ["--home", str(home), "discover", "--forget", "trip", "--json"])
     assert served.exit_code == EXIT_PARTIAL, served.output
     s = json.loads(served.output)
     assert s == p
+    assert saved.exit_code == 0 and json.loads(saved.output)["run"] == "trip", saved.output
+    assert enrolled.exit_code == 0, enrolled.output
+    e = json.loads(enrolled.output)
+    assert e["subject"] == "Eve" and e["enrolled"] + e["duplicates"] == d["clusters"][1]["size"]
+    assert forgot.exit_code == 0 and json.loads(forgot.output)["faces"] == 43
 
 
 def _file_bytes(home: Path) -> bytes:
