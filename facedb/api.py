@@ -287,13 +287,13 @@ class FaceDB:
         if save is not None:
             validate_run_name(save)
         with self._audited("discover") as note:
-            rep, faces, cluster_of = Discoverer(self._search).discover(paths, threshold=threshold,
-                                                                       cluster_threshold=cluster_threshold)
+            found = Discoverer(self._search).discover(paths, threshold=threshold, cluster_threshold=cluster_threshold)
+            rep = found.report
             if save is not None:
                 self.catalog.save_discover_run(save, rep.pack, rep.threshold, rep.cluster_threshold,
-                                               saved_rows(faces, cluster_of))
+                                               saved_rows(found.faces, found.cluster_of))
                 rep.run = save
-            note(len(paths), rep.faces, bool(rep.failed),
+            note(found.images, rep.faces, bool(rep.failed),
                  f"{plural(len(rep.clusters), 'cluster')} of {plural(rep.faces, 'face')}"
                  + (" saved" if save is not None else ""))
         return rep

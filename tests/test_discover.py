@@ -148,6 +148,9 @@ def test_a_saved_run_enrolls_a_cluster_and_forget_erases_it(four_people: Path, t
         db.discover([data], save="sent")
         sent = db.enroll_cluster("sent", 1, "Ann")
         assert sent.enrolled == 0 and [f.reason for f in sent.failed] == ["not_on_disk"]
+        audited = [e for e in db.audit() if e.action == "discover"]
+        assert (audited[0].images, audited[0].faces, audited[0].outcome) == (43, 43, "ok")
+        assert audited[0].detail == f"{len(rep.clusters)} clusters of 43 faces saved"  # no name of anyone
         gone = db.forget_run("trip")
         assert (gone.run, gone.faces, gone.clusters) == ("trip", 43, len(rep.clusters))
         db.forget_run("sent")

@@ -94,6 +94,18 @@ class FoundFace:
     source_path: str | None = None
 
 
+@dataclass
+class Discovery:
+    """What one ``discover`` found."""
+
+    report: DiscoverReport
+    faces: list[FoundFace]
+    #: the cluster id of each face
+    cluster_of: list[int]
+    #: images after walking the folders
+    images: int
+
+
 class Discoverer:
     def __init__(self, searcher: Searcher) -> None:
         self.searcher = searcher
@@ -118,9 +130,8 @@ class Discoverer:
 
     @trace.traced("discover.total")
     def discover(self, paths: Sequence[str | os.PathLike[str] | bytes | Upload], *, threshold: float | None = None,
-                 cluster_threshold: float = DEFAULT_CLUSTER_THRESHOLD) -> tuple[DiscoverReport, list[FoundFace],
-                                                                                   list[int]]:
-        """(the report, the faces, the cluster id of each face)."""
+                 cluster_threshold: float = DEFAULT_CLUSTER_THRESHOLD) -> Discovery:
+        """The report, with the faces and their cluster ids (what ``--save`` keeps)."""
         settings = clustering.ClusterSettings(threshold=cluster_threshold).check()
         thr = self.searcher.pack.threshold if threshold is None else float(threshold)
         images = expand_inputs(paths)
@@ -128,7 +139,7 @@ class Discoverer:
         report = DiscoverReport(pack=self.searcher.pack.info.name, threshold=thr, cluster_threshold=cluster_threshold,
                                 failed=failed)
         if not faces:
-            return report, faces, []
+            return Discovery(report, faces, [], len(images))
         vectors = np.stack([f.vector for f in faces])
         with trace.span("discover.name", faces=len(faces)):
             named = self.searcher.name_faces(vectors, thr)
@@ -154,7 +165,7 @@ class Discoverer:
                                                      representative=dfaces[rep]))
             for i in members:
                 cluster_of[i] = cid
-        return report, faces, cluster_of
+        return Discovery(report, faces, cluster_of, len(images))
 
     @staticmethod
     def _face(f: FoundFace, match: Match | None) -> DiscoveredFace:
