@@ -28,3 +28,6 @@ $py scripts/bench/shared_stores.py --sizes 100000,1000000 --deadline-minutes 72 
 $py scripts/bench/template_search.py --faces 100000 --rounds 40 --probes 20 --out docs/benchmarks/template_search.md
 # open-set threshold calibration on LFW (the embedding pass is cached after the first run)
 $py scripts/calibrate_threshold.py --json docs/calibration.json --md docs/calibration.md
+# facedb discover: clustering quality on LFW (cached embeddings) and speed at 100k synthetic faces
+$py scripts/bench/cluster_lfw.py --out docs/benchmarks/discover.md --json docs/benchmarks/discover.json
+$py scripts/bench/cluster_speed.py --faces 100000 --out docs/benchmarks/discover.md --json docs/benchmarks/discover.json
