@@ -20,11 +20,12 @@ from .analysis.engines import Face
 from .analysis.files import Upload
 from .analysis.packs import ActivePack
 from .analysis.pipeline import Analyzer, default_workers
-from .analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor
+from .analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor, format_quality_floor
 from .analysis.video import DEFAULT_SAMPLE_FPS
 from .catalog.core import DEFAULT_COLLECTION, DEFAULT_PACK_KEY
 from .catalog.subjects import deleted_label
 from .config import DEFAULT_PACK, Settings, resolve_settings
+from .contract.discover import DEFAULT_CLUSTER_THRESHOLD, DiscoverReport, ForgetReport, validate_run_name
 from .contract.models import (
     AuditEntry,
     CheckReport,
@@ -48,6 +49,8 @@ from .contract.names import normalize_subject_name, validate_subject_name
 from .contract.requests import (
     AuditQuery,
     CollectionCreateBody,
+    DiscoverOptions,
+    EnrollClusterBody,
     EnrollOptions,
     KeyCreateBody,
     SearchOptions,
@@ -295,6 +298,54 @@ class FaceDB:
             faces = [f for r in rep.results for f in r.faces]
             note(len(rep.results), len(faces), bool(rep.n_failed),
                  f"named {sum(f.identity is not None for f in faces)} of {plural(len(faces), 'face')}")
+        return rep
+
+    def discover(self, paths: Sequence[PathLike | bytes | Upload], *, threshold: float | None = None,
+                 cluster_threshold: float = DEFAULT_CLUSTER_THRESHOLD, save: str | None = None) -> DiscoverReport:
+        """Who are the people in these photos (files, folders, or uploaded bytes)? Every face, in
+        exactly one cluster per person: enrolled people named as ``search`` names them, the others
+        grouped by face (``cluster_threshold``: the mean cosine distance under which two groups
+        merge; lower splits more). Read-only, unless ``save`` names the run to keep (its faces,
+        clusters and embeddings, in the catalog only) for ``enroll_cluster``."""
+        from .operations.discover import Discoverer, saved_rows
+
+        opts = parse(DiscoverOptions, {"threshold": threshold, "cluster_threshold": cluster_threshold})
+        if save is not None:
+            validate_run_name(save)
+        with self._audited("discover") as note:
+            found = Discoverer(self._search).discover(paths, threshold=opts.threshold,
+                                                      cluster_threshold=opts.cluster_threshold)
+            rep = found.report
+            if save is not None:
+                self.catalog.save_discover_run(save, rep.pack, rep.threshold, rep.cluster_threshold,
+                                               saved_rows(found.faces, found.cluster_of))
+                rep.run = save
+            note(found.images, rep.faces, bool(rep.failed),
+                 f"{plural(len(rep.clusters), 'cluster')} of {plural(rep.faces, 'face')}"
+                 + (" saved" if save is not None else ""))
+        return rep
+
+    def forget_run(self, run: str) -> ForgetReport:
+        """Erase a saved discover run: its faces, clusters and embeddings leave the catalog."""
+        with self._audited("discover_forget") as note:
+            faces, clusters = self.catalog.forget_discover_run(run)
+            note(0, faces)
+        return ForgetReport(run=run, faces=faces, clusters=clusters)
+
+    def enroll_cluster(self, run: str, cluster_id: int, name: str, *,
+                       quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR) -> EnrollReport:
+        """Enroll the faces of cluster ``cluster_id`` of a saved run as subject ``name``: their
+        photos go through ``enroll`` (duplicates, the quality floor and every other enrollment
+        rule apply). Photos where the cluster's face is not the largest, or that were sent as bytes,
+        are reported as failed (``not_largest_face``, ``not_on_disk``) rather than guessed."""
+        from .operations.discover import cluster_inputs
+
+        floor = quality_floor if isinstance(quality_floor, str) else format_quality_floor(quality_floor)
+        parse(EnrollClusterBody, {"name": name, "quality_floor": floor})
+        paths, failed = cluster_inputs(self.catalog.discover_cluster_faces(run, cluster_id))
+        rep = (self.enroll(name, paths, multi_face="largest", quality_floor=quality_floor) if paths
+               else EnrollReport(subject=validate_subject_name(name)))
+        rep.failed.extend(failed)
         return rep
 
     def verify(self, image: ImageInput, subject: str, *, threshold: float | None = None) -> VerifyResult:

@@ -25,6 +25,7 @@ from . import trace
 from .analysis import files
 from .analysis.files import Upload
 from .analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor, format_quality_floor
+from .contract.discover import DEFAULT_CLUSTER_THRESHOLD, DiscoverReport, ForgetReport, validate_run_name
 from .contract.models import (
     AuditEntry,
     CheckReport,
@@ -503,3 +504,49 @@ class Client:
     # -- review ---------------------------------------------------------------------------------------
     def review(self) -> ReviewReport:
         return ReviewReport.from_dict(self._request("GET", "/v1/review"))
+
+    # -- discovery --------------------------------------------------------------------------------
+    def discover(self, paths: Sequence[str | os.PathLike[str] | bytes | Upload], *, threshold: float | None = None,
+                 cluster_threshold: float = DEFAULT_CLUSTER_THRESHOLD, save: str | None = None) -> DiscoverReport:
+        """``FaceDB.discover`` on the server: every photo in ONE request (faces of different
+        requests could not be clustered together), so the server's request limit bounds a run;
+        folders are walked here as ``import`` walks them, files that cannot be read fail here.
+        With ``save`` it goes to ``/v1/discover/runs`` (write scope: the run is stored)."""
+        if save is not None:
+            validate_run_name(save)
+        ups: list[Upload] = []
+        failed: list[FailedItem] = []
+        for p in paths:
+            if isinstance(p, (bytes, Upload)):
+                ups.append(self._upload(p))
+                continue
+            for item in self._read(files.iter_image_files([p])):
+                if isinstance(item, FailedItem):
+                    failed.append(item)
+                else:
+                    ups.append(item)
+        if not ups and save is None:  # nothing will reach the server: the options are checked here, as it would
+            from .contract.requests import DiscoverOptions, parse
+
+            opts = parse(DiscoverOptions, {"threshold": threshold, "cluster_threshold": cluster_threshold})
+            return DiscoverReport(pack=self.pack_name, threshold=self.threshold if opts.threshold is None
+                                  else opts.threshold, cluster_threshold=opts.cluster_threshold, failed=failed)
+        fields = form(threshold=threshold, cluster_threshold=cluster_threshold)
+        if save is not None:
+            fields["name"] = save
+        if self.local:  # the files the owner's server may reopen (enroll-cluster)
+            fields["source_paths"] = json.dumps([up.path for up in ups])
+        rep = DiscoverReport.from_dict(self._request("POST", "/v1/discover/runs" if save is not None else "/v1/discover",
+                                                     files=self._multipart("images", ups), data=fields))
+        rep.failed = failed + rep.failed
+        return rep
+
+    def forget_run(self, run: str) -> ForgetReport:
+        return ForgetReport.from_dict(self._request("DELETE", f"/v1/discover/runs/{quote(run, safe='')}"))
+
+    def enroll_cluster(self, run: str, cluster_id: int, name: str, *,
+                       quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR) -> EnrollReport:
+        floor = quality_floor if isinstance(quality_floor, str) else format_quality_floor(quality_floor)
+        body = {"name": name, "quality_floor": floor}
+        return EnrollReport.from_dict(self._request(
+            "POST", f"/v1/discover/runs/{quote(run, safe='')}/clusters/{int(cluster_id)}/enroll", json_body=body))

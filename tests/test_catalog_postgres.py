@@ -29,7 +29,7 @@ from facedb.evaluation.servers import PostgresCluster
 pytestmark = pytest.mark.slow  # a real PostgreSQL server
 
 TABLES = {"subjects", "images", "faces", "failures", "pending_deletes", "settings", "api_keys", "audit",
-          "subject_templates", "counters", "collections", "alembic_version"}
+          "subject_templates", "counters", "collections", "alembic_version", "discover_runs", "discover_faces"}
 _GENERIC = (Boolean, DateTime, LargeBinary, JSON, Float, Integer, Text, String)
 
 
@@ -104,7 +104,7 @@ def test_every_migration_runs_on_postgres_and_gives_sqlites_schema(pg_url: str, 
         serial = {(t, c["name"]) for t in TABLES for c in inspect(pg.engine).get_columns(t)
                   if "nextval" in str(c.get("default"))}
         assert serial == {("faces", "id"), ("images", "id"), ("subjects", "id"), ("failures", "id"), ("api_keys", "id"),
-                          ("audit", "id"), ("collections", "id")}
+                          ("audit", "id"), ("collections", "id"), ("discover_runs", "id"), ("discover_faces", "id")}
         pg.upgrade()  # idempotent
         assert pg.schema_revision() == SCHEMA_HEAD
     finally:

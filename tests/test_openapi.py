@@ -33,10 +33,13 @@ BODIES = {
     ("post", "/v1/keys"): "application/json",
     ("post", "/v1/collections"): "application/json",
     ("post", "/v1/jobs"): "multipart/form-data",
+    ("post", "/v1/discover"): "multipart/form-data",
+    ("post", "/v1/discover/runs"): "multipart/form-data",
+    ("post", "/v1/discover/runs/{run}/clusters/{cluster_id}/enroll"): "application/json",
 }
 #: A collection's routes take the same bodies under /v1/collections/{collection}.
 BODIES.update({(m, "/v1/collections/{collection}" + p[3:]): t for (m, p), t in list(BODIES.items())
-               if p.startswith(("/v1/search", "/v1/verify", "/v1/subjects", "/v1/jobs"))})
+               if p.startswith(("/v1/search", "/v1/verify", "/v1/subjects", "/v1/jobs", "/v1/discover"))})
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +188,21 @@ def test_live_answers_validate_against_the_document(env: dict[str, Any], tmp_pat
     c.check(client.post("/v1/search", headers=read, data={"k": "0"}, files=files([junk])), "post", "/v1/search")
     c.check(client.post("/v1/verify", headers=read, data={"subject": "person2"},
                         files=files([people["person2"][0]], "image")), "post", "/v1/verify")
+    found = c.check(client.post("/v1/discover", headers=read, files=files([people["person1"][0], junk])),
+                    "post", "/v1/discover").json()
+    assert found["clusters"][0]["subject"] == "person1" and found["failed"][0]["reason"]
+    c.check(client.post("/v1/discover", headers=read, data={"cluster_threshold": "2"}, files=files([junk])),
+            "post", "/v1/discover")  # 422
+    runs, run_tpl = "/v1/discover/runs", "/v1/discover/runs/{run}"
+    c.check(client.post(runs, headers=write, data={"name": "trip"}, files=files([people["person3"][0]])), "post", runs)
+    c.check(client.post(runs, headers=write, data={"name": "trip"}, files=files([people["person3"][0]])),
+            "post", runs)  # 409
+    c.check(client.post(runs, headers=read, data={"name": "trip"}, files=files([junk])), "post", runs)  # 403
+    enroll_tpl = f"{run_tpl}/clusters/{{cluster_id}}/enroll"
+    c.check(client.post(f"{runs}/trip/clusters/1/enroll", headers=write, json={"name": "Zed"}), "post", enroll_tpl)
+    c.check(client.post(f"{runs}/trip/clusters/9/enroll", headers=write, json={"name": "Zed"}), "post", enroll_tpl)
+    c.check(client.delete(f"{runs}/trip", headers=write), "delete", run_tpl)
+    c.check(client.delete(f"{runs}/trip", headers=write), "delete", run_tpl)  # 404
     c.check(client.post("/v1/verify", headers=read, data={"subject": "nobody"},
                         files=files([people["person2"][0]], "image")), "post", "/v1/verify")  # 404
     enrolled = c.check(client.post("/v1/subjects/person3/images", headers=write,
@@ -232,6 +250,12 @@ def test_live_answers_validate_against_the_document(env: dict[str, Any], tmp_pat
     c.check(client.post(f"{pre}/search", headers=read, files=files([people["person1"][1]])), "post", f"{tpl}/search")
     c.check(client.post(f"{pre}/verify", headers=read, data={"subject": "person1"},
                         files=files([people["person1"][1]], "image")), "post", f"{tpl}/verify")
+    c.check(client.post(f"{pre}/discover", headers=read, files=files([people["person1"][1]])), "post", f"{tpl}/discover")
+    c.check(client.post(f"{pre}/discover/runs", headers=write, data={"name": "door"},
+                        files=files([people["person1"][1]])), "post", f"{tpl}/discover/runs")
+    c.check(client.post(f"{pre}/discover/runs/door/clusters/1/enroll", headers=write, json={"name": "Bo"}),
+            "post", f"{tpl}/discover/runs/{{run}}/clusters/{{cluster_id}}/enroll")
+    c.check(client.delete(f"{pre}/discover/runs/door", headers=write), "delete", f"{tpl}/discover/runs/{{run}}")
     for path in ("/subjects", "/failures", "/stats", "/packs", "/check", "/review"):
         c.check(client.get(f"{pre}{path}", headers=read), "get", f"{tpl}{path}")
     c.check(client.get("/v1/collections/nowhere/subjects", headers=read), "get", f"{tpl}/subjects")  # 404

@@ -22,6 +22,7 @@ from pydantic import BaseModel, TypeAdapter
 from facedb.api import FaceDB
 from facedb.contract import models as m
 from facedb.contract import requests as r
+from facedb.contract.discover import DiscoverReport, ForgetReport
 from facedb.server.app import create_app
 
 SCOPES = ("read", "write", "admin")
@@ -106,6 +107,10 @@ PER_COLLECTION = [
     Route("post", "/v1/jobs", "read", r.JobInfo),
     Route("get", "/v1/jobs/{job_id}", "read", r.JobInfo),
     Route("delete", "/v1/jobs/{job_id}", "read", r.JobInfo),
+    Route("post", "/v1/discover", "read", DiscoverReport),
+    Route("post", "/v1/discover/runs", "write", DiscoverReport),
+    Route("post", "/v1/discover/runs/{run}/clusters/{cluster_id}/enroll", "write", m.EnrollReport),
+    Route("delete", "/v1/discover/runs/{run}", "write", ForgetReport),
 ]
 IN_COLLECTION = [Route(x.method, "/v1/collections/{collection}" + x.path[3:], x.scope, x.model) for x in PER_COLLECTION]
 ROUTES = SERVER_WIDE + PER_COLLECTION + IN_COLLECTION
@@ -113,7 +118,8 @@ ROUTES = SERVER_WIDE + PER_COLLECTION + IN_COLLECTION
 
 def _concrete(route: Route, served: Served) -> str:
     return (route.path.replace("{name}", "person1").replace("{face_id}", str(served.face_id))
-            .replace("{collection}", "lobby").replace("{job_id}", "no-such-job"))
+            .replace("{collection}", "lobby").replace("{job_id}", "no-such-job").replace("{run}", "trip")
+            .replace("{cluster_id}", "1"))
 
 
 def _request(served: Served, route: Route, scope: str | None, path: str | None = None, **kwargs: Any) -> Any:
@@ -185,6 +191,14 @@ def test_every_route_answers_its_model_with_the_right_scope(served: Served) -> N
     assert polled.result is not None and polled.result.to_dict()["results"] == rep.to_dict()["results"]
     another = ok("post", "/v1/jobs", status=202, files=_files([p1[0]]))
     assert ok("delete", "/v1/jobs/{job_id}", f"/v1/jobs/{another.id}").status == "cancelled"
+    disc = ok("post", "/v1/discover", files=_files([p1[0], p3[0], p1[1]]))
+    assert [(c.subject, c.size) for c in disc.clusters] == [("person1", 2), (None, 1)]
+    saved = ok("post", "/v1/discover/runs", files=_files([p3[0]]), data={"name": "trip"})
+    assert saved.run == "trip" and saved.clusters[0].subject is None
+    from_run = ok("post", "/v1/discover/runs/{run}/clusters/{cluster_id}/enroll", json={"name": "Zed"})
+    assert from_run.subject == "Zed" and [f.reason for f in from_run.failed] == ["not_on_disk"]  # sent as bytes
+    forgot = ok("delete", "/v1/discover/runs/{run}")
+    assert (forgot.run, forgot.faces) == ("trip", 1)
     ver = ok("post", "/v1/verify", files=_files([p2[0]], "image"), data={"subject": "person2"})
     assert ver.match and ver.subject == "person2"
     assert [s.name for s in ok("get", "/v1/subjects")] == ["person1", "person2"]
@@ -226,6 +240,15 @@ BAD = [
     ("POST", "/v1/search", {"data": {"kk": "3"}, "files": "face"}, "kk"),
     ("POST", "/v1/search", {"data": {"k": "3"}}, "images"),
     ("POST", "/v1/search", {"content": b"hello", "headers": {"Content-Type": "text/plain"}}, "multipart"),
+    ("POST", "/v1/discover", {"data": {"cluster_threshold": "1.5"}, "files": "face"}, "cluster_threshold"),
+    ("POST", "/v1/discover", {"data": {"threshold": "x"}, "files": "face"}, "threshold"),
+    ("POST", "/v1/discover", {"data": {"cluster_threshold": "0.4"}}, "images"),
+    ("POST", "/v1/discover/runs", {"files": "face"}, "name"),
+    ("POST", "/v1/discover/runs", {"data": {"name": " x"}, "files": "face"}, "run name"),
+    ("POST", "/v1/discover/runs/trip/clusters/1/enroll", {"json": {"nom": "x"}}, "name"),
+    ("POST", "/v1/discover/runs/trip/clusters/one/enroll", {"json": {"name": "x"}}, "cluster_id"),
+    ("POST", "/v1/discover/runs/trip/clusters/1/enroll", {"json": {"name": "x", "quality_floor": "sharp"}},
+     "quality_floor"),
     ("POST", "/v1/verify", {"data": {"subject": "person1", "threshold": "-1"}, "files": "image"}, "threshold"),
     ("POST", "/v1/verify", {"files": "image"}, "subject"),
     ("POST", "/v1/subjects/person1/images", {"data": {"metadata": "[1, 2]"}, "files": "face"}, "JSON object"),

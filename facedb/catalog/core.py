@@ -28,7 +28,7 @@ T = TypeVar("T")
 C = TypeVar("C", bound="CatalogCore")
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 #: The newest migration's revision id (a test checks it equals Alembic's head).
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 
 #: Setting keys. ``pack:<name>`` holds a pack's contract (dim, fingerprint...); the two flags
 #: journal a long operation so that the next process finishes it.

@@ -249,3 +249,36 @@ class AuditEntry(Base):
     faces: Mapped[int] = mapped_column(Integer, default=0)
     outcome: Mapped[str] = mapped_column(String(16))  # ok | partial | error
     detail: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class DiscoverRun(Base):
+    """A saved ``facedb discover`` run (``--save NAME``) of one collection: its faces, their
+    clusters and embeddings, kept so that a cluster can be enrolled later. Biometric data like
+    enrolled faces: only in this catalog (never in the index or a file), erased with
+    ``discover --forget`` or with its collection (CASCADE)."""
+
+    __tablename__ = "discover_runs"
+    __table_args__ = (UniqueConstraint("collection_id", "name", name="uq_discover_runs_collection_name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    pack: Mapped[str] = mapped_column(String(512))
+    threshold: Mapped[float] = mapped_column(Float)
+    cluster_threshold: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DiscoverFace(Base):
+    """One face of a saved discover run: its cluster, where it was found, and its embedding."""
+
+    __tablename__ = "discover_faces"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("discover_runs.id", ondelete="CASCADE"), index=True)
+    cluster: Mapped[int] = mapped_column(Integer)
+    #: the image's label in the report, and the file facedb may reopen (None for bytes it was sent)
+    image: Mapped[str] = mapped_column(Text)
+    source_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: the face's place among its image's faces, largest first (0 = the largest)
+    face_index: Mapped[int] = mapped_column(Integer)
+    bbox: Mapped[list[float]] = mapped_column(JSON)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)

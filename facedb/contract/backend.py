@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 if TYPE_CHECKING:
     from ..analysis.files import Upload
     from ..analysis.quality import QualityFloor
+    from .discover import DiscoverReport, ForgetReport
     from .models import (
         AuditEntry,
         CheckReport,
@@ -123,3 +124,11 @@ class Backend(Protocol):
 
     # -- review: what looks wrong in the gallery
     def review(self) -> ReviewReport: ...
+    # -- discovery (clusters of faces, enrolled or not)
+    def discover(self, paths: Sequence[PathLike | bytes | Upload], *, threshold: float | None = None,
+                 cluster_threshold: float = ..., save: str | None = None) -> DiscoverReport: ...
+
+    def forget_run(self, run: str) -> ForgetReport: ...
+
+    def enroll_cluster(self, run: str, cluster_id: int, name: str, *,
+                       quality_floor: QualityFloor = ...) -> EnrollReport: ...

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor, format_quality_floor, parse_quality_floor
 from ..analysis.video import DEFAULT_SAMPLE_FPS, MAX_SAMPLE_FPS
 from ..errors import FacedbError, UsageError
+from .discover import DEFAULT_CLUSTER_THRESHOLD
 from .models import SearchReport
 
 M = TypeVar("M", bound=BaseModel)
@@ -142,6 +143,36 @@ class EnrollOptions(RequestModel):
         metadata as a dict or JSON text, as the CLI has them)."""
         floor = quality_floor if isinstance(quality_floor, str) else format_quality_floor(quality_floor)
         return parse(cls, {"multi_face": multi_face, "metadata": metadata, "quality_floor": floor})
+
+
+class EnrollClusterBody(RequestModel):
+    """``POST /v1/discover/runs/{run}/clusters/{cluster_id}/enroll`` body."""
+
+    name: str = Field(description="The subject the cluster's faces are enrolled as (new or existing).")
+    quality_floor: str = Field("default", description="'default', 'off', or name=value pairs: eye_px=12,blur=10.")
+
+    @field_validator("quality_floor")
+    @classmethod
+    def _floor(cls, value: str) -> str:
+        try:
+            parse_quality_floor(value)
+        except FacedbError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
+class DiscoverOptions(RequestModel):
+    """``POST /v1/discover`` form fields, ``FaceDB.discover`` keywords, ``facedb discover`` options."""
+
+    threshold: float | None = Field(None, ge=THRESHOLD_MIN, le=THRESHOLD_MAX,
+                                    description="Name a face when its distance to a subject is <= this "
+                                                "(default: the collection's, as search).")
+    cluster_threshold: float = Field(DEFAULT_CLUSTER_THRESHOLD, gt=0.0, lt=1.0,
+                                     description="Merge two clusters when the mean cosine distance between "
+                                                 "their faces is <= this (lower: fewer merges, more precise).")
+
+    def keywords(self) -> dict[str, Any]:
+        return self.model_dump()
 
 
 class VerifyOptions(RequestModel):

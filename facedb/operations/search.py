@@ -284,6 +284,15 @@ class Searcher:
         ref = ReferenceIndex(uniq, tmpl).query(vectors, k)
         return [_same_subjects(a, b) for a, b in zip(ranked, ref)]
 
+    def name_faces(self, vectors: np.ndarray, threshold: float | None = None) -> list[Match | None]:
+        """The subject each face vector matches, as ``search`` names a face (the nearest template
+        under the threshold, with its closest face), or None (``facedb discover``)."""
+        thr = self.pack.threshold if threshold is None else float(threshold)
+        if len(vectors) == 0:
+            return []
+        matches, _ = self._by_template(vectors, 1, thr, False)
+        return [row[0] if row and row[0].match else None for row in matches]
+
     def _templates(self, pack: str) -> TemplateCache:
         with self._templates_lock:
             cache = self._template_caches.get(pack)

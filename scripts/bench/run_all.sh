@@ -32,3 +32,6 @@ $py scripts/bench/review_planted.py --out docs/benchmarks/review.md
 $py scripts/calibrate_threshold.py --json docs/calibration.json --md docs/calibration.md
 # videos: accuracy on slideshow clips built from LFW photos, and seconds of video per second
 $py scripts/bench/video.py --out docs/benchmarks/video.md
+# facedb discover: clustering quality on LFW (cached embeddings) and speed at 100k synthetic faces
+$py scripts/bench/cluster_lfw.py --out docs/benchmarks/discover.md --json docs/benchmarks/discover.json
+$py scripts/bench/cluster_speed.py --faces 100000 --out docs/benchmarks/discover.md --json docs/benchmarks/discover.json
