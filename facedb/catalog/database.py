@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from .collections import CollectionQueries
 from .core import DEFAULT_COLLECTION, MIGRATIONS_DIR, SCHEMA_HEAD, CatalogCore
+from .face_edits import FaceEditQueries
 from .faces import FaceHit, FaceQueries, NewFace, StoredItem
 from .keys import KeyQueries
 
 __all__ = ["Catalog", "CatalogCore", "DEFAULT_COLLECTION", "FaceHit", "MIGRATIONS_DIR", "NewFace", "SCHEMA_HEAD", "StoredItem"]
 
 
-class Catalog(FaceQueries, KeyQueries, CollectionQueries):
+class Catalog(FaceQueries, KeyQueries, CollectionQueries, FaceEditQueries):
     """Subjects, images, faces with embeddings, failures, the delete journal, API keys and the
     audit trail. Subjects and everything under them belong to a collection: their queries run
     on a catalog bound to one (``scoped``); settings, keys, the audit trail and the collections

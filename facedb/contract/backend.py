@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 if TYPE_CHECKING:
     from ..analysis.files import Upload
     from ..analysis.quality import QualityFloor
+    from .faces import FaceSearchReport, FacesRemoveReport, FacesReport, MergeReport, MoveReport
     from .models import (
         AuditEntry,
         CheckReport,
@@ -119,3 +120,14 @@ class Backend(Protocol):
 
     def delete_collection(self, name: str) -> CollectionInfo: ...
 
+    # -- single faces
+    def faces(self, subject: str) -> FacesReport: ...
+
+    def remove_faces(self, face_ids: Sequence[int], *, vacuum: bool = False) -> FacesRemoveReport: ...
+
+    def move_faces(self, face_ids: Sequence[int], to: str) -> MoveReport: ...
+
+    def merge(self, source: str, target: str) -> MergeReport: ...
+
+    def search_face(self, face_id: int, *, k: int = 3, threshold: float | None = None, by: By = "subject",
+                    scoring: Scoring = "template") -> FaceSearchReport: ...
