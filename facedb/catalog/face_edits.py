@@ -145,8 +145,8 @@ class FaceEditQueries(SubjectQueries):
         ids = _clean_ids(face_ids)
         with self.session() as s:
             rows = self._require(s, ids)
-            names = dict(s.execute(select(Subject.id, Subject.name)
-                                   .where(Subject.id.in_({r[2] for r in rows}))).tuples().all())
+            names = {int(i): n for i, n in s.execute(select(Subject.id, Subject.name)
+                                                     .where(Subject.id.in_({r[2] for r in rows})))}
             s.add_all([PendingDelete(face_id=fid, model=model, collection_id=self.cid) for fid, model, *_ in rows])
             for i in range(0, len(ids), CHUNK):
                 s.execute(delete(Face).where(Face.collection_id == self.cid, Face.id.in_(ids[i:i + CHUNK])))
