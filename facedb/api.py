@@ -44,7 +44,7 @@ from .contract.models import (
     VerifyResult,
 )
 from .contract.names import normalize_subject_name, validate_subject_name
-from .errors import FacedbError, NotFoundError
+from .errors import FacedbError, NotFoundError, UsageError
 from .operations import gatekeeper
 from .operations.collections import CollectionPack
 from .operations.enroll import Ingestor, MultiFace, write_batch_size
@@ -436,7 +436,7 @@ class FaceDB:
         TARGET keeps its metadata values and gains the keys only SOURCE had."""
         source, target = normalize_subject_name(source), normalize_subject_name(target)
         if source == target:
-            raise FacedbError(f"cannot merge subject {source!r} into itself")
+            raise UsageError(f"cannot merge subject {source!r} into itself")
         with self._audited("merge", target) as note:
             rep, _ = self._faces.merge(source, target)
             note(rep.images, rep.faces, False, f"merged from {source}"[:128])

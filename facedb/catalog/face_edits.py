@@ -26,7 +26,7 @@ import numpy as np
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from ..errors import FacedbError, NotFoundError, UsageError
+from ..errors import NotFoundError, UsageError
 from .models import AuditEntry, Face, Failure, Image, PendingDelete, Subject, SubjectTemplate
 from .subjects import SubjectQueries
 
@@ -186,7 +186,7 @@ class FaceEditQueries(SubjectQueries):
         with self.session() as s:
             src, dst = self.subject(s, source), self.subject(s, target)
             if src.id == dst.id:
-                raise FacedbError(f"cannot merge subject {source!r} into itself")
+                raise UsageError(f"cannot merge subject {source!r} into itself")
             images = sorted(s.scalars(select(Image.id).where(Image.subject_id == src.id)))
             relabel, moved, sources = self._give(s, images, int(dst.id))
             # Faces whose image row was not the subject's (never expected): moved as well.
