@@ -424,3 +424,25 @@ def test_cli_and_http_answer_the_same(tmp_path: Path, people: dict[str, list[Pat
         for (args, path, params), mine in zip(calls, local):
             served = c.get(path, params=params, headers={"Authorization": f"Bearer {key}"})
             assert served.status_code == 200 and served.json() == mine, args
+
+
+@pytest.mark.slow
+def test_remove_move_and_merge_on_postgresql(tmp_path: Path, people: dict[str, list[Path]], pg_url: str) -> None:
+    """The same writes with the catalog on a real PostgreSQL server (templates, journal, audit)."""
+    with FaceDB(home=tmp_path / "home", db_url=pg_url, workers=1) as db:
+        db.enroll("person1", [*people["person1"][:3], people["person2"][3]], metadata={"a": 1})
+        db.enroll("P2", people["person2"][:2])
+        db.enroll("person2", people["person2"][2:3])
+        wrong = _wrong(db, people)
+        assert max(db.faces("person1").faces, key=lambda x: x.distance or 0.0).face_id == wrong
+        assert db.move_faces([wrong], "P2").moved == [wrong]
+        assert db.search([people["person2"][3]], scoring="best").results[0].faces[0].identity == "P2"
+        merged = db.merge("P2", "person2")
+        assert (merged.faces, merged.images) == (3, 3)
+        assert _index_meta(db, [wrong])[wrong]["subject"] == "person2"
+        gone = db.remove_faces(_ids(db, "person1")[:1])
+        assert gone.faces == 1 and gone.face_ids[0] not in db.index_face_ids()
+        near = db.search_face(_ids(db, "person2")[0], by="face", k=2)
+        assert [m.subject for m in near.matches] == ["person2", "person2"]
+        assert [(s.name, s.faces) for s in db.subjects()] == [("person1", 2), ("person2", 4)]
+        assert db.check().clean
