@@ -438,7 +438,7 @@ class FaceDB:
         if source == target:
             raise UsageError(f"cannot merge subject {source!r} into itself")
         with self._audited("merge", target) as note:
-            rep, _ = self._faces.merge(source, target)
+            rep = self._faces.merge(source, target)
             note(rep.images, rep.faces, False, f"merged from {source}"[:128])
         return rep
 

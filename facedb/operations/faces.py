@@ -75,14 +75,12 @@ class FaceEditor:
         return MoveReport(to=moved.target, moved=sorted(moved.moved), already=moved.already, subjects=moved.sources,
                           images=moved.images)
 
-    def merge(self, source: str, target: str) -> tuple[MergeReport, int]:
-        """The report, and SOURCE's subject id (the audit trail's label for it)."""
+    def merge(self, source: str, target: str) -> MergeReport:
         with self.store.writing() as index:
             moved = self.store.catalog.merge_subjects(source, target)
             face_edits.relabel(self.store.journal, index, moved)
-        assert moved.source_id is not None
-        return (MergeReport(source=source, target=moved.target, images=moved.images, faces=len(moved.moved),
-                            metadata=moved.metadata), moved.source_id)
+        return MergeReport(source=source, target=moved.target, images=moved.images, faces=len(moved.moved),
+                           metadata=moved.metadata)
 
     # -- search by an enrolled face ------------------------------------------------------------
     def search_face(self, face_id: int, *, k: int, threshold: float | None, by: By,
