@@ -29,9 +29,7 @@ def remove_faces(journal: Journal, index: ChromaIndex, face_ids: Sequence[int]
     by_model, n_images, per_subject = journal.catalog.remove_faces(face_ids)
     crash_point("faces_remove.after_sql")
     for model, ids in by_model.items():
-        rec = journal.catalog.index_pack(model)
-        if rec is not None:
-            index.delete(rec, ids)
+        journal._delete_vectors(index, model, ids)  # the delete's own step 2: what erases a subject erases these
         journal.catalog.clear_pending_deletes(ids)
     return sorted(f for ids in by_model.values() for f in ids), n_images, per_subject
 
