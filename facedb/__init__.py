@@ -25,6 +25,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .api import FaceDB
+    from .contract.faces import FaceInfo, FaceSearchReport, FacesRemoveReport, FacesReport, MergeReport, MoveReport
     from .contract.models import (
         AuditEntry,
         CheckReport,
@@ -54,7 +55,10 @@ __all__ = [
     "IndexCorruptError", "KeyInfo", "Match", "ModelError", "NotFoundError", "PackStatus", "ReindexReport",
     "SearchReport", "Stats", "SubjectDetail", "SubjectInfo", "UnavailableError", "Upload", "VacuumReport",
     "VerifyResult",
+    "FaceInfo", "FaceSearchReport", "FacesRemoveReport", "FacesReport", "MergeReport", "MoveReport",
 ]
+#: The single-face results (``facedb.contract.faces``).
+_FACE_RESULTS = ("FaceInfo", "FaceSearchReport", "FacesRemoveReport", "FacesReport", "MergeReport", "MoveReport")
 
 
 def __getattr__(name: str) -> Any:
@@ -62,6 +66,10 @@ def __getattr__(name: str) -> Any:
         from .api import FaceDB
 
         return FaceDB
+    if name in _FACE_RESULTS:
+        from .contract import faces
+
+        return getattr(faces, name)
     if name in __all__:  # the result dataclasses (errors and Upload are imported above)
         from .contract import models as results
 

@@ -26,6 +26,7 @@ from .catalog.core import DEFAULT_COLLECTION, DEFAULT_PACK_KEY
 from .catalog.subjects import deleted_label
 from .config import DEFAULT_PACK, Settings, resolve_settings
 from .contract.discover import DEFAULT_CLUSTER_THRESHOLD, DiscoverReport, ForgetReport, validate_run_name
+from .contract.faces import FaceSearchReport, FacesRemoveReport, FacesReport, MergeReport, MoveReport
 from .contract.models import (
     AuditEntry,
     CheckReport,
@@ -52,15 +53,17 @@ from .contract.requests import (
     DiscoverOptions,
     EnrollClusterBody,
     EnrollOptions,
+    FaceSearchOptions,
     KeyCreateBody,
     SearchOptions,
     VerifyOptions,
     parse,
 )
-from .errors import FacedbError, NotFoundError
+from .errors import FacedbError, NotFoundError, UsageError
 from .operations import gatekeeper
 from .operations.collections import CollectionPack
 from .operations.enroll import Ingestor, MultiFace, write_batch_size
+from .operations.faces import FaceEditor
 from .operations.maintenance import Maintenance
 from .operations.migrate import MigrateReport
 from .operations.search import By, ImageInput, Scoring, Searcher
@@ -149,6 +152,7 @@ class FaceDB:
         self._ingest = Ingestor(self.store, self.pack, self.analyzer, self._batch)
         self._search = Searcher(self.store, self.pack, self.analyzer)
         self._maint = Maintenance(self.store, self.pack, self.analyzer)
+        self._faces = FaceEditor(self.store, self.pack, self._search)
 
     def _analyzer(self, pack: str) -> Analyzer:
         with self._shared_lock:
@@ -491,3 +495,49 @@ class FaceDB:
         from .operations.review import Reviewer
 
         return Reviewer(self.store, self.pack).review()
+    # -- single faces (faces list/remove/move, merge, search --face-id) ---------------------------
+    def faces(self, subject: str) -> FacesReport:
+        """Every face of ``subject``: its photo, box, quality and cosine distance to the subject's
+        template (the normalised mean of its faces): the faces to look at first are the far ones."""
+        return self._faces.list_faces(normalize_subject_name(subject))
+
+    def remove_faces(self, face_ids: Sequence[int], *, vacuum: bool = False) -> FacesRemoveReport:
+        """Remove single faces (and photos left without one) from the catalog and the index, as a
+        subject delete does: no search returns them afterwards; ``vacuum`` also erases the bytes
+        now. A subject left without faces stays, empty (``delete`` removes it)."""
+        with self._audited("faces_remove") as note:
+            rep = self._faces.remove(face_ids)
+            only = next(iter(rep.subjects)) if len(rep.subjects) == 1 else None
+            note(rep.images, rep.faces, False, f"removed {plural(rep.faces, 'face')}", subject=only)
+        if vacuum:
+            rep.vacuum = self.vacuum()
+        return rep
+
+    def move_faces(self, face_ids: Sequence[int], to: str) -> MoveReport:
+        """Give faces (with their photos) to subject ``to``, which must exist in this collection."""
+        to = normalize_subject_name(to)
+        with self._audited("faces_move", to) as note:
+            rep = self._faces.move(face_ids, to)
+            note(rep.images, len(rep.moved), False, f"moved {plural(len(rep.moved), 'face')}")
+        return rep
+
+    def merge(self, source: str, target: str) -> MergeReport:
+        """SOURCE's photos and faces join TARGET (both of this collection) and SOURCE is deleted;
+        TARGET keeps its metadata values and gains the keys only SOURCE had."""
+        source, target = normalize_subject_name(source), normalize_subject_name(target)
+        if source == target:
+            raise UsageError(f"cannot merge subject {source!r} into itself")
+        with self._audited("merge", target) as note:
+            rep = self._faces.merge(source, target)
+            note(rep.images, rep.faces, False, f"merged from {source}"[:128])
+        return rep
+
+    def search_face(self, face_id: int, *, k: int = 3, threshold: float | None = None, by: By = "subject",
+                    scoring: Scoring = "template") -> FaceSearchReport:
+        """Who is closest to enrolled face ``face_id`` (its stored embedding is the probe)? The
+        face itself is left out (``excluded``), and its own subject is scored without it."""
+        opts = parse(FaceSearchOptions, {"k": k, "threshold": threshold, "by": by, "scoring": scoring})
+        with self._audited("search_face") as note:
+            rep = self._faces.search_face(face_id, **opts.keywords())
+            note(0, 1, False, "named" if rep.identity is not None else "unknown")
+        return rep

@@ -26,6 +26,7 @@ from .analysis import files
 from .analysis.files import Upload
 from .analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor, format_quality_floor
 from .contract.discover import DEFAULT_CLUSTER_THRESHOLD, DiscoverReport, ForgetReport, validate_run_name
+from .contract.faces import MAX_FACE_IDS, FaceSearchReport, FacesRemoveReport, FacesReport, MergeReport, MoveReport
 from .contract.models import (
     AuditEntry,
     CheckReport,
@@ -550,3 +551,51 @@ class Client:
         body = {"name": name, "quality_floor": floor}
         return EnrollReport.from_dict(self._request(
             "POST", f"/v1/discover/runs/{quote(run, safe='')}/clusters/{int(cluster_id)}/enroll", json_body=body))
+    # -- single faces ---------------------------------------------------------------------------------
+    def faces(self, subject: str) -> FacesReport:
+        return FacesReport.from_dict(self._request("GET", "/v1/faces", params={"subject": subject}))
+
+    def remove_faces(self, face_ids: Sequence[int], *, vacuum: bool = False) -> FacesRemoveReport:
+        """In parts of ``MAX_FACE_IDS`` (each part is one write), the vacuum once, after the last."""
+        ids = list(dict.fromkeys(int(f) for f in face_ids))
+        parts = [ids[i:i + MAX_FACE_IDS] for i in range(0, len(ids), MAX_FACE_IDS)] or [[]]
+        total: FacesRemoveReport | None = None
+        for n, part in enumerate(parts, 1):
+            body = {"face_ids": part, "vacuum": vacuum and n == len(parts)}
+            rep = FacesRemoveReport.from_dict(self._request("POST", "/v1/faces/remove", json_body=body))
+            if total is None:
+                total = rep
+            else:
+                total.face_ids += rep.face_ids
+                total.faces += rep.faces
+                total.images += rep.images
+                for name, count in rep.subjects.items():
+                    total.subjects[name] = total.subjects.get(name, 0) + count
+                total.vacuum = rep.vacuum
+        assert total is not None
+        return total
+
+    def move_faces(self, face_ids: Sequence[int], to: str) -> MoveReport:
+        ids = list(dict.fromkeys(int(f) for f in face_ids))
+        parts = [ids[i:i + MAX_FACE_IDS] for i in range(0, len(ids), MAX_FACE_IDS)] or [[]]
+        total: MoveReport | None = None
+        for part in parts:
+            rep = MoveReport.from_dict(self._request("POST", "/v1/faces/move", json_body={"face_ids": part, "to": to}))
+            if total is None:
+                total = rep
+            else:
+                total.moved = sorted(total.moved + rep.moved)
+                total.already = sorted(total.already + rep.already)
+                total.images += rep.images
+                for name, count in rep.subjects.items():
+                    total.subjects[name] = total.subjects.get(name, 0) + count
+        assert total is not None
+        return total
+
+    def merge(self, source: str, target: str) -> MergeReport:
+        return MergeReport.from_dict(self._request("POST", "/v1/merge", json_body={"source": source, "target": target}))
+
+    def search_face(self, face_id: int, *, k: int = 3, threshold: float | None = None, by: By = "subject",
+                    scoring: Scoring = "template") -> FaceSearchReport:
+        return FaceSearchReport.from_dict(self._request("GET", f"/v1/faces/{int(face_id)}/search",
+                                                        params=form(k=k, threshold=threshold, by=by, scoring=scoring)))

@@ -36,10 +36,14 @@ BODIES = {
     ("post", "/v1/discover"): "multipart/form-data",
     ("post", "/v1/discover/runs"): "multipart/form-data",
     ("post", "/v1/discover/runs/{run}/clusters/{cluster_id}/enroll"): "application/json",
+    ("post", "/v1/faces/remove"): "application/json",
+    ("post", "/v1/faces/move"): "application/json",
+    ("post", "/v1/merge"): "application/json",
 }
 #: A collection's routes take the same bodies under /v1/collections/{collection}.
 BODIES.update({(m, "/v1/collections/{collection}" + p[3:]): t for (m, p), t in list(BODIES.items())
-               if p.startswith(("/v1/search", "/v1/verify", "/v1/subjects", "/v1/jobs", "/v1/discover"))})
+               if p.startswith(("/v1/search", "/v1/verify", "/v1/subjects", "/v1/jobs", "/v1/discover", "/v1/faces",
+                                "/v1/merge"))})
 
 
 @pytest.fixture(scope="module")
@@ -222,6 +226,22 @@ def test_live_answers_validate_against_the_document(env: dict[str, Any], tmp_pat
     face_id = env["db"].show("person3").images[0]["faces"][0]["face_id"]
     c.check(client.get(f"/v1/faces/{face_id}/thumbnail", headers=read), "get", "/v1/faces/{face_id}/thumbnail")
     c.check(client.get("/v1/faces/999999/thumbnail", headers=read), "get", "/v1/faces/{face_id}/thumbnail")
+    # Single faces: listed, searched by id, moved there and back, removed; the errors they give.
+    listed = c.check(client.get("/v1/faces", headers=read, params={"subject": "person1"}), "get", "/v1/faces").json()
+    own = [x["face_id"] for x in listed["faces"]]
+    c.check(client.get("/v1/faces", headers=read, params={"subject": "nobody"}), "get", "/v1/faces")  # 404
+    c.check(client.get(f"/v1/faces/{own[0]}/search", headers=read), "get", "/v1/faces/{face_id}/search")
+    c.check(client.get("/v1/faces/999999/search", headers=read), "get", "/v1/faces/{face_id}/search")  # 404
+    c.check(client.post("/v1/faces/move", headers=write, json={"face_ids": own[:1], "to": "person2"}),
+            "post", "/v1/faces/move")
+    c.check(client.post("/v1/faces/move", headers=write, json={"face_ids": own[:1], "to": "person1"}),
+            "post", "/v1/faces/move")
+    c.check(client.post("/v1/faces/move", headers=read, json={"face_ids": own[:1], "to": "person2"}),
+            "post", "/v1/faces/move")  # 403
+    c.check(client.post("/v1/faces/remove", headers=write, json={"face_ids": [999999]}), "post", "/v1/faces/remove")
+    c.check(client.post("/v1/faces/remove", headers=write, json={"face_ids": own[1:]}), "post", "/v1/faces/remove")
+    c.check(client.post("/v1/merge", headers=write, json={"source": "nobody", "target": "person1"}), "post", "/v1/merge")
+    c.check(client.post("/v1/merge", headers=write, json={"source": "person1"}), "post", "/v1/merge")  # 422
     c.check(client.patch("/v1/subjects/person3", headers=write, json={"name": "person2"}),
             "patch", "/v1/subjects/{name}")  # 409: taken
     c.check(client.patch("/v1/subjects/person3", headers=write, json={"name": "Carol"}), "patch", "/v1/subjects/{name}")
@@ -262,6 +282,18 @@ def test_live_answers_validate_against_the_document(env: dict[str, Any], tmp_pat
     c.check(client.get(f"{pre}/subjects/person1", headers=read), "get", f"{tpl}/subjects/{{name}}")
     lobby_face = env["db"].collection("lobby").show("person1").images[0]["faces"][0]["face_id"]
     c.check(client.get(f"{pre}/faces/{lobby_face}/thumbnail", headers=read), "get", f"{tpl}/faces/{{face_id}}/thumbnail")
+    c.check(client.get(f"{pre}/faces", headers=read, params={"subject": "person1"}), "get", f"{tpl}/faces")
+    c.check(client.get(f"{pre}/faces/{lobby_face}/search", headers=read), "get", f"{tpl}/faces/{{face_id}}/search")
+    c.check(client.post(f"{pre}/subjects/visitor/images", headers=write, files=files(people["person2"][:1])),
+            "post", f"{tpl}/subjects/{{name}}/images")
+    visitor = env["db"].collection("lobby").show("visitor").images[0]["faces"][0]["face_id"]
+    c.check(client.post(f"{pre}/faces/move", headers=write, json={"face_ids": [visitor], "to": "visitor"}),
+            "post", f"{tpl}/faces/move")
+    c.check(client.post(f"{pre}/faces/remove", headers=write, json={"face_ids": [face_id]}),
+            "post", f"{tpl}/faces/remove")  # 404: a face of default is not lobby's
+    merged = c.check(client.post(f"{pre}/merge", headers=write, json={"source": "visitor", "target": "person1"}),
+                     "post", f"{tpl}/merge")
+    assert merged.json()["faces"] == 1
     c.check(client.patch(f"{pre}/subjects/person1", headers=write, json={"name": "Ann"}), "patch", f"{tpl}/subjects/{{name}}")
     job = c.check(client.post(f"{pre}/jobs", headers=read, files=files([people["person1"][1]])), "post", f"{tpl}/jobs")
     for _ in range(600):  # polled until done: the queued, running and done answers all fit the document

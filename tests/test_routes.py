@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel, TypeAdapter
 
 from facedb.api import FaceDB
+from facedb.contract import faces as f
 from facedb.contract import models as m
 from facedb.contract import requests as r
 from facedb.contract.discover import DiscoverReport, ForgetReport
@@ -111,6 +112,11 @@ PER_COLLECTION = [
     Route("post", "/v1/discover/runs", "write", DiscoverReport),
     Route("post", "/v1/discover/runs/{run}/clusters/{cluster_id}/enroll", "write", m.EnrollReport),
     Route("delete", "/v1/discover/runs/{run}", "write", ForgetReport),
+    Route("get", "/v1/faces", "read", f.FacesReport),
+    Route("get", "/v1/faces/{face_id}/search", "read", f.FaceSearchReport),
+    Route("post", "/v1/faces/remove", "write", f.FacesRemoveReport),
+    Route("post", "/v1/faces/move", "write", f.MoveReport),
+    Route("post", "/v1/merge", "write", f.MergeReport),
 ]
 IN_COLLECTION = [Route(x.method, "/v1/collections/{collection}" + x.path[3:], x.scope, x.model) for x in PER_COLLECTION]
 ROUTES = SERVER_WIDE + PER_COLLECTION + IN_COLLECTION
@@ -209,6 +215,10 @@ def test_every_route_answers_its_model_with_the_right_scope(served: Served) -> N
     assert ok("get", "/v1/check").clean
     review = ok("get", "/v1/review")
     assert review.clean and (review.subjects, review.faces) == (2, 4)
+    listed = ok("get", "/v1/faces", params={"subject": "person2"})
+    assert listed.subject == "person2" and len(listed.faces) == 2
+    near = ok("get", "/v1/faces/{face_id}/search", params={"k": "1"})
+    assert near.excluded == [served.face_id] and near.identity == "person2" and len(near.matches) == 1
     enrolled = ok("post", "/v1/subjects/{name}/images", "/v1/subjects/person3/images", files=_files(p3),
                   data={"metadata": json.dumps({"team": "blue"}), "multi_face": "largest"})
     assert enrolled.enrolled == 2 and enrolled.subjects[0].subject == "person3"
@@ -266,6 +276,17 @@ BAD = [
     ("GET", "/v1/faces/abc/thumbnail", {}, "face_id"),
     ("GET", "/v1/faces/1/thumbnail?size=4096", {}, "size"),
     ("DELETE", "/v1/subjects/person1?vacuum=perhaps", {}, "vacuum"),
+    ("GET", "/v1/faces", {}, "subject"),
+    ("GET", "/v1/faces/1/search?k=0", {}, "k"),
+    ("GET", "/v1/faces/1/search?by=photo", {}, "by"),
+    ("GET", "/v1/faces/1/search?threshold=3", {}, "threshold"),
+    ("GET", "/v1/faces/x/search", {}, "face_id"),
+    ("POST", "/v1/faces/remove", {"json": {"face_ids": []}}, "face_ids"),
+    ("POST", "/v1/faces/remove", {"json": {"face_ids": ["one"]}}, "face_ids"),
+    ("POST", "/v1/faces/remove", {"json": {"ids": [1]}}, "ids"),
+    ("POST", "/v1/faces/remove", {"content": b"{not json"}, "JSON"),
+    ("POST", "/v1/faces/move", {"json": {"face_ids": [1]}}, "to"),
+    ("POST", "/v1/merge", {"json": {"source": "person1"}}, "target"),
 ]
 
 

@@ -470,6 +470,11 @@ def test_people_list_filter_and_one_persons_page_with_a_read_only_key(pages: Cal
     expect(note).to_contain_text("need a key with write scope")
     expect(page.locator("#subject-delete")).to_be_disabled()
     expect(page.locator("#rename-input")).to_be_disabled()
+    # Each face with its distance to the template; its remove and move buttons are off too.
+    expect(page.locator("#subject-faces .face-dist")).to_have_count(3)
+    expect(page.locator("#subject-faces .face-actions button")).to_have_count(6)
+    for button in page.locator("#subject-faces .face-actions button").all():
+        expect(button).to_be_disabled()
     screenshot(page, "subject")
     page.click("#nav a[data-view='enroll']")
     expect(page.locator("#view-enroll .scope-note")).to_be_visible()
@@ -909,3 +914,70 @@ def test_the_page_lets_go_of_photos_and_thumbnails(pages: Callable[..., Any], se
     page.click("#sign-out")
     assert live_object_urls(page) == 0
     assert storage(page) == {"session": [], "local": [], "cookie": "", "idb": [], "caches": []}
+
+
+def test_a_persons_faces_are_removed_and_moved_from_their_page(pages: Callable[..., Any], served: FacedbServer,
+                                                               people: dict[str, list[Path]], tmp_path: Path) -> None:
+    """A person's page: a grid of faces, each with its distance to the person's template; the
+    wrong photo (someone else's) is the far one, is moved to its person, and a face is removed."""
+    from PIL import Image
+
+    def copy(src: Path, name: str) -> Path:  # other bytes: the strangers' own photos stay unenrolled
+        out = tmp_path / name
+        Image.open(src).convert("RGB").save(out, quality=89)
+        return out
+
+    owner, other = "Face Owner", "Face Other"
+    mine = [copy(people["person6"][1], "own1.jpg"), copy(people["person6"][2], "own2.jpg")]
+    wrong = copy(people["person5"][0], "wrong.jpg")
+    try:
+        for p in [*mine, wrong]:
+            enroll_over_http(served, owner, p)
+        enroll_over_http(served, other, copy(people["person5"][1], "other1.jpg"))
+        page = pages()
+        sign_in(page, served, served.keys["write"])
+        page.goto(served.url + "/" + subject_hash(owner))
+        page.wait_for_selector("body[data-ready='true']")
+        expect(page.locator("#subject-title")).to_have_text(owner)
+        cards = page.locator("#subject-faces li.face-card")
+        expect(cards).to_have_count(3)
+        expect(page.locator("#subject-faces .face-dist")).to_have_count(3)
+        # The photo of someone else is the one far from the template.
+        far = page.locator("#subject-faces li.face-card:has(.face-dist.far)")
+        expect(far).to_have_count(1)
+        expect(far.locator(".face-src")).to_have_text("wrong.jpg")
+        screenshot(page, "subject-faces")
+
+        far.get_by_role("button", name=re.compile("^Move")).click()
+        expect(page.locator("#face-dialog")).to_be_visible()
+        expect(page.locator("#face-move-to")).to_be_focused()
+        page.fill("#face-move-to", "Nobody Here")
+        page.click("#face-confirm")
+        expect(page.locator("#face-dialog-error")).to_contain_text("Nobody named “Nobody Here” is enrolled")
+        page.fill("#face-move-to", other)
+        page.press("#face-move-to", "Enter")
+        expect(page.locator("#status")).to_have_text(f"Moved face 3 (wrong.jpg) to {other}.")
+        expect(page.locator("#face-dialog")).to_be_hidden()
+        expect(cards).to_have_count(2)
+        expect(page.locator("#subject-faces .face-dist.far")).to_have_count(0)
+        moved = httpx.get(served.url + "/v1/faces", params={"subject": other}, headers=bearer(served.keys["read"])).json()
+        assert sorted(basename["image"].rsplit("/", 1)[-1] for basename in moved["faces"]) == ["other1.jpg", "wrong.jpg"]
+
+        cards.first.get_by_role("button", name=re.compile("^Remove")).click()
+        expect(page.locator("#face-cancel")).to_be_focused()
+        page.click("#face-cancel")
+        expect(cards).to_have_count(2)
+        cards.first.get_by_role("button", name=re.compile("^Remove")).click()
+        page.click("#face-confirm")
+        expect(page.locator("#status")).to_have_text("Removed face 1 (own1.jpg).")
+        expect(cards).to_have_count(1)
+        left = httpx.get(served.url + "/v1/faces", params={"subject": owner}, headers=bearer(served.keys["read"])).json()
+        assert [x["image"].rsplit("/", 1)[-1] for x in left["faces"]] == ["own2.jpg"]
+        # The removed photo is gone from search: its own bytes find the owner's other face, not itself.
+        hit = httpx.post(served.url + "/v1/search", files=[("images", ("own1.jpg", mine[0].read_bytes()))],
+                         data={"by": "face", "k": "1"}, headers=bearer(served.keys["read"]), timeout=120).json()
+        match = hit["results"][0]["faces"][0]["matches"][0]
+        assert match["image"] == "own2.jpg" and match["distance"] > 0.01
+    finally:
+        delete_over_http(served, owner)
+        delete_over_http(served, other)

@@ -205,10 +205,13 @@ def _print_search(rep: Any) -> None:
               help="Also read image paths, one per line, from this file ('-' = stdin).")
 @click.option("--workers", type=click.IntRange(1, 64),
               help="Worker processes for detection when searching 32 or more files [default: cores].")
+@click.option("--face-id", "face_id", type=int, metavar="ID",
+              help="Search with this enrolled face as the probe instead of an IMAGE (the face itself is left out).")
 @json_option
 @pass_state
 def search(state: State, images: tuple[str, ...], k: str, threshold: str | None, by: str, reference: bool,
-           scoring: str, sample_fps: str, paths_from: str | None, workers: int | None, as_json: bool) -> None:
+           scoring: str, sample_fps: str, paths_from: str | None, workers: int | None, face_id: int | None,
+           as_json: bool) -> None:
     """Who is in each IMAGE? Lists every face with its nearest subjects.
 
     Use '-' as IMAGE to read one image from stdin. A face whose best distance is above the
@@ -225,8 +228,14 @@ def search(state: State, images: tuple[str, ...], k: str, threshold: str | None,
       cat photo.jpg | facedb search -
       find shots/ -name '*.jpg' | facedb search --paths-from - --json
       facedb search lobby-camera.mp4 --sample-fps 2
+      facedb search --face-id 17 -k 5
     """
     with handle_errors(as_json):
+        if face_id is not None:
+            _search_face(state, face_id, images, paths_from, reference, as_json, k=k, threshold=threshold, by=by,
+                         scoring=scoring)
+            return
+
         opts = state.options("SearchOptions", k=k, threshold=threshold, by=by, reference=reference, scoring=scoring,
                              sample_fps=sample_fps)
         inputs = _read_inputs(images, paths_from)
@@ -241,6 +250,23 @@ def search(state: State, images: tuple[str, ...], k: str, threshold: str | None,
             _print_search(rep)
         if rep.n_failed:
             sys.exit(EXIT_PARTIAL)
+
+
+def _search_face(state: State, face_id: int, images: tuple[str, ...], paths_from: str | None, reference: bool,
+                 as_json: bool, **values: Any) -> None:
+    """``search --face-id``: one call, with the enrolled face's stored embedding as the probe."""
+    from .faces import print_face_search
+
+    if images or paths_from:
+        raise click.UsageError("give either IMAGE arguments or --face-id, not both")
+    if reference:
+        raise click.UsageError("--reference cannot be used with --face-id")
+    opts = state.options("FaceSearchOptions", **values)
+    rep = state.backend().search_face(face_id, **opts)
+    if as_json:
+        emit_json(rep.to_dict())
+    else:
+        print_face_search(rep)
 
 
 @cli.command()

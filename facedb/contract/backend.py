@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ..analysis.files import Upload
     from ..analysis.quality import QualityFloor
     from .discover import DiscoverReport, ForgetReport
+    from .faces import FaceSearchReport, FacesRemoveReport, FacesReport, MergeReport, MoveReport
     from .models import (
         AuditEntry,
         CheckReport,
@@ -132,3 +133,14 @@ class Backend(Protocol):
 
     def enroll_cluster(self, run: str, cluster_id: int, name: str, *,
                        quality_floor: QualityFloor = ...) -> EnrollReport: ...
+    # -- single faces
+    def faces(self, subject: str) -> FacesReport: ...
+
+    def remove_faces(self, face_ids: Sequence[int], *, vacuum: bool = False) -> FacesRemoveReport: ...
+
+    def move_faces(self, face_ids: Sequence[int], to: str) -> MoveReport: ...
+
+    def merge(self, source: str, target: str) -> MergeReport: ...
+
+    def search_face(self, face_id: int, *, k: int = 3, threshold: float | None = None, by: By = "subject",
+                    scoring: Scoring = "template") -> FaceSearchReport: ...

@@ -26,6 +26,7 @@ from ..analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor, format_quali
 from ..analysis.video import DEFAULT_SAMPLE_FPS, MAX_SAMPLE_FPS
 from ..errors import FacedbError, UsageError
 from .discover import DEFAULT_CLUSTER_THRESHOLD
+from .faces import MAX_FACE_IDS
 from .models import SearchReport
 
 M = TypeVar("M", bound=BaseModel)
@@ -231,6 +232,44 @@ class AuditQuery(RequestModel):
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
         return value if value is None or value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+# -- single faces (facedb faces, facedb merge, facedb search --face-id)
+
+class FacesRemoveBody(RequestModel):
+    """``POST /v1/faces/remove``."""
+
+    face_ids: list[int] = Field(min_length=1, max_length=MAX_FACE_IDS, description="The faces to remove.")
+    vacuum: bool = Field(False, description="Also erase the bytes from disk now.")
+
+
+class FacesMoveBody(RequestModel):
+    """``POST /v1/faces/move``."""
+
+    face_ids: list[int] = Field(min_length=1, max_length=MAX_FACE_IDS, description="The faces to move.")
+    to: str = Field(min_length=1, description="The subject that takes them (it must exist).")
+
+
+class MergeBody(RequestModel):
+    """``POST /v1/merge``."""
+
+    source: str = Field(min_length=1, description="The subject whose faces move; it is deleted.")
+    target: str = Field(min_length=1, description="The subject that takes them (it must exist).")
+
+
+class FaceSearchOptions(RequestModel):
+    """``GET /v1/faces/{face_id}/search`` query, ``facedb search --face-id`` options."""
+
+    k: int = Field(3, ge=K_MIN, le=K_MAX, description="Subjects (or faces with by=face) listed.")
+    by: Literal["subject", "face"] = Field("subject", description="subject: best per subject; face: nearest faces.")
+    threshold: float | None = Field(None, ge=THRESHOLD_MIN, le=THRESHOLD_MAX,
+                                    description="Match when cosine distance <= this (default: the pack's).")
+    scoring: Literal["template", "best"] = Field(
+        "template", description="Subjects by their template (mean of their faces) or by their closest face.")
+
+
+    def keywords(self) -> dict[str, Any]:
+        return self.model_dump()
 
 
 # -- responses that are not results of the Python API -------------------------------------------

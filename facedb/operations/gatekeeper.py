@@ -75,7 +75,7 @@ def current_actor() -> str:
 #: Actions whose audit entries are written in batches: they come by the hundred and never name a
 #: subject (so a delete never has to scrub one that is not written yet). Each keeps its own time
 #: (and the trail is read in time order). ``refused``: a 401 or 403 answered by the server.
-BATCHED_ACTIONS = frozenset({"search", "refused"})
+BATCHED_ACTIONS = frozenset({"search", "search_face", "refused"})
 FLUSH_EVERY_S = 0.5
 FLUSH_AT = 200
 

@@ -42,6 +42,7 @@ const state = {
   search: { file: null, report: null, faces: [], selected: -1, seq: 0, thumbs: new Map() },
   people: [],
   subject: null,
+  face: null,         // the face the face dialog is about: {action, face, label, opener}
   enroll: { items: [], busy: false, xhr: null, prefill: null, seq: 0 },
 };
 
@@ -858,15 +859,40 @@ async function openSubject(name, { focus = false } = {}) {
   $("#subject-meta").replaceChildren(...(meta.length
     ? meta.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: typeof v === "string" ? v : JSON.stringify(v) })])
     : [el("dt", { text: "Details" }), el("dd", { class: "help", text: "none stored" })]));
+  // Each face's distance to the person's template (GET /faces): the far ones are the ones to check.
+  let listed = null;
+  try {
+    listed = await api(apiUrl(["faces"], { query: { subject: d.name } }), { signal: state.abort.signal });
+  } catch (e) {
+    if (e.name === "AbortError") return;
+  }
+  const dist = new Map((listed ? listed.faces : []).map((x) => [x.face_id, x.distance]));
+  const threshold = listed ? listed.threshold : null;
+  const write = canWrite();
   $("#subject-faces").replaceChildren(...faces.map((f, i) => {
     const img = el("img", { class: "thumb", width: 96, height: 96, alt: `Face ${i + 1} of ${d.name} (loading)` });
     thumbnail(img, f.face_id, d.name, null);
-    return el("li", { class: "face-card" }, img,
+    const dd = dist.get(f.face_id);
+    const far = dd !== undefined && dd !== null && threshold !== null && dd > threshold / 2;
+    const label = `face ${i + 1} (${basename(f.image.path)})`;
+    const remove = el("button", { type: "button", class: "quiet needs-write", text: "Remove",
+      "aria-label": `Remove ${label}` });
+    const move = el("button", { type: "button", class: "quiet needs-write", text: "Move…",
+      "aria-label": `Move ${label} to another person` });
+    remove.disabled = move.disabled = !write;
+    remove.addEventListener("click", () => askFace("remove", f, label));
+    move.addEventListener("click", () => askFace("move", f, label));
+    return el("li", { class: "face-card", "data-face-id": String(f.face_id) }, img,
       el("span", { class: "face-src", title: f.image.path, text: basename(f.image.path) }),
-      f.indexed === false ? el("span", { class: "badge", text: "not indexed yet" }) : null);
+      dd === undefined || dd === null ? null
+        : el("span", { class: far ? "face-dist far" : "face-dist", text: `distance ${dd.toFixed(3)}`,
+          title: "Cosine distance to this person's template (the mean of their faces)" }),
+      f.indexed === false ? el("span", { class: "badge", text: "not indexed yet" }) : null,
+      el("span", { class: "face-actions" }, remove, move));
   }));
   $("#subject-faces-help").textContent = faces.length
-    ? "Thumbnails are cut from the source photos while they are on the server; uploaded photos are not kept, so they show a placeholder."
+    ? "Thumbnails are cut from the source photos while they are on the server; uploaded photos are not kept, so they show a placeholder. "
+      + "The distance is to this person's template: a face far from it may be someone else's photo (remove it, or move it to its person)."
     : "No face stored.";
   const fails = d.failures || [];
   $("#subject-failures-block").hidden = !fails.length;
@@ -930,6 +956,75 @@ async function confirmDelete() {
   history.replaceState(null, "", "#people");
   await openPeople({ focus: true });
   say(`Deleted ${gone.subject}: ${plural(gone.images, "photo")} and ${plural(gone.faces, "face")} removed.`);
+}
+
+// -- one face: remove it, or move it to another person -----------------------------------------
+
+/** Open the face dialog: "remove" asks for a confirmation, "move" for the person to move it to. */
+async function askFace(action, face, label) {
+  const d = state.subject;
+  if (!d) return;
+  state.face = { action, face, label, opener: document.activeElement };
+  const moving = action === "move";
+  $("#face-dialog-title").textContent = moving ? `Move ${label}?` : `Remove ${label}?`;
+  $("#face-dialog-desc").textContent = moving
+    ? `The face and its photo leave ${d.name} and join the person you name: searches name that person at once.`
+    : `This removes the face and its photo from ${d.name}: searches will no longer find it. This cannot be undone.`;
+  $("#face-confirm").textContent = moving ? "Move" : "Remove";
+  $("#face-confirm").className = moving ? "" : "danger";
+  $("#face-move-form").hidden = !moving;
+  $("#face-dialog-error").hidden = true;
+  $("#face-move-to").value = "";
+  $("#face-dialog").returnValue = "";
+  $("#face-dialog").showModal();
+  if (moving) {
+    $("#face-move-to").focus();
+    try {
+      const people = await api(apiUrl(["subjects"]));
+      $("#face-move-names").replaceChildren(...people.filter((p) => p.name !== d.name)
+        .map((p) => el("option", { value: p.name })));
+    } catch { /* the names are a convenience: typing one works too */ }
+  } else {
+    $("#face-cancel").focus();
+  }
+}
+
+function faceError(text) {
+  $("#face-dialog-error").textContent = text;
+  $("#face-dialog-error").hidden = false;
+}
+
+async function confirmFace(event) {
+  if (event) event.preventDefault();
+  const pending = state.face;
+  const d = state.subject;
+  if (!pending || !d) return;
+  const { action, face, label } = pending;
+  let answer;
+  try {
+    if (action === "move") {
+      const to = $("#face-move-to").value.trim();
+      if (!to) { faceError("Enter the name of the person to move it to."); $("#face-move-to").focus(); return; }
+      if (to === d.name) { faceError(`The face is ${d.name}’s already.`); $("#face-move-to").focus(); return; }
+      answer = await api(apiUrl(["faces", "move"]), { method: "POST", json: { face_ids: [face.face_id], to } });
+    } else {
+      answer = await api(apiUrl(["faces", "remove"]), { method: "POST", json: { face_ids: [face.face_id] } });
+    }
+  } catch (e) {
+    if (e.status === 404 && action === "move") {
+      faceError(`Nobody named “${$("#face-move-to").value.trim()}” is enrolled: enroll them first, or choose another name.`);
+      $("#face-move-to").focus();
+      return;
+    }
+    $("#face-dialog").close("error");
+    report(e, action === "move" ? "Could not move the face" : "Could not remove the face");
+    return;
+  }
+  state.face = null;
+  $("#face-dialog").close("done");
+  await openSubject(d.name, { focus: false });
+  $("#subject-faces-title").focus();
+  say(action === "move" ? `Moved ${label} to ${answer.to}.` : `Removed ${label}.`);
 }
 
 // -- enroll ----------------------------------------------------------------------------------
@@ -1259,6 +1354,14 @@ function wire() {
   $("#subject-delete").addEventListener("click", askDelete);
   $("#delete-cancel").addEventListener("click", () => $("#delete-dialog").close("cancel"));
   $("#delete-confirm").addEventListener("click", confirmDelete);
+  $("#face-cancel").addEventListener("click", () => $("#face-dialog").close("cancel"));
+  $("#face-confirm").addEventListener("click", confirmFace);
+  $("#face-move-form").addEventListener("submit", confirmFace);
+  $("#face-dialog").addEventListener("close", () => {
+    const pending = state.face;
+    if (pending && pending.opener && document.contains(pending.opener)) pending.opener.focus();
+    state.face = null;
+  });
   $("#delete-dialog").addEventListener("close", () => {
     if ($("#delete-dialog").returnValue !== "delete" && state.view === "subject") $("#subject-delete").focus();
   });
