@@ -21,6 +21,8 @@ $py scripts/bench/search_scale.py --pairs 128:10000,128:100000,512:10000,512:100
 $py scripts/bench/cli_latency.py --out docs/benchmarks/cli_latency.md --json-out docs/benchmarks/cli_latency.json
 # facedb serve: CLI through the server, HTTP throughput, HTTP enroll, memory over 10,000 searches
 $py scripts/bench/service.py --out docs/benchmarks/service.md --json-out docs/benchmarks/service.json
+# facedb serve: CPU-ms per HTTP search (server main, analysis workers, load generator) vs the model alone
+$py scripts/bench/server_cpu.py --out docs/benchmarks/server-cpu-latest.md
 # shared stores: PostgreSQL + a Chroma server (servers from facedb.evaluation.servers)
 $py scripts/bench/shared_stores.py --sizes 100000,1000000 --deadline-minutes 72 --update-benchmarks-md \
     --out docs/benchmarks/shared_stores.md --json docs/benchmarks/shared_stores.json
