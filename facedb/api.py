@@ -232,27 +232,34 @@ class FaceDB:
         return self.pack.threshold
 
     # -- enrollment ------------------------------------------------------------------------
-    def enroll(self, subject: str, paths: Sequence[PathLike | Upload], *, multi_face: MultiFace = "largest",
+    def enroll(self, subject: str, paths: Sequence[PathLike | Upload], *, multi_face: MultiFace = "resolve",
                metadata: dict[str, Any] | None = None, progress: ProgressFn | None = None,
-               quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR) -> EnrollReport:
+               quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR, aligned: bool = False,
+               face: int | None = None) -> EnrollReport:
         """Add the faces in ``paths`` (files, directories, or uploaded bytes) to ``subject``,
         creating it if new. Photos already stored (same SHA-256) are skipped; a face below the
-        quality floor is refused (``low_quality``; ``quality_floor=None`` to keep every face)."""
+        quality floor is refused (``low_quality``; ``quality_floor=None`` to keep every face).
+
+        A photo with several faces is resolved (``multi_face="resolve"``): the one face consistent
+        with the subject's other faces is taken, else it is refused as ``ambiguous_faces``
+        (``facedb.operations.resolve``); ``"largest"`` takes the largest, ``"skip"`` refuses it;
+        ``face=N`` takes face N (0 = the largest) of the one photo given. ``aligned``: the photos
+        are aligned 112x112 face crops, embedded whole without detection."""
         subject = normalize_subject_name(subject)
         with self._audited("enroll", subject) as note:
             rep = self._ingest.enroll(subject, paths, multi_face=multi_face, metadata=metadata, progress=progress,
-                                      quality_floor=quality_floor)
+                                      quality_floor=quality_floor, aligned=aligned, face=face)
             note(rep.enrolled + rep.duplicates + len(rep.failed), rep.enrolled, bool(rep.failed))
         return rep
 
     def import_dir(self, root: PathLike, *, name_from: Literal["dir", "prefix"] = "dir",
-                   multi_face: MultiFace = "largest", progress: ProgressFn | None = None,
-                   quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR) -> ImportReport:
+                   multi_face: MultiFace = "resolve", progress: ProgressFn | None = None,
+                   quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR, aligned: bool = False) -> ImportReport:
         """Bulk-enroll ``root/<subject>/<images>`` (``name_from='dir'``) or a flat folder whose file
         names start with the subject (``'prefix'``: ``subject01.happy``, ``Ann_Lee_0001.jpg``)."""
         with self._audited("import") as note:
             rep = self._ingest.import_dir(root, name_from=name_from, multi_face=multi_face, progress=progress,
-                                          quality_floor=quality_floor)
+                                          quality_floor=quality_floor, aligned=aligned)
             note(rep.enrolled + rep.duplicates + rep.n_failed, rep.enrolled, bool(rep.n_failed))
         return rep
 
@@ -262,24 +269,28 @@ class FaceDB:
         return self._search.detect(image)
 
     def search(self, images: Sequence[ImageInput], *, k: int = 3, threshold: float | None = None,
-               by: By = "subject", reference: bool = False, scoring: Scoring = "template") -> SearchReport:
+               by: By = "subject", reference: bool = False, scoring: Scoring = "template",
+               aligned: bool = False) -> SearchReport:
         """Who is in each image? Every face, with its top-k subjects (or faces with by='face').
 
         Subjects are scored by their template (the normalised mean of all their faces), or with
-        ``scoring="best"`` by their closest face."""
+        ``scoring="best"`` by their closest face. ``aligned``: the images are aligned 112x112 face
+        crops, each embedded whole without detection."""
         with self._audited("search") as note:
-            rep = self._search.search(images, k=k, threshold=threshold, by=by, reference=reference, scoring=scoring)
+            rep = self._search.search(images, k=k, threshold=threshold, by=by, reference=reference, scoring=scoring,
+                                      aligned=aligned)
             faces = [f for r in rep.results for f in r.faces]
             note(len(rep.results), len(faces), bool(rep.n_failed),
                  f"named {sum(f.identity is not None for f in faces)} of {plural(len(faces), 'face')}")
         return rep
 
-    def verify(self, image: ImageInput, subject: str, *, threshold: float | None = None) -> VerifyResult:
+    def verify(self, image: ImageInput, subject: str, *, threshold: float | None = None,
+               aligned: bool = False) -> VerifyResult:
         """1:1 — is this subject in ``image``? Answered for the image's face closest to the subject
         (``face_index`` and ``face_bbox`` say which: 0 = the largest face)."""
         subject = normalize_subject_name(subject)
         with self._audited("verify", subject) as note:
-            res = self._search.verify(image, subject, threshold=threshold)
+            res = self._search.verify(image, subject, threshold=threshold, aligned=aligned)
             note(1, 1, False, "match" if res.match else "no match")
         return res
 

@@ -91,6 +91,16 @@ class FailedItem(Result):
     message: str
 
 
+class ImageFaces(Result):
+    """One analysed photo of an enrollment: how many faces it had and which one was stored."""
+
+    image: str
+    #: faces found in the photo
+    faces: int
+    #: the face stored (0 = the largest), or None when none was (see ``failed`` for why)
+    taken: int | None = None
+
+
 class EnrollReport(Result):
     """What enrolling photos into one subject did."""
 
@@ -102,6 +112,9 @@ class EnrollReport(Result):
     failed: list[FailedItem] = Field(default_factory=list)
     #: ids of the faces stored now
     face_ids: list[int] = Field(default_factory=list)
+    #: every analysed photo: its face count and the face taken (duplicates and unreadable files
+    #: are not analysed, so not listed)
+    images: list[ImageFaces] = Field(default_factory=list)
 
 
 class ImportReport(Result):

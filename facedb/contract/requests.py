@@ -26,6 +26,8 @@ M = TypeVar("M", bound=BaseModel)
 #: ``threshold`` is a cosine distance: 0 (identical) .. 2 (opposite).
 THRESHOLD_MIN, THRESHOLD_MAX = 0.0, 2.0
 K_MIN, K_MAX = 1, 1000
+ALIGNED_HELP = ("The images are aligned 112x112 face crops (ArcFace five-point template): embed each "
+                "whole, without detection.")
 #: ``since`` as the CLI accepts it: a count of seconds, minutes, hours or days ago.
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -74,10 +76,13 @@ class SearchOptions(RequestModel):
     reference: bool = Field(False, description="Cross-check with exact scikit-learn neighbours.")
     scoring: Literal["template", "best"] = Field(
         "template", description="Subjects by their template (mean of their faces) or by their closest face.")
+    aligned: bool = Field(False, description=ALIGNED_HELP)
 
     def form_fields(self) -> dict[str, str]:
         fields = {"k": str(self.k), "by": self.by, "reference": "true" if self.reference else "false",
                   "scoring": self.scoring}
+        if self.aligned:
+            fields["aligned"] = "true"
         if self.threshold is not None:
             fields["threshold"] = repr(float(self.threshold))
         return fields
@@ -89,8 +94,11 @@ class SearchOptions(RequestModel):
 class EnrollOptions(RequestModel):
     """``POST /v1/subjects/{name}/images`` form fields, ``facedb enroll`` options."""
 
-    multi_face: Literal["largest", "skip"] = Field(
-        "largest", description="Photos with several faces: enroll the largest, or skip the photo.")
+    multi_face: Literal["resolve", "largest", "skip"] = Field(
+        "resolve", description="Photos with several faces: resolve (take the one face consistent with the "
+                               "subject's other faces, else refuse as ambiguous_faces), largest, or skip.")
+    face: int | None = Field(None, ge=0, description="Take this face of the (one) photo: 0 = the largest.")
+    aligned: bool = Field(False, description=ALIGNED_HELP)
     quality_floor: str = Field("default", description="'default', 'off', or name=value pairs: eye_px=12,blur=10.")
     metadata: dict[str, Any] | None = Field(None, description="A JSON object stored with the subject.")
 
@@ -121,14 +129,19 @@ class EnrollOptions(RequestModel):
         return parse_quality_floor(self.quality_floor)
 
     @classmethod
-    def of(cls, multi_face: str = "largest", metadata: dict[str, Any] | None = None,
-           quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR) -> EnrollOptions:
+    def of(cls, multi_face: str = "resolve", metadata: dict[str, Any] | None = None,
+           quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR, aligned: bool = False,
+           face: int | None = None) -> EnrollOptions:
         """From ``FaceDB.enroll``'s keywords (the thin client)."""
-        return parse(cls, {"multi_face": multi_face, "metadata": metadata,
+        return parse(cls, {"multi_face": multi_face, "metadata": metadata, "aligned": aligned, "face": face,
                            "quality_floor": format_quality_floor(quality_floor)})
 
     def form_fields(self) -> dict[str, str]:
         fields = {"multi_face": self.multi_face, "quality_floor": self.quality_floor}
+        if self.aligned:
+            fields["aligned"] = "true"
+        if self.face is not None:
+            fields["face"] = str(self.face)
         if self.metadata:
             fields["metadata"] = json.dumps(self.metadata)
         return fields
@@ -140,9 +153,12 @@ class VerifyOptions(RequestModel):
     subject: str = Field(min_length=1, description="The enrolled subject to compare with.")
     threshold: float | None = Field(None, ge=THRESHOLD_MIN, le=THRESHOLD_MAX,
                                     description="Match when cosine distance <= this (default: the pack's).")
+    aligned: bool = Field(False, description=ALIGNED_HELP)
 
     def form_fields(self) -> dict[str, str]:
         fields = {"subject": self.subject}
+        if self.aligned:
+            fields["aligned"] = "true"
         if self.threshold is not None:
             fields["threshold"] = repr(float(self.threshold))
         return fields
