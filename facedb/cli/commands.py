@@ -407,7 +407,7 @@ def show(state: State, subject: str, as_json: bool) -> None:
 
 @cli.command()
 @click.option("--subject", help="Only failures of this subject.")
-@click.option("--reason", help="Only this reason (no_face, too_many_faces, not_an_image, ...).")
+@click.option("--reason", help="Only this reason (no_face, ambiguous_faces, not_an_image, ...).")
 @json_option
 @pass_state
 def failures(state: State, subject: str | None, reason: str | None, as_json: bool) -> None:

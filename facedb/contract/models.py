@@ -86,7 +86,7 @@ class FailedItem(Result):
     """An input that could not be used."""
 
     path: str
-    #: stable code: no_face, too_many_faces, not_an_image, corrupt_image, ... (README)
+    #: stable code: no_face, too_many_faces, ambiguous_faces, not_an_image, corrupt_image, ... (docs/cli.md)
     reason: str
     message: str
 
