@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,13 +39,11 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from facedb.analysis import imaging  # noqa: E402
-from facedb.analysis.aligned import ARCFACE_TEMPLATE, SIDE  # noqa: E402
-from facedb.analysis.engines import load_engine  # noqa: E402
-from facedb.api import FaceDB  # noqa: E402
-from facedb.evaluation.lfw import list_people, require_lfw  # noqa: E402
+from facedb.analysis import imaging
+from facedb.analysis.aligned import ARCFACE_TEMPLATE, SIDE
+from facedb.analysis.engines import load_engine
+from facedb.api import FaceDB
+from facedb.evaluation.lfw import list_people, require_lfw
 
 TEMPLATE = np.asarray(ARCFACE_TEMPLATE, np.float32)
 

@@ -27,17 +27,14 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from facedb.analysis import imaging  # noqa: E402
-from facedb.analysis.engines import load_engine  # noqa: E402
-from facedb.evaluation.lfw import list_people, require_lfw  # noqa: E402
+from facedb.analysis import imaging
+from facedb.analysis.engines import load_engine
+from facedb.evaluation.lfw import list_people, require_lfw
 
 THRESHOLDS = (0.40, 0.45, 0.50, 0.55, 0.60)
 MARGINS = (0.0, 0.05, 0.10, 0.20)
