@@ -273,3 +273,23 @@ def test_http_form_fields(aligned: tuple[FaceDB, dict[str, Path]], photos: Photo
         assert r.status_code == 422 and "face" in r.json()["error"]
         r = client.post("/v1/search", files=files, data={"aligned": "maybe"}, headers=auth)
         assert r.status_code == 422 and "aligned" in r.json()["error"]
+
+
+def test_cli_aligned(aligned: tuple[FaceDB, dict[str, Path]], tmp_path: Path) -> None:
+    _, crops = aligned
+    home = tmp_path / "home"
+    person, crop = next(iter(crops.items()))
+    code, out, err = run_cli(home, "enroll", person, str(crop), "--aligned", "--json")
+    assert code == 0, err
+    assert json.loads(out)["subjects"][0]["images"] == [{"image": str(crop), "faces": 1, "taken": 0}]
+    code, out, err = run_cli(home, "search", str(crop), "--aligned", "--json")
+    assert code == 0, err
+    assert json.loads(out)["results"][0]["faces"][0]["identity"] == person
+    code, out, _ = run_cli(home, "verify", str(crop), person, "--aligned", "--json")
+    assert code == 0 and json.loads(out)["match"]
+    with Image.open(crop) as im:
+        im.resize((200, 112)).save(tmp_path / "wide.png")
+    code, out, _ = run_cli(home, "search", str(tmp_path / "wide.png"), "--aligned", "--json")
+    assert code == 3 and json.loads(out)["results"][0]["reason"] == "not_aligned"
+    code, out, _ = run_cli(home, "enroll", person, str(tmp_path / "wide.png"), "--aligned", "--json")
+    assert code == 3 and json.loads(out)["subjects"][0]["failed"][0]["reason"] == "not_aligned"
