@@ -55,8 +55,8 @@ def picked(label: str, res: Analysis, face: int) -> Pick:
     if res.reason or not res.faces:
         return Pick(None)  # refused for its own reason (no_face, unreadable...)
     if face >= len(res.faces):
-        return Pick(None, ("no_such_face", f"face {face} was asked for, but the photo has "
-                                           f"{_faces(len(res.faces))} (0 = the largest)"))
+        return Pick(None, ("no_such_face", f"the photo has only {_faces(len(res.faces))}: choose one of "
+                                           f"--face 1..{len(res.faces)} (the face field over HTTP counts from 0)"))
     return Pick(face)
 
 
@@ -79,7 +79,7 @@ def decide(res: Analysis, template: np.ndarray | None, threshold: float, subject
            margin: float = RESOLVE_MARGIN) -> Pick:
     """Apply the rule of the module docstring to one photo with several faces."""
     n = len(res.faces)
-    how = ("choose one with --face N (0 = the largest), or enroll the largest face anyway with "
+    how = ("choose its face with --face N (1 = the largest), or enroll the largest face anyway with "
            "--multi-face largest")
     if template is None:
         return Pick(None, (AMBIGUOUS, f"{_faces(n)} found and {subject!r} has no photo of one face to tell "
