@@ -252,30 +252,38 @@ class FaceDB:
         return self.pack.threshold
 
     # -- enrollment ------------------------------------------------------------------------
-    def enroll(self, subject: str, paths: Sequence[PathLike | Upload], *, multi_face: MultiFace = "largest",
+    def enroll(self, subject: str, paths: Sequence[PathLike | Upload], *, multi_face: MultiFace = "resolve",
                metadata: dict[str, Any] | None = None, progress: ProgressFn | None = None,
-               quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR) -> EnrollReport:
+               quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR, aligned: bool = False,
+               face: int | None = None) -> EnrollReport:
         """Add the faces in ``paths`` (files, directories, or uploaded bytes) to ``subject``,
         creating it if new. Photos already stored (same SHA-256) are skipped; a face below the
         quality floor is refused (``low_quality``; ``quality_floor=None`` to keep every face).
-        ``metadata`` may be JSON text and ``quality_floor`` its text form, as the CLI has them."""
-        opts = EnrollOptions.of(multi_face, metadata, quality_floor)
+        ``metadata`` may be JSON text and ``quality_floor`` its text form, as the CLI has them.
+
+        A photo with several faces is resolved (``multi_face="resolve"``): the one face consistent
+        with the subject's other faces is taken, else it is refused as ``ambiguous_faces``
+        (``facedb.operations.resolve``); ``"largest"`` takes the largest, ``"skip"`` refuses it;
+        ``face=N`` takes face N (0 = the largest) of the one photo given. ``aligned``: the photos
+        are aligned 112x112 face crops, embedded whole without detection."""
+        opts = EnrollOptions.of(multi_face, metadata, quality_floor, aligned=aligned, face=face)
         subject = normalize_subject_name(subject)
         with self._audited("enroll", subject) as note:
             rep = self._ingest.enroll(subject, paths, multi_face=opts.multi_face, metadata=opts.metadata,
-                                      progress=progress, quality_floor=opts.floor)
+                                      progress=progress, quality_floor=opts.floor, aligned=opts.aligned,
+                                      face=opts.face)
             note(rep.enrolled + rep.duplicates + len(rep.failed), rep.enrolled, bool(rep.failed))
         return rep
 
     def import_dir(self, root: PathLike, *, name_from: Literal["dir", "prefix"] = "dir",
-                   multi_face: MultiFace = "largest", progress: ProgressFn | None = None,
-                   quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR) -> ImportReport:
+                   multi_face: MultiFace = "resolve", progress: ProgressFn | None = None,
+                   quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR, aligned: bool = False) -> ImportReport:
         """Bulk-enroll ``root/<subject>/<images>`` (``name_from='dir'``) or a flat folder whose file
         names start with the subject (``'prefix'``: ``subject01.happy``, ``Ann_Lee_0001.jpg``)."""
-        opts = EnrollOptions.of(multi_face, None, quality_floor)
+        opts = EnrollOptions.of(multi_face, None, quality_floor, aligned=aligned)
         with self._audited("import") as note:
             rep = self._ingest.import_dir(root, name_from=name_from, multi_face=opts.multi_face, progress=progress,
-                                          quality_floor=opts.floor)
+                                          quality_floor=opts.floor, aligned=opts.aligned)
             note(rep.enrolled + rep.duplicates + rep.n_failed, rep.enrolled, bool(rep.n_failed))
         return rep
 
@@ -286,7 +294,8 @@ class FaceDB:
 
     def search(self, images: Sequence[ImageInput], *, k: int = 3, threshold: float | None = None,
                by: By = "subject", reference: bool = False, scoring: Scoring = "template",
-               sample_fps: float = DEFAULT_SAMPLE_FPS, progress: ProgressFn | None = None) -> SearchReport:
+               sample_fps: float = DEFAULT_SAMPLE_FPS, progress: ProgressFn | None = None,
+               aligned: bool = False) -> SearchReport:
         """Who is in each image? Every face, with its top-k subjects (or faces with by='face').
         A video (recognised by its first bytes) is answered by its ``appearances``: faces followed
         across frames sampled ``sample_fps`` times a second, each named by a vote of its frames.
@@ -294,9 +303,10 @@ class FaceDB:
         analysed frame of a video: raising from it stops the search).
 
         Subjects are scored by their template (the normalised mean of all their faces), or with
-        ``scoring="best"`` by their closest face."""
+        ``scoring="best"`` by their closest face. ``aligned``: the images are aligned 112x112 face
+        crops, each embedded whole without detection."""
         opts = parse(SearchOptions, {"k": k, "threshold": threshold, "by": by, "reference": reference,
-                                     "scoring": scoring, "sample_fps": sample_fps})
+                                     "scoring": scoring, "sample_fps": sample_fps, "aligned": aligned})
         with self._audited("search") as note:
             rep = self._search.search(images, **opts.keywords(), progress=progress)
             faces = [f for r in rep.results for f in r.faces]
@@ -352,13 +362,14 @@ class FaceDB:
         rep.failed.extend(failed)
         return rep
 
-    def verify(self, image: ImageInput, subject: str, *, threshold: float | None = None) -> VerifyResult:
+    def verify(self, image: ImageInput, subject: str, *, threshold: float | None = None,
+               aligned: bool = False) -> VerifyResult:
         """1:1 — is this subject in ``image``? Answered for the image's face closest to the subject
         (``face_index`` and ``face_bbox`` say which: 0 = the largest face)."""
-        opts = parse(VerifyOptions, {"subject": subject, "threshold": threshold})
+        opts = parse(VerifyOptions, {"subject": subject, "threshold": threshold, "aligned": aligned})
         subject = normalize_subject_name(opts.subject)
         with self._audited("verify", subject) as note:
-            res = self._search.verify(image, subject, threshold=opts.threshold)
+            res = self._search.verify(image, subject, threshold=opts.threshold, aligned=opts.aligned)
             note(1, 1, False, "match" if res.match else "no match")
         return res
 

@@ -330,9 +330,10 @@ class Client:
         return Upload(str(image), files.read_bytes(image))
 
     # -- enrollment ------------------------------------------------------------------------------
-    def enroll(self, subject: str, paths: Sequence[str | os.PathLike[str] | Upload], *, multi_face: MultiFace = "largest",
+    def enroll(self, subject: str, paths: Sequence[str | os.PathLike[str] | Upload], *, multi_face: MultiFace = "resolve",
                metadata: dict[str, Any] | None = None, progress: ProgressFn | None = None,
-               quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR) -> EnrollReport:
+               quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR, aligned: bool = False,
+               face: int | None = None) -> EnrollReport:
         subject = validate_subject_name(subject)  # NFC, as the server stores it
         rep = EnrollReport(subject=subject)
         local = files.iter_image_files([p for p in paths if not isinstance(p, Upload)])
@@ -349,7 +350,7 @@ class Client:
                 yield 0, up
 
         floor = quality_floor if isinstance(quality_floor, str) else format_quality_floor(quality_floor)
-        data = form(multi_face=multi_face, quality_floor=floor, metadata=metadata or None)
+        data = form(multi_face=multi_face, quality_floor=floor, metadata=metadata or None, aligned=aligned, face=face)
         path = f"/v1/subjects/{quote(subject, safe='')}/images"
         for chunk in self._chunks(inputs()):
             sent = [chunk] if isinstance(chunk, tuple) else self._post_images(path, "images", chunk, data)
@@ -366,13 +367,14 @@ class Client:
                 rep.duplicates += part.duplicates
                 rep.failed.extend(part.failed)
                 rep.face_ids.extend(part.face_ids)
+                rep.images.extend(part.images)
                 if progress:
                     progress(len(part_chunk))
         return rep
 
-    def import_dir(self, root: str | os.PathLike[str], *, name_from: NameFrom = "dir", multi_face: MultiFace = "largest",
-                   progress: ProgressFn | None = None, quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR
-                   ) -> ImportReport:
+    def import_dir(self, root: str | os.PathLike[str], *, name_from: NameFrom = "dir", multi_face: MultiFace = "resolve",
+                   progress: ProgressFn | None = None, quality_floor: QualityFloor = DEFAULT_QUALITY_FLOOR,
+                   aligned: bool = False) -> ImportReport:
         groups, skipped = files.group_subject_files(root, name_from)
         if not groups:  # nothing will reach the server: the options are checked here, as it would
             from .contract.requests import EnrollOptions
@@ -388,14 +390,14 @@ class Client:
                     FailedItem(path=str(p), reason="bad_subject_name", message=f"{p}: {exc}") for p in paths]))
                 continue
             out.subjects.append(self.enroll(subject, paths, multi_face=multi_face, progress=progress,
-                                            quality_floor=quality_floor))
+                                            quality_floor=quality_floor, aligned=aligned))
         return out
 
     # -- search ------------------------------------------------------------------------------------
     def search(self, images: Sequence[str | os.PathLike[str] | bytes | Upload], *, k: int = 3,
                threshold: float | None = None, by: By = "subject", reference: bool = False,
-               scoring: Scoring = "template", sample_fps: float = 4.0, progress: ProgressFn | None = None
-               ) -> SearchReport:
+               scoring: Scoring = "template", sample_fps: float = 4.0, progress: ProgressFn | None = None,
+               aligned: bool = False) -> SearchReport:
         results: list[ImageResult | None] = [None] * len(images)
 
         def inputs() -> Iterator[tuple[int, Upload | FailedItem]]:
@@ -432,8 +434,8 @@ class Client:
         return SearchReport(results=[r for r in results if r is not None], **header)
 
     def verify(self, image: str | os.PathLike[str] | bytes | Upload, subject: str, *,
-               threshold: float | None = None) -> VerifyResult:
-        data = form(subject=subject, threshold=threshold)
+               threshold: float | None = None, aligned: bool = False) -> VerifyResult:
+        data = form(subject=subject, threshold=threshold, aligned=aligned)
         up = self._upload(image)
         return VerifyResult.from_dict(self._request("POST", "/v1/verify", files=self._multipart("image", [up]),
                                                     data=data))

@@ -157,8 +157,11 @@ def test_multi_face_policy(tmp_path: Path, group: dict) -> None:
     home = tmp_path / "home"
     code, out, _ = run_cli(home, "enroll", "crowd", str(group["photo"]), "--multi-face", "skip", "--json")
     assert code == 3 and json.loads(out)["subjects"][0]["failed"][0]["reason"] == "too_many_faces"
-    data = run_json(home, "enroll", "crowd", str(group["photo"]))
-    assert data["enrolled"] == 1
+    code, out, _ = run_cli(home, "enroll", "crowd", str(group["photo"]), "--json")  # the default: resolve
+    assert code == 3 and json.loads(out)["subjects"][0]["failed"][0]["reason"] == "ambiguous_faces"
+    data = run_json(home, "enroll", "crowd", str(group["photo"]), "--multi-face", "largest")
+    assert data["enrolled"] == 1 and data["subjects"][0]["images"][0] == {"image": str(group["photo"]),
+                                                                          "faces": 6, "taken": 0}
     shown = run_json(home, "show", "crowd")
     (face,) = shown["images"][0]["faces"]
     x1, y1, x2, y2 = face["bbox"]

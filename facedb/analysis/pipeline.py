@@ -20,6 +20,7 @@ from pathlib import Path
 from .. import trace
 from ..errors import FacedbError, ImageError
 from . import imaging
+from .aligned import embed_aligned
 from .engines import Face, FaceEngine, load_engine
 
 
@@ -60,14 +61,18 @@ def _init_worker(pack: str, models_dir: Path | None) -> None:
 
 @trace.traced("analysis.image")
 def analyze_bytes(key: int, data: bytes, name: str, pack: str, models_dir: Path | None,
-                  max_faces: int | None = None) -> Analysis:
+                  max_faces: int | None = None, aligned: bool = False) -> Analysis:
     """Decode and analyse one image here; every problem with it becomes a reason, never a raise
-    (except a model problem, which concerns every image)."""
+    (except a model problem, which concerns every image). ``aligned``: the image is an aligned
+    face crop, embedded whole without detection (``facedb.analysis.aligned``)."""
     try:
         img = imaging.decode(data, name)
         engine = load_engine(pack, models_dir)
         with _engine_lock(engine):
-            faces = engine.analyze(img.pixels, max_faces=max_faces)
+            if aligned:
+                faces = embed_aligned(engine, img.pixels, name)
+            else:
+                faces = engine.analyze(img.pixels, max_faces=max_faces)
     except ImageError as exc:
         return Analysis(key, [], reason=exc.reason, message=str(exc))
     except FacedbError:
@@ -77,10 +82,10 @@ def analyze_bytes(key: int, data: bytes, name: str, pack: str, models_dir: Path 
     return Analysis(key, faces, img.width, img.height)
 
 
-def _worker_batch(batch: list[Item], max_faces: int | None) -> list[Analysis]:
+def _worker_batch(batch: list[Item], max_faces: int | None, aligned: bool = False) -> list[Analysis]:
     """One pool task: a few images (fewer round trips than one task per image)."""
     assert _WORKER_PACK is not None
-    return [analyze_bytes(key, data, name, *_WORKER_PACK, max_faces) for key, data, name in batch]
+    return [analyze_bytes(key, data, name, *_WORKER_PACK, max_faces, aligned) for key, data, name in batch]
 
 
 def default_workers() -> int:
@@ -162,12 +167,14 @@ class Analyzer:
                     self._pool, self.workers = None, 1
             return self._pool
 
-    def _inline(self, items: Iterable[Item], max_faces: int | None) -> Iterator[Analysis]:
+    def _inline(self, items: Iterable[Item], max_faces: int | None, aligned: bool) -> Iterator[Analysis]:
         for key, data, name in items:
-            yield analyze_bytes(key, data, name, self.pack, self.models_dir, max_faces)
+            yield analyze_bytes(key, data, name, self.pack, self.models_dir, max_faces, aligned)
 
-    def stream(self, items: Iterable[Item], n_items: int, max_faces: int | None = None) -> Iterator[Analysis]:
-        """Yield one analysis per item, in completion order (match them by ``key``)."""
+    def stream(self, items: Iterable[Item], n_items: int, max_faces: int | None = None,
+               aligned: bool = False) -> Iterator[Analysis]:
+        """Yield one analysis per item, in completion order (match them by ``key``); ``aligned``:
+        every item is an aligned face crop (see ``analyze_bytes``)."""
         self.start(n_items)
         pool = self._pool
         source = iter(items)
@@ -181,7 +188,7 @@ class Analyzer:
                 if not task:
                     exhausted = True
                     break
-                inflight[self._submit(pool, task, max_faces)] = task
+                inflight[self._submit(pool, task, max_faces, aligned)] = task
             if not inflight:
                 return
             with trace.span("analysis.wait"):
@@ -196,15 +203,16 @@ class Analyzer:
                         source = itertools.chain(task, *inflight.values(), source)
                         inflight.clear()
                         break
-                    yield from self._retry_alone(pool, task, retried, max_faces, inflight)
+                    yield from self._retry_alone(pool, task, retried, max_faces, aligned, inflight)
                     continue
                 self._worked = True
                 yield from results
-        yield from self._inline(source, max_faces)
+        yield from self._inline(source, max_faces, aligned)
 
-    def _submit(self, pool: ProcessPoolExecutor, task: list[Item], max_faces: int | None) -> Future[list[Analysis]]:
+    def _submit(self, pool: ProcessPoolExecutor, task: list[Item], max_faces: int | None,
+                aligned: bool = False) -> Future[list[Analysis]]:
         try:
-            return pool.submit(_worker_batch, task, max_faces)
+            return pool.submit(_worker_batch, task, max_faces, aligned)
         except BrokenProcessPool:  # noticed at submit: the result will say so again
             fut: Future[list[Analysis]] = Future()
             fut.set_exception(BrokenProcessPool("the analysis pool is broken"))
@@ -213,7 +221,7 @@ class Analyzer:
             raise FacedbError("the analysis workers were stopped (the database is closing)") from None
 
     def _retry_alone(self, pool: ProcessPoolExecutor, task: list[Item], retried: set[int], max_faces: int | None,
-                     inflight: dict[Future[list[Analysis]], list[Item]]) -> Iterator[Analysis]:
+                     aligned: bool, inflight: dict[Future[list[Analysis]], list[Item]]) -> Iterator[Analysis]:
         """Items of a task lost with a broken pool: each once more on its own, then failed."""
         for item in task:
             if item[0] in retried:
@@ -221,9 +229,10 @@ class Analyzer:
                                message=f"{item[2]}: the image analysis crashed on this file")
                 continue
             retried.add(item[0])
-            inflight[self._submit(pool, [item], max_faces)] = [item]
+            inflight[self._submit(pool, [item], max_faces, aligned)] = [item]
 
-    def run(self, items: Iterable[Item], n_items: int, max_faces: int | None = None) -> Iterator[Analysis]:
+    def run(self, items: Iterable[Item], n_items: int, max_faces: int | None = None,
+            aligned: bool = False) -> Iterator[Analysis]:
         """Yield analyses in input order."""
         order: list[int] = []
 
@@ -234,7 +243,7 @@ class Analyzer:
 
         waiting: dict[int, Analysis] = {}
         pos = 0
-        for res in self.stream(keyed(), n_items, max_faces):
+        for res in self.stream(keyed(), n_items, max_faces, aligned):
             waiting[res.key] = res
             while pos < len(order) and order[pos] in waiting:
                 yield waiting.pop(order[pos])

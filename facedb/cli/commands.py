@@ -18,6 +18,10 @@ from . import EXIT_INDEX, EXIT_PARTIAL, State, cli, emit_json, handle_errors, js
 # -- enroll / import -------------------------------------------------------------------
 
 QUIET_HELP = "No progress bar and no summary: only the inputs that failed are listed (the exit code tells)."
+MULTI_FACE_HELP = ("Photos with several faces: resolve = take the one face consistent with the subject's other "
+                   "photos (else refuse it as ambiguous_faces); largest = the largest face; skip = refuse the photo.")
+ALIGNED_HELP = ("The images are aligned 112x112 face crops (ArcFace five-point template, as many face datasets "
+                "ship them): embed each whole, without detection.")
 
 
 def _print_enroll(rep: Any, quiet: bool = False) -> None:
@@ -25,6 +29,10 @@ def _print_enroll(rep: Any, quiet: bool = False) -> None:
     if not quiet:
         click.echo(f"{rep.subject}: {rep.enrolled} enrolled, {plural(rep.duplicates, 'duplicate')} skipped, "
                    f"{len(rep.failed)} failed")
+        for im in rep.images:  # only the photos with several faces: which one was taken
+            if im.faces > 1:
+                taken = f"face {im.taken + 1} taken (1 = the largest)" if im.taken is not None else "none taken"
+                click.echo(f"  {im.image}: {im.faces} faces, {taken}")
     for f in rep.failed:
         click.echo(f"  failed [{f.reason}] {f.message}")
 
@@ -39,31 +47,41 @@ def _run_ingest(state: State, quiet: bool, workers: int | None, total: int, labe
 @cli.command()
 @click.argument("name")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option("--multi-face", metavar="largest|skip", default="largest", show_default=True,
-              help="Photos with several faces: enroll the largest face, or skip the photo.")
+@click.option("--multi-face", metavar="resolve|largest|skip", default="resolve", show_default=True,
+              help=MULTI_FACE_HELP)
 @click.option("--min-quality", "min_quality", default="default", show_default=True, metavar="SPEC",
               help="Refuse faces below this quality floor (low_quality): 'default' (eye_px=12,blur=10,raw_norm=7), "
                    "name=value pairs, or 'off'.")
+@click.option("--face", "face", type=click.IntRange(1), metavar="N",
+              help="Take face N of the one photo given (1 = the largest; the numbers --json gives count from 0).")
+@click.option("--aligned", is_flag=True, help=ALIGNED_HELP)
 @click.option("--metadata", help='JSON object stored with the subject, e.g. \'{"team": "blue"}\'.')
 @click.option("--workers", type=click.IntRange(1, 64), help="Worker processes for detection [default: cores].")
 @click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP)
 @json_option
 @pass_state
 def enroll(state: State, name: str, paths: tuple[str, ...], multi_face: MultiFace, min_quality: str,
-           metadata: str | None, workers: int | None, quiet: bool, as_json: bool) -> None:
+           face: int | None, aligned: bool, metadata: str | None, workers: int | None, quiet: bool,
+           as_json: bool) -> None:
     """Enroll the faces in PATHS (image files or directories) as subject NAME.
 
     Creates the subject if new; images already stored (same SHA-256) are skipped, so
     re-running is safe. Every image that cannot be enrolled is listed with its reason.
 
+    A photo with several faces is stored only when exactly one of its faces is consistent with
+    NAME's other photos (already enrolled, or given in the same call); otherwise it is refused
+    as ambiguous_faces. Choose its face with --face N, or take the largest with --multi-face largest.
+
     \b
-    Example:
+    Examples:
       facedb enroll "Ada Lovelace" ada1.jpg ada2.jpg photos/ada/
+      facedb enroll "Ada Lovelace" team-photo.jpg --face 2
     """
     with handle_errors(as_json):
         from ..analysis.files import iter_image_files
 
-        opts = state.options("EnrollOptions", multi_face=multi_face, quality_floor=min_quality, metadata=metadata)
+        opts = state.options("EnrollOptions", multi_face=multi_face, quality_floor=min_quality, metadata=metadata,
+                             aligned=aligned, face=None if face is None else face - 1)
         total = len(iter_image_files(list(paths)))
         rep = _run_ingest(state, quiet, workers, total, f"enrolling {name}",
                           lambda db, cb: db.enroll(name, list(paths), progress=cb, **opts))
@@ -81,18 +99,22 @@ def enroll(state: State, name: str, paths: tuple[str, ...], multi_face: MultiFac
 @click.option("--name-from", type=click.Choice(["dir", "prefix"]), default="dir", show_default=True,
               help="dir: DIRECTORY/<subject>/<images>; prefix: flat folder, subject = file name up to the "
                    "first dot or a trailing _NNNN (subject01.happy -> subject01, Ann_Lee_0001.jpg -> Ann_Lee).")
-@click.option("--multi-face", metavar="largest|skip", default="largest", show_default=True,
-              help="Photos with several faces: enroll the largest face, or skip the photo.")
+@click.option("--multi-face", metavar="resolve|largest|skip", default="resolve", show_default=True,
+              help=MULTI_FACE_HELP)
 @click.option("--min-quality", "min_quality", default="default", show_default=True, metavar="SPEC",
               help="Refuse faces below this quality floor (low_quality): 'default' (eye_px=12,blur=10,raw_norm=7), "
                    "name=value pairs, or 'off'.")
+@click.option("--aligned", is_flag=True, help=ALIGNED_HELP)
 @click.option("--workers", type=click.IntRange(1, 64), help="Worker processes for detection [default: cores].")
 @click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP)
 @json_option
 @pass_state
 def import_(state: State, directory: str, name_from: NameFrom, multi_face: MultiFace, min_quality: str,
-            workers: int | None, quiet: bool, as_json: bool) -> None:
+            aligned: bool, workers: int | None, quiet: bool, as_json: bool) -> None:
     """Bulk-enroll a folder of subjects.
+
+    A photo with several faces is resolved after its subject's photos of one face, whatever
+    the order of the files (see enroll: ambiguous_faces).
 
     \b
     Examples:
@@ -102,7 +124,7 @@ def import_(state: State, directory: str, name_from: NameFrom, multi_face: Multi
     with handle_errors(as_json):
         from ..analysis.files import group_subject_files
 
-        opts = state.options("EnrollOptions", multi_face=multi_face, quality_floor=min_quality)
+        opts = state.options("EnrollOptions", multi_face=multi_face, quality_floor=min_quality, aligned=aligned)
         total = sum(len(paths) for paths in group_subject_files(directory, name_from)[0].values())
         rep = _run_ingest(state, quiet, workers, total, "importing",
                           lambda db, cb: db.import_dir(directory, name_from=name_from, progress=cb, **opts))
@@ -201,6 +223,7 @@ def _print_search(rep: Any) -> None:
               help="Subjects by their template (the mean of all their faces) or by their closest face.")
 @click.option("--sample-fps", metavar="FPS", default="4", show_default=True,
               help="Videos: frames analysed per second of video (0..30).")
+@click.option("--aligned", is_flag=True, help=ALIGNED_HELP)
 @click.option("--paths-from", type=click.Path(allow_dash=True),
               help="Also read image paths, one per line, from this file ('-' = stdin).")
 @click.option("--workers", type=click.IntRange(1, 64),
@@ -210,8 +233,8 @@ def _print_search(rep: Any) -> None:
 @json_option
 @pass_state
 def search(state: State, images: tuple[str, ...], k: str, threshold: str | None, by: str, reference: bool,
-           scoring: str, sample_fps: str, paths_from: str | None, workers: int | None, face_id: int | None,
-           as_json: bool) -> None:
+           scoring: str, sample_fps: str, aligned: bool, paths_from: str | None, workers: int | None,
+           face_id: int | None, as_json: bool) -> None:
     """Who is in each IMAGE? Lists every face with its nearest subjects.
 
     Use '-' as IMAGE to read one image from stdin. A face whose best distance is above the
@@ -237,7 +260,7 @@ def search(state: State, images: tuple[str, ...], k: str, threshold: str | None,
             return
 
         opts = state.options("SearchOptions", k=k, threshold=threshold, by=by, reference=reference, scoring=scoring,
-                             sample_fps=sample_fps)
+                             sample_fps=sample_fps, aligned=aligned)
         inputs = _read_inputs(images, paths_from)
         if not inputs:
             raise click.UsageError("give at least one IMAGE (or --paths-from)")
@@ -273,9 +296,10 @@ def _search_face(state: State, face_id: int, images: tuple[str, ...], paths_from
 @click.argument("image")
 @click.argument("subject")
 @click.option("--threshold", metavar="0..2", help="Match when cosine distance <= this.")
+@click.option("--aligned", is_flag=True, help=ALIGNED_HELP)
 @json_option
 @pass_state
-def verify(state: State, image: str, subject: str, threshold: str | None, as_json: bool) -> None:
+def verify(state: State, image: str, subject: str, threshold: str | None, aligned: bool, as_json: bool) -> None:
     """1:1 check: is the enrolled SUBJECT in IMAGE?
 
     Every face in IMAGE is compared; the answer is for the face closest to SUBJECT (its
@@ -287,7 +311,7 @@ def verify(state: State, image: str, subject: str, threshold: str | None, as_jso
       facedb verify door-camera.jpg "Ada Lovelace"
     """
     with handle_errors(as_json):
-        opts = state.options("VerifyOptions", subject=subject, threshold=threshold)
+        opts = state.options("VerifyOptions", subject=subject, threshold=threshold, aligned=aligned)
         data = _read_inputs((image,), None)[0]
         res = state.backend().verify(data, **opts)
         if as_json:
@@ -403,7 +427,7 @@ def show(state: State, subject: str, as_json: bool) -> None:
 
 @cli.command()
 @click.option("--subject", help="Only failures of this subject.")
-@click.option("--reason", help="Only this reason (no_face, too_many_faces, not_an_image, ...).")
+@click.option("--reason", help="Only this reason (no_face, ambiguous_faces, not_an_image, ...).")
 @json_option
 @pass_state
 def failures(state: State, subject: str | None, reason: str | None, as_json: bool) -> None:

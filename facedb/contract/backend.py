@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     )
 
 #: How ``enroll`` treats a photo with several faces (the same literals as ``operations.enroll``).
-MultiFace = Literal["largest", "skip"]
+MultiFace = Literal["resolve", "largest", "skip"]
 #: Where ``import_dir`` takes subject names from.
 NameFrom = Literal["dir", "prefix"]
 #: What ``search`` ranks: subjects, or single enrolled faces.
@@ -69,20 +69,22 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
     # -- enrollment
-    def enroll(self, subject: str, paths: Sequence[PathLike | Upload], *, multi_face: MultiFace = "largest",
+    def enroll(self, subject: str, paths: Sequence[PathLike | Upload], *, multi_face: MultiFace = "resolve",
                metadata: dict[str, Any] | None = None, progress: ProgressFn | None = None,
-               quality_floor: QualityFloor = ...) -> EnrollReport: ...
+               quality_floor: QualityFloor = ..., aligned: bool = False, face: int | None = None) -> EnrollReport: ...
 
-    def import_dir(self, root: PathLike, *, name_from: NameFrom = "dir", multi_face: MultiFace = "largest",
-                   progress: ProgressFn | None = None, quality_floor: QualityFloor = ...) -> ImportReport: ...
+    def import_dir(self, root: PathLike, *, name_from: NameFrom = "dir", multi_face: MultiFace = "resolve",
+                   progress: ProgressFn | None = None, quality_floor: QualityFloor = ...,
+                   aligned: bool = False) -> ImportReport: ...
 
     # -- search
     def search(self, images: Sequence[PathLike | bytes | Upload], *, k: int = 3, threshold: float | None = None,
                by: By = "subject", reference: bool = False, scoring: Scoring = "template",
-               sample_fps: float = 4.0, progress: ProgressFn | None = None) -> SearchReport: ...
+               sample_fps: float = 4.0, progress: ProgressFn | None = None,
+               aligned: bool = False) -> SearchReport: ...
 
     def verify(self, image: PathLike | bytes | Upload, subject: str, *,
-               threshold: float | None = None) -> VerifyResult: ...
+               threshold: float | None = None, aligned: bool = False) -> VerifyResult: ...
 
     # -- management
     def delete(self, subject: str, *, vacuum: bool = False) -> DeleteReport: ...

@@ -126,9 +126,20 @@ class FailedItem(Result):
     """An input that could not be used."""
 
     path: str
-    #: stable code: no_face, too_many_faces, not_an_image, corrupt_image, ... (README)
+    #: stable code: no_face, too_many_faces, ambiguous_faces, not_an_image, corrupt_image, ... (docs/cli.md)
     reason: str
     message: str
+
+
+@dataclass(kw_only=True)
+class ImageFaces(Result):
+    """One analysed photo of an enrollment: how many faces it had and which one was stored."""
+
+    image: str
+    #: faces found in the photo
+    faces: int
+    #: the face stored (0 = the largest), or None when none was (see ``failed`` for why)
+    taken: int | None = None
 
 
 @dataclass(kw_only=True)
@@ -143,6 +154,9 @@ class EnrollReport(Result):
     failed: list[FailedItem] = field(default_factory=list)
     #: ids of the faces stored now
     face_ids: list[int] = field(default_factory=list)
+    #: every analysed photo: its face count and the face taken (duplicates and unreadable files
+    #: are not analysed, so not listed)
+    images: list[ImageFaces] = field(default_factory=list)
 
 
 @dataclass(kw_only=True)

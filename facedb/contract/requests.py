@@ -34,6 +34,8 @@ M = TypeVar("M", bound=BaseModel)
 #: ``threshold`` is a cosine distance: 0 (identical) .. 2 (opposite).
 THRESHOLD_MIN, THRESHOLD_MAX = 0.0, 2.0
 K_MIN, K_MAX = 1, 1000
+ALIGNED_HELP = ("The images are aligned 112x112 face crops (ArcFace five-point template): embed each "
+                "whole, without detection.")
 #: ``since`` as the CLI accepts it: a count of seconds, minutes, hours or days ago.
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -92,6 +94,7 @@ class SearchOptions(RequestModel):
         "template", description="Subjects by their template (mean of their faces) or by their closest face.")
     sample_fps: float = Field(DEFAULT_SAMPLE_FPS, gt=0, le=MAX_SAMPLE_FPS,
                               description="Videos: frames analysed per second of video.")
+    aligned: bool = Field(False, description=ALIGNED_HELP)
 
     def keywords(self) -> dict[str, Any]:
         return self.model_dump()
@@ -106,8 +109,11 @@ class JobOptions(SearchOptions):
 class EnrollOptions(RequestModel):
     """``POST /v1/subjects/{name}/images`` form fields, ``facedb enroll`` options."""
 
-    multi_face: Literal["largest", "skip"] = Field(
-        "largest", description="Photos with several faces: enroll the largest, or skip the photo.")
+    multi_face: Literal["resolve", "largest", "skip"] = Field(
+        "resolve", description="Photos with several faces: resolve (take the one face consistent with the "
+                               "subject's other faces, else refuse as ambiguous_faces), largest, or skip.")
+    face: int | None = Field(None, ge=0, description="Take this face of the (one) photo: 0 = the largest.")
+    aligned: bool = Field(False, description=ALIGNED_HELP)
     quality_floor: str = Field("default", description="'default', 'off', or name=value pairs: eye_px=12,blur=10.")
     metadata: dict[str, Any] | None = Field(None, description="A JSON object stored with the subject.")
 
@@ -138,12 +144,14 @@ class EnrollOptions(RequestModel):
         return parse_quality_floor(self.quality_floor)
 
     @classmethod
-    def of(cls, multi_face: str = "largest", metadata: dict[str, Any] | str | None = None,
-           quality_floor: QualityFloor | str = DEFAULT_QUALITY_FLOOR) -> EnrollOptions:
+    def of(cls, multi_face: str = "resolve", metadata: dict[str, Any] | str | None = None,
+           quality_floor: QualityFloor | str = DEFAULT_QUALITY_FLOOR, aligned: bool = False,
+           face: int | None = None) -> EnrollOptions:
         """From ``FaceDB.enroll``'s keywords (a floor as a mapping, ``None``, or its text;
         metadata as a dict or JSON text, as the CLI has them)."""
         floor = quality_floor if isinstance(quality_floor, str) else format_quality_floor(quality_floor)
-        return parse(cls, {"multi_face": multi_face, "metadata": metadata, "quality_floor": floor})
+        return parse(cls, {"multi_face": multi_face, "metadata": metadata, "quality_floor": floor,
+                           "aligned": aligned, "face": face})
 
 
 class EnrollClusterBody(RequestModel):
@@ -182,6 +190,7 @@ class VerifyOptions(RequestModel):
     subject: str = Field(min_length=1, description="The enrolled subject to compare with.")
     threshold: float | None = Field(None, ge=THRESHOLD_MIN, le=THRESHOLD_MAX,
                                     description="Match when cosine distance <= this (default: the pack's).")
+    aligned: bool = Field(False, description=ALIGNED_HELP)
 
 
 class RenameBody(RequestModel):

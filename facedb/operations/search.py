@@ -64,8 +64,10 @@ class Searcher:
         self._templates_lock = threading.Lock()
 
     # -- analysis ---------------------------------------------------------------------
-    def analyse(self, images: Sequence[ImageInput], max_faces: int | None = None) -> Iterator[Analysis]:
-        """Detect and embed every face of every image (in any order; ``key`` = position).
+    def analyse(self, images: Sequence[ImageInput], max_faces: int | None = None,
+                aligned: bool = False) -> Iterator[Analysis]:
+        """Detect and embed every face of every image (in any order; ``key`` = position);
+        ``aligned``: each image is an aligned face crop, embedded whole (``analysis.aligned``).
 
         Files are read lazily; many files go through the worker pool (always, once it runs)."""
         unread: list[Analysis] = []
@@ -83,13 +85,13 @@ class Searcher:
                     except ImageError as exc:
                         unread.append(Analysis(i, [], reason=exc.reason, message=str(exc)))
 
-        yield from self.analyzer.stream(inputs(), n_files, max_faces)
+        yield from self.analyzer.stream(inputs(), n_files, max_faces, aligned)
         yield from unread
 
-    def detect(self, image: ImageInput, max_faces: int | None = None) -> list[Face]:
+    def detect(self, image: ImageInput, max_faces: int | None = None, aligned: bool = False) -> list[Face]:
         """All faces in one image, largest first, the first ``max_faces`` embedded (raises
         ``ImageError`` when it cannot be read)."""
-        a = next(iter(self.analyse([image], max_faces)))
+        a = next(iter(self.analyse([image], max_faces, aligned)))
         if a.reason:
             raise ImageError(a.reason, a.message or a.reason)
         return a.faces
@@ -98,7 +100,7 @@ class Searcher:
     @trace.traced("search.total")
     def search(self, images: Sequence[ImageInput], *, k: int, threshold: float | None, by: By,
                reference: bool, scoring: Scoring = "template", sample_fps: float = DEFAULT_SAMPLE_FPS,
-               progress: ProgressFn | None = None) -> SearchReport:
+               progress: ProgressFn | None = None, aligned: bool = False) -> SearchReport:
         if by not in ("subject", "face"):
             raise FacedbError(f"by must be 'subject' or 'face', not {by!r}")
         if scoring not in SCORINGS:
@@ -119,7 +121,7 @@ class Searcher:
                 progress(1)
         photos = [i for i in range(len(images)) if i not in videos]
         found: dict[int, list[Face]] = {}
-        for a in self.analyse([images[i] for i in photos]):
+        for a in self.analyse([images[i] for i in photos], aligned=aligned):
             a.key = photos[a.key]
             res = results[a.key]
             if progress:
@@ -329,7 +331,7 @@ class Searcher:
         )
 
     # -- 1:1 ----------------------------------------------------------------------------
-    def verify(self, image: ImageInput, subject: str, *, threshold: float | None) -> VerifyResult:
+    def verify(self, image: ImageInput, subject: str, *, threshold: float | None, aligned: bool = False) -> VerifyResult:
         thr = self.pack.threshold if threshold is None else float(threshold)
         info = self.pack.info
         catalog = self.store.catalog
@@ -337,7 +339,7 @@ class Searcher:
         label = label_of(image)
         # Every face is embedded and compared: "is Ada in this group photo?" is about the face
         # that looks most like Ada, not about whoever is largest.
-        faces = self.detect(image)
+        faces = self.detect(image, aligned=aligned)
         embedded = [(i, f) for i, f in enumerate(faces) if f.embedding is not None]
         if not embedded:
             raise ImageError("no_face", f"{label}: no face found")

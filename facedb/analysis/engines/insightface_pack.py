@@ -295,6 +295,14 @@ class InsightFaceEngine:
                 f"({type(exc).__name__}: {exc})"
             ) from exc
 
+    def embed_aligned(self, crop: np.ndarray) -> Face:
+        """The face of a 112x112 BGR crop already in the ArcFace template (``facedb.analysis.aligned``)."""
+        from ..aligned import template_face
+
+        face = template_face()
+        face.embedding = normalise(np.asarray(self._rec.get_feat(crop)).reshape(-1))
+        return face
+
     def _analyze(self, img: np.ndarray) -> list[Face]:
         h, w = img.shape[:2]
         bboxes, kpss = self._det.detect(img, max_num=0, metric="default")

@@ -22,7 +22,7 @@ router = APIRouter(tags=["search"])
 async def search(request: Request, limits: Limits = Depends(get_limits),
                  caller: Caller = read_key, db: FaceDB = Depends(get_db)) -> JSONResponse:
     """Who is in each image? Multipart: repeated ``images``; fields ``k``, ``by``, ``threshold``,
-    ``reference``, ``scoring`` (template|best). Same JSON as ``facedb search --json``; an image
+    ``reference``, ``scoring`` (template|best), ``aligned`` (112x112 aligned crops). Same JSON as ``facedb search --json``; an image
     that cannot be used has its ``error`` and ``reason`` and the others are still answered."""
     form = await read_form(request, limits)
     images = uploads_of(form.files.get("images", []), None, caller)
@@ -38,10 +38,11 @@ async def search(request: Request, limits: Limits = Depends(get_limits),
 async def verify(request: Request, limits: Limits = Depends(get_limits),
                  caller: Caller = read_key, db: FaceDB = Depends(get_db)) -> JSONResponse:
     """1:1: is the largest face in the multipart ``image`` the enrolled ``subject`` (under
-    ``threshold``)?"""
+    ``threshold``)? ``aligned``: the image is a 112x112 aligned crop (no detection)."""
     form = await read_form(request, limits)
     images = form.files.get("image", [])
     if len(images) != 1 or not form.text("subject"):
         raise UsageError("send one image in the multipart field 'image' and the field 'subject'")
     opts = parse(VerifyOptions, form.fields)
-    return answer(await call(caller, db.verify, Upload(*images[0]), opts.subject, threshold=opts.threshold))
+    return answer(await call(caller, db.verify, Upload(*images[0]), opts.subject, threshold=opts.threshold,
+                             aligned=opts.aligned))

@@ -42,7 +42,8 @@ async def failures(subject: str | None = Query(None, description="Only this subj
              openapi_extra=multipart_body(EnrollOptions, {"images": True}))
 async def enroll(name: str, request: Request, limits: Limits = Depends(get_limits),
                  caller: Caller = write_key, db: FaceDB = Depends(get_db)) -> JSONResponse:
-    """Enroll: multipart ``images`` (+ ``metadata`` JSON object, ``multi_face`` largest|skip,
+    """Enroll: multipart ``images`` (+ ``metadata`` JSON object, ``multi_face`` resolve|largest|skip,
+    ``face`` (0 = the largest, one image), ``aligned`` (112x112 aligned crops, no detection),
     ``quality_floor``: "default", "off" or ``eye_px=12,blur=10``).
     Partial success: the report lists every rejected file with its reason."""
     form = await read_form(request, limits)
@@ -53,7 +54,7 @@ async def enroll(name: str, request: Request, limits: Limits = Depends(get_limit
         raise UsageError("send at least one image in the multipart field 'images'")
     opts = parse(EnrollOptions, fields)
     rep = await call(caller, db.enroll, name, images, multi_face=opts.multi_face, metadata=opts.metadata,
-                     quality_floor=opts.floor)
+                     quality_floor=opts.floor, aligned=opts.aligned, face=opts.face)
     return answer(enroll_json(db.pack_name, rep))
 
 
