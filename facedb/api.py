@@ -316,7 +316,7 @@ class FaceDB:
 
     def discover(self, paths: Sequence[PathLike | bytes | Upload], *, threshold: float | None = None,
                  cluster_threshold: float = DEFAULT_CLUSTER_THRESHOLD, save: str | None = None,
-                 sample_fps: float = DEFAULT_SAMPLE_FPS) -> DiscoverReport:
+                 sample_fps: float = DEFAULT_SAMPLE_FPS, progress: ProgressFn | None = None) -> DiscoverReport:
         """Who are the people in these photos (files, folders, or uploaded bytes)? Every face, in
         exactly one cluster per person: enrolled people named as ``search`` names them, the others
         grouped by face (``cluster_threshold``: the mean cosine distance under which two groups
@@ -333,7 +333,7 @@ class FaceDB:
         with self._audited("discover") as note:
             found = Discoverer(self._search).discover(paths, threshold=opts.threshold,
                                                       cluster_threshold=opts.cluster_threshold,
-                                                      sample_fps=opts.sample_fps)
+                                                      sample_fps=opts.sample_fps, progress=progress)
             rep = found.report
             if save is not None:
                 self.catalog.save_discover_run(save, rep.pack, rep.threshold, rep.cluster_threshold,

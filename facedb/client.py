@@ -511,7 +511,7 @@ class Client:
     # -- discovery --------------------------------------------------------------------------------
     def discover(self, paths: Sequence[str | os.PathLike[str] | bytes | Upload], *, threshold: float | None = None,
                  cluster_threshold: float = DEFAULT_CLUSTER_THRESHOLD, save: str | None = None,
-                 sample_fps: float = 4.0) -> DiscoverReport:
+                 sample_fps: float = 4.0, progress: ProgressFn | None = None) -> DiscoverReport:
         """``FaceDB.discover`` on the server: every photo in ONE request (faces of different
         requests could not be clustered together), so the server's request limit bounds a run;
         folders are walked here as ``import`` walks them, files that cannot be read fail here.
@@ -544,6 +544,8 @@ class Client:
         rep = DiscoverReport.from_dict(self._request("POST", "/v1/discover/runs" if save is not None else "/v1/discover",
                                                      files=self._multipart("images", ups), data=fields))
         rep.failed = failed + rep.failed
+        if progress:
+            progress(len(ups) + len(failed))
         return rep
 
     def forget_run(self, run: str) -> ForgetReport:

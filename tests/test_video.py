@@ -213,3 +213,15 @@ def test_discover_on_a_video_gives_one_face_per_track(gallery: Gallery) -> None:
     assert gallery.spans[3][0] <= (fb.frame_s or 0) < gallery.spans[3][1]
     s0, s1 = gallery.spans[1]
     assert any(c.subject is None and any(s0 <= (f.frame_s or -1) < s1 for f in c.faces) for c in rep.clusters)
+
+
+def test_search_and_discover_report_progress(gallery: Gallery) -> None:
+    """``progress(1)`` per input answered, ``progress(0)`` per analysed video frame: what the CLI's
+    progress bars and the jobs' ``done`` count, and where a job's cancellation takes effect."""
+    calls: list[int] = []
+    photo = gallery.probe[gallery.enrolled[0]]
+    gallery.db.search([photo, gallery.clip, photo], progress=calls.append)
+    assert calls.count(1) == 3 and calls.count(0) == 36
+    calls.clear()
+    gallery.db.discover([gallery.clip, photo], progress=calls.append)
+    assert calls.count(1) == 2 and calls.count(0) == 36

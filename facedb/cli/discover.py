@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from ..wording import plural
-from . import EXIT_PARTIAL, State, cli, emit_json, handle_errors, json_option, pass_state
+from . import EXIT_PARTIAL, State, cli, emit_json, handle_errors, json_option, pass_state, progress_bar
 
 #: Clusters listed in the text output (the JSON has them all).
 MAX_LISTED = 50
@@ -86,7 +86,12 @@ def discover(state: State, paths: tuple[str, ...], threshold: str | None, cluste
 
         opts = state.options("DiscoverOptions", threshold=threshold, cluster_threshold=cluster_threshold,
                              sample_fps=sample_fps)
-        rep = state.backend(workers=workers).discover(list(paths), save=save, **opts)
+        from ..analysis.files import iter_image_files
+
+        total = len(iter_image_files(list(paths)))
+        db = state.backend(workers=workers)
+        with progress_bar(total, False, "discovering") as bar:  # many files, in a terminal only
+            rep = db.discover(list(paths), save=save, **opts, progress=bar.update)
         if as_json:
             emit_json(rep.to_dict())
         else:

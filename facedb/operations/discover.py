@@ -27,7 +27,7 @@ from ..analysis.video import DEFAULT_SAMPLE_FPS
 from ..contract.discover import DEFAULT_CLUSTER_THRESHOLD, DiscoveredCluster, DiscoveredFace, DiscoverReport
 from ..contract.models import FailedItem, Match
 from ..errors import ImageError
-from .search import ImageInput, Searcher, label_of, video_input
+from .search import ImageInput, ProgressFn, Searcher, label_of, video_input
 
 
 def expand_inputs(paths: Sequence[str | os.PathLike[str] | bytes | Upload]) -> list[ImageInput]:
@@ -114,8 +114,8 @@ class Discoverer:
     def __init__(self, searcher: Searcher) -> None:
         self.searcher = searcher
 
-    def analyse(self, images: Sequence[ImageInput], sample_fps: float = DEFAULT_SAMPLE_FPS
-                ) -> tuple[list[FoundFace], list[FailedItem]]:
+    def analyse(self, images: Sequence[ImageInput], sample_fps: float = DEFAULT_SAMPLE_FPS,
+                progress: ProgressFn | None = None) -> tuple[list[FoundFace], list[FailedItem]]:
         """Every embedded face in input order (image, then largest first), and the images without
         one. A video gives one face per track (a face followed across its sampled frames: the
         track's weighted mean embedding, shown by its best frame), not one per frame."""
@@ -126,10 +126,13 @@ class Discoverer:
         for i in videos:
             label = label_of(images[i])
             try:
-                seen = self.searcher.video_tracks(images[i], sample_fps)
+                seen = self.searcher.video_tracks(images[i], sample_fps, progress)
             except ImageError as exc:
                 failed.append((i, FailedItem(path=label, reason=exc.reason, message=str(exc))))
                 continue
+            finally:
+                if progress:
+                    progress(1)
             if not seen.tracks:
                 failed.append((i, FailedItem(path=label, reason="no_face", message=f"{label}: no face found")))
             for tr in seen.tracks:
@@ -137,6 +140,8 @@ class Discoverer:
                 found.append(FoundFace(i, label, best.face, tr.template(), 0, None, frame_s=best.t))
         for a in self.searcher.analyse([images[i] for i in photos]):
             a.key = photos[a.key]
+            if progress:
+                progress(1)
             label = label_of(images[a.key])
             if a.reason:
                 failed.append((a.key, FailedItem(path=label, reason=a.reason, message=a.message or a.reason)))
@@ -152,13 +157,13 @@ class Discoverer:
 
     @trace.traced("discover.total")
     def discover(self, paths: Sequence[str | os.PathLike[str] | bytes | Upload], *, threshold: float | None = None,
-                 cluster_threshold: float = DEFAULT_CLUSTER_THRESHOLD, sample_fps: float = DEFAULT_SAMPLE_FPS
-                 ) -> Discovery:
+                 cluster_threshold: float = DEFAULT_CLUSTER_THRESHOLD, sample_fps: float = DEFAULT_SAMPLE_FPS,
+                 progress: ProgressFn | None = None) -> Discovery:
         """The report, with the faces and their cluster ids (what ``--save`` keeps)."""
         settings = clustering.ClusterSettings(threshold=cluster_threshold).check()
         thr = self.searcher.pack.threshold if threshold is None else float(threshold)
         images = expand_inputs(paths)
-        faces, failed = self.analyse(images, sample_fps)
+        faces, failed = self.analyse(images, sample_fps, progress)
         report = DiscoverReport(pack=self.searcher.pack.info.name, threshold=thr, cluster_threshold=cluster_threshold,
                                 failed=failed)
         if not faces:

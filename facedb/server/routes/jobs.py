@@ -46,9 +46,7 @@ async def submit(request: Request, limits: Limits = Depends(get_limits), caller:
     def work(progress: Callable[[int], None]) -> dict[str, Any]:
         with acting_as(caller.actor):
             if verb == "discover":
-                rep = db.discover(images, **keywords)
-                progress(len(images))
-                return rep.to_dict()
+                return db.discover(images, **keywords, progress=progress).to_dict()
             return db.search(images, **keywords, progress=progress).to_dict()
 
     job = _jobs(request).submit(opts.kind, caller.actor, db.collection_name, len(images), work, error_body)
