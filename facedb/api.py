@@ -315,20 +315,25 @@ class FaceDB:
         return rep
 
     def discover(self, paths: Sequence[PathLike | bytes | Upload], *, threshold: float | None = None,
-                 cluster_threshold: float = DEFAULT_CLUSTER_THRESHOLD, save: str | None = None) -> DiscoverReport:
+                 cluster_threshold: float = DEFAULT_CLUSTER_THRESHOLD, save: str | None = None,
+                 sample_fps: float = DEFAULT_SAMPLE_FPS, progress: ProgressFn | None = None) -> DiscoverReport:
         """Who are the people in these photos (files, folders, or uploaded bytes)? Every face, in
         exactly one cluster per person: enrolled people named as ``search`` names them, the others
         grouped by face (``cluster_threshold``: the mean cosine distance under which two groups
         merge; lower splits more). Read-only, unless ``save`` names the run to keep (its faces,
-        clusters and embeddings, in the catalog only) for ``enroll_cluster``."""
+        clusters and embeddings, in the catalog only) for ``enroll_cluster``. A video gives one face
+        per track (a face followed across frames sampled ``sample_fps`` times a second), with
+        ``frame_s``: when its best frame is."""
         from .operations.discover import Discoverer, saved_rows
 
-        opts = parse(DiscoverOptions, {"threshold": threshold, "cluster_threshold": cluster_threshold})
+        opts = parse(DiscoverOptions, {"threshold": threshold, "cluster_threshold": cluster_threshold,
+                                       "sample_fps": sample_fps})
         if save is not None:
             validate_run_name(save)
         with self._audited("discover") as note:
             found = Discoverer(self._search).discover(paths, threshold=opts.threshold,
-                                                      cluster_threshold=opts.cluster_threshold)
+                                                      cluster_threshold=opts.cluster_threshold,
+                                                      sample_fps=opts.sample_fps, progress=progress)
             rep = found.report
             if save is not None:
                 self.catalog.save_discover_run(save, rep.pack, rep.threshold, rep.cluster_threshold,

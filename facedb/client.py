@@ -510,7 +510,8 @@ class Client:
 
     # -- discovery --------------------------------------------------------------------------------
     def discover(self, paths: Sequence[str | os.PathLike[str] | bytes | Upload], *, threshold: float | None = None,
-                 cluster_threshold: float = DEFAULT_CLUSTER_THRESHOLD, save: str | None = None) -> DiscoverReport:
+                 cluster_threshold: float = DEFAULT_CLUSTER_THRESHOLD, save: str | None = None,
+                 sample_fps: float = 4.0, progress: ProgressFn | None = None) -> DiscoverReport:
         """``FaceDB.discover`` on the server: every photo in ONE request (faces of different
         requests could not be clustered together), so the server's request limit bounds a run;
         folders are walked here as ``import`` walks them, files that cannot be read fail here.
@@ -531,10 +532,11 @@ class Client:
         if not ups and save is None:  # nothing will reach the server: the options are checked here, as it would
             from .contract.requests import DiscoverOptions, parse
 
-            opts = parse(DiscoverOptions, {"threshold": threshold, "cluster_threshold": cluster_threshold})
+            opts = parse(DiscoverOptions, {"threshold": threshold, "cluster_threshold": cluster_threshold,
+                                           "sample_fps": sample_fps})
             return DiscoverReport(pack=self.pack_name, threshold=self.threshold if opts.threshold is None
                                   else opts.threshold, cluster_threshold=opts.cluster_threshold, failed=failed)
-        fields = form(threshold=threshold, cluster_threshold=cluster_threshold)
+        fields = form(threshold=threshold, cluster_threshold=cluster_threshold, sample_fps=sample_fps)
         if save is not None:
             fields["name"] = save
         if self.local:  # the files the owner's server may reopen (enroll-cluster)
@@ -542,6 +544,8 @@ class Client:
         rep = DiscoverReport.from_dict(self._request("POST", "/v1/discover/runs" if save is not None else "/v1/discover",
                                                      files=self._multipart("images", ups), data=fields))
         rep.failed = failed + rep.failed
+        if progress:
+            progress(len(ups) + len(failed))
         return rep
 
     def forget_run(self, run: str) -> ForgetReport:

@@ -123,3 +123,19 @@ def test_bad_job_requests_are_422_and_a_job_stays_in_its_collection(setup: dict[
         done = _wait(c, f"/v1/collections/lobby/jobs/{lobby['id']}", _h(setup, "lobby-only"))
         assert done["collection"] == "lobby" and done["result"]["results"][0]["faces"][0]["identity"] is None
         assert c.post("/v1/jobs", headers=_h(setup, "lobby-only"), files=_files([photo])).status_code == 403
+
+
+def test_a_discover_job(setup: dict[str, Any]) -> None:
+    """``kind=discover``: the result is what ``POST /v1/discover`` answers."""
+    people = setup["people"]
+    probes = [people["person1"][1], people["person2"][0], people["person2"][1]]
+    direct = setup["db"].discover(probes).to_dict()
+    with TestClient(create_app(setup["db"])) as c:
+        job = c.post("/v1/jobs", headers=_h(setup, "alice"), files=_files(probes),
+                     data={"kind": "discover", "cluster_threshold": "0.5"}).json()
+        done = _wait(c, f"/v1/jobs/{job['id']}", _h(setup, "alice"))
+        assert done["status"] == "done" and done["kind"] == "discover" and done["done"] == 3
+        got = done["result"]
+        assert [(x["subject"], x["size"]) for x in got["clusters"]] == [(x["subject"], x["size"])
+                                                                       for x in direct["clusters"]]
+        assert [(x["subject"], x["size"]) for x in got["clusters"]] == [("person1", 1), (None, 2)]

@@ -194,3 +194,34 @@ def test_the_video_benchmark_scores_time_found_strangers_and_wrong_names() -> No
     assert s["per_person"] == {"ann": 0.875, "bob": 1.0} and s["people_found_90"] == 1
     assert s["strangers_named"] == 1 and s["wrong_names"] == 1 and s["unknown_tracks"] == 1
     assert s["found_time_share"] == round(6.5 / 7.0, 4) and s["video_s_per_wall_s"] == 5.0
+
+
+def test_discover_on_a_video_gives_one_face_per_track(gallery: Gallery) -> None:
+    """``facedb discover clip.mp4``: each track is one face (its best frame, with ``frame_s``),
+    the enrolled people are named clusters, the stranger an unnamed one."""
+    rep = gallery.db.discover([gallery.clip, gallery.probe[gallery.enrolled[0]]])
+    tracks = gallery.db.search([gallery.clip]).results[0].appearances or []
+    video_faces = [f for c in rep.clusters for f in c.faces if f.frame_s is not None]
+    assert len(video_faces) == len(tracks) and rep.faces == len(tracks) + 1
+    named = {c.subject: c for c in rep.clusters if c.subject is not None}
+    assert set(named) == set(gallery.enrolled)
+    a, b = gallery.enrolled
+    assert named[a].size == 2 and {f.frame_s is None for f in named[a].faces} == {True, False}  # the photo too
+    (fa,) = [f for f in named[a].faces if f.frame_s is not None]
+    assert gallery.spans[0][0] <= fa.frame_s < gallery.spans[0][1] and fa.image == str(gallery.clip)
+    (fb,) = named[b].faces
+    assert gallery.spans[3][0] <= (fb.frame_s or 0) < gallery.spans[3][1]
+    s0, s1 = gallery.spans[1]
+    assert any(c.subject is None and any(s0 <= (f.frame_s or -1) < s1 for f in c.faces) for c in rep.clusters)
+
+
+def test_search_and_discover_report_progress(gallery: Gallery) -> None:
+    """``progress(1)`` per input answered, ``progress(0)`` per analysed video frame: what the CLI's
+    progress bars and the jobs' ``done`` count, and where a job's cancellation takes effect."""
+    calls: list[int] = []
+    photo = gallery.probe[gallery.enrolled[0]]
+    gallery.db.search([photo, gallery.clip, photo], progress=calls.append)
+    assert calls.count(1) == 3 and calls.count(0) == 36
+    calls.clear()
+    gallery.db.discover([gallery.clip, photo], progress=calls.append)
+    assert calls.count(1) == 2 and calls.count(0) == 36

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from ..wording import plural
-from . import EXIT_PARTIAL, State, cli, emit_json, handle_errors, json_option, pass_state
+from . import EXIT_PARTIAL, State, cli, emit_json, handle_errors, json_option, pass_state, progress_bar
 
 #: Clusters listed in the text output (the JSON has them all).
 MAX_LISTED = 50
@@ -22,7 +22,7 @@ def _print_discover(rep: Any) -> None:
                + (f"; {plural(len(rep.failed), 'image')} without a usable face" if rep.failed else ""))
     for c in rep.clusters[:MAX_LISTED]:
         who = c.subject if c.subject is not None else "unknown"
-        images = list(dict.fromkeys(f.image for f in c.faces))
+        images = list(dict.fromkeys(f.image if f.frame_s is None else f"{f.image}@{f.frame_s:.1f}s" for f in c.faces))
         more = f" (+{len(images) - SAMPLE_FACES} more)" if len(images) > SAMPLE_FACES else ""
         click.echo(f"  #{c.id:<4} {who:<24} {plural(c.size, 'face'):>9}  {', '.join(images[:SAMPLE_FACES])}{more}")
     if len(rep.clusters) > MAX_LISTED:
@@ -43,6 +43,8 @@ def _print_discover(rep: Any) -> None:
 @click.option("--cluster-threshold", metavar="0..1", default="0.5", show_default=True,
               help="Merge two groups of faces when their mean cosine distance is <= this (lower: more, purer "
                    "clusters).")
+@click.option("--sample-fps", metavar="FPS", default="4", show_default=True,
+              help="Videos: frames analysed per second of video (0..30); a video gives one face per track.")
 @click.option("--save", metavar="NAME",
               help="Keep this run (its faces, clusters and embeddings, in the catalog) as NAME, for enroll-cluster.")
 @click.option("--forget", metavar="RUN", help="Erase the saved run RUN (no PATHS).")
@@ -50,15 +52,17 @@ def _print_discover(rep: Any) -> None:
               help="Worker processes for detection [default: cores].")
 @json_option
 @pass_state
-def discover(state: State, paths: tuple[str, ...], threshold: str | None, cluster_threshold: str, save: str | None,
-             forget: str | None, workers: int | None, as_json: bool) -> None:
-    """Who are the people in PATHS (photos or folders)? Every face, one cluster per person.
+def discover(state: State, paths: tuple[str, ...], threshold: str | None, cluster_threshold: str, sample_fps: str,
+             save: str | None, forget: str | None, workers: int | None, as_json: bool) -> None:
+    """Who are the people in PATHS (photos, videos or folders)? Every face, one cluster per person.
 
     Faces of enrolled people are named as 'search' names them; every other face is grouped
     with the faces of the same person (a face seen once is a cluster of its own). Folders are
     walked as 'import' walks them. Nothing is stored, unless --save NAME keeps the run (its
     faces, clusters and embeddings, in the catalog: 'enroll-cluster' enrolls one of its
-    clusters; --forget NAME erases it). Exit code 3 when some images had no usable face.
+    clusters; --forget NAME erases it). A video gives one face per track (a face followed
+    across its sampled frames), with the time of its best frame. Exit code 3 when some images
+    had no usable face.
 
     \b
     Examples:
@@ -80,8 +84,14 @@ def discover(state: State, paths: tuple[str, ...], threshold: str | None, cluste
         if not paths:
             raise click.UsageError("give at least one PATH (or --forget RUN)")
 
-        opts = state.options("DiscoverOptions", threshold=threshold, cluster_threshold=cluster_threshold)
-        rep = state.backend(workers=workers).discover(list(paths), save=save, **opts)
+        opts = state.options("DiscoverOptions", threshold=threshold, cluster_threshold=cluster_threshold,
+                             sample_fps=sample_fps)
+        from ..analysis.files import iter_image_files
+
+        total = len(iter_image_files(list(paths)))
+        db = state.backend(workers=workers)
+        with progress_bar(total, False, "discovering") as bar:  # many files, in a terminal only
+            rep = db.discover(list(paths), save=save, **opts, progress=bar.update)
         if as_json:
             emit_json(rep.to_dict())
         else:

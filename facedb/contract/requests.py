@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor, format_quality_floor, parse_quality_floor
 from ..analysis.video import DEFAULT_SAMPLE_FPS, MAX_SAMPLE_FPS
 from ..errors import FacedbError, UsageError
-from .discover import DEFAULT_CLUSTER_THRESHOLD
+from .discover import DEFAULT_CLUSTER_THRESHOLD, DiscoverReport
 from .faces import MAX_FACE_IDS
 from .models import SearchReport
 
@@ -101,9 +101,21 @@ class SearchOptions(RequestModel):
 
 
 class JobOptions(SearchOptions):
-    """``POST /v1/jobs`` form fields: the kind of work, and its options (a search's)."""
+    """``POST /v1/jobs`` form fields: the kind of work, and its options (a search's; a discover's
+    ``threshold``, ``cluster_threshold`` and ``sample_fps``)."""
 
-    kind: Literal["search"] = Field("search", description="The work: search (as POST /v1/search).")
+    kind: Literal["search", "discover"] = Field(
+        "search", description="The work: search (as POST /v1/search) or discover (as POST /v1/discover).")
+    cluster_threshold: float = Field(DEFAULT_CLUSTER_THRESHOLD, gt=0.0, lt=1.0,
+                                     description="discover: merge two clusters when the mean cosine distance "
+                                                 "between their faces is <= this.")
+
+    def work(self) -> tuple[str, dict[str, Any]]:
+        """The ``FaceDB`` method the job calls, and its keywords."""
+        if self.kind == "discover":
+            return "discover", {"threshold": self.threshold, "cluster_threshold": self.cluster_threshold,
+                                "sample_fps": self.sample_fps}
+        return "search", self.model_dump(exclude={"kind", "cluster_threshold"})
 
 
 class EnrollOptions(RequestModel):
@@ -179,6 +191,8 @@ class DiscoverOptions(RequestModel):
     cluster_threshold: float = Field(DEFAULT_CLUSTER_THRESHOLD, gt=0.0, lt=1.0,
                                      description="Merge two clusters when the mean cosine distance between "
                                                  "their faces is <= this (lower: fewer merges, more precise).")
+    sample_fps: float = Field(DEFAULT_SAMPLE_FPS, gt=0, le=MAX_SAMPLE_FPS,
+                              description="Videos: frames analysed per second of video.")
 
     def keywords(self) -> dict[str, Any]:
         return self.model_dump()
@@ -348,7 +362,8 @@ class JobInfo(ResponseModel):
     collection: str
     created_at: str
     finished_at: str | None
-    result: SearchReport | None = Field(description="With status done: what the call would have answered.")
+    result: SearchReport | DiscoverReport | None = Field(
+        description="With status done: what the call would have answered (by kind).")
     error: ErrorBody | None = Field(description="With status failed: the error.")
 
 

@@ -23,9 +23,11 @@ from .. import trace
 from ..analysis import clustering, files
 from ..analysis.engines import Face
 from ..analysis.files import Upload
+from ..analysis.video import DEFAULT_SAMPLE_FPS
 from ..contract.discover import DEFAULT_CLUSTER_THRESHOLD, DiscoveredCluster, DiscoveredFace, DiscoverReport
 from ..contract.models import FailedItem, Match
-from .search import ImageInput, Searcher, label_of
+from ..errors import ImageError
+from .search import ImageInput, ProgressFn, Searcher, label_of, video_input
 
 
 def expand_inputs(paths: Sequence[str | os.PathLike[str] | bytes | Upload]) -> list[ImageInput]:
@@ -69,8 +71,8 @@ def cluster_inputs(faces: list[dict[str, object]]) -> tuple[list[str], list[Fail
         image, source = str(f["image"]), f["source_path"]
         if not isinstance(source, str):
             failed.append(FailedItem(path=image, reason="not_on_disk",
-                                     message=f"{image}: sent as bytes, and facedb keeps no copy of photos: "
-                                             "enroll the file itself"))
+                                     message=f"{image}: sent as bytes (or a face of a video), and facedb keeps no "
+                                             "copy of photos: enroll a photo file of this person"))
         elif f["face_index"] != 0:
             failed.append(FailedItem(path=image, reason="not_largest_face",
                                      message=f"{image}: the cluster's face is not the largest in the photo and "
@@ -92,6 +94,8 @@ class FoundFace:
     face_index: int = 0
     #: the file facedb may reopen (``enroll-cluster``): a path it read, or an upload's trusted path
     source_path: str | None = None
+    #: a face of a video (the best-weighted frame of its track): seconds into the video
+    frame_s: float | None = None
 
 
 @dataclass
@@ -110,11 +114,34 @@ class Discoverer:
     def __init__(self, searcher: Searcher) -> None:
         self.searcher = searcher
 
-    def analyse(self, images: Sequence[ImageInput]) -> tuple[list[FoundFace], list[FailedItem]]:
-        """Every embedded face in input order (image, then largest first), and the images without one."""
+    def analyse(self, images: Sequence[ImageInput], sample_fps: float = DEFAULT_SAMPLE_FPS,
+                progress: ProgressFn | None = None) -> tuple[list[FoundFace], list[FailedItem]]:
+        """Every embedded face in input order (image, then largest first), and the images without
+        one. A video gives one face per track (a face followed across its sampled frames: the
+        track's weighted mean embedding, shown by its best frame), not one per frame."""
         found: list[FoundFace] = []
         failed: list[tuple[int, FailedItem]] = []
-        for a in self.searcher.analyse(images):
+        videos = [i for i, im in enumerate(images) if video_input(im)]
+        photos = [i for i in range(len(images)) if i not in set(videos)]
+        for i in videos:
+            label = label_of(images[i])
+            try:
+                seen = self.searcher.video_tracks(images[i], sample_fps, progress)
+            except ImageError as exc:
+                failed.append((i, FailedItem(path=label, reason=exc.reason, message=str(exc))))
+                continue
+            finally:
+                if progress:
+                    progress(1)
+            if not seen.tracks:
+                failed.append((i, FailedItem(path=label, reason="no_face", message=f"{label}: no face found")))
+            for tr in seen.tracks:
+                best = max(tr.sightings, key=lambda s: (s.weight, s.face.area))
+                found.append(FoundFace(i, label, best.face, tr.template(), 0, None, frame_s=best.t))
+        for a in self.searcher.analyse([images[i] for i in photos]):
+            a.key = photos[a.key]
+            if progress:
+                progress(1)
             label = label_of(images[a.key])
             if a.reason:
                 failed.append((a.key, FailedItem(path=label, reason=a.reason, message=a.message or a.reason)))
@@ -130,12 +157,13 @@ class Discoverer:
 
     @trace.traced("discover.total")
     def discover(self, paths: Sequence[str | os.PathLike[str] | bytes | Upload], *, threshold: float | None = None,
-                 cluster_threshold: float = DEFAULT_CLUSTER_THRESHOLD) -> Discovery:
+                 cluster_threshold: float = DEFAULT_CLUSTER_THRESHOLD, sample_fps: float = DEFAULT_SAMPLE_FPS,
+                 progress: ProgressFn | None = None) -> Discovery:
         """The report, with the faces and their cluster ids (what ``--save`` keeps)."""
         settings = clustering.ClusterSettings(threshold=cluster_threshold).check()
         thr = self.searcher.pack.threshold if threshold is None else float(threshold)
         images = expand_inputs(paths)
-        faces, failed = self.analyse(images)
+        faces, failed = self.analyse(images, sample_fps, progress)
         report = DiscoverReport(pack=self.searcher.pack.info.name, threshold=thr, cluster_threshold=cluster_threshold,
                                 failed=failed)
         if not faces:
@@ -172,5 +200,5 @@ class Discoverer:
         q = f.face.quality
         return DiscoveredFace(image=f.label, bbox=[round(v, 1) for v in f.face.bbox],
                               quality=None if q is None else {k: round(float(v), 4) for k, v in q.items()},
-                              frame_s=None, score=round(f.face.score, 4),
+                              frame_s=f.frame_s, score=round(f.face.score, 4),
                               distance=None if match is None else round(float(match.distance), 6))

@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -35,6 +36,16 @@ QueryFn = Callable[[np.ndarray, int], list[list[Neighbour]]]
 #: Called with 1 as each input (photo or video) is answered, and with 0 after each analysed frame
 #: of a video: a caller may stop a long search by raising from it.
 ProgressFn = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class VideoTracks:
+    """What a video holds: its summary, the faces followed through it, and the time between
+    two analysed frames."""
+
+    summary: VideoSummary
+    tracks: list[Track]
+    step_s: float
 
 
 def video_input(image: ImageInput) -> bool:
@@ -154,33 +165,40 @@ class Searcher:
         return report
 
     # -- videos ---------------------------------------------------------------------------
-    @trace.traced("search.video")
-    def _video(self, image: ImageInput, res: ImageResult, thr: float, sample_fps: float,
-               progress: ProgressFn | None = None) -> None:
-        """Fill ``res`` with the video's appearances: faces followed across sampled frames as
-        tracks (``facedb.analysis.tracks``), each named by a vote of its frames (see
-        ``_name_track``); unknown tracks are listed too."""
+    @trace.traced("search.video_tracks")
+    def video_tracks(self, image: ImageInput, sample_fps: float, progress: ProgressFn | None = None
+                     ) -> VideoTracks:
+        """The faces of a video followed across its sampled frames as tracks
+        (``facedb.analysis.tracks``); ``ImageError`` when it cannot be read."""
+        label = label_of(image)
         data = image.data if isinstance(image, Upload) else image if isinstance(image, bytes) else None
         path = None if isinstance(image, (Upload, bytes)) else image
+        with video_file(path, data, label) as file, VideoReader(file, label, sample_fps) as reader:
+            # Frames are analysed as photos are (the worker pool), read as the pool asks.
+            frames: dict[int, float] = {}
+            faces: dict[int, list[Face]] = {}
+            jpegs = ((i, fr.jpeg, f"{label}@{fr.t:.2f}s") for i, fr in enumerate(_recorded(reader.frames(), frames)))
+            for a in self.analyzer.stream(jpegs, 64):
+                faces[a.key] = a.faces
+                if progress:
+                    progress(0)
+            info = reader.info()
+        tracks = follow([(frames[i], faces.get(i, [])) for i in sorted(frames)])
+        summary = VideoSummary(duration_s=info.duration_s, fps=info.fps, frames_read=info.frames_read,
+                               sample_fps=round(float(sample_fps), 3))
+        return VideoTracks(summary, tracks, reader.step_s)
+
+    def _video(self, image: ImageInput, res: ImageResult, thr: float, sample_fps: float,
+               progress: ProgressFn | None = None) -> None:
+        """Fill ``res`` with the video's appearances: its tracks, each named by a vote of its
+        frames (see ``_name_tracks``); unknown tracks are listed too."""
         try:
-            with video_file(path, data, res.image) as file, VideoReader(file, res.image, sample_fps) as reader:
-                # Frames are analysed as photos are (the worker pool), read as the pool asks.
-                frames: dict[int, float] = {}
-                faces: dict[int, list[Face]] = {}
-                jpegs = ((i, fr.jpeg, f"{res.image}@{fr.t:.2f}s") for i, fr in enumerate(
-                    _recorded(reader.frames(), frames)))
-                for a in self.analyzer.stream(jpegs, 64):
-                    faces[a.key] = a.faces
-                    if progress:
-                        progress(0)
-                info = reader.info()
+            found = self.video_tracks(image, sample_fps, progress)
         except ImageError as exc:
             res.error, res.reason = str(exc), exc.reason
             return
-        tracks = follow([(frames[i], faces.get(i, [])) for i in sorted(frames)])
-        res.video = VideoSummary(duration_s=info.duration_s, fps=info.fps, frames_read=info.frames_read,
-                                 sample_fps=round(float(sample_fps), 3))
-        res.appearances = self._name_tracks(tracks, thr, reader.step_s, info.duration_s)
+        res.video = found.summary
+        res.appearances = self._name_tracks(found.tracks, thr, found.step_s, found.summary.duration_s)
 
     def _name_tracks(self, tracks: list[Track], thr: float, step_s: float, duration_s: float) -> list[Appearance]:
         """Who each track is: the subject whose template is nearest to most of the track's

@@ -31,7 +31,8 @@ def _jobs(request: Request) -> Jobs:
 async def submit(request: Request, limits: Limits = Depends(get_limits), caller: Caller = read_key,
                  db: FaceDB = Depends(get_db)) -> JSONResponse:
     """Start a search (``kind=search``: photos and videos, with the options of ``POST /search``)
-    in the background: answers 202 with the job at once. ``GET /jobs/{id}`` follows its progress
+    or a discovery (``kind=discover``: the options of ``POST /discover``) in the background:
+    answers 202 with the job at once. ``GET /jobs/{id}`` follows its progress
     and gives its result once, ``DELETE /jobs/{id}`` cancels it."""
     from ..app import error_body
 
@@ -40,10 +41,12 @@ async def submit(request: Request, limits: Limits = Depends(get_limits), caller:
     if not images:
         raise UsageError("send at least one image or video in the multipart field 'images'")
     opts = parse(JobOptions, form.fields)
-    keywords = opts.model_dump(exclude={"kind"})
+    verb, keywords = opts.work()
 
     def work(progress: Callable[[int], None]) -> dict[str, Any]:
         with acting_as(caller.actor):
+            if verb == "discover":
+                return db.discover(images, **keywords, progress=progress).to_dict()
             return db.search(images, **keywords, progress=progress).to_dict()
 
     job = _jobs(request).submit(opts.kind, caller.actor, db.collection_name, len(images), work, error_body)
