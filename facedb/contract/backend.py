@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ..analysis.quality import QualityFloor
     from .models import (
         AuditEntry,
+        BackupReport,
         CheckReport,
         CollectionInfo,
         DeleteReport,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
         KeyInfo,
         PackStatus,
         ReindexReport,
+        RestoreReport,
         SearchReport,
         Stats,
         SubjectDetail,
@@ -119,3 +121,7 @@ class Backend(Protocol):
 
     def delete_collection(self, name: str) -> CollectionInfo: ...
 
+    # -- backup and restore (the whole database)
+    def backup(self, path: PathLike) -> BackupReport: ...
+
+    def restore(self, path: PathLike, *, reindex_from_images: bool = False) -> RestoreReport: ...
