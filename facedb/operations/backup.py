@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from sqlalchemy import DateTime, Table
+from sqlalchemy.exc import DBAPIError
 
 from ..analysis.engines import load_engine
 from ..catalog import snapshot
@@ -91,12 +92,12 @@ def write_snapshot(db: FaceDB, out: IO[bytes]) -> dict[str, Any]:
                 with _member(zf, f"tables/{table.name}.{column}.len", compress=True) as fh:
                     fh.write(lengths.getvalue())
             manifest["tables"][table.name] = n
-        settings: dict[str, str] = dict(conn.execute(Base.metadata.tables["settings"].select()).tuples().all())
+        settings: dict[str, str] = {str(k): str(v) for k, v in conn.execute(Base.metadata.tables["settings"].select())}
         faces = Base.metadata.tables["faces"]
         from sqlalchemy import func, select
 
         manifest["faces_by_pack"] = {m: int(c) for m, c in conn.execute(
-            select(faces.c.model, func.count()).group_by(faces.c.model)).tuples()}
+            select(faces.c.model, func.count()).group_by(faces.c.model))}
         manifest["default_pack"] = settings.get(DEFAULT_PACK_KEY)
         manifest["packs"] = {k[len(PACK_PREFIX):]: json.loads(v) for k, v in sorted(settings.items())
                              if k.startswith(PACK_PREFIX)}
@@ -247,8 +248,12 @@ def restore(db: FaceDB, path: str | os.PathLike[str], reindex_from_images: bool 
                              "from their files (they must still be on disk), or with the same weights")
         with base.exclusive(open_index=False, recover=False):
             snapshot.refuse_non_empty(catalog)
-            rows = snapshot.insert_rows(catalog, ((t, _table_chunks(zf, t, set(mismatched)))
-                                                  for t in snapshot.snapshot_tables()))
+            try:
+                rows = snapshot.insert_rows(catalog, ((t, _table_chunks(zf, t, set(mismatched)))
+                                                      for t in snapshot.snapshot_tables()))
+            except (zipfile.BadZipFile, KeyError, ValueError, EOFError, DBAPIError) as exc:
+                raise UsageError(f"{source} is damaged and was not restored (nothing was written): "
+                                 f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
     t_rows = time.perf_counter()
     db._rebound()
     report = RestoreReport(path=str(source), catalog=catalog.safe_url,
