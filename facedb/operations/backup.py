@@ -26,7 +26,7 @@ import zipfile
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from sqlalchemy import DateTime, Table
 from sqlalchemy.exc import DBAPIError
@@ -38,8 +38,8 @@ from ..catalog.models import Base
 from ..contract.models import BackupReport, CheckReport, FailedItem, RestoreReport
 from ..errors import FacedbError, ModelError, UsageError
 
-if TYPE_CHECKING:
-    from ..api import FaceDB
+#: ``db`` below is a ``facedb.api.FaceDB`` (the operations do not import the layer above them).
+FaceDB = Any
 
 FORMAT = "facedb-backup"
 FORMAT_VERSION = 1

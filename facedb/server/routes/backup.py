@@ -61,10 +61,17 @@ class _Pipe(io.RawIOBase):
         raise UnavailableError("the client stopped reading the snapshot")
 
 
+def _json_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``errors()`` of a route whose success is not JSON: its errors still are (ErrorBody)."""
+    return {s: {"description": doc["description"],
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+            for s, doc in errors(*statuses).items()}
+
+
 @server_router.get("/v1/backup", response_class=ZipResponse, responses={
     200: {"content": {"application/zip": {"schema": _ZIP}},
           "description": "The snapshot (a zip: see docs/storage.md), written as the catalog is read."},
-    **errors(*AUTH)})
+    **_json_errors(*AUTH)})
 async def backup(caller: Caller = server_admin_key, db: FaceDB = Depends(get_db)) -> Any:
     """One consistent snapshot of the whole database (every collection, keys hashed, the audit
     trail, the packs' contracts), streamed as it is written; writes and searches go on."""
