@@ -84,6 +84,8 @@ SERVER_WIDE = [
     Route("get", "/v1/collections", "admin", list[m.CollectionInfo]),
     Route("post", "/v1/collections", "admin", m.CollectionInfo),
     Route("delete", "/v1/collections/{name}", "admin", m.CollectionInfo),
+    Route("get", "/v1/backup", "admin", None),
+    Route("post", "/v1/restore", "admin", m.RestoreReport),
 ]
 #: The routes of one collection: under /v1 they mean ``default``.
 PER_COLLECTION = [
@@ -226,6 +228,9 @@ BAD = [
     ("GET", "/v1/faces/abc/thumbnail", {}, "face_id"),
     ("GET", "/v1/faces/1/thumbnail?size=4096", {}, "size"),
     ("DELETE", "/v1/subjects/person1?vacuum=perhaps", {}, "vacuum"),
+    ("POST", "/v1/restore?reindex_from_images=maybe", {"content": b"PK"}, "reindex_from_images"),
+    ("POST", "/v1/restore", {"content": b"PK\x03\x04 not a zip"}, "not a facedb snapshot"),
+    ("POST", "/v1/restore", {}, "empty"),
 ]
 
 
