@@ -246,6 +246,7 @@ def restore(db: FaceDB, path: str | os.PathLike[str], reindex_from_images: bool 
             raise ModelError(f"{source} was made with other model weights ({why}); its vectors are not comparable "
                              "with this facedb's. Restore with --reindex-from-images to re-embed the stored photos "
                              "from their files (they must still be on disk), or with the same weights")
+        t_check = time.perf_counter()  # rows_seconds: from here (the weights check loads the packs)
         with base.exclusive(open_index=False, recover=False):
             snapshot.refuse_non_empty(catalog)
             try:
@@ -258,7 +259,7 @@ def restore(db: FaceDB, path: str | os.PathLike[str], reindex_from_images: bool 
     db._rebound()
     report = RestoreReport(path=str(source), catalog=catalog.safe_url,
                            index=db.settings.chroma_url or str(db.settings.chroma_path), rows=rows,
-                           rows_seconds=round(t_rows - t0, 3))
+                           rows_seconds=round(t_rows - t_check, 3))
     from ..store.journal import Journal
     from .maintenance import collection_catalogs
 
