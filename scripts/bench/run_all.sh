@@ -28,3 +28,5 @@ $py scripts/bench/shared_stores.py --sizes 100000,1000000 --deadline-minutes 72 
 $py scripts/bench/template_search.py --faces 100000 --rounds 40 --probes 20 --out docs/benchmarks/template_search.md
 # open-set threshold calibration on LFW (the embedding pass is cached after the first run)
 $py scripts/calibrate_threshold.py --json docs/calibration.json --md docs/calibration.md
+# backup and restore (issue 18) at 20k and 100k synthetic faces
+$py scripts/bench/backup.py --faces 20000 100000 --out docs/benchmarks/backup.md
