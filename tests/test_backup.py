@@ -26,6 +26,7 @@ from facedb.server.app import create_app
 
 PEOPLE = {"Ada Lovelace": "subject01", "Grace Hopper": "subject02", "Alan Turing": "subject03"}
 GONE = "Zelda Vanished"  # deleted before the backup: nothing of her may be in it
+GONE_TOO = "Yuri Erased"  # in a collection deleted before the backup
 ENROLLED = ("normal", "happy", "sad", "glasses")
 PROBES = ("wink", "surprised", "sleepy")
 
@@ -72,6 +73,14 @@ def source(tmp_path_factory: pytest.TempPathFactory, yale_dir: Path) -> Iterator
                 ("Ada Lovelace",))]
         db.rename(GONE, f"{GONE} II")  # her name now also in another row's text ("renamed from ...")
         db.delete(f"{GONE} II")
+        # A person in a collection deleted before the backup: gone the same way.
+        db.create_collection("temp")
+        db.collection("temp").enroll(GONE_TOO, _photos(yale_dir, "subject08", ENROLLED[:2]))
+        with db.store.base.catalog.engine.connect() as conn:
+            gone_vectors += [bytes(r[0]) for r in conn.exec_driver_sql(
+                "SELECT embedding FROM faces JOIN subjects ON subjects.id = faces.subject_id WHERE subjects.name = ?",
+                (GONE_TOO,))]
+        db.delete_collection("temp")
         key = db.create_key("door", "read").key
         answers = _answers(db, yale_dir)
         audit = [e.to_dict() for e in db.audit()]
@@ -79,7 +88,7 @@ def source(tmp_path_factory: pytest.TempPathFactory, yale_dir: Path) -> Iterator
         report = db.backup(snap)
     finally:
         db.close()
-    assert len(gone_vectors) >= 2 and len(kept_vectors) >= 2 and n_faces >= 9
+    assert len(gone_vectors) >= 3 and len(kept_vectors) >= 2 and n_faces >= 9
     yield {"n_faces": n_faces, "root": root, "snap": snap, "report": report, "key": key, "answers": answers, "audit": audit,
            "gone_vectors": gone_vectors, "kept_vectors": kept_vectors}
 
@@ -99,7 +108,7 @@ def test_a_subject_deleted_before_the_backup_leaves_no_trace(source: dict[str, A
     members = _members(source["snap"])
     raw = source["snap"].read_bytes()
     for blob in [*members.values(), raw]:
-        assert GONE.encode() not in blob
+        assert GONE.encode() not in blob and GONE_TOO.encode() not in blob
         for vector in source["gone_vectors"]:
             assert vector not in blob
     # ...where a live subject's name and vectors are found (the scan can see them).
