@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import DateTime, Table
+from sqlalchemy import DateTime, Table, func, select
 from sqlalchemy.exc import DBAPIError
 
 from ..analysis.engines import load_engine
@@ -71,10 +71,11 @@ def write_snapshot(db: FaceDB, out: IO[bytes]) -> dict[str, Any]:
 
     catalog = db.store.base.catalog
     manifest: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "facedb_version": __version__,
-                                "schema_revision": catalog.schema_revision(),
+                                "schema_revision": None,
                                 "created_at": datetime.now(timezone.utc).isoformat(),
                                 "source_dialect": catalog.engine.dialect.name, "tables": {}}
     with zipfile.ZipFile(out, "w", allowZip64=True) as zf, snapshot.consistent_read(catalog) as conn:
+        manifest["schema_revision"] = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
         for table in snapshot.snapshot_tables():
             binary = snapshot.binary_columns(table)
             n = 0
@@ -94,8 +95,6 @@ def write_snapshot(db: FaceDB, out: IO[bytes]) -> dict[str, Any]:
             manifest["tables"][table.name] = n
         settings: dict[str, str] = {str(k): str(v) for k, v in conn.execute(Base.metadata.tables["settings"].select())}
         faces = Base.metadata.tables["faces"]
-        from sqlalchemy import func, select
-
         manifest["faces_by_pack"] = {m: int(c) for m, c in conn.execute(
             select(faces.c.model, func.count()).group_by(faces.c.model))}
         manifest["default_pack"] = settings.get(DEFAULT_PACK_KEY)
