@@ -118,7 +118,10 @@ def measure(n: int, work: Path, a: argparse.Namespace) -> dict[str, Any]:
 
 def render(res: dict[str, Any]) -> str:
     f = bench.fmt_number
-    lines = [bench.header("Backup and restore (issue 18)", res["argv"]).rstrip("\n"), "",
+    # the commit the run started at (the header would name the checkout's commit when it is written)
+    head = bench.header("Backup and restore (issue 18)", res["argv"]).replace(
+        f"(facedb commit {bench.git_rev()})", f"(facedb commit {res['commit']})")
+    lines = [head.rstrip("\n"), "",
              "Source: a home whose catalog holds N synthetic face-like 128-d unit vectors "
              f"({res['per_identity']} per subject) stored through facedb's SQL write path, with an API key and "
              "the audit trail of the writes; its own index is not built (a backup reads only the catalog). "
