@@ -267,3 +267,27 @@ def test_sqlite_snapshot_restores_into_postgresql(source: dict[str, Any], yale_d
         assert {s.name for s in lite.subjects()} == {*PEOPLE, "New Person"}
         assert _answers(lite, yale_dir) == source["answers"]
     assert os.path.exists(back)
+
+
+@pytest.mark.slow
+def test_restore_into_shared_stores_replaces_what_the_chroma_server_held(source: dict[str, Any], yale_dir: Path,
+                                                                         pg_cluster: Any, chroma_server: Any,
+                                                                         tmp_path: Path) -> None:
+    """PostgreSQL + a Chroma server (the shared coordinator's locks): a second restore into a new
+    database on the same Chroma server finds the first one's collection under the same name, and
+    replaces it instead of mixing two databases' ids."""
+    pg_cluster.ensure_running()
+    chroma_server.ensure_running()
+    urls = [pg_cluster.create_database(), pg_cluster.create_database()]
+    try:
+        for i, url in enumerate(urls):
+            with FaceDB(home=tmp_path / f"shared{i}", db_url=url, chroma_url=chroma_server.url, workers=1) as db:
+                rep = db.restore(source["snap"])
+                assert rep.clean and rep.indexed_faces == source["n_faces"], rep.to_dict()
+                assert rep.index == chroma_server.url
+                assert _answers(db, yale_dir) == source["answers"]
+                if i == 0:  # a face the next database does not have: an orphan, were it kept
+                    assert db.enroll("Extra Person", _photos(yale_dir, "subject09", ("normal",))).enrolled == 1
+    finally:
+        for url in urls:
+            pg_cluster.drop_database(url.rsplit("/", 1)[1])
