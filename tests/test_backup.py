@@ -153,6 +153,10 @@ def test_restore_refuses_a_database_that_is_not_empty(source: dict[str, Any], ya
     assert code == AlreadyExistsError.exit_code and "not empty" in err and "--home" in err
     with FaceDB(home=home, workers=1) as db:
         assert [s.name for s in db.subjects()] == ["Someone"]
+    # The CLI's text: what it wrote, where.
+    code, out, err = run_cli(home, "backup", str(home.parent / "busy.zip"))
+    assert code == 0, err
+    assert out.startswith(f"wrote {home.parent / 'busy.zip'}: 1 subject, 1 face, 1 audit entry (")
 
 
 def test_restore_refuses_other_weights_unless_it_reindexes(source: dict[str, Any], yale_dir: Path) -> None:
