@@ -295,3 +295,23 @@ def test_restore_into_shared_stores_replaces_what_the_chroma_server_held(source:
     finally:
         for url in urls:
             pg_cluster.drop_database(url.rsplit("/", 1)[1])
+
+
+def test_a_face_the_source_had_not_indexed_yet_is_indexed_by_the_restore(yale_dir: Path, tmp_path: Path) -> None:
+    """A write in flight at backup time (stored, not yet marked indexed): the restored index holds
+    it and its subject's template counts it; every other face goes straight in with its template."""
+    from sqlalchemy import update
+
+    from facedb.catalog.models import Face
+
+    with FaceDB(home=tmp_path / "src", workers=1) as db:
+        n = db.enroll("Pending Person", _photos(yale_dir, "subject10", ENROLLED[:3])).enrolled
+        with db.catalog.session() as s:
+            first = min(f["face_id"] for img in db.show("Pending Person").images for f in img["faces"])
+            s.execute(update(Face).where(Face.id == first).values(indexed=False))
+        db.catalog.rebuild_templates(db.pack_name)  # the template of the indexed faces only, as in a real write
+        db.backup(tmp_path / "pending.zip")
+    with FaceDB(home=tmp_path / "dst", workers=1) as db:
+        rep = db.restore(tmp_path / "pending.zip")
+        assert rep.clean and rep.indexed_faces == n
+        assert first in db.index_face_ids()

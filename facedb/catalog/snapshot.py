@@ -13,9 +13,8 @@ Consistency without stopping the service:
 
 What a snapshot leaves out (see ``docs/storage.md``): the delete journal (``pending_deletes``:
 face ids whose vectors the index may still hold; the restored index is built from SQL), the
-subject templates (derived data: indexing the restored faces recomputes them, and a deleted
-subject's template marker would keep its id), and the settings that only describe the index
-(``rebuilding:*`` flags, the index generation).
+template markers of deleted subjects (a subject id and no vector), and the settings that only
+describe the index (``rebuilding:*`` flags, the index generation).
 """
 from __future__ import annotations
 
@@ -30,13 +29,12 @@ from sqlalchemy.pool import StaticPool
 
 from ..errors import AlreadyExistsError, FacedbError
 from .core import GENERATION_KEY, REBUILDING, CatalogCore
-from .models import Base, Setting
+from .models import Base, Setting, Subject, SubjectTemplate
 
 #: Rows per fetch and per INSERT.
 CHUNK = 2000
-#: Not in a snapshot: the delete journal (the index is rebuilt from SQL on restore) and the
-#: subject templates (recomputed when the restored faces are indexed).
-SKIPPED_TABLES = frozenset({"pending_deletes", "subject_templates"})
+#: Not in a snapshot: the delete journal (the index is rebuilt from SQL on restore).
+SKIPPED_TABLES = frozenset({"pending_deletes"})
 #: Tables a new database fills on its first open: the snapshot's rows replace them.
 FIRST_OPEN_TABLES = frozenset({"settings", "counters", "collections"})
 #: Tables whose rows make a catalog "not empty" for a restore.
@@ -92,6 +90,8 @@ def consistent_read(catalog: CatalogCore) -> Iterator[Connection]:
 
 def _where(table: Table) -> Any:
     """The rows of ``table`` a snapshot keeps (None: all)."""
+    if table.name == "subject_templates":  # no marker of a deleted subject (its id and no vector)
+        return (SubjectTemplate.n_faces > 0) & SubjectTemplate.subject_id.in_(select(Subject.id))
     if table.name == "settings":  # the index's own state: the restored index is new
         return (Setting.key != GENERATION_KEY) & ~Setting.key.like(REBUILDING + ":%")
     return None

@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 from sqlalchemy import DateTime, Table, func, select
 from sqlalchemy.exc import DBAPIError
 
@@ -206,8 +207,10 @@ def _table_chunks(zf: zipfile.ZipFile, table: Table, mismatched: set[str]) -> It
                 for c in binary:
                     n = int.from_bytes(sizes[c].read(4), "little")
                     row[c] = blobs[c].read(n)
-                if table.name == "faces":
-                    row["indexed"] = False  # the restored index is built from these rows
+                if table.name == "faces" and row["model"] in mismatched:
+                    row["indexed"] = False  # re-embedded by the reindex that follows
+                if table.name == "subject_templates" and row["model"] in mismatched:
+                    continue  # recomputed by that reindex
                 if table.name == "settings" and row["key"].startswith(PACK_PREFIX) and \
                         row["key"][len(PACK_PREFIX):] in mismatched:
                     continue  # the reindex records the contract of the weights here
@@ -220,6 +223,34 @@ def _table_chunks(zf: zipfile.ZipFile, table: Table, mismatched: set[str]) -> It
     finally:
         for f in (*blobs.values(), *sizes.values()):
             f.close()
+
+
+def _build_index(catalog: Any, index: Any, rec: Any) -> int:
+    """Build one collection's index of pack ``rec`` from the restored rows; the faces it holds.
+
+    The rows came with their ``indexed`` marks and their subjects' templates (the sums of those
+    faces), so the vectors of the faces marked indexed go straight to the index, without the
+    per-subject template recompute that marking them again would cost; faces the source had not
+    indexed yet (a write in flight at backup time) then go through the ordinary path, which marks
+    them and updates their subjects' templates. Journaled as a rebuild: a process killed
+    half-way leaves the flag, and the next one to open the index rebuilds it from the catalog."""
+    from ..catalog.core import REBUILDING
+    from ..store.journal import ADD_CHUNK, Journal
+
+    catalog.set_flag(REBUILDING, rec.name, True)
+    index.drop(rec.name, catalog.space)  # anything an earlier database left under this name
+    faces = catalog.faces_for_index(rec.name, indexed=True)
+    for i in range(0, len(faces), ADD_CHUNK):
+        part = faces[i:i + ADD_CHUNK]
+        index.add(rec, [f.face_id for f in part], np.stack([f.embedding for f in part]),
+                  [f.subject_id for f in part], [f.subject for f in part])
+    del faces
+    pending = [f.face_id for f in catalog.faces_for_index(rec.name, indexed=False)]
+    if pending:
+        Journal(catalog).add_from_catalog(index, rec, pending)
+    catalog.bump_generation()
+    catalog.set_flag(REBUILDING, rec.name, False)
+    return int(catalog.count_indexed(rec.name))
 
 
 def restore(db: FaceDB, path: str | os.PathLike[str], reindex_from_images: bool = False) -> RestoreReport:
@@ -259,7 +290,6 @@ def restore(db: FaceDB, path: str | os.PathLike[str], reindex_from_images: bool 
     report = RestoreReport(path=str(source), catalog=catalog.safe_url,
                            index=db.settings.chroma_url or str(db.settings.chroma_path), rows=rows,
                            rows_seconds=round(t_rows - t_check, 3))
-    from ..store.journal import Journal
     from .maintenance import collection_catalogs
 
     with base.exclusive(recover=False) as index:
@@ -268,9 +298,7 @@ def restore(db: FaceDB, path: str | os.PathLike[str], reindex_from_images: bool 
                 rec = each.index_pack(model)
                 if model in mismatched or rec is None:
                     continue
-                index.drop(model, each.space)  # anything an earlier database left under this name
-                Journal(each).add_from_catalog(index, rec)
-                report.indexed_faces += each.count_indexed(model)
+                report.indexed_faces += _build_index(each, index, rec)
         base.mark_recovered()
     report.index_seconds = round(time.perf_counter() - t_rows, 3)
     for name in mismatched:
