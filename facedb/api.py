@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from . import trace
 from .analysis.engines import Face
@@ -29,6 +29,7 @@ from .contract.discover import DEFAULT_CLUSTER_THRESHOLD, DiscoverReport, Forget
 from .contract.faces import FaceSearchReport, FacesRemoveReport, FacesReport, MergeReport, MoveReport
 from .contract.models import (
     AuditEntry,
+    BackupReport,
     CheckReport,
     CollectionInfo,
     DeleteReport,
@@ -38,6 +39,7 @@ from .contract.models import (
     KeyInfo,
     PackStatus,
     ReindexReport,
+    RestoreReport,
     ReviewReport,
     SearchReport,
     Stats,
@@ -557,3 +559,33 @@ class FaceDB:
             rep = self._faces.search_face(face_id, **opts.keywords())
             note(0, 1, False, "named" if rep.identity is not None else "unknown")
         return rep
+    # -- backup and restore ------------------------------------------------------------------
+    def backup(self, path: PathLike | IO[bytes]) -> BackupReport:
+        """Write one consistent snapshot of the whole database (every collection, the keys
+        hashed, the audit trail, the packs' contracts) to ``path`` (0600); writes go on meanwhile.
+        See docs/storage.md "Backup and restore"."""
+        from .operations.backup import backup
+
+        self.gate.flush()
+        with self.gate.audited("backup") as note:
+            rep = backup(self, path)
+            note(0, sum(rep.faces_by_pack.values()))
+        return rep
+
+    def restore(self, path: PathLike, *, reindex_from_images: bool = False) -> RestoreReport:
+        """Restore the snapshot at ``path`` into this database, which must be empty; the index is
+        built from the restored embeddings and every collection checked. A snapshot made with
+        other model weights is refused unless ``reindex_from_images`` re-embeds its photos."""
+        from .operations.backup import restore
+
+        rep = restore(self, path, reindex_from_images=reindex_from_images)
+        self.gate.record("restore", faces=rep.indexed_faces + rep.reindexed, outcome="ok" if rep.clean else "partial")
+        return rep
+
+    def _rebound(self) -> None:
+        """Bind again to this collection's row, and forget the views: a restore replaced the
+        collections (their ids, packs and thresholds) and the database's default pack."""
+        with self._shared_lock:
+            self._views.clear()
+        self._bind(self.store.base, self._collection_row(self.store.base, self.collection_name), None,
+                   explicit_pack=self.settings.pack)

@@ -29,6 +29,7 @@ from .contract.discover import DEFAULT_CLUSTER_THRESHOLD, DiscoverReport, Forget
 from .contract.faces import MAX_FACE_IDS, FaceSearchReport, FacesRemoveReport, FacesReport, MergeReport, MoveReport
 from .contract.models import (
     AuditEntry,
+    BackupReport,
     CheckReport,
     CollectionInfo,
     DeleteReport,
@@ -40,6 +41,7 @@ from .contract.models import (
     KeyInfo,
     PackStatus,
     ReindexReport,
+    RestoreReport,
     ReviewReport,
     SearchReport,
     Stats,
@@ -80,7 +82,7 @@ def connect(server: str | None, api_key: str | None, home: str | os.PathLike[str
 
 
 #: Calls that are the server's, not one collection's: they keep their path whatever the collection.
-SERVER_WIDE = ("/v1/keys", "/v1/audit", "/v1/collections", "/v1/vacuum")
+SERVER_WIDE = ("/v1/keys", "/v1/audit", "/v1/collections", "/v1/vacuum", "/v1/backup", "/v1/restore")
 
 
 def collection_path(path: str, collection: str | None) -> str:
@@ -223,6 +225,44 @@ class Transport:
             if isinstance(answer, dict) and "error" in answer:
                 raise error_from(answer.get("kind"), str(answer["error"]), answer.get("reason"),
                                  answer.get("problems"))
+            raise UnavailableError(f"the facedb server at {self.where} answered HTTP {resp.status}")
+        return answer
+
+
+    def transfer(self, method: str, path: str, *, send: Path | None = None, receive: Any = None,
+                 params: dict[str, str] | None = None) -> Any:
+        """A request whose body is the file ``send`` (streamed) or whose answer is streamed into
+        the binary file ``receive`` (backup and restore); otherwise as ``request``."""
+        target = self._prefix + path + (f"?{urlencode(params)}" if params else "")
+        headers = dict(self._headers)
+        self.close()  # a fresh connection: no retry of a half-sent stream
+        conn = self._connection()
+        try:
+            if send is not None:
+                headers["Content-Type"] = "application/zip"
+                headers["Content-Length"] = str(send.stat().st_size)
+                with open(send, "rb") as body:
+                    conn.request(method, target, body=body, headers=headers)
+            else:
+                conn.request(method, target, headers=headers)
+            resp = conn.getresponse()
+            if resp.status < 400 and receive is not None:
+                while block := resp.read(1 << 20):
+                    receive.write(block)
+                raw = b""
+            else:
+                raw = resp.read()
+        except (ConnectionError, http.client.HTTPException, OSError) as exc:
+            raise UnavailableError(f"cannot reach the facedb server at {self.where}: {exc}") from None
+        finally:
+            self.close()
+        try:
+            answer = json.loads(raw) if raw else None
+        except ValueError:
+            answer = None
+        if resp.status >= 400:
+            if isinstance(answer, dict) and "error" in answer:
+                raise error_from(answer.get("kind"), str(answer["error"]), answer.get("reason"))
             raise UnavailableError(f"the facedb server at {self.where} answered HTTP {resp.status}")
         return answer
 
@@ -605,3 +645,43 @@ class Client:
                     scoring: Scoring = "template") -> FaceSearchReport:
         return FaceSearchReport.from_dict(self._request("GET", f"/v1/faces/{int(face_id)}/search",
                                                         params=form(k=k, threshold=threshold, by=by, scoring=scoring)))
+    # -- backup and restore --------------------------------------------------------------------------
+    def backup(self, path: str | os.PathLike[str]) -> BackupReport:
+        """The server writes the snapshot as it reads it; it lands in ``path`` (0600) only when
+        complete (a zip whose manifest reads back)."""
+        import time
+        import zipfile
+
+        t0 = time.perf_counter()
+        target = Path(path).expanduser().absolute()
+        if target.is_dir() or not target.parent.is_dir():
+            raise FacedbError(f"{target}: give a file name in an existing directory")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                self._http.transfer("GET", collection_path("/v1/backup", self.collection), receive=out)
+            try:
+                with zipfile.ZipFile(tmp) as zf:
+                    manifest = json.loads(zf.read("manifest.json"))
+            except (zipfile.BadZipFile, KeyError, ValueError):
+                raise UnavailableError(f"the snapshot the server at {self._http.where} sent is incomplete "
+                                       "(it failed while writing it): try again") from None
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return BackupReport(path=str(target), bytes=target.stat().st_size,
+                            format_version=int(manifest["format_version"]),
+                            facedb_version=str(manifest["facedb_version"]),
+                            schema_revision=str(manifest["schema_revision"]), created_at=str(manifest["created_at"]),
+                            faces_by_pack=manifest.get("faces_by_pack", {}), rows=manifest["tables"],
+                            seconds=round(time.perf_counter() - t0, 3))
+
+    def restore(self, path: str | os.PathLike[str], *, reindex_from_images: bool = False) -> RestoreReport:
+        """Send the snapshot to the server, which restores it into its (empty) database."""
+        source = Path(path).expanduser()
+        if not source.is_file():
+            raise FacedbError(f"{source}: no such file")
+        params = {"reindex_from_images": "true"} if reindex_from_images else None
+        return RestoreReport.from_dict(self._http.transfer("POST", collection_path("/v1/restore", self.collection),
+                                                           send=source, params=params))

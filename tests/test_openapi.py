@@ -39,6 +39,7 @@ BODIES = {
     ("post", "/v1/faces/remove"): "application/json",
     ("post", "/v1/faces/move"): "application/json",
     ("post", "/v1/merge"): "application/json",
+    ("post", "/v1/restore"): "application/zip",
 }
 #: A collection's routes take the same bodies under /v1/collections/{collection}.
 BODIES.update({(m, "/v1/collections/{collection}" + p[3:]): t for (m, p), t in list(BODIES.items())
@@ -85,7 +86,8 @@ def test_every_route_documents_its_body_answer_and_errors(env: dict[str, Any]) -
         if "requestBody" in op:
             (media_type, media), = op["requestBody"]["content"].items()
             assert op["requestBody"]["required"], where
-            assert _schema_of(media).get("properties") or "$ref" in _schema_of(media), where
+            body = _schema_of(media)
+            assert body.get("properties") or "$ref" in body or body.get("format") == "binary", where
             seen_bodies[(method, path)] = media_type
         if path.startswith("/v1/"):
             assert op["security"] == [{"apiKey": []}], where
@@ -314,6 +316,9 @@ def test_live_answers_validate_against_the_document(env: dict[str, Any], tmp_pat
     c.check(client.post(f"{pre}/reindex", headers=admin), "post", f"{tpl}/reindex")
     c.check(client.delete(f"{pre}/subjects/Ann", headers=write), "delete", f"{tpl}/subjects/{{name}}")
     c.check(client.delete("/v1/collections/lobby", headers=admin), "delete", "/v1/collections/{name}")
+    snap = c.check(client.get("/v1/backup", headers=admin), "get", "/v1/backup")
+    c.check(client.get("/v1/backup", headers=read), "get", "/v1/backup")  # 403
+    c.check(client.post("/v1/restore", headers=admin, content=snap.content), "post", "/v1/restore")  # 409: not empty
     # Every route was called, and every error status a route can give was seen at least once.
     called = {(m, p) for m, p, _ in c.checked}
     assert called == {(m, p) for m, p, _ in _operations(env["spec"])}

@@ -87,6 +87,8 @@ SERVER_WIDE = [
     Route("get", "/v1/collections", "admin", list[m.CollectionInfo]),
     Route("post", "/v1/collections", "admin", m.CollectionInfo),
     Route("delete", "/v1/collections/{name}", "admin", m.CollectionInfo),
+    Route("get", "/v1/backup", "admin", None),
+    Route("post", "/v1/restore", "admin", m.RestoreReport),
 ]
 #: The routes of one collection: under /v1 they mean ``default``.
 PER_COLLECTION = [
@@ -287,6 +289,9 @@ BAD = [
     ("POST", "/v1/faces/remove", {"content": b"{not json"}, "JSON"),
     ("POST", "/v1/faces/move", {"json": {"face_ids": [1]}}, "to"),
     ("POST", "/v1/merge", {"json": {"source": "person1"}}, "target"),
+    ("POST", "/v1/restore?reindex_from_images=maybe", {"content": b"PK"}, "reindex_from_images"),
+    ("POST", "/v1/restore", {"content": b"PK\x03\x04 not a zip"}, "not a facedb snapshot"),
+    ("POST", "/v1/restore", {}, "empty"),
 ]
 
 

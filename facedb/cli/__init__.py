@@ -273,7 +273,7 @@ def cli(ctx: click.Context, home: str | None, db_url: str | None, pack: str | No
             state.choose()
 
 
-from . import collections, commands, discover, evaluate, faces, review, service  # noqa: E402,F401  (registers the commands)
+from . import collections, commands, discover, evaluate, faces, lifecycle, review, service  # noqa: E402,F401  (registers the commands)
 
 if TYPE_CHECKING:  # mypy proves that both backends conform to the protocol; nothing runs here
     from ..api import FaceDB

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .faces import FaceSearchReport, FacesRemoveReport, FacesReport, MergeReport, MoveReport
     from .models import (
         AuditEntry,
+        BackupReport,
         CheckReport,
         CollectionInfo,
         DeleteReport,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
         KeyInfo,
         PackStatus,
         ReindexReport,
+        RestoreReport,
         ReviewReport,
         SearchReport,
         Stats,
@@ -147,3 +149,7 @@ class Backend(Protocol):
 
     def search_face(self, face_id: int, *, k: int = 3, threshold: float | None = None, by: By = "subject",
                     scoring: Scoring = "template") -> FaceSearchReport: ...
+    # -- backup and restore (the whole database)
+    def backup(self, path: PathLike) -> BackupReport: ...
+
+    def restore(self, path: PathLike, *, reindex_from_images: bool = False) -> RestoreReport: ...

@@ -37,3 +37,5 @@ $py scripts/bench/video.py --out docs/benchmarks/video.md
 # facedb discover: clustering quality on LFW (cached embeddings) and speed at 100k synthetic faces
 $py scripts/bench/cluster_lfw.py --out docs/benchmarks/discover.md --json docs/benchmarks/discover.json
 $py scripts/bench/cluster_speed.py --faces 100000 --out docs/benchmarks/discover.md --json docs/benchmarks/discover.json
+# backup and restore (issue 18) at 20k and 100k synthetic faces
+$py scripts/bench/backup.py --faces 20000 100000 --out docs/benchmarks/backup.md

@@ -41,10 +41,23 @@ def routers() -> tuple[list[APIRouter], list[APIRouter]]:
     """(the server-wide routers, with their whole paths; the routers of one collection, with paths
     below ``/v1`` that ``create_app`` mounts twice: under ``/v1`` for ``default`` and under
     ``/v1/collections/{collection}``), each in the order its paths must be matched."""
-    from . import audit, collections, discover, faces, jobs, keys, maintenance, review, search, service, subjects
+    from . import (
+        audit,
+        backup,
+        collections,
+        discover,
+        faces,
+        jobs,
+        keys,
+        maintenance,
+        review,
+        search,
+        service,
+        subjects,
+    )
 
     server = [service.server_router, keys.server_router, audit.server_router, maintenance.server_router,
-              collections.server_router]
+              collections.server_router, backup.server_router]
     per_collection = [service.router, search.router, subjects.router, faces.router, maintenance.router,
                       review.router, jobs.router, discover.router]
     return server, per_collection

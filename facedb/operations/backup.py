@@ -1,0 +1,315 @@
+"""Backup and restore: one portable snapshot file of a database, and its restore into an empty one.
+
+The snapshot is a zip file (written 0600) that any facedb reads, whatever the catalog it came
+from or goes to (SQLite or PostgreSQL, so it also moves a database from one to the other):
+
+- ``manifest.json`` (the last member): format and facedb version, the catalog's Alembic revision,
+  the source dialect, each pack's contract (dimension, weights fingerprint: a restore refuses
+  other weights), faces per pack and rows per table;
+- ``tables/<table>.jsonl``: the rows, one JSON object per line, in primary-key order (times as
+  ISO 8601 UTC); deflated;
+- ``tables/<table>.<column>.bin``: a binary column's bytes (face embeddings: float32), row after
+  row in the same order, each row's length in its JSON line; stored (embeddings do not compress).
+
+The catalog is the system of record, so that is all a snapshot holds: the index is rebuilt from
+the restored embeddings (shipping Chroma's files would not be portable to a Chroma server, and
+those files can still hold deleted vectors until ``vacuum``). What is read, and how one instant
+is seen while a server keeps writing, is ``facedb.catalog.snapshot``.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import zipfile
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from sqlalchemy import DateTime, Table, func, select
+from sqlalchemy.exc import DBAPIError
+
+from ..analysis.engines import load_engine
+from ..catalog import snapshot
+from ..catalog.core import DEFAULT_PACK_KEY, PACK_PREFIX, SCHEMA_HEAD
+from ..catalog.models import Base
+from ..contract.models import BackupReport, CheckReport, FailedItem, RestoreReport
+from ..errors import FacedbError, ModelError, UsageError
+
+#: ``db`` below is a ``facedb.api.FaceDB`` (the operations do not import the layer above them).
+FaceDB = Any
+
+FORMAT = "facedb-backup"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+#: zlib level of the row members: 1 compresses JSON lines about 5x at a fraction of level 6's CPU.
+COMPRESS_LEVEL = 1
+
+
+def _member(zf: zipfile.ZipFile, name: str, compress: bool) -> IO[bytes]:
+    info = zipfile.ZipInfo(name, date_time=time.gmtime()[:6])
+    info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    info.external_attr = 0o600 << 16
+    if compress:
+        info._compresslevel = COMPRESS_LEVEL  # type: ignore[attr-defined]  # what ZipFile(compresslevel=) sets
+    return zf.open(info, "w", force_zip64=True)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+# -- backup ----------------------------------------------------------------------------------
+def write_snapshot(db: FaceDB, out: IO[bytes]) -> dict[str, Any]:
+    """Write the whole database (every collection) as a snapshot to ``out`` (any writable binary
+    stream, seekable or not); returns its manifest."""
+    from .. import __version__
+
+    catalog = db.store.base.catalog
+    manifest: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "facedb_version": __version__,
+                                "schema_revision": None,
+                                "created_at": datetime.now(timezone.utc).isoformat(),
+                                "source_dialect": catalog.engine.dialect.name, "tables": {}}
+    with zipfile.ZipFile(out, "w", allowZip64=True) as zf, snapshot.consistent_read(catalog) as conn:
+        manifest["schema_revision"] = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        for table in snapshot.snapshot_tables():
+            binary = snapshot.binary_columns(table)
+            n = 0
+            with _member(zf, f"tables/{table.name}.jsonl", compress=True) as fh:
+                for rows in snapshot.read_rows(conn, table):
+                    fh.write("".join(json.dumps(r, default=_plain, ensure_ascii=False) + "\n"
+                                     for r in rows).encode("utf-8"))
+                    n += len(rows)
+            for column in binary:
+                with _member(zf, f"tables/{table.name}.{column}.bin", compress=False) as fh:
+                    lengths = io.BytesIO()
+                    for values in snapshot.read_binary(conn, table, column):
+                        fh.write(b"".join(values))
+                        lengths.write(b"".join(len(v).to_bytes(4, "little") for v in values))
+                with _member(zf, f"tables/{table.name}.{column}.len", compress=True) as fh:
+                    fh.write(lengths.getvalue())
+            manifest["tables"][table.name] = n
+        settings: dict[str, str] = {str(k): str(v) for k, v in conn.execute(Base.metadata.tables["settings"].select())}
+        faces = Base.metadata.tables["faces"]
+        manifest["faces_by_pack"] = {m: int(c) for m, c in conn.execute(
+            select(faces.c.model, func.count()).group_by(faces.c.model))}
+        manifest["default_pack"] = settings.get(DEFAULT_PACK_KEY)
+        manifest["packs"] = {k[len(PACK_PREFIX):]: json.loads(v) for k, v in sorted(settings.items())
+                             if k.startswith(PACK_PREFIX)}
+        with _member(zf, MANIFEST, compress=True) as fh:
+            fh.write(json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8"))
+    return manifest
+
+
+def backup(db: FaceDB, path: str | os.PathLike[str] | IO[bytes]) -> BackupReport:
+    """Write the snapshot to ``path`` (0600), atomically: a temporary file beside it, renamed
+    when complete, so ``path`` is never a partial snapshot. ``path`` may also be a writable
+    binary stream (the server's response)."""
+    t0 = time.perf_counter()
+    if not isinstance(path, (str, os.PathLike)):
+        manifest = write_snapshot(db, path)
+        return BackupReport(path="-", bytes=0, format_version=FORMAT_VERSION, facedb_version=manifest["facedb_version"],
+                            schema_revision=str(manifest["schema_revision"]), created_at=manifest["created_at"],
+                            faces_by_pack=manifest["faces_by_pack"], rows=manifest["tables"],
+                            seconds=round(time.perf_counter() - t0, 3))
+    target = Path(path).expanduser().absolute()
+    if target.is_dir():
+        raise UsageError(f"{target} is a directory: give the snapshot's file name")
+    if not target.parent.is_dir():
+        raise UsageError(f"{target.parent} does not exist: create it first, or write the snapshot elsewhere")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise FacedbError(f"cannot write {target}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as out:
+            manifest = write_snapshot(db, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return report_of(target, manifest, time.perf_counter() - t0)
+
+
+def report_of(path: Path, manifest: dict[str, Any], seconds: float) -> BackupReport:
+    return BackupReport(path=str(path), bytes=path.stat().st_size, format_version=int(manifest["format_version"]),
+                        facedb_version=str(manifest["facedb_version"]),
+                        schema_revision=str(manifest["schema_revision"]), created_at=str(manifest["created_at"]),
+                        faces_by_pack=manifest.get("faces_by_pack", {}), rows=manifest["tables"],
+                        seconds=round(seconds, 3))
+
+
+# -- restore ---------------------------------------------------------------------------------
+def read_manifest(zf: zipfile.ZipFile, where: str) -> dict[str, Any]:
+    """The snapshot's manifest, checked: a facedb snapshot this version can restore."""
+    try:
+        manifest = json.loads(zf.read(MANIFEST))
+    except (KeyError, ValueError, zipfile.BadZipFile):
+        raise UsageError(f"{where} is not a facedb snapshot (no readable {MANIFEST})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise UsageError(f"{where} is not a facedb snapshot")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise UsageError(f"{where} has snapshot format {manifest.get('format_version')}; this facedb reads "
+                         f"format {FORMAT_VERSION}: restore it with facedb {manifest.get('facedb_version')}")
+    if manifest.get("schema_revision") != SCHEMA_HEAD:
+        raise UsageError(f"{where} was made at catalog revision {manifest.get('schema_revision')} (facedb "
+                         f"{manifest.get('facedb_version')}); this facedb restores revision {SCHEMA_HEAD}: restore "
+                         "it with that facedb version, then open it with this one to upgrade it")
+    return manifest
+
+
+def other_weights(db: FaceDB, manifest: dict[str, Any]) -> dict[str, str]:
+    """Packs whose snapshot faces were embedded with weights other than the ones here:
+    ``{pack: why}`` (a pack that will not load here counts too)."""
+    out: dict[str, str] = {}
+    for name, n in sorted(manifest.get("faces_by_pack", {}).items()):
+        rec = manifest.get("packs", {}).get(name)
+        if not n or rec is None:
+            continue
+        try:
+            info = load_engine(name, db.settings.models_dir).info
+        except ModelError as exc:
+            out[name] = f"it cannot be loaded here ({exc})"
+            continue
+        if info.fingerprint != rec.get("fingerprint") or info.dim != rec.get("dim"):
+            out[name] = (f"its {n} faces were embedded with other weights (fingerprint "
+                         f"{str(rec.get('fingerprint'))[:12]}…, dim {rec.get('dim')}) than the ones here "
+                         f"({info.fingerprint[:12]}…, dim {info.dim})")
+    return out
+
+
+def _table_chunks(zf: zipfile.ZipFile, table: Table, mismatched: set[str]) -> Iterator[list[dict[str, Any]]]:
+    """The snapshot's rows of ``table``, decoded, in chunks of ``snapshot.CHUNK``."""
+    times = [c.name for c in table.columns if isinstance(c.type, DateTime) or
+             isinstance(getattr(c.type, "impl", None), DateTime)]
+    binary = snapshot.binary_columns(table)
+    name = f"tables/{table.name}"
+    if f"{name}.jsonl" not in zf.namelist():
+        return
+    blobs = {c: zf.open(f"{name}.{c}.bin") for c in binary}
+    sizes = {c: zf.open(f"{name}.{c}.len") for c in binary}
+    try:
+        with zf.open(f"{name}.jsonl") as fh:
+            chunk: list[dict[str, Any]] = []
+            for line in io.TextIOWrapper(fh, encoding="utf-8"):
+                row = json.loads(line)
+                for c in times:
+                    if row.get(c) is not None:
+                        row[c] = datetime.fromisoformat(row[c])
+                for c in binary:
+                    n = int.from_bytes(sizes[c].read(4), "little")
+                    row[c] = blobs[c].read(n)
+                if table.name == "faces" and row["model"] in mismatched:
+                    row["indexed"] = False  # re-embedded by the reindex that follows
+                if table.name == "subject_templates" and row["model"] in mismatched:
+                    continue  # recomputed by that reindex
+                if table.name == "settings" and row["key"].startswith(PACK_PREFIX) and \
+                        row["key"][len(PACK_PREFIX):] in mismatched:
+                    continue  # the reindex records the contract of the weights here
+                chunk.append(row)
+                if len(chunk) >= snapshot.CHUNK:
+                    yield chunk
+                    chunk = []
+            if chunk:
+                yield chunk
+    finally:
+        for f in (*blobs.values(), *sizes.values()):
+            f.close()
+
+
+def _build_index(catalog: Any, index: Any, rec: Any) -> int:
+    """Build one collection's index of pack ``rec`` from the restored rows; the faces it holds.
+
+    The rows came with their ``indexed`` marks and their subjects' templates (the sums of those
+    faces), so the vectors of the faces marked indexed go straight to the index, without the
+    per-subject template recompute that marking them again would cost; faces the source had not
+    indexed yet (a write in flight at backup time) then go through the ordinary path, which marks
+    them and updates their subjects' templates. Journaled as a rebuild: a process killed
+    half-way leaves the flag, and the next one to open the index rebuilds it from the catalog."""
+    from ..catalog.core import REBUILDING
+    from ..store.journal import ADD_CHUNK, Journal
+
+    catalog.set_flag(REBUILDING, rec.name, True)
+    index.drop(rec.name, catalog.space)  # anything an earlier database left under this name
+    faces = catalog.faces_for_index(rec.name, indexed=True)
+    for i in range(0, len(faces), ADD_CHUNK):
+        part = faces[i:i + ADD_CHUNK]
+        index.add(rec, [f.face_id for f in part], np.stack([f.embedding for f in part]),
+                  [f.subject_id for f in part], [f.subject for f in part])
+    del faces
+    pending = [f.face_id for f in catalog.faces_for_index(rec.name, indexed=False)]
+    if pending:
+        Journal(catalog).add_from_catalog(index, rec, pending)
+    catalog.bump_generation()
+    catalog.set_flag(REBUILDING, rec.name, False)
+    return int(catalog.count_indexed(rec.name))
+
+
+def restore(db: FaceDB, path: str | os.PathLike[str], reindex_from_images: bool = False) -> RestoreReport:
+    """Restore the snapshot at ``path`` into ``db``, whose catalog must be empty: rows inserted
+    in one transaction, then the index built from the restored embeddings and every collection
+    checked. Packs embedded with other weights are refused, unless ``reindex_from_images``: their
+    faces are then re-embedded from the source photos (where they are still on disk, unchanged)."""
+    t0 = time.perf_counter()
+    source = Path(path).expanduser()
+    base = db.store.base
+    catalog = base.catalog
+    try:
+        zf = zipfile.ZipFile(source)
+    except FileNotFoundError:
+        raise UsageError(f"{source}: no such file") from None
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise UsageError(f"{source} is not a facedb snapshot ({exc})") from None
+    with zf:
+        manifest = read_manifest(zf, str(source))
+        mismatched = other_weights(db, manifest)
+        if mismatched and not reindex_from_images:
+            why = "; ".join(f"pack {k!r}: {v}" for k, v in mismatched.items())
+            raise ModelError(f"{source} was made with other model weights ({why}); its vectors are not comparable "
+                             "with this facedb's. Restore with --reindex-from-images to re-embed the stored photos "
+                             "from their files (they must still be on disk), or with the same weights")
+        t_check = time.perf_counter()  # rows_seconds: from here (the weights check loads the packs)
+        with base.exclusive(open_index=False, recover=False):
+            snapshot.refuse_non_empty(catalog)
+            try:
+                rows = snapshot.insert_rows(catalog, ((t, _table_chunks(zf, t, set(mismatched)))
+                                                      for t in snapshot.snapshot_tables()))
+            except (zipfile.BadZipFile, KeyError, ValueError, EOFError, DBAPIError) as exc:
+                raise UsageError(f"{source} is damaged and was not restored (nothing was written): "
+                                 f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+    t_rows = time.perf_counter()
+    db._rebound()
+    report = RestoreReport(path=str(source), catalog=catalog.safe_url,
+                           index=db.settings.chroma_url or str(db.settings.chroma_path), rows=rows,
+                           rows_seconds=round(t_rows - t_check, 3))
+    from .maintenance import collection_catalogs
+
+    with base.exclusive(recover=False) as index:
+        for each in collection_catalogs(catalog):
+            for model in sorted(each.models_in_use()):
+                rec = each.index_pack(model)
+                if model in mismatched or rec is None:
+                    continue
+                report.indexed_faces += _build_index(each, index, rec)
+        base.mark_recovered()
+    report.index_seconds = round(time.perf_counter() - t_rows, 3)
+    for name in mismatched:
+        for row in catalog.collection_rows():
+            view = db.collection(row["name"])
+            if view.pack_name == name and view.catalog.models_in_use().get(name):
+                rep = view._maint.reindex(None)
+                report.reindexed += rep.reindexed
+                report.failed.extend(FailedItem(**f.to_dict()) for f in rep.failed)
+    checks: list[CheckReport] = [db.collection(row["name"]).check() for row in catalog.collection_rows()]
+    report.check = next((c for c in checks), None)
+    report.clean = all(c.clean for c in checks)
+    report.seconds = round(time.perf_counter() - t0, 3)
+    return report

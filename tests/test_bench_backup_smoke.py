@@ -1,0 +1,29 @@
+"""Smoke test of scripts/bench/backup.py at a tiny size: both commands ran, the restore checked
+clean with every face indexed, and the report names its numbers. No timing assertions."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import script_env
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "bench" / "backup.py"
+
+
+@pytest.mark.slow
+def test_backup_benchmark_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "backup.md"
+    r = subprocess.run([sys.executable, str(SCRIPT), "--faces", "300", "--no-lock", "--out", str(out)],
+                       capture_output=True, text=True, env=script_env(None), timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (row,) = json.loads(out.with_suffix(".json").read_text())["sizes"]
+    assert row["faces"] == 300 and row["backup"]["rows"]["faces"] == 300 and row["backup"]["rows"]["api_keys"] == 1
+    assert row["restore"]["clean"] is True and row["restore"]["indexed_faces"] == 300 and row["restore"]["exit"] == 0
+    for part, key in (("backup", "wall_s"), ("restore", "wall_s"), ("restore", "index_s"), ("ship_index", "copy_s")):
+        assert math.isfinite(row[part][key]) and row[part][key] >= 0
+    assert "| 300 |" in out.read_text()
