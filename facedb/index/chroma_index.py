@@ -13,7 +13,9 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import sqlite3
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,13 @@ from .clients import close_client, open_embedded, open_server, unreachable_serve
 #: HNSW parameters, recorded in every collection's configuration.
 HNSW = {"space": "cosine", "max_neighbors": 32, "ef_construction": 200, "ef_search": 200}
 FORMAT_VERSION = "1"
+#: Log records after which Chroma 1.5 persists a collection's HNSW index (its default
+#: ``sync_threshold``), when the collection's configuration does not say.
+SYNC_THRESHOLD = 1000
+#: Padding beyond the threshold: Chroma applies the log to the index in batches (``batch_size``).
+PAD_MARGIN = 200
+#: Chroma's own data file (its write log and metadata segment) in a persist folder.
+CHROMA_SQLITE = "chroma.sqlite3"
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -97,9 +106,13 @@ class ChromaIndex:
     """The index: embedded (``path``, a folder in the home) or a Chroma server (``url``)."""
 
     @trace.traced("chroma.open")
-    def __init__(self, path: Path | None = None, *, url: str | None = None) -> None:
+    def __init__(self, path: Path | None = None, *, url: str | None = None,
+                 server_data: Path | None = None) -> None:
         self.path = path
         self.url = url
+        #: a Chroma server's data folder (its ``--path``) when facedb can write it (same machine):
+        #: erasures then compact its SQLite file too (see ``compact``)
+        self.server_data = server_data
         #: other processes write to a server meanwhile: nothing about it is cached here
         self.shared = url is not None
         self._client = self._connect()
@@ -180,7 +193,13 @@ class ChromaIndex:
         return col
 
     @_guarded
-    def drop(self, pack: str, space: str = "") -> None:
+    def drop(self, pack: str, space: str = "", *, erase: bool = False) -> None:
+        """Delete a collection. ``erase=True`` (a deleted facedb collection): Chroma keeps a
+        dropped collection's segment folder, every vector included, so the folder is removed
+        too (when facedb can reach it: the embedded index, or a server's given data folder) and
+        ``compact`` clears the SQLite file (its log rows and metadata). Overwriting every vector
+        first, as ``erase`` does, was measured at ~9 ms a face (26 s for 3,000): far slower
+        than removing the files."""
         name = collection_name(pack, space)
         self._collections.pop(name, None)
         self._counts.pop(name, None)
@@ -189,6 +208,10 @@ class ChromaIndex:
         except Exception as exc:
             if not _is_missing(exc):
                 raise
+        if erase:
+            crash_point("erase.before_compact")
+            self.remove_orphan_folders()
+            self.compact()
 
     # -- data --------------------------------------------------------------------
     @trace.traced("chroma.add")
@@ -255,6 +278,112 @@ class ChromaIndex:
         self._counts.pop(index_name(info), None)
         for i in range(0, len(ids), 5000):
             col.delete(ids=[str(x) for x in ids[i:i + 5000]])
+
+    @trace.traced("chroma.erase")
+    @_guarded
+    def erase(self, info: PackInfo, ids: Sequence[int]) -> None:
+        """Delete these faces so that no byte of their vectors stays in Chroma's files: the
+        route measured in ``docs/experiments/chroma-erasure.md``.
+
+        1. ``update`` each victim's vector with a random unit vector: hnswlib rewrites the same
+           slot of the index in memory (ids Chroma does not hold are ignored, so a replay may
+           run it again);
+        2. delete ``sync_threshold`` ids that never existed: cheap log records that make Chroma
+           persist the HNSW index (``data_level0.bin`` gets the overwritten slots) and purge its
+           write log up to them;
+        3. ``delete`` the victims (unsearchable, as ``delete`` does);
+        4. ``compact``: a ``secure_delete`` VACUUM of ``chroma.sqlite3`` removes the purged log
+           rows and the deleted metadata (names) from SQLite's free pages.
+
+        Steps 1–3 cost a fraction of a second and do not grow with the gallery; step 4 rewrites
+        the SQLite file (metadata only, about 300 bytes a face). Safe to repeat after a crash at
+        any step (the journal replays it). Relies on Chroma 1.5 behaviour, not API promises:
+        ``tests/test_erasure.py`` byte-scans every file to catch an upgrade that breaks it."""
+        if len(ids):
+            col = self.collection(info, create=False)
+            if col is not None:
+                self._counts.pop(index_name(info), None)
+                self._overwrite(col, [str(x) for x in ids])
+                crash_point("erase.before_delete")
+                for i in range(0, len(ids), 5000):
+                    col.delete(ids=[str(x) for x in ids[i:i + 5000]])
+        crash_point("erase.before_compact")
+        self.compact()
+
+    def _overwrite(self, col: Any, keys: Sequence[str]) -> None:
+        """Steps 1 and 2 of ``erase``: random unit vectors over ``keys``, then the padding."""
+        if not keys:
+            return
+        dim = self._dim(col)
+        rng = np.random.default_rng()
+        batch = max(1, min(5000, self._client.get_max_batch_size()))
+        for i in range(0, len(keys), batch):
+            chunk = list(keys[i:i + batch])
+            junk = rng.standard_normal((len(chunk), dim)).astype(np.float32)
+            junk /= np.linalg.norm(junk, axis=1, keepdims=True)
+            col.update(ids=chunk, embeddings=junk)
+        crash_point("erase.after_overwrite")
+        hnsw = dict((col.configuration or {}).get("hnsw") or {})
+        pad = int(hnsw.get("sync_threshold") or SYNC_THRESHOLD) + PAD_MARGIN
+        tag = f"erase-pad-{time.time_ns()}"
+        absent = [f"{tag}-{n}" for n in range(pad)]
+        for i in range(0, pad, batch):
+            col.delete(ids=absent[i:i + batch])
+
+    @staticmethod
+    def _dim(col: Any) -> int:
+        dim = (col.metadata or {}).get("dim")
+        if dim:
+            return int(dim)
+        got = col.get(limit=1, include=["embeddings"])
+        return len(got["embeddings"][0]) if len(got["ids"]) else 1
+
+    def _data_folder(self) -> Path | None:
+        """The folder of Chroma's files that facedb may touch: the embedded index's, or the
+        server's data folder when it was given."""
+        return self.server_data if self.url else self.path
+
+    def remove_orphan_folders(self) -> int:
+        """Remove the segment folders that no segment of ``chroma.sqlite3`` refers to any more
+        (Chroma leaves a dropped collection's folder, with its HNSW files, on disk); how many.
+
+        Safe while clients are open: Chroma records a segment before it creates its folder, so
+        an unlisted folder belongs to no collection (also after a drop whose process was killed
+        before this ran: the next erasing drop removes it)."""
+        import shutil
+
+        folder = self._data_folder()
+        if folder is None or not (folder / CHROMA_SQLITE).is_file():
+            return 0
+        con = sqlite3.connect(str(folder / CHROMA_SQLITE), timeout=60)
+        try:
+            live = {str(row[0]) for row in con.execute("SELECT id FROM segments")}
+        finally:
+            con.close()
+        removed = 0
+        for child in folder.iterdir():
+            if child.is_dir() and re.fullmatch(r"[0-9a-f-]{36}", child.name) and child.name not in live:
+                shutil.rmtree(child, ignore_errors=True)
+                removed += 1
+        return removed
+
+    @trace.traced("chroma.compact")
+    def compact(self) -> bool:
+        """``PRAGMA secure_delete=ON; VACUUM`` of Chroma's SQLite file, from a connection of its
+        own while the client stays open (measured safe with Chroma 1.5, embedded and server):
+        rows Chroma deleted (purged log records with their vectors, deleted metadata with the
+        subjects' names) stay readable in SQLite's free pages until then. Whether it ran: a
+        Chroma server's file only when facedb was given its folder (``FACEDB_CHROMA_DATA``)."""
+        folder = self._data_folder()
+        if folder is None or not (folder / CHROMA_SQLITE).is_file():
+            return False
+        con = sqlite3.connect(str(folder / CHROMA_SQLITE), timeout=60, isolation_level=None)
+        try:
+            con.execute("PRAGMA secure_delete=ON")
+            con.execute("VACUUM")
+        finally:
+            con.close()
+        return True
 
     @_guarded
     def rename_subject(self, info: PackInfo, ids: Sequence[int], subject_id: int, new_name: str) -> None:
