@@ -387,3 +387,50 @@ def test_erasure_finished_after_a_kill(tmp_path: Path, built_home: Path, people:
     leftover = scan_home(home, victim)
     assert leftover == {}, f"killed at {point}: deleted embeddings still on disk after the replay: {leftover}"
     assert files_containing(home, name.encode()) == []
+
+
+def test_erasure_on_a_chroma_server(tmp_path: Path, people: dict[str, list[Path]],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the index on a ``chroma run --path DIR`` server: a delete overwrites, persists and
+    deletes through the HTTP API, so no HNSW file of the server keeps the victim; the server's
+    ``chroma.sqlite3`` is compacted too when facedb is given DIR (``FACEDB_CHROMA_DATA``), and
+    then no file of the server's folder (nor of the home) holds a deleted vector or name."""
+    from facedb.evaluation.servers import ChromaServer, chroma_unavailable
+
+    reason = chroma_unavailable()
+    if reason:
+        pytest.skip(reason)
+    server = ChromaServer(tmp_path / "chroma" / "data").start()
+    try:
+        monkeypatch.setenv("FACEDB_CHROMA_URL", server.url)
+        monkeypatch.delenv("FACEDB_CHROMA_DATA", raising=False)
+        home, data = tmp_path / "home", server.path
+        for name, person in ((VICTIM, "person1"), ("Second Q7ZX", "person3"), ("keeper", "person2")):
+            assert run_json(home, "enroll", name, *map(str, people[person]), "-q")["enrolled"] == 3
+        add_filler_faces(home, FILLER, chroma_url=server.url)  # the server writes its HNSW files
+        victim = subject_vectors(home, VICTIM, chroma_url=server.url)
+        second = subject_vectors(home, "Second Q7ZX", chroma_url=server.url)
+        before = scan_home(data, np.concatenate([victim, second]))
+        assert any(f.endswith("data_level0.bin") and ids == list(range(6)) for f, ids in before.items()), before
+
+        # Without the folder: the HNSW files are clean at once; the SQLite file may keep rows in
+        # its free pages until the operator compacts it (measured and printed, not promised).
+        run_json(home, "delete", "Second Q7ZX", "--yes")
+        kept = scan_home(data, second)
+        assert not any(f.endswith("data_level0.bin") for f in kept), kept
+        print(f"\nthe Chroma server's folder after a delete without FACEDB_CHROMA_DATA: {kept}; name in "
+              f"{files_containing(data, b'Second Q7ZX')}")
+
+        monkeypatch.setenv("FACEDB_CHROMA_DATA", str(data))
+        run_json(home, "delete", VICTIM, "--yes")
+        gone = np.concatenate([victim, second])
+        assert scan_home(data, gone) == {}, "deleted embeddings still in the Chroma server's folder"
+        assert scan_home(home, gone) == {}, "deleted embeddings still in the home"
+        for name in (VICTIM, "Second Q7ZX"):
+            assert files_containing(data, name.encode()) == [] and files_containing(home, name.encode()) == []
+        assert server.heartbeat(), "the server kept running through the VACUUM of its file"
+        survivors_found(home, people["person2"][1], 3 + FILLER)
+        kept_keeper = scan_home(data, subject_vectors(home, "keeper", chroma_url=server.url))
+        assert kept_keeper, "negative control: the survivors are still in the server's files"
+    finally:
+        server.cleanup()
