@@ -310,6 +310,7 @@ class ChromaIndex:
         crash_point("erase.before_compact")
         self.compact()
 
+    @trace.traced("chroma.overwrite")
     def _overwrite(self, col: Any, keys: Sequence[str]) -> None:
         """Steps 1 and 2 of ``erase``: random unit vectors over ``keys``, then the padding."""
         if not keys:
