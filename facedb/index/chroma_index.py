@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import trace
 from ..analysis.engines.base import PackInfo
-from ..errors import IndexCorruptError, ModelError, UnavailableError
+from ..errors import DatabaseBusyError, IndexCorruptError, ModelError, UnavailableError
 from ..store.faults import crash_point
 from .clients import close_client, open_embedded, open_server, unreachable_server
 
@@ -382,6 +382,14 @@ class ChromaIndex:
         try:
             con.execute("PRAGMA secure_delete=ON")
             con.execute("VACUUM")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            # The delete is done and journaled: the next erasure or replay compacts the file.
+            raise DatabaseBusyError(f"Chroma's file {folder / CHROMA_SQLITE} stayed locked for 60 s, so the "
+                                    "deleted faces' bytes are not compacted out of it yet; it is journaled: the "
+                                    "next process to open the index, a server's periodic recovery or `facedb "
+                                    "check --repair` finishes it") from None
         finally:
             con.close()
         return True
