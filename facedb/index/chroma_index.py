@@ -295,8 +295,9 @@ class ChromaIndex:
         4. ``compact``: a ``secure_delete`` VACUUM of ``chroma.sqlite3`` removes the purged log
            rows and the deleted metadata (names) from SQLite's free pages.
 
-        Steps 1–3 cost a fraction of a second and do not grow with the gallery; step 4 rewrites
-        the SQLite file (metadata only, about 300 bytes a face). Safe to repeat after a crash at
+        Steps 1–3 cost about 10–30 ms a victim (each update re-links its graph node) plus ~0.1 s,
+        and do not grow with the gallery; step 4 rewrites the SQLite file (metadata and log,
+        about 300 bytes a face), so it does (docs/benchmarks/erasure.md). Safe to repeat after a crash at
         any step (the journal replays it). Relies on Chroma 1.5 behaviour, not API promises:
         ``tests/test_erasure.py`` byte-scans every file to catch an upgrade that breaks it."""
         if len(ids):
@@ -348,9 +349,10 @@ class ChromaIndex:
         """Remove the segment folders that no segment of ``chroma.sqlite3`` refers to any more
         (Chroma leaves a dropped collection's folder, with its HNSW files, on disk); how many.
 
-        Safe while clients are open: Chroma records a segment before it creates its folder, so
-        an unlisted folder belongs to no collection (also after a drop whose process was killed
-        before this ran: the next erasing drop removes it)."""
+        Run while clients are open: Chroma records a collection's segments when it creates the
+        collection, and writes their folders only later (at its first persist), so an unlisted
+        folder belongs to no collection. A drop whose process was killed before this ran leaves
+        its folder to the next erasing drop (the journal replay runs one)."""
         import shutil
 
         folder = self._data_folder()
