@@ -113,7 +113,7 @@ def subject_vectors(home: Path, name: str, **open_args: Any) -> np.ndarray:
     return mat
 
 
-def add_filler_faces(home: Path, n: int, **open_args: Any) -> None:
+def add_filler_faces(home: Path, n: int, seed: int = 7, **open_args: Any) -> None:
     """Store ``n`` synthetic unit vectors as subject "filler" (SQL rows, not yet indexed), then let
     facedb's journal replay index them in one batch: more than Chroma's sync threshold, so the
     HNSW index (with every vector already in it) is written to data_level0.bin. ``open_args``
@@ -122,7 +122,7 @@ def add_filler_faces(home: Path, n: int, **open_args: Any) -> None:
     from facedb.catalog.models import Face, Subject
     from facedb.catalog.models import Image as ImageRow
 
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(seed)
     vecs = rng.standard_normal((n, 128)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     db = FaceDB(home=home, **open_args)
@@ -295,9 +295,9 @@ def test_facedb_never_uses_pickle() -> None:
 
 # -- erasure without vacuum: collections, kills, a Chroma server -----------------------------------
 
-def filler_vectors(n: int, sample: int = 24) -> np.ndarray:
-    """A sample of the vectors ``add_filler_faces(home, n)`` stores (the same generator)."""
-    rng = np.random.default_rng(7)
+def filler_vectors(n: int, sample: int = 24, seed: int = 7) -> np.ndarray:
+    """A sample of the vectors ``add_filler_faces(home, n, seed)`` stores (the same generator)."""
+    rng = np.random.default_rng(seed)
     vecs = rng.standard_normal((n, 128)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     return vecs[np.linspace(0, n - 1, sample).astype(int)]
@@ -429,6 +429,20 @@ def test_erasure_on_a_chroma_server(tmp_path: Path, people: dict[str, list[Path]
         for name in (VICTIM, "Second Q7ZX"):
             assert files_containing(data, name.encode()) == [] and files_containing(home, name.encode()) == []
         assert server.heartbeat(), "the server kept running through the VACUUM of its file"
+        survivors_found(home, people["person2"][1], 3 + FILLER)
+
+        # A collection delete on the server: its segment folder goes too (Chroma leaves it).
+        run_json(home, "collections", "create", "doomed")
+        assert run_json(home, "--collection", "doomed", "enroll", "Doomed Q7ZX", *map(str, people["person4"]),
+                        "-q")["enrolled"] == 3
+        add_filler_faces(home, FILLER, seed=8, chroma_url=server.url, collection="doomed")
+        doomed = np.concatenate([subject_vectors(home, "Doomed Q7ZX", chroma_url=server.url, collection="doomed"),
+                                 filler_vectors(FILLER, seed=8)])
+        before = scan_home(data, doomed)
+        assert any(f.endswith("data_level0.bin") and len(ids) == len(doomed) for f, ids in before.items()), before
+        run_json(home, "collections", "delete", "doomed", "--yes")
+        assert scan_home(data, doomed) == {}, "a deleted collection's vectors still in the server's folder"
+        assert files_containing(data, b"Doomed Q7ZX") == []
         survivors_found(home, people["person2"][1], 3 + FILLER)
         kept_keeper = scan_home(data, subject_vectors(home, "keeper", chroma_url=server.url))
         assert kept_keeper, "negative control: the survivors are still in the server's files"
