@@ -14,6 +14,7 @@ import functools
 import logging
 import re
 import sqlite3
+import struct
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +41,10 @@ SYNC_THRESHOLD = 1000
 PAD_MARGIN = 200
 #: Chroma's own data file (its write log and metadata segment) in a persist folder.
 CHROMA_SQLITE = "chroma.sqlite3"
+#: Chroma 1.5's ``header.bin`` of an HNSW segment: a format int, then hnswlib's header
+#: (offsetLevel0, max_elements, cur_element_count, size_data_per_element, label_offset,
+#: offsetData, maxlevel, enterpoint, maxM, maxM0, M, mult, ef_construction).
+HEADER = struct.Struct("<iQQQQQQiIQQQdQ")
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -292,8 +297,9 @@ class ChromaIndex:
            persist the HNSW index (``data_level0.bin`` gets the overwritten slots) and purge its
            write log up to them;
         3. ``delete`` the victims (unsearchable, as ``delete`` does);
-        4. ``compact``: a ``secure_delete`` VACUUM of ``chroma.sqlite3`` removes the purged log
-           rows and the deleted metadata (names) from SQLite's free pages.
+        4. ``compact``: the unused slots of every HNSW file are zeroed (``scrub_unused_slots``),
+           and a ``secure_delete`` VACUUM of ``chroma.sqlite3`` removes the purged log rows and
+           the deleted metadata (names) from SQLite's free pages.
 
         Steps 1–3 cost about 10–30 ms a victim (each update re-links its graph node) plus ~0.1 s,
         and do not grow with the gallery; step 4 rewrites the SQLite file (metadata and log,
@@ -370,6 +376,48 @@ class ChromaIndex:
                 removed += 1
         return removed
 
+    @trace.traced("chroma.scrub")
+    def scrub_unused_slots(self) -> int:
+        """Zero the unused slots of every HNSW ``data_level0.bin`` in the data folder; bytes zeroed.
+
+        hnswlib allocates a collection's index for more elements than it holds and writes the
+        whole allocation at every persist, unused slots included, uninitialised: they carry
+        whatever the process's heap held before, which can be *other* faces' vectors (seen: a
+        3-face collection's file held a subject of another collection, written by a process that
+        had loaded it). An erase overwrites the victims' own slots only, so it also zeroes the
+        unused ones here (the file's slots from ``cur_element_count`` of ``header.bin`` on;
+        hnswlib never reads them). Seen with Chroma 1.5.9: a collection whose vectors were still
+        all in the log had a 100-slot file with 0 elements, all of it stale heap. A collection that a process holds in memory can write its old
+        unused bytes again at its next persist; ``vacuum`` in a fresh process rebuilds them."""
+        if self.url or self.path is None:
+            # A server may persist a segment while this runs (other processes write to it): its
+            # new elements could be zeroed on disk. Only the embedded index, whose every write
+            # goes through this process under the home lock, is scrubbed.
+            return 0
+        folder = self.path
+        zeroed = 0
+        for data in folder.glob("*/data_level0.bin"):
+            try:
+                head = (data.parent / "header.bin").read_bytes()
+                if len(head) != HEADER.size:
+                    continue
+                _, _, max_elements, count, per, *_ = HEADER.unpack(head)
+                size = data.stat().st_size
+                if not per or size % per or count * per > size or size > max_elements * per:
+                    continue  # not the layout this reads: leave the file alone
+                with open(data, "r+b") as fh:
+                    step = max(per, (4 << 20) // per * per)
+                    for pos in range(count * per, size, step):
+                        fh.seek(pos)
+                        chunk = fh.read(min(step, size - pos))
+                        if chunk.count(0) != len(chunk):
+                            fh.seek(pos)
+                            fh.write(bytes(len(chunk)))
+                            zeroed += len(chunk)
+            except OSError:  # a folder Chroma removed meanwhile
+                continue
+        return zeroed
+
     @trace.traced("chroma.compact")
     def compact(self) -> bool:
         """``PRAGMA secure_delete=ON; VACUUM`` of Chroma's SQLite file, from a connection of its
@@ -380,6 +428,7 @@ class ChromaIndex:
         folder = self._data_folder()
         if folder is None or not (folder / CHROMA_SQLITE).is_file():
             return False
+        self.scrub_unused_slots()
         con = sqlite3.connect(str(folder / CHROMA_SQLITE), timeout=60, isolation_level=None)
         try:
             con.execute("PRAGMA secure_delete=ON")
