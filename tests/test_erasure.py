@@ -448,3 +448,44 @@ def test_erasure_on_a_chroma_server(tmp_path: Path, people: dict[str, list[Path]
         assert kept_keeper, "negative control: the survivors are still in the server's files"
     finally:
         server.cleanup()
+
+
+def test_erase_zeroes_stale_heap_in_unused_hnsw_slots(tmp_path: Path) -> None:
+    """hnswlib writes a collection's whole allocation, unused slots included, with whatever the
+    heap held (the kill tests found another collection's deleted subject there). An erase zeroes
+    the unused slots of every HNSW file: planted bytes in them are gone, the live faces stay."""
+    from facedb.analysis.engines.base import PackInfo
+    from facedb.catalog.core import in_space
+    from facedb.index.chroma_index import HEADER, ChromaIndex
+
+    info = PackInfo(name="p", dim=128, threshold=0.5, fingerprint="f" * 64, description="")
+    other = in_space(info, "c9")
+    rng = np.random.default_rng(3)
+    vecs = rng.standard_normal((1200, 128)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    index = ChromaIndex(tmp_path)
+    index.add(info, list(range(1, 1101)), vecs[:1100], [1] * 1100, ["a"] * 1100)  # persisted
+    index.add(other, [5001, 5002, 5003], vecs[1100:1103], [2] * 3, ["b"] * 3)
+    index.close()
+    stale = vecs[1150:1153]  # never given to Chroma: stands for another face's freed heap
+    planted = 0
+    for data in tmp_path.glob("*/data_level0.bin"):
+        _, _, _, count, per, *_ = HEADER.unpack((data.parent / "header.bin").read_bytes())
+        size = data.stat().st_size
+        if size > count * per:
+            raw = bytearray(data.read_bytes())
+            raw[count * per + 260:count * per + 260 + 512 * 3] = stale.tobytes()[:512 * 3]
+            data.write_bytes(bytes(raw))
+            planted += 1
+    assert planted, "no HNSW file with unused slots to plant into"
+    assert scan_home(tmp_path, stale), "positive control: the planted bytes are found"
+
+    index = ChromaIndex(tmp_path)
+    try:
+        index.erase(info, [7, 8])
+        assert scan_home(tmp_path, stale) == {}, "stale bytes left in unused HNSW slots"
+        assert scan_home(tmp_path, vecs[6:8]) == {}
+        assert [n.face_id for n in index.query(info, vecs[100:101], 1)[0]] == [101]
+        assert [n.face_id for n in index.query(other, vecs[1101:1102], 1)[0]] == [5002]
+    finally:
+        index.close()
