@@ -210,8 +210,8 @@ class FaceDB:
 
     def delete_collection(self, name: str) -> CollectionInfo:
         """Erase a collection the way a subject delete does: its subjects, images, faces,
-        vectors, templates and failures leave SQL and the index (``vacuum`` then rewrites the
-        files so no byte of its embeddings remains). ``default`` cannot be deleted."""
+        vectors, templates and failures leave SQL and the index, and its index files are removed
+        (``ChromaIndex.drop(erase=True)``): no byte of its embeddings remains. ``default`` cannot be deleted."""
         if name == DEFAULT_COLLECTION:
             raise FacedbError("the collection 'default' cannot be deleted (delete its subjects instead)")
         base = self.store.base
@@ -382,8 +382,9 @@ class FaceDB:
 
     # -- management ---------------------------------------------------------------------------
     def delete(self, subject: str, *, vacuum: bool = False) -> DeleteReport:
-        """Remove a subject, its images, faces and vectors: no search returns them afterwards.
-        ``vacuum`` also rewrites the stores so the bytes are erased now."""
+        """Remove a subject, its images, faces and vectors: no search returns them afterwards,
+        and no byte of its embeddings stays in the home's files (``Journal.erase_faces``; a
+        Chroma server's own file needs ``FACEDB_CHROMA_DATA``). ``vacuum`` also rebuilds the index."""
         subject = normalize_subject_name(subject)
         with self._audited("delete", subject) as note:
             with self.store.writing() as index:

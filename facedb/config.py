@@ -13,6 +13,9 @@ ENV_PACK = "FACEDB_PACK"
 ENV_MODELS_DIR = "FACEDB_MODELS_DIR"
 ENV_LOCK_TIMEOUT = "FACEDB_LOCK_TIMEOUT"
 ENV_CHROMA_URL = "FACEDB_CHROMA_URL"
+#: The Chroma server's data folder (its ``chroma run --path``), when facedb runs where it can
+#: write it: every erasure then also compacts the server's SQLite file (docs/storage.md#erasure).
+ENV_CHROMA_DATA = "FACEDB_CHROMA_DATA"
 
 DEFAULT_PACK = "sface-flip"
 DEFAULT_LOCK_TIMEOUT = 60.0
@@ -40,6 +43,8 @@ class Settings:
     lock_timeout: float
     #: a Chroma server (``http://host:port``) instead of the embedded index in the home
     chroma_url: str | None = None
+    #: the Chroma server's data folder, when facedb may write it (``FACEDB_CHROMA_DATA``)
+    chroma_data: Path | None = None
 
     @property
     def chroma_path(self) -> Path:
@@ -91,6 +96,8 @@ def resolve_settings(
         models_dir=Path(models).expanduser() if models else None,
         lock_timeout=timeout,
         chroma_url=(chroma_url or os.environ.get(ENV_CHROMA_URL) or "").rstrip("/") or None,
+        chroma_data=Path(os.environ[ENV_CHROMA_DATA]).expanduser().absolute() if os.environ.get(ENV_CHROMA_DATA)
+        else None,
     )
 
 

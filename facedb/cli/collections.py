@@ -71,8 +71,8 @@ def collections_create(state: State, name: str, pack_name: str | None, threshold
 @json_option
 @pass_state
 def collections_delete(state: State, name: str, yes: bool, as_json: bool) -> None:
-    """Delete collection NAME and everything in it (run `facedb vacuum` to erase the bytes from
-    disk now). `default` cannot be deleted.
+    """Delete collection NAME and everything in it, bytes included: its index files are
+    removed and the stores compacted (docs/storage.md#erasure). `default` cannot be deleted.
 
     \b
     Example:

@@ -333,14 +333,16 @@ def verify(state: State, image: str, subject: str, threshold: str | None, aligne
 @cli.command()
 @click.argument("subject")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--vacuum", is_flag=True, help="Also rewrite the stores so the vectors are physically erased now.")
+@click.option("--vacuum", is_flag=True, help="Also rebuild the whole index and compact the catalog (`facedb vacuum`).")
 @json_option
 @pass_state
 def delete(state: State, subject: str, yes: bool, vacuum: bool, as_json: bool) -> None:
     """Delete SUBJECT with all its images, faces and vectors.
 
-    Afterwards no search can return its faces. Add --vacuum (or run `facedb vacuum`) to
-    also erase the bytes from disk.
+    Afterwards no search can return its faces, and (embedded index, SQLite catalog) no file
+    of the home keeps a byte of their embeddings or the name: the vectors are overwritten in
+    the index before they are deleted, and both SQLite files are compacted. On a Chroma server
+    or PostgreSQL see docs/storage.md#erasure. --vacuum also rebuilds the whole index.
 
     \b
     Example:
@@ -505,7 +507,10 @@ def check(state: State, repair: bool, as_json: bool) -> None:
 @json_option
 @pass_state
 def vacuum(state: State, as_json: bool) -> None:
-    """Rebuild the index and compact the catalog so deleted faces are physically erased.
+    """Rebuild the index from the catalog and compact both stores (shrinks the files).
+
+    Deletes erase the bytes by themselves; vacuum also reclaims the space of deleted faces,
+    and on PostgreSQL runs VACUUM FULL (docs/storage.md#erasure).
 
     \b
     Example:

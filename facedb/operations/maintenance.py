@@ -95,7 +95,7 @@ class Maintenance:
             done.append("replayed the journal")
             sql_now, idx_now = catalog.face_ids(rec.name), index.ids(rec)
             if idx_now - sql_now:
-                index.delete(rec, sorted(idx_now - sql_now))
+                index.erase(rec, sorted(idx_now - sql_now))
                 done.append(f"removed {plural(len(idx_now - sql_now), 'orphan')}")
             if sql_now - idx_now:
                 journal.add_from_catalog(index, rec, sorted(sql_now - idx_now))

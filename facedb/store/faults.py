@@ -25,6 +25,14 @@ POINTS = (
     "vacuum.after_drop",       # vacuum: collection dropped, not yet rebuilt
 )
 
+#: The crash points inside an erasure (``ChromaIndex.erase`` / ``drop(erase=True)``), killed by
+#: ``tests/test_erasure.py`` (each leaves the face ids journaled, like ``delete.after_sql``).
+ERASE_POINTS = (
+    "erase.after_overwrite",   # victims overwritten, the padding not (all) written
+    "erase.before_delete",     # overwritten and persisted, not yet deleted
+    "erase.before_compact",    # deleted (or collection dropped), Chroma's SQLite file not compacted
+)
+
 
 def crash_point(name: str) -> None:
     spec = os.environ.get(_ENV)

@@ -2,12 +2,15 @@
 
 - enroll: (1) one SQL transaction stores images + faces with ``indexed = false``
   (``Catalog.store_batch``); (2) the vectors go into Chroma; (3) SQL marks them indexed.
-- delete: (1) one SQL transaction removes the subject's rows and journals their face ids in
-  ``pending_deletes``; (2) Chroma deletes them; (3) the journal rows are cleared.
+- delete (a subject, or faces): (1) one SQL transaction removes the rows and journals their
+  face ids in ``pending_deletes``; (2) Chroma *erases* them (``ChromaIndex.erase``: overwritten,
+  persisted, deleted, Chroma's SQLite file compacted); (3) the journal rows are cleared. A
+  process killed at any point before (3) leaves the ids journaled, and the replay erases again.
 - rebuild (vacuum, repair): journaled as the flag ``rebuilding:<pack>`` (``@<space>`` for a
   collection other than ``default``).
 - delete a collection: (1) one SQL transaction removes its rows and journals every face id;
-  (2) its Chroma collections are dropped; (3) the journal rows are cleared.
+  (2) its Chroma collections are dropped with their segment folders, and Chroma's SQLite file
+  is compacted (``ChromaIndex.drop(erase=True)``); (3) the journal rows are cleared.
 
 A ``Journal`` works on one collection (its catalog is bound with ``Catalog.scoped``), except
 ``replay``, which finishes what was left in every collection.
@@ -49,18 +52,25 @@ class Journal:
         crash_point("enroll.after_chroma")
         gone = self.catalog.mark_indexed(ids)
         if gone:  # a delete of the subject (another process) ran between steps 1 and 3
-            index.delete(info, sorted(gone))
+            index.erase(info, sorted(gone))
         crash_point("enroll.after_mark")
 
     def delete_subject(self, index: ChromaIndex, name: str) -> tuple[int, int, int]:
         """Remove a subject from SQL (journaled) and then from the index; (subject id, images, faces)."""
         sid, n_images, by_model = self.catalog.delete_subject(name)
         crash_point("delete.after_sql")
+        self.erase_faces(index, by_model)
+        return sid, n_images, sum(len(v) for v in by_model.values())
+
+    def erase_faces(self, index: ChromaIndex, by_model: dict[str, list[int]]) -> None:
+        """Steps 2 and 3 of any delete of faces (a subject's, or single faces): the face ids,
+        per pack, that one SQL transaction removed and journaled in ``pending_deletes`` leave
+        the index with no byte of their vectors left in Chroma's files (``ChromaIndex.erase``),
+        then the journal rows are cleared. Call it right after that transaction commits."""
         for model, ids in by_model.items():
             self._delete_vectors(index, model, ids)
             crash_point("delete.after_chroma")
             self.catalog.clear_pending_deletes(ids)
-        return sid, n_images, sum(len(v) for v in by_model.values())
 
     def rename_subject(self, index: ChromaIndex, old: str, new: str) -> None:
         subject_id, by_model = self.catalog.rename_subject(old, new)
@@ -75,14 +85,14 @@ class Journal:
         crash_point("delete_collection.after_sql")
         space = index_space(cid, name)
         for model in set(by_model) | set(self.catalog.recorded_packs()):
-            index.drop(model, space)
+            index.drop(model, space, erase=True)
             self.catalog.clear_pending_deletes(by_model.get(model, []))
         return n_subjects, sum(len(v) for v in by_model.values())
 
     def _delete_vectors(self, index: ChromaIndex, model: str, ids: Sequence[int]) -> None:
         rec = self.catalog.index_pack(model)
         if rec is not None:
-            index.delete(rec, ids)
+            index.erase(rec, ids)
 
     # -- recovery --------------------------------------------------------------------------
     @trace.traced("journal.replay")
@@ -95,7 +105,7 @@ class Journal:
         live = {cid for cid, _, _ in spaces}
         for (cid, model), ids in self.catalog.all_pending_deletes().items():
             if cid not in live:  # a collection deleted by a process killed before its index drop
-                index.drop(model, index_space(cid, None))
+                index.drop(model, index_space(cid, None), erase=True)
                 self.catalog.clear_pending_deletes(ids)
 
     def _replay_collection(self, index: ChromaIndex) -> None:
@@ -125,7 +135,7 @@ class Journal:
                   [f.subject for f in faces], may_exist=True)
         gone = self.catalog.mark_indexed(ids)
         if gone:
-            index.delete(info, sorted(gone))
+            index.erase(info, sorted(gone))
         return len(ids)
 
     def add_from_catalog(self, index: ChromaIndex, info: PackInfo, face_ids: Sequence[int] | None = None) -> None:

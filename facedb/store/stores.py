@@ -181,7 +181,7 @@ class Store:
 
     def _new_index(self) -> ChromaIndex:
         if self.settings.chroma_url:
-            return ChromaIndex(url=self.settings.chroma_url)
+            return ChromaIndex(url=self.settings.chroma_url, server_data=self.settings.chroma_data)
         return ChromaIndex(self.settings.chroma_path)
 
     @contextmanager

@@ -30,6 +30,8 @@ $py scripts/bench/shared_stores.py --sizes 100000,1000000 --deadline-minutes 72 
 $py scripts/bench/template_search.py --faces 100000 --rounds 40 --probes 20 --out docs/benchmarks/template_search.md
 # facedb review on an LFW gallery with planted errors (mislabels, group photos, one person under two names)
 $py scripts/bench/review_planted.py --out docs/benchmarks/review.md
+# erasure: delete + erase of one subject, byte scan of the home (add 1000000 for the 1M target)
+$py scripts/bench/erasure.py --faces 20000,100000 --out docs/benchmarks/erasure.md
 # open-set threshold calibration on LFW (the embedding pass is cached after the first run)
 $py scripts/calibrate_threshold.py --json docs/calibration.json --md docs/calibration.md
 # videos: accuracy on slideshow clips built from LFW photos, and seconds of video per second

@@ -27,7 +27,7 @@ async def repair(caller: Caller = admin_key, db: FaceDB = Depends(get_db)) -> JS
 
 @server_router.post("/v1/vacuum", dependencies=[heavy], response_model=VacuumReport, responses=errors(*AUTH))
 async def vacuum(caller: Caller = server_admin_key, db: FaceDB = Depends(get_db)) -> JSONResponse:
-    """Rewrite the stores so deleted faces are physically erased (every collection: server-wide)."""
+    """Rebuild the index and compact the stores (every collection: server-wide)."""
     return answer(await call(caller, db.vacuum))
 
 

@@ -75,7 +75,7 @@ async def rename(name: str, request: Request, caller: Caller = write_key, db: Fa
 
 @router.delete("/subjects/{name:path}", dependencies=[heavy], response_model=DeleteReport,
                responses=errors(*AUTH, 404, 422))
-async def delete(name: str, vacuum: bool = Query(False, description="Also erase the bytes from disk now."),
+async def delete(name: str, vacuum: bool = Query(False, description="Also rebuild the whole index and compact the stores (the deleted bytes leave the files without it)."),
                  caller: Caller = write_key, db: FaceDB = Depends(get_db)) -> JSONResponse:
-    """Delete a subject with all its faces; ``?vacuum=true`` also erases the bytes now."""
+    """Delete a subject with all its faces, bytes included; ``?vacuum=true`` also rebuilds the index."""
     return answer(await call(caller, db.delete, name, vacuum=vacuum))
