@@ -265,8 +265,9 @@ def report_md(runs: list[dict[str, Any]], header: str) -> str:
              "SQLite, embedded Chroma), kept open in one process as `facedb serve` keeps it. Each "
              "delete is `FaceDB.delete` of one whole subject: SQL delete (secure_delete) + journal + "
              "`ChromaIndex.erase` (overwrite with random unit vectors, padding deletes that make Chroma "
-             "persist the HNSW index, delete) + `PRAGMA secure_delete=ON; VACUUM` of `chroma.sqlite3` "
-             "(compact). Search: `ChromaIndex.query`, k=10, one probe a call, 300 probes. The scan "
+             "persist the HNSW index, delete) + compact (unused HNSW slots zeroed, `PRAGMA "
+             "secure_delete=ON; VACUUM` of `chroma.sqlite3`). The column *overwrite+pad* includes the "
+             "persist the padding forces (it rewrites the whole HNSW file). Search: `ChromaIndex.query`, k=10, one probe a call, 300 probes. The scan "
              "reads every file of the home after the process closed it.", "",
              "| faces | build s | deletes | delete+erase s (median) | of which overwrite+pad s | "
              "erase s | compact s | max delete s | search p50 before ms | after ms | victims left in files "
