@@ -1519,7 +1519,7 @@ function photoOf(entry) {
 function dropCluster(c) {
   const d = state.discover;
   const i = d.clusters.indexOf(c);
-  if (i < 0) return;
+  if (i < 0 || c.busy) return;
   d.clusters.splice(i, 1);
   renderClusters();
   say(`${clusterTitle(c)} is no longer listed.`);
@@ -1533,6 +1533,7 @@ function mergeClusters() {
   const d = state.discover;
   const chosen = d.clusters.filter((c) => c.selected);
   if (chosen.length < 2) return;
+  if (chosen.some((c) => c.busy)) { warn("Wait until the group being enrolled is done, then merge."); return; }
   const names = [...new Set(chosen.map((c) => c.subject).filter((s) => s != null))];
   if (names.length > 1) {
     warn(`${names.join(" and ")} are different enrolled people: merge them from the command line `
