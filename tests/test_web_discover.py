@@ -21,7 +21,7 @@ import pytest
 import webtools
 from facephotos import insightface_photos, make_face_variants
 from PIL import Image
-from webtools import Watch, screenshot
+from webtools import Watch, drop_file, screenshot
 
 from facedb.evaluation.servers import FacedbServer
 
@@ -255,6 +255,10 @@ def test_a_read_only_key_sees_the_groups_but_cannot_enroll_and_the_address_survi
     expect(page).to_have_title("Discover – facedb")
     expect(cards(page)).to_have_count(0)
     expect(page.locator("#discover-result")).to_be_hidden()
+    # A photo dropped on the view is looked at too.
+    drop_file(page, "#discover-drop", people["person4"][0])
+    expect(cards(page)).to_have_count(1)
+    expect(cards(page).first.locator("canvas.crop[data-drawn='true']")).to_have_count(1)
     # An error of the server shows in the alert: a key revoked meanwhile signs the user out.
     res = served.cli("keys", "revoke", "read-key")
     assert res.returncode == 0, res.stderr.decode()
@@ -269,6 +273,9 @@ def test_at_phone_width_a_long_name_fits(pages: Callable[..., Any], served: Face
     open_discover(page, served, served.keys["write"])
     width = "() => document.documentElement.scrollWidth"
     assert page.evaluate(width) <= PHONE["width"]
+    # The five views' links stay on one row.
+    rows = "() => new Set(Array.from(document.querySelectorAll('#nav a')).map((a) => a.getBoundingClientRect().top)).size"
+    assert page.evaluate(rows) == 1
     page.set_input_files("#discover-files", [str(people["person6"][0]), str(people["person6"][1])])
     expect(cards(page)).to_have_count(1)
     card = cards(page).first
