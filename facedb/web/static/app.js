@@ -1455,7 +1455,8 @@ function clusterCard(c) {
                           "aria-labelledby": `${uid}-title` },
     el("div", { class: "cluster-head" }, heading,
       el("span", { class: "cluster-size", text: `${plural(c.faces.length, "face")} · ${plural(photos, "photo")}` })),
-    c.subject != null ? el("p", { class: "help cluster-state", text: "Enrolled: named as search names them." }) : null,
+    c.subject != null ? el("p", { class: "help cluster-state", text: c.report ? "Enrolled from this page."
+      : "Enrolled: named as search names them." }) : null,
     crops, more);
   if (c.subject == null) card.append(enrollForm(c, uid, photos));
   card.append(el("div", { class: "cluster-actions" },
