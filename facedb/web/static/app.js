@@ -860,6 +860,9 @@ async function openSubject(name, { focus = false } = {}) {
     return;
   }
   state.subject = d;
+  // Before anything the user may act on shows: set later, it would overwrite (or, mid-typing,
+  // be joined to) a new name typed meanwhile.
+  $("#rename-input").value = d.name;
   const faces = d.images.flatMap((im) => im.faces.map((f) => ({ ...f, image: im })));
   $("#subject-summary").textContent = `${plural(d.images.length, "photo")} · ${plural(faces.length, "face")}`
     + (d.created_at ? ` · enrolled ${when(d.created_at)}` : "");
@@ -907,7 +910,6 @@ async function openSubject(name, { focus = false } = {}) {
   $("#subject-failures").replaceChildren(...fails.map((f) => el("li", {},
     el("span", { class: "file-name", text: basename(f.path) }), " — ",
     el("strong", { text: reasonText(f.reason) }), f.message ? `: ${f.message}` : "")));
-  $("#rename-input").value = d.name;
 }
 
 async function renameSubject(event) {
