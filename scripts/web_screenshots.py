@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Make the screenshots of the web page in docs/web/*.png.
 
-They are taken by the browser tests themselves (tests/test_web.py), in Debian's headless
+They are taken by the browser tests themselves (tests/test_web.py, tests/test_web_discover.py), in Debian's headless
 Chromium against a real ``facedb serve``: this script runs those tests with
 ``FACEDB_WEB_SCREENSHOTS`` pointing at the output folder, then lists what it wrote.
 
@@ -28,7 +28,8 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "FACEDB_WEB_SCREENSHOTS": str(out)}
     rc = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
-                          str(ROOT / "tests" / "test_web.py")], cwd=ROOT, env=env)
+                          str(ROOT / "tests" / "test_web.py"), str(ROOT / "tests" / "test_web_discover.py")],
+                         cwd=ROOT, env=env)
     shots = sorted(out.glob("*.png"))
     for p in shots:
         size = p.stat().st_size

@@ -47,6 +47,9 @@ const state = {
   subject: null,
   face: null,         // the face the face dialog is about: {action, face, label, opener}
   enroll: { items: [], busy: false, xhr: null, prefill: null, seq: 0 },
+  // The discover view: the user's photos (only in memory, for the crops and for enrolling) and
+  // the clusters as the user edits them (merged, dropped, enrolled).
+  discover: { files: [], clusters: [], seq: 0, key: 0, busy: false },
 };
 
 // -- small helpers ---------------------------------------------------------------------------
@@ -161,7 +164,7 @@ function parseHash(hash) {
     try { name = decodeURIComponent(raw); } catch { name = raw; }  // typed by hand: "100%"
     return { view: "subject", name };
   }
-  if (["people", "enroll", "search", "review"].includes(where)) return { view: where, name: null };
+  if (["people", "enroll", "search", "review", "discover"].includes(where)) return { view: where, name: null };
   return { view: "search", name: null };
 }
 
@@ -237,7 +240,7 @@ const canWrite = () => !state.who || !state.who.scope || ["write", "admin"].incl
 
 // -- views -----------------------------------------------------------------------------------
 
-const VIEWS = ["signin", "search", "people", "subject", "enroll", "review"];
+const VIEWS = ["signin", "search", "people", "subject", "enroll", "review", "discover"];
 
 /** Leave the current view: stop its requests, revoke its object URLs, forget its photo. */
 function leaveView() {
@@ -246,6 +249,7 @@ function leaveView() {
   clearSearch();
   clearSubject();
   clearReview();
+  clearDiscover();
   if (!state.enroll.busy) clearEnrollFiles();
   dropUrls();
 }
@@ -261,7 +265,7 @@ function show(view, { focus = false } = {}) {
     else a.removeAttribute("aria-current");
   }
   document.title = `${{ signin: "Sign in", search: "Search", people: "People", subject: "Person",
-                        enroll: "Enroll", review: "Review" }[view]} – facedb`;
+                        enroll: "Enroll", review: "Review", discover: "Discover" }[view]} – facedb`;
   if (focus) {
     const h = $(`#view-${view} h1`);
     h.setAttribute("tabindex", "-1");
@@ -284,6 +288,7 @@ function route({ focus = false } = {}) {
   else if (where.view === "people") openPeople({ focus });
   else if (where.view === "enroll") openEnroll({ focus });
   else if (where.view === "review") openReview({ focus });
+  else if (where.view === "discover") openDiscover({ focus });
   else openSearch({ focus });
 }
 
@@ -855,6 +860,9 @@ async function openSubject(name, { focus = false } = {}) {
     return;
   }
   state.subject = d;
+  // Before anything the user may act on shows: set later, it would overwrite (or, mid-typing,
+  // be joined to) a new name typed meanwhile.
+  $("#rename-input").value = d.name;
   const faces = d.images.flatMap((im) => im.faces.map((f) => ({ ...f, image: im })));
   $("#subject-summary").textContent = `${plural(d.images.length, "photo")} · ${plural(faces.length, "face")}`
     + (d.created_at ? ` · enrolled ${when(d.created_at)}` : "");
@@ -902,7 +910,6 @@ async function openSubject(name, { focus = false } = {}) {
   $("#subject-failures").replaceChildren(...fails.map((f) => el("li", {},
     el("span", { class: "file-name", text: basename(f.path) }), " — ",
     el("strong", { text: reasonText(f.reason) }), f.message ? `: ${f.message}` : "")));
-  $("#rename-input").value = d.name;
 }
 
 async function renameSubject(event) {
@@ -1284,11 +1291,378 @@ async function enroll(event) {
   }
 }
 
+// -- discover --------------------------------------------------------------------------------
+//
+// Who is in these photos (POST /discover, read scope): every photo in ONE request, since faces
+// of different requests are never clustered together. The server keeps nothing; the face crops
+// are drawn here, on canvases, from the user's own files and each face's bbox, and never leave
+// the page. Merging and dropping clusters only change this page's grid; enrolling a cluster
+// sends that cluster's photos to POST /subjects/{name}/images (multi_face=resolve: a photo where
+// the person is not alone is resolved against their other photos, or refused as ambiguous_faces).
+
+/** The side of a face crop, in CSS pixels. */
+const CROP_PX = 88;
+/** Crops drawn per cluster; a larger cluster says how many more it has. */
+const MAX_CROPS = 12;
+
+function openDiscover({ focus = false } = {}) {
+  show("discover", { focus });
+}
+
+function clearDiscover() {
+  const d = state.discover;
+  d.seq++;
+  d.files = [];
+  d.clusters = [];
+  d.busy = false;
+  $("#discover-clusters").replaceChildren();
+  $("#discover-failed").replaceChildren();
+  $("#discover-failed-block").hidden = true;
+  $("#discover-result").hidden = true;
+  $("#discover-summary").textContent = "";
+  $("#discover-selected").textContent = "";
+  $("#discover-merge").disabled = true;
+  $("#discover-drop").removeAttribute("aria-busy");
+}
+
+/**
+ * The name each photo is sent under: its own, unless two photos share it or it has characters
+ * the server would show escaped; then "photo-N" plus its extension. The report names faces by
+ * these labels, which is how each face finds its file again for the crop and for enrolling.
+ */
+function uploadLabels(files) {
+  const seen = new Map();
+  for (const f of files) seen.set(f.name, (seen.get(f.name) || 0) + 1);
+  return files.map((f, i) => {
+    const name = f.name || "";
+    const plain = name && !/[\u0000-\u001f\u007f-\u009f]/.test(name) && seen.get(name) === 1;
+    if (plain) return name;
+    const ext = (/\.[A-Za-z0-9]{1,5}$/.exec(name) || [""])[0];
+    return `photo-${i + 1}${ext}`;
+  });
+}
+
+async function runDiscover(files) {
+  const d = state.discover;
+  if (!files || !files.length || d.busy) return;
+  warn("");
+  $("#discover-files").value = "";  // choosing the same photos again runs again
+  // New photos replace the old run: its photos, crops and grid go now.
+  state.abort.abort();
+  state.abort = new AbortController();
+  clearDiscover();
+  dropUrls();
+  const seq = d.seq;
+  const signal = state.abort.signal;
+  const limits = (state.health && state.health.limits) || {};
+  const big = limits.max_file_bytes ? files.filter((f) => f.size > limits.max_file_bytes) : [];
+  if (big.length) {
+    warn(`${big[0].name}: the file is ${megabytes(big[0].size)}; the server accepts at most `
+      + `${megabytes(limits.max_file_bytes)}. Leave it out and choose the photos again.`);
+    return;
+  }
+  const total = files.reduce((n, f) => n + f.size, 0);
+  if (limits.max_request_bytes && total > limits.max_request_bytes) {
+    warn(`These ${plural(files.length, "photo")} are ${megabytes(total)} together; the server takes at most `
+      + `${megabytes(limits.max_request_bytes)} in one request, and a run's photos must go together. Choose fewer photos.`);
+    return;
+  }
+  const labels = uploadLabels(files);
+  d.files = files.map((file, i) => ({ file, label: labels[i], image: null }));
+  const form = new FormData();
+  files.forEach((f, i) => form.append("images", f, labels[i]));
+  d.busy = true;
+  $("#discover-drop").setAttribute("aria-busy", "true");
+  $("#discover-files").disabled = true;
+  say(`Looking for the faces in ${plural(files.length, "photo")}…`);
+  let rep;
+  try {
+    rep = await api(apiUrl(["discover"]), { method: "POST", body: form, signal });
+  } catch (e) {
+    if (seq === d.seq) { say(""); report(e, "Could not look at the photos"); d.files = []; }
+    return;
+  } finally {
+    if (seq === d.seq) d.busy = false;
+    $("#discover-files").disabled = false;
+    $("#discover-drop").removeAttribute("aria-busy");
+  }
+  if (seq !== d.seq) return;  // other photos (or another view) came meanwhile
+  showDiscover(rep);
+}
+
+function showDiscover(rep) {
+  const d = state.discover;
+  const byLabel = new Map(d.files.map((f, i) => [f.label, i]));
+  d.clusters = rep.clusters.map((c) => ({
+    key: ++d.key,
+    ids: [c.id],
+    subject: c.subject,
+    faces: c.faces.map((f) => ({ ...f, file: byLabel.has(f.image) ? byLabel.get(f.image) : -1, canvas: null })),
+    selected: false,
+    node: null,
+  }));
+  $("#discover-result").hidden = false;
+  const named = d.clusters.filter((c) => c.subject !== null && c.subject !== undefined).length;
+  const faces = d.clusters.reduce((n, c) => n + c.faces.length, 0);
+  say(`${plural(faces, "face")} in ${plural(d.clusters.length, "group")}: ${named} named.`);
+  $("#discover-failed-block").hidden = !rep.failed.length;
+  $("#discover-failed").replaceChildren(...rep.failed.map((f) => el("li", {},
+    el("span", { class: "file-name", text: f.path }), " — ", el("strong", { text: reasonText(f.reason) }),
+    " ", el("code", { class: "reason", text: f.reason }))));
+  renderClusters();
+}
+
+function discoverSummary() {
+  const cs = state.discover.clusters;
+  const faces = cs.reduce((n, c) => n + c.faces.length, 0);
+  const named = cs.filter((c) => c.subject != null).length;
+  $("#discover-summary").textContent = cs.length
+    ? `${plural(cs.length, "person", "people")} · ${plural(faces, "face")} · ${named} named, ${cs.length - named} to name`
+    : "No face found in these photos.";
+  const sel = cs.filter((c) => c.selected).length;
+  $("#discover-selected").textContent = sel ? `${sel} selected` : "Select two or more groups of one person to merge them.";
+  $("#discover-merge").disabled = sel < 2;
+}
+
+function renderClusters() {
+  const list = $("#discover-clusters");
+  list.replaceChildren(...state.discover.clusters.map((c) => {
+    if (!c.node) c.node = clusterCard(c);
+    return c.node;
+  }));
+  discoverSummary();
+}
+
+/** The files a cluster's faces come from, each once, in the order chosen. */
+const clusterFiles = (c) => [...new Set(c.faces.map((f) => f.file).filter((i) => i >= 0))].sort((a, b) => a - b);
+
+function clusterTitle(c) {
+  return c.subject != null ? c.subject : `Person ${c.ids.join(" + ")}`;
+}
+
+function clusterCard(c) {
+  const title = clusterTitle(c);
+  const uid = `cluster-${c.key}`;
+  const photos = clusterFiles(c).length;
+  const heading = el("h2", { class: "cluster-title", id: `${uid}-title` },
+    c.subject != null ? el("a", { class: "subject-link", href: subjectHash(c.subject), title: c.subject, text: c.subject })
+      : title);
+  const select = el("input", { type: "checkbox", id: `${uid}-select`, class: "cluster-select",
+                               onchange: (ev) => { c.selected = ev.target.checked; discoverSummary(); } });
+  select.checked = c.selected;
+  const crops = el("ul", { class: "crops", "aria-label": `Faces of ${title}` },
+    ...c.faces.slice(0, MAX_CROPS).map((f, i) => el("li", {}, faceCrop(f, i, title))));
+  const more = c.faces.length > MAX_CROPS ? el("p", { class: "help", text: `and ${c.faces.length - MAX_CROPS} more` }) : null;
+  const card = el("li", { class: `cluster ${c.subject != null ? "named" : "unnamed"}`, dataset: { cluster: String(c.key) },
+                          "aria-labelledby": `${uid}-title` },
+    el("div", { class: "cluster-head" }, heading,
+      el("span", { class: "cluster-size", text: `${plural(c.faces.length, "face")} · ${plural(photos, "photo")}` })),
+    c.subject != null ? el("p", { class: "help cluster-state", text: c.report ? "Enrolled from this page."
+      : "Enrolled: named as search names them." }) : null,
+    crops, more);
+  if (c.subject == null) card.append(enrollForm(c, uid, photos));
+  card.append(el("div", { class: "cluster-actions" },
+    el("span", { class: "check" }, select, el("label", { for: `${uid}-select`, text: "Select" })),
+    el("button", { type: "button", class: "quiet cluster-drop", text: "Drop", "aria-label": `Drop ${title} from the list`,
+                   onclick: () => dropCluster(c) })));
+  if (c.report) card.append(c.report);
+  return card;
+}
+
+function enrollForm(c, uid, photos) {
+  const write = canWrite();
+  const input = el("input", { type: "text", id: `${uid}-name`, name: "cluster_name", autocomplete: "off",
+                              class: "needs-write", "aria-describedby": `${uid}-error` });
+  const button = el("button", { type: "submit", class: "needs-write", text: "Enroll" });
+  input.disabled = button.disabled = !write || !photos;
+  return el("form", { class: "inline-form cluster-enroll", onsubmit: (ev) => enrollCluster(ev, c) },
+    el("label", { for: `${uid}-name`, text: "Name to enroll as" }), input, button,
+    el("p", { id: `${uid}-error`, class: "field-error" }));
+}
+
+/** A canvas with the face cut from the user's own photo: nothing is sent, nothing is kept. */
+function faceCrop(f, i, title) {
+  if (f.canvas) return f.canvas;
+  const d = state.discover;
+  const file = d.files[f.file];
+  const c = el("canvas", { class: "crop", width: CROP_PX, height: CROP_PX, role: "img",
+                           "aria-label": `Face ${i + 1} of ${title}, in ${f.image}`, title: f.image });
+  f.canvas = c;
+  if (!file) return c;
+  photoOf(file).then((img) => {
+    if (!img) { c.setAttribute("aria-label", `${c.getAttribute("aria-label")} (this browser cannot show the photo)`); return; }
+    const [x1, y1, x2, y2] = f.bbox;
+    const side = Math.max(x2 - x1, y2 - y1) * 1.3;  // the face and a little around it
+    const cx = (x1 + x2) / 2;
+    const cy = (y1 + y2) / 2;
+    const ctx = c.getContext("2d");
+    ctx.fillStyle = "#d8dde3";
+    ctx.fillRect(0, 0, CROP_PX, CROP_PX);
+    ctx.drawImage(img, cx - side / 2, cy - side / 2, side, side, 0, 0, CROP_PX, CROP_PX);
+    c.dataset.drawn = "true";
+  });
+  return c;
+}
+
+/** The decoded photo of one of the user's files (once per file), or null if the browser cannot show it. */
+function photoOf(entry) {
+  if (!entry.image) {
+    const seq = state.discover.seq;
+    entry.image = thumbSlots(() => new Promise((resolve) => {
+      if (seq !== state.discover.seq) { resolve(null); return; }
+      const img = new Image();
+      img.onload = () => resolve(img);
+      img.onerror = () => resolve(null);
+      img.src = track(URL.createObjectURL(entry.file));
+    }));
+  }
+  return entry.image;
+}
+
+function dropCluster(c) {
+  const d = state.discover;
+  const i = d.clusters.indexOf(c);
+  if (i < 0 || c.busy) return;
+  d.clusters.splice(i, 1);
+  renderClusters();
+  say(`${clusterTitle(c)} is no longer listed.`);
+  const next = d.clusters[Math.min(i, d.clusters.length - 1)];
+  if (next) $(".cluster-select", next.node).focus();
+  else $("#discover-files").focus();
+}
+
+/** Merge the selected clusters into one, where the first of them was: one person split in two. */
+function mergeClusters() {
+  const d = state.discover;
+  const chosen = d.clusters.filter((c) => c.selected);
+  if (chosen.length < 2) return;
+  if (chosen.some((c) => c.busy)) { warn("Wait until the group being enrolled is done, then merge."); return; }
+  const names = [...new Set(chosen.map((c) => c.subject).filter((s) => s != null))];
+  if (names.length > 1) {
+    warn(`${names.join(" and ")} are different enrolled people: merge them from the command line `
+      + "(facedb merge) if they are one person.");
+    return;
+  }
+  warn("");
+  const merged = {
+    key: ++d.key,
+    ids: chosen.flatMap((c) => c.ids).sort((a, b) => a - b),
+    subject: names.length ? names[0] : null,
+    faces: chosen.flatMap((c) => c.faces),
+    selected: false,
+    node: null,
+  };
+  for (const f of merged.faces) f.canvas = null;  // drawn again, labelled with the merged group
+  const at = d.clusters.indexOf(chosen[0]);
+  d.clusters = d.clusters.filter((c) => !c.selected);
+  d.clusters.splice(at, 0, merged);
+  renderClusters();
+  say(`Merged ${plural(chosen.length, "group")} into ${clusterTitle(merged)}: ${plural(merged.faces.length, "face")}.`);
+  $(".cluster-select", merged.node).focus();
+}
+
+/** Groups of files that each fit in one request (the server's max_request_bytes). */
+function batches(items, limit) {
+  const out = [];
+  let cur = [];
+  let size = 0;
+  for (const it of items) {
+    const n = it.file.size + 1024;  // the part's headers
+    if (cur.length && limit && size + n > limit) { out.push(cur); cur = []; size = 0; }
+    cur.push(it);
+    size += n;
+  }
+  if (cur.length) out.push(cur);
+  return out;
+}
+
+async function enrollCluster(event, c) {
+  event.preventDefault();
+  const d = state.discover;
+  if (!canWrite() || c.busy) return;
+  const form = event.currentTarget;
+  const input = $("input", form);
+  const error = $(".field-error", form);
+  error.textContent = "";
+  input.removeAttribute("aria-invalid");
+  const name = input.value.trim();
+  if (!name || name.length > 256 || !addressable(name)) {
+    error.textContent = !name ? "Enter the name of the person."
+      : name.length > 256 ? "The name is longer than 256 characters." : `“${name}” cannot be a name: choose another one.`;
+    input.setAttribute("aria-invalid", "true");
+    input.focus();
+    return;
+  }
+  warn("");
+  const seq = d.seq;
+  const items = clusterFiles(c).map((i) => d.files[i]);
+  const limits = (state.health && state.health.limits) || {};
+  c.busy = true;
+  for (const x of $$("input, button", form)) x.disabled = true;
+  say(`Enrolling ${plural(items.length, "photo")} as ${name}…`);
+  const rows = [];
+  let enrolled = 0;
+  let stop = null;
+  for (const batch of batches(items, limits.max_request_bytes)) {
+    const body = new FormData();
+    for (const it of batch) body.append("images", it.file, it.label);
+    body.append("multi_face", "resolve");
+    let rep;
+    try {
+      rep = await api(apiUrl(["subjects", name, "images"]), { method: "POST", body, signal: state.abort.signal });
+    } catch (e) {
+      stop = e;
+      break;
+    }
+    const sub = (rep.subjects && rep.subjects[0]) || { enrolled: 0, failed: [], images: [] };
+    enrolled += sub.enrolled || 0;
+    const failed = new Map((sub.failed || []).map((f) => [f.path, f]));
+    const seen = new Map((sub.images || []).map((im) => [im.image, im]));
+    for (const it of batch) {
+      const f = failed.get(it.label);
+      const im = seen.get(it.label);
+      if (f) rows.push({ label: it.label, state: "rejected", text: `rejected: ${reasonText(f.reason)}`, reason: f.reason, message: f.message });
+      else if (im && im.taken !== null && im.taken !== undefined) {
+        rows.push({ label: it.label, state: "enrolled",
+                    text: im.faces > 1 ? `enrolled (face ${im.taken + 1} of ${im.faces}, resolved)` : "enrolled" });
+      } else rows.push({ label: it.label, state: "duplicate", text: "already enrolled (the same file)" });
+    }
+  }
+  c.busy = false;
+  if (seq !== d.seq || !state.key) return;  // another run, another view, or signed out meanwhile
+  if (stop && stop.name === "AbortError") return;
+  const list = el("ul", { class: "file-list cluster-report", "aria-label": `What enrolling ${name} did` },
+    ...rows.map((r) => el("li", { class: "file", dataset: r.reason ? { state: r.state, reason: r.reason } : { state: r.state } },
+      el("span", { class: "file-name", text: r.label }),
+      el("span", { class: "file-status" }, r.text,
+        r.reason ? el("code", { class: "reason", text: ` ${r.reason}` }) : null,
+        r.message ? el("span", { class: "reason-message", text: ` ${r.message}` }) : null))));
+  if (c.report) c.report.remove();
+  c.report = rows.length ? list : null;
+  if (enrolled || rows.some((r) => r.state === "duplicate")) {
+    c.subject = name;  // enrolled: the group is that person now
+    c.node = null;
+    renderClusters();
+    const link = $(".cluster-title a", c.node);
+    if (link) link.focus();
+  } else {
+    for (const x of $$("input, button", form)) x.disabled = false;
+    if (c.report) form.after(c.report);
+  }
+  if (stop) {
+    report(stop, `Could not enroll ${name}`);
+    return;
+  }
+  const rejected = rows.filter((r) => r.state === "rejected").length;
+  say(`${name}: ${enrolled} enrolled, ${rejected} rejected.`);
+}
+
 // -- drag and drop ---------------------------------------------------------------------------
 
 function dropTargets() {
-  const zones = { search: $("#search-drop"), enroll: $("#enroll-drop") };
-  const accepts = () => state.key && (state.view === "search" || (state.view === "enroll" && canWrite()));
+  const zones = { search: $("#search-drop"), enroll: $("#enroll-drop"), discover: $("#discover-drop") };
+  const accepts = () => state.key && (state.view === "search" || (state.view === "discover" && !state.discover.busy)
+    || (state.view === "enroll" && canWrite()));
   let depth = 0;
   const hasFiles = (ev) => ev.dataTransfer && Array.from(ev.dataTransfer.types || []).includes("Files");
   window.addEventListener("dragenter", (ev) => {
@@ -1313,6 +1687,8 @@ function dropTargets() {
     if (state.view === "search") {
       if (files.length > 1) say(`Searching the first of the ${files.length} photos dropped.`);
       runSearch(files[0]);
+    } else if (state.view === "discover") {
+      runDiscover(files);
     } else {
       addEnrollFiles(files);
     }
@@ -1369,6 +1745,8 @@ function wire() {
     if ($("#delete-dialog").returnValue !== "delete" && state.view === "subject") $("#subject-delete").focus();
   });
   $("#enroll-form").addEventListener("submit", enroll);
+  $("#discover-files").addEventListener("change", (ev) => runDiscover(Array.from(ev.target.files)));
+  $("#discover-merge").addEventListener("click", mergeClusters);
   $("#enroll-files").addEventListener("change", (ev) => addEnrollFiles(Array.from(ev.target.files)));
   $("#enroll-clear").addEventListener("click", () => {
     if (state.enroll.busy) return;
