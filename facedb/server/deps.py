@@ -36,22 +36,26 @@ bearer = HTTPBearer(auto_error=False, scheme_name="apiKey", bearerFormat="facedb
                                 "(its owner) need none.")
 
 
-def get_db(request: Request) -> FaceDB:
+#: The dependencies below are ``async``: FastAPI runs a plain ``def`` dependency in a worker thread,
+#: one thread hop per dependency per request, which costs more than what they do.
+
+async def get_db(request: Request) -> FaceDB:
     """The database this request is about: the collection named in the path
     (``/v1/collections/{collection}/...``: a view of the one ``FaceDB`` the server holds, sharing
-    its stores and workers; an unknown collection is 404), else ``default``."""
+    its stores and workers; an unknown collection is 404), else ``default``. Only a collection's
+    view is looked up in a thread (the first time, it reads the catalog)."""
     db: FaceDB = request.app.state.db
     name = request.path_params.get("collection")
-    return db if name is None else db.collection(name)
+    return db if name is None else await run_in_threadpool(db.collection, name)
 
 
-def collection_param(collection: str = Path(description="The collection (gallery) the call is about.",
+async def collection_param(collection: str = Path(description="The collection (gallery) the call is about.",
                                            min_length=1, max_length=128)) -> str:
     """Documents the ``{collection}`` of the prefixed routes (``get_db`` reads it)."""
     return collection
 
 
-def get_limits(request: Request) -> Limits:
+async def get_limits(request: Request) -> Limits:
     limits: Limits = request.app.state.limits
     return limits
 
