@@ -18,7 +18,10 @@ RUN_ALL = REPO / "scripts" / "bench" / "run_all.sh"
 
 def test_no_script_sets_up_the_import_path() -> None:
     pattern = re.compile(r"sys\.path\.(insert|append)|PYTHONPATH|site\.addsitedir")
-    offenders = [f"{p.relative_to(REPO)}:{n}" for p in SCRIPTS
+    # server_cpu.py imports facedb as installed; its --tree option runs *other checkouts* (PYTHONPATH
+    # set for its subprocesses only) to compare them with this one in the same session.
+    exempt = {REPO / "scripts" / "bench" / "server_cpu.py"}
+    offenders = [f"{p.relative_to(REPO)}:{n}" for p in SCRIPTS if p not in exempt
                  for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert not offenders, "scripts must import facedb as installed, not by path: " + ", ".join(offenders)
 

@@ -332,7 +332,7 @@ class ChromaIndex:
             junk /= np.linalg.norm(junk, axis=1, keepdims=True)
             col.update(ids=chunk, embeddings=junk)
         crash_point("erase.after_overwrite")
-        hnsw = dict((col.configuration or {}).get("hnsw") or {})
+        hnsw = _hnsw_of(col)
         pad = int(hnsw.get("sync_threshold") or SYNC_THRESHOLD) + PAD_MARGIN
         tag = f"erase-pad-{time.time_ns()}"
         absent = [f"{tag}-{n}" for n in range(pad)]
@@ -562,7 +562,18 @@ class ChromaIndex:
     @_guarded
     def configuration(self, info: PackInfo) -> dict[str, Any]:
         col = self.collection(info, create=False)
-        return {} if col is None else dict(col.configuration.get("hnsw") or {})
+        return {} if col is None else _hnsw_of(col)
+
+
+def _hnsw_of(col: Any) -> dict[str, Any]:
+    """A collection's HNSW configuration. Reading it makes chromadb 1.5 warn that the collection
+    has a "legacy embedding function config" (facedb gives embeddings itself and records no
+    embedding function): that warning is about chromadb's own stored config, not an action to take."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="legacy embedding function config", category=DeprecationWarning)
+        return dict((col.configuration or {}).get("hnsw") or {})
 
 
 def _short(res: dict[str, Any], want: int) -> bool:

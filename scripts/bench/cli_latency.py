@@ -138,7 +138,8 @@ def build_gallery(home: Path, n: int | None, work: Path) -> dict[str, Any]:
         root = bench.subset_tree(bench.sample_images(paths, n), work / "gallery")
     else:
         root = lfw
-    t, r = timed_run([*FACEDB, "--home", str(home), "import", str(root), "-q", "--json"], env=clean_env())
+    t, r = timed_run([*FACEDB, "--home", str(home), "import", str(root), "-q", "--multi-face", "largest", "--json"],
+                     env=clean_env())
     if r.returncode not in (0, 3):
         raise RuntimeError(r.stderr[-3000:])
     rep = json.loads(r.stdout)

@@ -104,7 +104,8 @@ def main(argv: list[str]) -> int:
         home = work / "home"
         env = bench.clean_env(PYTHONPATH=str(trees[0][1].resolve()))
         r = bench.run_process([*bench.facedb_command(), "--home", str(home), "import",
-                               str(bench.subset_tree(gallery, work / "gallery")), "-q", "--json"], env=env)
+                               str(bench.subset_tree(gallery, work / "gallery")), "-q", "--multi-face", "largest",
+                               "--json"], env=env)
         if r.returncode not in (0, 3):
             raise RuntimeError(f"facedb import exited {r.returncode}: {r.stderr[-2000:]}")
         res["gallery_faces"] = json.loads(r.stdout)["enrolled"]

@@ -14,7 +14,7 @@ into a fresh temporary home, then:
 
 Run (about a minute for Yale; ``--hold`` keeps the index open between calls, as a server does):
 
-    PYTHONPATH=. .venv/bin/python scripts/experiments/face_id_search.py ../shared/datasets/yalefaces [--hold]
+    python scripts/experiments/face_id_search.py ../shared/datasets/yalefaces [--hold]
 
 Prints one JSON object.
 """
