@@ -27,9 +27,9 @@ from .catalog.subjects import deleted_label
 from .config import DEFAULT_PACK, Settings, resolve_settings
 from .contract.discover import DEFAULT_CLUSTER_THRESHOLD, DiscoverReport, ForgetReport, validate_run_name
 from .contract.faces import FaceSearchReport, FacesRemoveReport, FacesReport, MergeReport, MoveReport
+from .contract.lifecycle import BackupReport, RestoreReport
 from .contract.models import (
     AuditEntry,
-    BackupReport,
     CheckReport,
     CollectionInfo,
     DeleteReport,
@@ -39,8 +39,6 @@ from .contract.models import (
     KeyInfo,
     PackStatus,
     ReindexReport,
-    RestoreReport,
-    ReviewReport,
     SearchReport,
     Stats,
     SubjectDetail,
@@ -61,6 +59,7 @@ from .contract.requests import (
     VerifyOptions,
     parse,
 )
+from .contract.review import ReviewReport
 from .errors import FacedbError, NotFoundError, UsageError
 from .operations import gatekeeper
 from .operations.collections import CollectionPack

@@ -25,11 +25,8 @@ from . import trace
 from .analysis import files
 from .analysis.files import Upload
 from .analysis.quality import DEFAULT_QUALITY_FLOOR, QualityFloor, format_quality_floor
-from .contract.discover import DEFAULT_CLUSTER_THRESHOLD, DiscoverReport, ForgetReport, validate_run_name
-from .contract.faces import MAX_FACE_IDS, FaceSearchReport, FacesRemoveReport, FacesReport, MergeReport, MoveReport
 from .contract.models import (
     AuditEntry,
-    BackupReport,
     CheckReport,
     CollectionInfo,
     DeleteReport,
@@ -41,8 +38,6 @@ from .contract.models import (
     KeyInfo,
     PackStatus,
     ReindexReport,
-    RestoreReport,
-    ReviewReport,
     SearchReport,
     Stats,
     SubjectDetail,
@@ -56,6 +51,14 @@ from .store.sockets import server_listening
 
 if TYPE_CHECKING:
     from .contract.backend import By, MultiFace, NameFrom, Scope, Scoring
+    from .contract.discover import DiscoverReport, ForgetReport
+    from .contract.faces import FaceSearchReport, FacesRemoveReport, FacesReport, MergeReport, MoveReport
+    from .contract.lifecycle import BackupReport, RestoreReport
+    from .contract.review import ReviewReport
+
+# The results of the less common verbs (review, discover, single faces, backup) are imported by
+# the methods that build them: every command starts this module, and building their dataclasses
+# up front costs a search through a server a few milliseconds.
 
 #: Images and bytes per request at most (within the server's default limits; a server with
 #: lower ones answers 413 and the chunk is split).
@@ -546,16 +549,20 @@ class Client:
 
     # -- review ---------------------------------------------------------------------------------------
     def review(self) -> ReviewReport:
+        from .contract.review import ReviewReport
+
         return ReviewReport.from_dict(self._request("GET", "/v1/review"))
 
     # -- discovery --------------------------------------------------------------------------------
     def discover(self, paths: Sequence[str | os.PathLike[str] | bytes | Upload], *, threshold: float | None = None,
-                 cluster_threshold: float = DEFAULT_CLUSTER_THRESHOLD, save: str | None = None,
+                 cluster_threshold: float = 0.5, save: str | None = None,
                  sample_fps: float = 4.0, progress: ProgressFn | None = None) -> DiscoverReport:
         """``FaceDB.discover`` on the server: every photo in ONE request (faces of different
         requests could not be clustered together), so the server's request limit bounds a run;
         folders are walked here as ``import`` walks them, files that cannot be read fail here.
         With ``save`` it goes to ``/v1/discover/runs`` (write scope: the run is stored)."""
+        from .contract.discover import DiscoverReport, validate_run_name
+
         if save is not None:
             validate_run_name(save)
         ups: list[Upload] = []
@@ -589,6 +596,8 @@ class Client:
         return rep
 
     def forget_run(self, run: str) -> ForgetReport:
+        from .contract.discover import ForgetReport
+
         return ForgetReport.from_dict(self._request("DELETE", f"/v1/discover/runs/{quote(run, safe='')}"))
 
     def enroll_cluster(self, run: str, cluster_id: int, name: str, *,
@@ -599,10 +608,14 @@ class Client:
             "POST", f"/v1/discover/runs/{quote(run, safe='')}/clusters/{int(cluster_id)}/enroll", json_body=body))
     # -- single faces ---------------------------------------------------------------------------------
     def faces(self, subject: str) -> FacesReport:
+        from .contract.faces import FacesReport
+
         return FacesReport.from_dict(self._request("GET", "/v1/faces", params={"subject": subject}))
 
     def remove_faces(self, face_ids: Sequence[int], *, vacuum: bool = False) -> FacesRemoveReport:
         """In parts of ``MAX_FACE_IDS`` (each part is one write), the vacuum once, after the last."""
+        from .contract.faces import MAX_FACE_IDS, FacesRemoveReport
+
         ids = list(dict.fromkeys(int(f) for f in face_ids))
         parts = [ids[i:i + MAX_FACE_IDS] for i in range(0, len(ids), MAX_FACE_IDS)] or [[]]
         total: FacesRemoveReport | None = None
@@ -622,6 +635,8 @@ class Client:
         return total
 
     def move_faces(self, face_ids: Sequence[int], to: str) -> MoveReport:
+        from .contract.faces import MAX_FACE_IDS, MoveReport
+
         ids = list(dict.fromkeys(int(f) for f in face_ids))
         parts = [ids[i:i + MAX_FACE_IDS] for i in range(0, len(ids), MAX_FACE_IDS)] or [[]]
         total: MoveReport | None = None
@@ -639,10 +654,14 @@ class Client:
         return total
 
     def merge(self, source: str, target: str) -> MergeReport:
+        from .contract.faces import MergeReport
+
         return MergeReport.from_dict(self._request("POST", "/v1/merge", json_body={"source": source, "target": target}))
 
     def search_face(self, face_id: int, *, k: int = 3, threshold: float | None = None, by: By = "subject",
                     scoring: Scoring = "template") -> FaceSearchReport:
+        from .contract.faces import FaceSearchReport
+
         return FaceSearchReport.from_dict(self._request("GET", f"/v1/faces/{int(face_id)}/search",
                                                         params=form(k=k, threshold=threshold, by=by, scoring=scoring)))
     # -- backup and restore --------------------------------------------------------------------------
@@ -651,6 +670,8 @@ class Client:
         complete (a zip whose manifest reads back)."""
         import time
         import zipfile
+
+        from .contract.lifecycle import BackupReport
 
         t0 = time.perf_counter()
         target = Path(path).expanduser().absolute()
@@ -679,6 +700,8 @@ class Client:
 
     def restore(self, path: str | os.PathLike[str], *, reindex_from_images: bool = False) -> RestoreReport:
         """Send the snapshot to the server, which restores it into its (empty) database."""
+        from .contract.lifecycle import RestoreReport
+
         source = Path(path).expanduser()
         if not source.is_file():
             raise FacedbError(f"{source}: no such file")

@@ -16,7 +16,7 @@ from PIL import Image
 
 from facedb.api import FaceDB
 from facedb.cli import cli
-from facedb.contract.models import ReviewReport
+from facedb.contract.review import ReviewReport
 from facedb.evaluation import lfw
 from facedb.operations.review import OUTLIER_FACTOR, outlier_reason
 

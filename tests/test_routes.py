@@ -21,8 +21,10 @@ from pydantic import BaseModel, TypeAdapter
 
 from facedb.api import FaceDB
 from facedb.contract import faces as f
+from facedb.contract import lifecycle as lc
 from facedb.contract import models as m
 from facedb.contract import requests as r
+from facedb.contract import review as rv
 from facedb.contract.discover import DiscoverReport, ForgetReport
 from facedb.server.app import create_app
 
@@ -88,7 +90,7 @@ SERVER_WIDE = [
     Route("post", "/v1/collections", "admin", m.CollectionInfo),
     Route("delete", "/v1/collections/{name}", "admin", m.CollectionInfo),
     Route("get", "/v1/backup", "admin", None),
-    Route("post", "/v1/restore", "admin", m.RestoreReport),
+    Route("post", "/v1/restore", "admin", lc.RestoreReport),
 ]
 #: The routes of one collection: under /v1 they mean ``default``.
 PER_COLLECTION = [
@@ -101,7 +103,7 @@ PER_COLLECTION = [
     Route("get", "/v1/subjects/{name}", "read", m.SubjectDetail),
     Route("get", "/v1/faces/{face_id}/thumbnail", "read", None),
     Route("get", "/v1/check", "read", m.CheckReport),
-    Route("get", "/v1/review", "read", m.ReviewReport),
+    Route("get", "/v1/review", "read", rv.ReviewReport),
     Route("post", "/v1/subjects/{name}/images", "write", m.ImportReport),
     Route("patch", "/v1/subjects/{name}", "write", r.Renamed),
     Route("delete", "/v1/subjects/{name}", "write", m.DeleteReport),
@@ -513,3 +515,19 @@ def test_the_request_log_names_routes_by_their_template(served: Served, caplog: 
     assert any(x.startswith("GET /v1/subjects/{name:path} 200 ") for x in lines), lines
     assert any(x.startswith("GET (unmatched) 404 ") for x in lines), lines
     assert not any("person1" in x or "app.css" in x for x in lines), lines
+
+
+def test_the_thin_clients_defaults_are_the_contracts() -> None:
+    """The client writes a few defaults as literals (importing their modules would cost every
+    command its start-up time): they must be the contract's."""
+    import inspect
+
+    from facedb.analysis.video import DEFAULT_SAMPLE_FPS
+    from facedb.client import Client
+    from facedb.contract.discover import DEFAULT_CLUSTER_THRESHOLD
+
+    assert inspect.signature(Client.discover).parameters["cluster_threshold"].default == DEFAULT_CLUSTER_THRESHOLD
+    for verb in (Client.search, Client.discover):
+        assert inspect.signature(verb).parameters["sample_fps"].default == DEFAULT_SAMPLE_FPS
+    for verb in (FaceDB.search, FaceDB.discover):
+        assert inspect.signature(verb).parameters["sample_fps"].default == DEFAULT_SAMPLE_FPS

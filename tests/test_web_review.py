@@ -113,7 +113,7 @@ def test_the_cli_through_the_server_gets_the_same_review(served: FacedbServer) -
     findings as the HTTP route, and the human table names them."""
     import httpx
 
-    from facedb.contract.models import ReviewReport
+    from facedb.contract.review import ReviewReport
     from facedb.evaluation.servers import bearer
 
     via_cli = ReviewReport.from_dict(served.cli_json("review"))

@@ -9,7 +9,7 @@ from ..wording import plural
 from . import State, cli, emit_json, handle_errors, json_option, pass_state
 
 if TYPE_CHECKING:
-    from ..contract.models import ReviewReport
+    from ..contract.review import ReviewReport
 
 
 @cli.command()

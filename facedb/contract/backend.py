@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     from ..analysis.quality import QualityFloor
     from .discover import DiscoverReport, ForgetReport
     from .faces import FaceSearchReport, FacesRemoveReport, FacesReport, MergeReport, MoveReport
+    from .lifecycle import BackupReport, RestoreReport
     from .models import (
         AuditEntry,
-        BackupReport,
         CheckReport,
         CollectionInfo,
         DeleteReport,
@@ -34,8 +34,6 @@ if TYPE_CHECKING:
         KeyInfo,
         PackStatus,
         ReindexReport,
-        RestoreReport,
-        ReviewReport,
         SearchReport,
         Stats,
         SubjectDetail,
@@ -43,6 +41,7 @@ if TYPE_CHECKING:
         VacuumReport,
         VerifyResult,
     )
+    from .review import ReviewReport
 
 #: How ``enroll`` treats a photo with several faces (the same literals as ``operations.enroll``).
 MultiFace = Literal["resolve", "largest", "skip"]

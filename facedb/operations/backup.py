@@ -36,7 +36,8 @@ from ..analysis.engines import load_engine
 from ..catalog import snapshot
 from ..catalog.core import DEFAULT_PACK_KEY, PACK_PREFIX, SCHEMA_HEAD
 from ..catalog.models import Base
-from ..contract.models import BackupReport, CheckReport, FailedItem, RestoreReport
+from ..contract.lifecycle import BackupReport, RestoreReport
+from ..contract.models import CheckReport, FailedItem
 from ..errors import FacedbError, ModelError, UsageError
 
 #: ``db`` below is a ``facedb.api.FaceDB`` (the operations do not import the layer above them).

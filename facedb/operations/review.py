@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..catalog.review import ReviewFaces
-from ..contract.models import ReviewDuplicate, ReviewLookAlike, ReviewOutlier, ReviewReport
+from ..contract.review import ReviewDuplicate, ReviewLookAlike, ReviewOutlier, ReviewReport
 from ..index.templates import unit_rows
 from ..store.stores import Store
 from .collections import CollectionPack

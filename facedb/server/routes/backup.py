@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ...api import FaceDB
-from ...contract.models import RestoreReport
+from ...contract.lifecycle import RestoreReport
 from ...errors import UnavailableError, UsageError
 from ...operations.gatekeeper import acting_as
 from ..deps import AUTH, answer, call, errors, get_db, heavy, server_admin_key

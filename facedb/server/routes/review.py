@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from ...api import FaceDB
-from ...contract.models import ReviewReport
+from ...contract.review import ReviewReport
 from ..deps import AUTH, answer, call, errors, get_db, heavy, read_key
 from ..guard import Caller
 
