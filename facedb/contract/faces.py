@@ -4,9 +4,9 @@ two subjects, and searching with an enrolled face as the probe. Pydantic models 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from .models import Match, Result, VacuumReport, _fields
+from .models import Match, Result, VacuumReport
 
 #: Face ids per HTTP request at most (the thin client sends longer lists in parts).
 MAX_FACE_IDS = 1000
@@ -59,11 +59,7 @@ class FacesRemoveReport(Result):
     subjects: dict[str, int]
     vacuum: VacuumReport | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        d = _fields(self)
-        if self.vacuum is None:
-            d.pop("vacuum")
-        return d
+    omit_if_none: ClassVar[tuple[str, ...]] = ("vacuum",)
 
 
 @dataclass(kw_only=True)

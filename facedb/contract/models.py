@@ -38,6 +38,9 @@ class Result:
     """
 
     derived: ClassVar[dict[str, str]] = {}
+    #: optional fields left out of the JSON when they are None (e.g. ``vacuum`` of a delete
+    #: made without it)
+    omit_if_none: ClassVar[tuple[str, ...]] = ()
     #: read by pydantic when it builds a schema of the dataclass (a plain dict: no pydantic import)
     __pydantic_config__: ClassVar[dict[str, Any]] = {"json_schema_extra": _derived_schema}
 
@@ -79,8 +82,11 @@ def _py(value: Any) -> Any:
 
 
 def _fields(obj: Result) -> dict[str, Any]:
-    """The fields, then the derived values; nested results as their ``to_dict()``."""
-    out = {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}  # type: ignore[arg-type]
+    """The fields (less ``omit_if_none`` ones that are None), then the derived values; nested
+    results as their ``to_dict()``."""
+    omit = type(obj).omit_if_none
+    out = {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)  # type: ignore[arg-type]
+           if not (f.name in omit and getattr(obj, f.name) is None)}
     out.update((name, _plain(getattr(obj, name))) for name in type(obj).derived)
     return out
 
@@ -216,11 +222,7 @@ class FaceResult(Result):
     #: the pack's quality signals of this face (sface: det_score, face_px, eye_px, blur, raw_norm)
     quality: dict[str, float] | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        d = _fields(self)
-        if self.reference_agrees is None:
-            d.pop("reference_agrees")
-        return d
+    omit_if_none: ClassVar[tuple[str, ...]] = ("reference_agrees",)
 
 
 @dataclass(kw_only=True)
@@ -324,11 +326,7 @@ class DeleteReport(Result):
     faces: int
     vacuum: VacuumReport | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        d = _fields(self)
-        if self.vacuum is None:
-            d.pop("vacuum")
-        return d
+    omit_if_none: ClassVar[tuple[str, ...]] = ("vacuum",)
 
 
 @dataclass(kw_only=True)
@@ -455,11 +453,7 @@ class KeyInfo(Result):
     #: the one collection the key may use (None: every collection)
     collection: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        d = _fields(self)
-        if self.key is None:
-            d.pop("key")
-        return d
+    omit_if_none: ClassVar[tuple[str, ...]] = ("key",)
 
 
 @dataclass(kw_only=True)

@@ -36,7 +36,7 @@ from ..index.templates import unit_rows
 from ..store import face_edits
 from ..store.stores import Store
 from .collections import CollectionPack
-from .search import SCORINGS, By, Scoring, Searcher, ranked_hits
+from .search import SCORINGS, By, Scoring, Searcher, SubjectFaces, ranked_hits, subject_matches
 
 
 class FaceEditor:
@@ -132,7 +132,7 @@ class FaceEditor:
         v = face.embedding
         ranked = [(sid, d) for sid, d in cache.query(v[None, :], k + 1)[0] if sid != face.subject_id][:k]
         wanted = sorted({sid for sid, _ in ranked} | {face.subject_id})
-        faces: dict[int, list[tuple[int, str, np.ndarray, str]]] = {}
+        faces: SubjectFaces = {}
         for fid, sid, name, emb, path in catalog.subject_faces(self.pack.name, wanted):
             if fid != face.face_id:
                 faces.setdefault(sid, []).append((fid, name, emb, path))
@@ -142,17 +142,7 @@ class FaceEditor:
             ranked.append((face.subject_id, max(0.0, 1.0 - float(template @ v))))
             ranked.sort(key=lambda x: (x[1], x[0]))
             ranked = ranked[:k]
-        out = []
-        for sid, d in ranked:
-            mine = faces.get(sid)
-            if not mine:  # deleted since the cache was read
-                continue
-            dists = 1.0 - np.stack([emb for _, _, emb, _ in mine]) @ v
-            j = int(np.argmin(dists))
-            fid, name, _, path = mine[j]
-            out.append(Match(subject=name, distance=round(d, 6), match=d <= thr, face_id=fid, image=path,
-                             face_distance=round(max(0.0, float(dists[j])), 6)))
-        return out
+        return subject_matches(v, ranked, faces, thr)
 
 
 def _rounded(quality: dict[str, float] | None) -> dict[str, float] | None:

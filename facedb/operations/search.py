@@ -272,22 +272,10 @@ class Searcher:
         cache = self._templates(info.name)
         cache.refresh()
         ranked = cache.query(vectors, k)
-        faces: dict[int, list[tuple[int, str, np.ndarray, str]]] = {}
+        faces: SubjectFaces = {}
         for fid, sid, name, emb, path in catalog.subject_faces(info.name, sorted({sid for row in ranked for sid, _ in row})):
             faces.setdefault(sid, []).append((fid, name, emb, path))
-        matches: list[list[Match]] = []
-        for v, row in zip(vectors, ranked):
-            out = []
-            for sid, d in row:
-                mine = faces.get(sid)
-                if not mine:  # deleted since the cache was read
-                    continue
-                dists = 1.0 - np.stack([emb for _, _, emb, _ in mine]) @ v
-                j = int(np.argmin(dists))
-                fid, name, _, path = mine[j]
-                out.append(Match(subject=name, distance=round(d, 6), match=d <= thr, face_id=fid, image=path,
-                                 face_distance=round(max(0.0, float(dists[j])), 6)))
-            matches.append(out)
+        matches = [subject_matches(v, row, faces, thr) for v, row in zip(vectors, ranked)]
         agree: list[bool | None] = [None] * len(vectors)
         if reference:
             agree = self._reference_templates(info.name, vectors, k, ranked)
@@ -375,6 +363,26 @@ class Searcher:
                             match=d <= thr, face_id=int(ids[j]), matched_image=hit.image_path,
                             faces_in_image=len(faces), face_bbox=[round(v, 1) for v in face.bbox],
                             face_index=index)
+
+
+SubjectFaces = dict[int, list[tuple[int, str, np.ndarray, str]]]
+
+
+def subject_matches(v: np.ndarray, ranked: list[tuple[int, float]], faces: SubjectFaces, thr: float) -> list[Match]:
+    """Subjects ranked by template distance as ``Match``es, each with its face closest to ``v``
+    (``faces``: subject id -> (face id, name, embedding, image path)); a subject with no face
+    there (deleted since the template cache was read) is left out."""
+    out = []
+    for sid, d in ranked:
+        mine = faces.get(sid)
+        if not mine:
+            continue
+        dists = 1.0 - np.stack([emb for _, _, emb, _ in mine]) @ v
+        j = int(np.argmin(dists))
+        fid, name, _, path = mine[j]
+        out.append(Match(subject=name, distance=round(d, 6), match=d <= thr, face_id=fid, image=path,
+                         face_distance=round(max(0.0, float(dists[j])), 6)))
+    return out
 
 
 def ranked_hits(query: QueryFn, vectors: np.ndarray, k: int, by: By, total: int, catalog: Catalog
