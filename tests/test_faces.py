@@ -168,8 +168,8 @@ def test_move_changes_who_a_search_names(db: FaceDB, people: dict[str, list[Path
     assert (near.face_id, near.subject) == (wrong, "person2")
     assert _sql_faces(db)[wrong] == db.catalog.subject_id("person2")
     assert str(probe) in [im["path"] for im in db.show("person2").images]  # the photo moved with its face
-    # The index metadata names the new subject too.
-    assert _index_meta(db, [wrong])[wrong] == {"subject_id": db.catalog.subject_id("person2"), "subject": "person2"}
+    # The index metadata holds the new subject's id (and no name).
+    assert _index_meta(db, [wrong])[wrong] == {"subject_id": db.catalog.subject_id("person2")}
     assert db.faces("person1").template_faces == 3 and db.faces("person2").template_faces == 4
     assert db.check().clean  # templates of both subjects in step with their faces
     # Moving it again to where it is changes nothing.
@@ -200,7 +200,7 @@ def test_merge_moves_every_face_and_deletes_the_source(tmp_path: Path, people: d
         assert [s.name for s in db.subjects()] == ["Person Two", "person3"]
         assert set(source_ids) < set(_ids(db, "Person Two")) and len(_ids(db, "Person Two")) == 4
         meta = _index_meta(db, source_ids)
-        assert all(m["subject"] == "Person Two" for m in meta.values()) and len(meta) == 2
+        assert all(m == {"subject_id": db.catalog.subject_id("Person Two")} for m in meta.values()) and len(meta) == 2
         hit = db.search([people["person2"][0]]).results[0].faces[0]
         assert hit.identity == "Person Two" and all(m.subject != "P. Two" for m in hit.matches)
         assert db.check().clean
@@ -310,7 +310,7 @@ def test_a_move_killed_after_sql_is_finished_by_the_next_process(tmp_path: Path,
     with FaceDB(home=home, workers=1) as db:
         assert db.search([people["person1"][0]], by="face", k=1).results[0].faces[0].matches[0].subject == "person2"
         meta = _index_meta(db, moving)
-        assert {m["subject"] for m in meta.values()} == {"person2"} and len(meta) == 2
+        assert [m for m in meta.values()] == [{"subject_id": db.catalog.subject_id("person2")}] * 2
         assert db.check().clean and db.faces("person2").template_faces == 4
 
 
@@ -440,10 +440,36 @@ def test_remove_move_and_merge_on_postgresql(tmp_path: Path, people: dict[str, l
         assert db.search([people["person2"][3]], scoring="best").results[0].faces[0].identity == "P2"
         merged = db.merge("P2", "person2")
         assert (merged.faces, merged.images) == (3, 3)
-        assert _index_meta(db, [wrong])[wrong]["subject"] == "person2"
+        assert _index_meta(db, [wrong])[wrong] == {"subject_id": db.catalog.subject_id("person2")}
         gone = db.remove_faces(_ids(db, "person1")[:1])
         assert gone.faces == 1 and gone.face_ids[0] not in db.index_face_ids()
         near = db.search_face(_ids(db, "person2")[0], by="face", k=2)
         assert [m.subject for m in near.matches] == ["person2", "person2"]
         assert [(s.name, s.faces) for s in db.subjects()] == [("person1", 2), ("person2", 4)]
         assert db.check().clean
+
+
+# -- what the index keeps of a subject ------------------------------------------------------------
+
+def test_the_index_keeps_subject_ids_and_no_name(db: FaceDB, people: dict[str, list[Path]], tmp_path: Path) -> None:
+    """Chroma holds each face's subject id and nothing that names it: not at enrollment, not
+    after a rename or a move; a name an older facedb stored there is dropped by the relabel."""
+    db.enroll("Zoë Quillfeather", people["person3"][3:])
+    db.enroll("Wilhelmina Starling", people["person2"][3:])
+    ids = _ids(db, "Zoë Quillfeather")
+    assert _index_meta(db, ids) == {i: {"subject_id": db.catalog.subject_id("Zoë Quillfeather")} for i in ids}
+    with db.store.writing() as index:  # as facedb <= 0.2 wrote it
+        col = index.collection(db.pack.contract(), create=False)
+        col.update(ids=[str(ids[0])], metadatas=[{"subject_id": db.catalog.subject_id("Zoë Quillfeather"),
+                                                  "subject": "Zoë Quillfeather"}])
+    db.rename("Zoë Quillfeather", "Yara Moonbeam")
+    assert _index_meta(db, ids) == {i: {"subject_id": db.catalog.subject_id("Yara Moonbeam")} for i in ids}
+    db.move_faces(ids[:1], "person2")
+    assert _index_meta(db, ids[:1]) == {ids[0]: {"subject_id": db.catalog.subject_id("person2")}}
+    assert db.check().clean
+    db.close()
+    names = ("Wilhelmina Starling".encode(), "Yara Moonbeam".encode())  # never in Chroma (the legacy name was)
+    for f in (db.settings.chroma_path).rglob("*"):
+        if f.is_file():
+            data = f.read_bytes()
+            assert not any(n in data for n in names), f"a name is in {f}"

@@ -89,8 +89,7 @@ def build_home(home: Path, scratch: Path, n: int, per_id: int = 5, seed: int = 0
                 m = min(chunk, n - start)
                 vecs = read_rows(str(scratch / "vectors.f32"), start, m, 128)
                 ids = list(range(start + 1, start + m + 1))
-                index.add(rec, ids, vecs, [int(x) + 1 for x in sids[start:start + m]],
-                          [subject_name(int(x)) for x in sids[start:start + m]])
+                index.add(rec, ids, vecs, [int(x) + 1 for x in sids[start:start + m]])
                 if start and start % 100_000 == 0:
                     log(f"[erasure]   {start:,} indexed ({time.perf_counter() - t0:.0f} s)")
         t_index = time.perf_counter() - t0 - t_sql

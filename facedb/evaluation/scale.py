@@ -68,7 +68,6 @@ def child_load(a: dict[str, Any]) -> dict[str, Any]:
     info = _pack_info(a)
     n, dim, chunk = int(a["n"]), int(a["dim"]), int(a["chunk"])
     sids = np.load(a["sids_file"])
-    names = json.loads(Path(a["names_file"]).read_text()) if a.get("names_file") else None
     idx = _open_index(a)
     marks = []  # [vectors so far, seconds for this chunk]
     add_s = 0.0
@@ -78,10 +77,9 @@ def child_load(a: dict[str, Any]) -> dict[str, Any]:
         m = min(chunk, n - start)
         vecs = read_rows(a["vec_file"], start, m, dim)
         s = sids[start:start + m].tolist()
-        subj = [names[x] for x in s] if names else [f"subject-{x}" for x in s]
         ids = list(range(start + 1, start + m + 1))
         t = time.monotonic()
-        idx.add(info, ids, vecs, s, subj)
+        idx.add(info, ids, vecs, s)
         dt = time.monotonic() - t
         add_s += dt
         marks.append([start + m, dt])

@@ -222,8 +222,12 @@ class ChromaIndex:
     @trace.traced("chroma.add")
     @_guarded
     def add(self, info: PackInfo, ids: Sequence[int], vectors: np.ndarray,
-            subject_ids: Sequence[int], subjects: Sequence[str], *, may_exist: bool = False) -> None:
-        """Insert vectors for new face ids.
+            subject_ids: Sequence[int], *, may_exist: bool = False) -> None:
+        """Insert vectors for new face ids, each with its subject's id as Chroma metadata.
+
+        No name goes to Chroma: the index answers face ids, and SQL names them. A name kept in
+        Chroma's files would be one more copy of who a face is, in a store that a server may
+        hold on another machine, and one more thing an erasure has to scrub.
 
         ``may_exist=True`` (journal replay: a killed process may have written some of them)
         first asks Chroma which ids it already holds and writes only the missing or changed
@@ -244,7 +248,7 @@ class ChromaIndex:
             sl = slice(i, i + batch)
             keys = [str(x) for x in ids[sl]]
             vecs = vectors[sl]
-            metas = [{"subject_id": int(s), "subject": n} for s, n in zip(subject_ids[sl], subjects[sl])]
+            metas: list[dict[str, Any]] = [{"subject_id": int(s)} for s in subject_ids[sl]]
             if may_exist:
                 keys, vecs, metas = self._missing_only(col, keys, vecs, metas)
                 if not keys:
@@ -266,8 +270,8 @@ class ChromaIndex:
             elif not np.allclose(stored[key][0], vecs[j], atol=1e-6):
                 changed.append(key)
                 keep.append(j)
-            elif stored[key][1] != metas[j]:
-                col.update(ids=[key], metadatas=[metas[j]])
+            elif stored[key][1] != metas[j]:  # None drops a name an older facedb stored
+                col.update(ids=[key], metadatas=[{**metas[j], **{k: None for k in stored[key][1] if k not in metas[j]}}])
         if changed:  # never expected (face ids are not reused); delete, then add afresh
             col.delete(ids=changed)
         return [keys[j] for j in keep], vecs[keep], [metas[j] for j in keep]
@@ -433,6 +437,9 @@ class ChromaIndex:
         con = sqlite3.connect(str(folder / CHROMA_SQLITE), timeout=60, isolation_level=None)
         try:
             con.execute("PRAGMA secure_delete=ON")
+            # the copy VACUUM builds stays in memory (~the file's size) instead of a temporary
+            # file written and read back: one whole write of the file less per erasure
+            con.execute("PRAGMA temp_store=MEMORY")
             con.execute("VACUUM")
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) and "busy" not in str(exc):
@@ -447,13 +454,15 @@ class ChromaIndex:
         return True
 
     @_guarded
-    def rename_subject(self, info: PackInfo, ids: Sequence[int], subject_id: int, new_name: str) -> None:
+    def relabel(self, info: PackInfo, ids: Sequence[int], subject_id: int) -> None:
+        """These faces now belong to ``subject_id`` (a move, a merge, a rename). The name an
+        older facedb stored beside the id is dropped on the way (``None`` deletes a key)."""
         col = self.collection(info, create=False)
         if col is None or not len(ids):
             return
         for i in range(0, len(ids), 5000):
             chunk = [str(x) for x in ids[i:i + 5000]]
-            col.update(ids=chunk, metadatas=[{"subject_id": subject_id, "subject": new_name}] * len(chunk))
+            col.update(ids=chunk, metadatas=[{"subject_id": subject_id, "subject": None}] * len(chunk))
 
     @trace.traced("chroma.count")
     @_guarded

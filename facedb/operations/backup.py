@@ -244,7 +244,7 @@ def _build_index(catalog: Any, index: Any, rec: Any) -> int:
     for i in range(0, len(faces), ADD_CHUNK):
         part = faces[i:i + ADD_CHUNK]
         index.add(rec, [f.face_id for f in part], np.stack([f.embedding for f in part]),
-                  [f.subject_id for f in part], [f.subject for f in part])
+                  [f.subject_id for f in part])
     del faces
     pending = [f.face_id for f in catalog.faces_for_index(rec.name, indexed=False)]
     if pending:

@@ -41,7 +41,7 @@ def relabel(journal: Journal, index: ChromaIndex, moved: Moved) -> None:
     for model, ids in moved.relabel.items():
         rec = journal.catalog.index_pack(model)
         if rec is not None:
-            index.rename_subject(rec, ids, moved.target_id, moved.target)
+            index.relabel(rec, ids, moved.target_id)
         gone = journal.catalog.mark_indexed(ids)
         if gone and rec is not None:  # removed by another process meanwhile
             index.delete(rec, sorted(gone))

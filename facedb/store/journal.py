@@ -47,8 +47,7 @@ class Journal:
         if not faces:
             return
         ids = [f.face_id for f in faces]
-        index.add(info, ids, np.stack([f.embedding for f in faces]), [f.subject_id for f in faces],
-                  [f.subject for f in faces])
+        index.add(info, ids, np.stack([f.embedding for f in faces]), [f.subject_id for f in faces])
         crash_point("enroll.after_chroma")
         gone = self.catalog.mark_indexed(ids)
         if gone:  # a delete of the subject (another process) ran between steps 1 and 3
@@ -77,7 +76,7 @@ class Journal:
         for model, ids in by_model.items():
             rec = self.catalog.index_pack(model)
             if rec is not None:
-                index.rename_subject(rec, ids, subject_id, new)
+                index.relabel(rec, ids, subject_id)
 
     def delete_collection(self, index: ChromaIndex, name: str) -> tuple[int, int]:
         """Remove a collection from SQL (journaled), then its index collections; (subjects, faces)."""
@@ -132,7 +131,7 @@ class Journal:
             return 0
         ids = [f.face_id for f in faces]
         index.add(info, ids, np.stack([f.embedding for f in faces]), [f.subject_id for f in faces],
-                  [f.subject for f in faces], may_exist=True)
+                  may_exist=True)
         gone = self.catalog.mark_indexed(ids)
         if gone:
             index.erase(info, sorted(gone))
@@ -144,7 +143,7 @@ class Journal:
         for i in range(0, len(faces), ADD_CHUNK):
             part = faces[i:i + ADD_CHUNK]
             index.add(info, [f.face_id for f in part], np.stack([f.embedding for f in part]),
-                      [f.subject_id for f in part], [f.subject for f in part])
+                      [f.subject_id for f in part])
         self.catalog.mark_indexed([f.face_id for f in faces])
 
     def rebuild(self, index: ChromaIndex, info: PackInfo) -> None:

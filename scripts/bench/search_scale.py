@@ -9,7 +9,7 @@ embeddings when ``--lfw-cache`` holds them) this script
    throughput) and facedb's reference mode (``facedb.index.reference.ReferenceIndex`` =
    scikit-learn ``NearestNeighbors(metric="cosine", algorithm="brute")``);
 3. in a child process: loads the vectors through facedb's bulk path,
-   ``ChromaIndex(path).add(info, ids, vectors, subject_ids, subjects)`` (the code enrollment
+   ``ChromaIndex(path).add(info, ids, vectors, subject_ids)`` (the code enrollment
    uses; the SQL catalog is not written), timing it chunk by chunk;
 4. in a fresh child process per ``ef_search`` value: cold open (import, open, first query),
    single-query p50/p99 through ``ChromaIndex.query`` and through the raw collection, batch
@@ -143,7 +143,7 @@ def render(report: dict[str, Any]) -> str:
            f"{report['batch']} (× {report['batch_reps']} passes); latencies are per call, medians/percentiles over "
            "those samples; ratios are taken within the same run.", "",
            "## What is measured", "",
-           "- **Load**: facedb's bulk path `ChromaIndex(path).add(info, ids, vectors, subject_ids, subjects)` "
+           "- **Load**: facedb's bulk path `ChromaIndex(path).add(info, ids, vectors, subject_ids)` "
            "(upserts in batches of ≤ 5000 with subject metadata, as enrollment does), called in chunks so the "
            "rate can be followed; time includes the final `close()`. The SQL catalog is **not** written "
            "(a full `FaceDB` enroll adds its own SQL cost on top; see the enroll benchmark).",
