@@ -227,8 +227,11 @@ def _ms(values: list[float], q: float) -> float:
 
 def measure(home: Path, scratch: Path, built: dict[str, Any], *, queries: int, clients: list[int],
             deletes: int, env: dict[str, str], chroma_data: Path | None, erased_out: Path | None,
-            restore_home: Path, log: Any = bench.log, seed: int = 1) -> dict[str, Any]:
-    """Steps 2 to 5 of the module docstring on the home ``build`` made."""
+            restore_home: Path | None, restore_env: dict[str, str] | None = None, log: Any = bench.log,
+            seed: int = 1) -> dict[str, Any]:
+    """Steps 2 to 5 of the module docstring on the home ``build`` made (step 5's restore only
+    with a ``restore_home``). Subjects deleted by an earlier run on the same home (listed in
+    ``scratch/deleted.json``) are neither probed nor deleted again."""
     from .servers import HOST, FacedbServer, http_json
 
     n, dim, per_id = int(built["n"]), int(built["dim"]), int(built["per_identity"])
@@ -236,9 +239,15 @@ def measure(home: Path, scratch: Path, built: dict[str, Any], *, queries: int, c
     sids = np.load(scratch / "sids.npy")
     n_ids = int(sids[-1]) + 1
     rng = np.random.default_rng(seed)
-    picks = sorted({0, n_ids - 1, *np.linspace(0, n_ids - 1, deletes).astype(int)[1:-1]})[:deletes]
+    gone_file = scratch / "deleted.json"
+    gone = set(json.loads(gone_file.read_text())) if gone_file.exists() else set()
+    picks = []
+    for s in np.linspace(0, n_ids - 1, deletes).astype(int):
+        while int(s) in gone or int(s) in picks:
+            s = (s + 7919) % n_ids
+        picks.append(int(s))
     victim_rows = np.concatenate([np.flatnonzero(sids == s) for s in picks])
-    alive = np.setdiff1d(np.arange(n), victim_rows)
+    alive = np.setdiff1d(np.arange(n), np.flatnonzero(np.isin(sids, list(gone | set(picks)))))
     probe_rows = np.sort(rng.choice(alive, min(queries, len(alive)), replace=False))
     probe_ids = [int(r) + 1 for r in probe_rows]
     out: dict[str, Any] = {"faces": n, "dim": dim, "per_identity": per_id, "queries": len(probe_ids),
@@ -249,7 +258,7 @@ def measure(home: Path, scratch: Path, built: dict[str, Any], *, queries: int, c
     out["exact_s"] = round(time.perf_counter() - t, 1)
     keys = {}
     for scope in ("read", "admin"):
-        res = bench.run_process([*_facedb(), "--home", str(home), "keys", "create", f"scale-{scope}", "--scope",
+        res = bench.run_process([*_facedb(), "--home", str(home), "keys", "create", f"scale-{scope}-{time.time_ns()}", "--scope",
                                  scope, "--json"], env=env)
         if res.returncode:
             raise RuntimeError(f"keys create: {res.stderr[-2000:]}")
@@ -278,6 +287,7 @@ def measure(home: Path, scratch: Path, built: dict[str, Any], *, queries: int, c
             per.append(time.perf_counter() - t)
             if status != 200 or body.get("faces") != int(np.sum(sids == s)):
                 raise RuntimeError(f"delete of subject {s}: {status} {body}")
+        gone_file.write_text(json.dumps(sorted(gone | set(picks))))
         out["deletes"] = [round(x, 3) for x in per]
         out["delete_erase_s"] = round(statistics.median(per), 3)
         log(f"[scale] delete+erase of one subject: median {out['delete_erase_s']} s ({out['deletes']})")
@@ -317,9 +327,12 @@ def measure(home: Path, scratch: Path, built: dict[str, Any], *, queries: int, c
     out["scan_found"] = found
     out["scan_control_found"] = control  # the positive control: survivors' vectors must be found
     log(f"[scale] byte scan in {out['scan_s']} s: victims {found or 'nowhere'}; controls found in {len(control)} files")
+    if restore_home is None:
+        out["load_after"] = bench.loadavg()
+        return out
     # restore into a new home (the Chroma server, if any, gets the restored collection anew)
     r = bench.run_process([*_facedb(), "--home", str(restore_home), "restore", str(scratch / "scale.facedb-backup"),
-                           "--json"], env=env)
+                           "--json"], env=restore_env or env)
     if r.returncode:
         raise RuntimeError(f"restore: {r.stderr[-3000:]}")
     rep = json.loads(r.stdout)
@@ -337,7 +350,9 @@ def _facedb() -> list[str]:
     return facedb_command()
 
 
-def environment(chroma_url: str | None, chroma_data: Path | None, pack: str | None) -> dict[str, str]:
+def environment(chroma_url: str | None, chroma_data: Path | None, pack: str | None, *, apply: bool = True
+                ) -> dict[str, str]:
+    """The environment of the run's ``facedb`` processes (and, with ``apply``, of this one)."""
     from .servers import clean_env
 
     extra = {}
@@ -351,10 +366,11 @@ def environment(chroma_url: str | None, chroma_data: Path | None, pack: str | No
     for name in ("FACEDB_CHROMA_URL", "FACEDB_CHROMA_DATA", "FACEDB_PACK"):
         if name not in extra:
             env.pop(name, None)
-    os.environ.update(extra)  # the in-process build opens the same stores
-    for name in ("FACEDB_CHROMA_URL", "FACEDB_CHROMA_DATA", "FACEDB_PACK"):
-        if name not in extra:
-            os.environ.pop(name, None)
+    if apply:
+        os.environ.update(extra)  # the in-process build opens the same stores
+        for name in ("FACEDB_CHROMA_URL", "FACEDB_CHROMA_DATA", "FACEDB_PACK"):
+            if name not in extra:
+                os.environ.pop(name, None)
     return env
 
 

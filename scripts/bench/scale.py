@@ -35,7 +35,7 @@ DOCS = REPO / "docs" / "benchmarks"
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--faces", type=int, required=True, help="gallery size N")
+    ap.add_argument("--faces", type=int, default=None, help="gallery size N (not with --reuse)")
     ap.add_argument("--dim", type=int, default=128, help="vector dimension; the pack must have it [128]")
     ap.add_argument("--pack", default=None, help="the pack the gallery is recorded under [the default pack]")
     ap.add_argument("--index", choices=("embedded", "server"), default="embedded",
@@ -45,7 +45,11 @@ def main() -> int:
     ap.add_argument("--clients", default="1,8", help="comma-separated client counts [1,8]")
     ap.add_argument("--deletes", type=int, default=3, help="whole subjects deleted, one at a time [3]")
     ap.add_argument("--scratch", type=Path, default=None, help="folder for the homes (default: a temp dir)")
-    ap.add_argument("--keep-home", type=Path, default=None, help="leave the served home here (and the restored one beside)")
+    ap.add_argument("--keep-home", type=Path, default=None,
+                    help="leave the served home here, its vectors in DIR-data and the restored home in DIR-restored")
+    ap.add_argument("--reuse", type=Path, default=None,
+                    help="measure again a home an earlier --keep-home run left (no build; its deleted subjects are skipped)")
+    ap.add_argument("--no-restore", action="store_true", help="skip the restore (step 5's second half)")
     ap.add_argument("--erased-out", type=Path, default=None, help="write the erased vectors (float32, as stored) here (.npy)")
     ap.add_argument("--json-out", type=Path, default=None, help="write this run's JSON here")
     ap.add_argument("--append", type=Path, default=DOCS / "scale.json",
@@ -53,32 +57,51 @@ def main() -> int:
     ap.add_argument("--no-append", action="store_true", help="do not touch docs/benchmarks")
     ap.add_argument("--no-lock", action="store_true", help="do not take the machine-wide benchmark lock")
     a = ap.parse_args()
+    if (a.faces is None) == (a.reuse is None):
+        ap.error("give --faces N, or --reuse DIR")
     root = Path(tempfile.mkdtemp(prefix="facedb-scale-", dir=a.scratch))
-    home = a.keep_home or root / "home"
+    kept = a.reuse or a.keep_home
+    home = kept.absolute() if kept else root / "home"
+    data = home.with_name(home.name + "-data") if kept else root / "data"
     if a.keep_home and a.keep_home.exists() and any(a.keep_home.iterdir()):
         ap.error(f"--keep-home {a.keep_home} is not empty")
+    if a.reuse and not (data / "build.json").is_file():
+        ap.error(f"--reuse {a.reuse}: no {data / 'build.json'} (made by a --keep-home run)")
     restore_home = home.with_name(home.name + "-restored")
-    chroma = None
+    if restore_home.exists():
+        shutil.rmtree(restore_home)
+    chroma = chroma2 = None
+    restore_env = None
     try:
         with bench.bench_lock(f"scale {a.faces}", enabled=not a.no_lock):
             chroma_data = None
             if a.index == "server":
                 from facedb.evaluation.servers import ChromaServer
 
-                chroma = ChromaServer(root / "chroma-data").start()
+                chroma = ChromaServer(home.with_name(home.name + "-chroma") if kept else root / "chroma-data").start()
                 chroma_data = chroma.path
             env = environment(chroma.url if chroma else None, chroma_data, a.pack)
-            built = build(home, root / "data", a.faces, a.dim, a.per_id)
-            run = measure(home, root / "data", built, queries=a.queries,
+            if chroma is not None and not a.no_restore:  # the restore goes to a new Chroma server
+                chroma2 = ChromaServer(root / "chroma-restored").start()
+                restore_env = environment(chroma2.url, chroma2.path, a.pack, apply=False)
+            if a.reuse:
+                built = json.loads((data / "build.json").read_text())
+            else:
+                built = build(home, data, a.faces, a.dim, a.per_id)
+                (data / "build.json").write_text(json.dumps(built))
+            run = measure(home, data, built, queries=a.queries,
                           clients=[int(c) for c in a.clients.split(",") if c], deletes=a.deletes, env=env,
-                          chroma_data=chroma_data, erased_out=a.erased_out, restore_home=restore_home)
+                          chroma_data=chroma_data, erased_out=a.erased_out,
+                          restore_home=None if a.no_restore else restore_home, restore_env=restore_env)
     finally:
-        if chroma is not None:
-            chroma.stop()
-        if not a.keep_home:
-            shutil.rmtree(root, ignore_errors=True)
+        for server in (chroma, chroma2):
+            if server is not None:
+                server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        if kept and restore_home.exists():
+            shutil.rmtree(restore_home, ignore_errors=True)
     s1 = run.get("search_1", {})
-    run.update({"index": a.index, "build": built, "commit": bench.git_rev(), "command": bench.command_line(),
+    run.update({"index": a.index, "build": built, "reused_home": bool(a.reuse), "commit": bench.git_rev(), "command": bench.command_line(),
                 "machine": bench.machine_info(),
                 "search_p50_ms": s1.get("p50_ms"), "search_p99_ms": s1.get("p99_ms"),
                 "recall_at_10": min((v["recall_at_10"] for k, v in run.items() if k.startswith("search_")
