@@ -468,8 +468,8 @@ def test_the_index_keeps_subject_ids_and_no_name(db: FaceDB, people: dict[str, l
     assert _index_meta(db, ids[:1]) == {ids[0]: {"subject_id": db.catalog.subject_id("person2")}}
     assert db.check().clean
     db.close()
-    names = ("Wilhelmina Starling".encode(), "Yara Moonbeam".encode())  # never in Chroma (the legacy name was)
-    for f in (db.settings.chroma_path).rglob("*"):
+    names = (b"Wilhelmina Starling", b"Yara Moonbeam")  # never in Chroma (the legacy name was)
+    for f in db.settings.chroma_path.rglob("*"):
         if f.is_file():
             data = f.read_bytes()
             assert not any(n in data for n in names), f"a name is in {f}"
