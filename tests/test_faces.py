@@ -469,7 +469,7 @@ def test_the_index_keeps_subject_ids_and_no_name(db: FaceDB, people: dict[str, l
     assert db.check().clean
     db.close()
     names = (b"Wilhelmina Starling", b"Yara Moonbeam")  # never in Chroma (the legacy name was)
-    for f in db.settings.chroma_path.rglob("*"):
-        if f.is_file():
-            data = f.read_bytes()
-            assert not any(n in data for n in names), f"a name is in {f}"
+    for path in db.settings.chroma_path.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not any(n in data for n in names), f"a name is in {path}"
