@@ -350,12 +350,17 @@ def _facedb() -> list[str]:
     return facedb_command()
 
 
-def environment(chroma_url: str | None, chroma_data: Path | None, pack: str | None, *, apply: bool = True
-                ) -> dict[str, str]:
+NAMES = ("FACEDB_CHROMA_URL", "FACEDB_CHROMA_DATA", "FACEDB_PACK", "FACEDB_MODELS_DIR")
+
+
+def environment(chroma_url: str | None, chroma_data: Path | None, pack: str | None, *, apply: bool = True,
+                models_dir: Path | None = None) -> dict[str, str]:
     """The environment of the run's ``facedb`` processes (and, with ``apply``, of this one)."""
     from .servers import clean_env
 
     extra = {}
+    if models_dir is not None:
+        extra["FACEDB_MODELS_DIR"] = str(models_dir)
     if chroma_url:
         extra["FACEDB_CHROMA_URL"] = chroma_url
     if chroma_data is not None:
@@ -363,12 +368,12 @@ def environment(chroma_url: str | None, chroma_data: Path | None, pack: str | No
     if pack:
         extra["FACEDB_PACK"] = pack
     env = clean_env(**extra)
-    for name in ("FACEDB_CHROMA_URL", "FACEDB_CHROMA_DATA", "FACEDB_PACK"):
+    for name in NAMES:
         if name not in extra:
             env.pop(name, None)
     if apply:
         os.environ.update(extra)  # the in-process build opens the same stores
-        for name in ("FACEDB_CHROMA_URL", "FACEDB_CHROMA_DATA", "FACEDB_PACK"):
+        for name in NAMES:
             if name not in extra:
                 os.environ.pop(name, None)
     return env

@@ -37,7 +37,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--faces", type=int, default=None, help="gallery size N (not with --reuse)")
     ap.add_argument("--dim", type=int, default=128, help="vector dimension; the pack must have it [128]")
-    ap.add_argument("--pack", default=None, help="the pack the gallery is recorded under [the default pack]")
+    ap.add_argument("--pack", default=None,
+                    help="the pack the gallery is recorded under [the default pack at 128-d; at another dimension a "
+                         "tiny fake InsightFace pack of that dimension, built for the run (facedb.evaluation.fakepacks)]")
     ap.add_argument("--index", choices=("embedded", "server"), default="embedded",
                     help="embedded Chroma, or a `chroma run` server started for the run [embedded]")
     ap.add_argument("--per-id", type=int, default=5, help="faces per subject [5]")
@@ -67,6 +69,8 @@ def main() -> int:
         ap.error(f"--keep-home {a.keep_home} is not empty")
     if a.reuse and not (data / "build.json").is_file():
         ap.error(f"--reuse {a.reuse}: no {data / 'build.json'} (made by a --keep-home run)")
+    if a.reuse:
+        a.dim = int(json.loads((data / "build.json").read_text())["dim"])
     restore_home = home.with_name(home.name + "-restored")
     if restore_home.exists():
         shutil.rmtree(restore_home)
@@ -80,10 +84,17 @@ def main() -> int:
 
                 chroma = ChromaServer(home.with_name(home.name + "-chroma") if kept else root / "chroma-data").start()
                 chroma_data = chroma.path
-            env = environment(chroma.url if chroma else None, chroma_data, a.pack)
+            pack, models = a.pack, None
+            if a.dim != 128 and pack is None:
+                from facedb.evaluation.fakepacks import make_pack
+
+                pack, models = "buffalo_s", data / "models"
+                if not (models / "models" / pack).is_dir():  # insightface's layout: DIR/models/<pack>/
+                    make_pack(models / "models" / pack, dim=a.dim)
+            env = environment(chroma.url if chroma else None, chroma_data, pack, models_dir=models)
             if chroma is not None and not a.no_restore:  # the restore goes to a new Chroma server
                 chroma2 = ChromaServer(root / "chroma-restored").start()
-                restore_env = environment(chroma2.url, chroma2.path, a.pack, apply=False)
+                restore_env = environment(chroma2.url, chroma2.path, pack, apply=False, models_dir=models)
             if a.reuse:
                 built = json.loads((data / "build.json").read_text())
             else:
