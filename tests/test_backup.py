@@ -244,6 +244,7 @@ def test_restore_through_the_server_that_owns_an_empty_home(source: dict[str, An
     with FacedbServer(home, workers=1) as srv:
         rep = srv.cli_json("restore", str(source["snap"]))
         assert rep["clean"] and rep["indexed_faces"] == source["n_faces"]
+        assert rep["index_path"] == "shipped", rep  # the server's open index was replaced by the snapshot's
         out = srv.cli_json("search", *map(str, _photos(yale_dir, "subject02", PROBES[:1])))
         assert out["results"][0]["faces"][0]["identity"] == "Grace Hopper"
         again = srv.cli("restore", str(source["snap"]))
