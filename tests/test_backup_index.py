@@ -11,17 +11,19 @@ unreadable, from another Chroma version, a format 1 snapshot, a Chroma server as
 from __future__ import annotations
 
 import json
+import signal
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from dbtools import run_cli
+from dbtools import run_cli, run_process
 from facephotos import make_face_variants
 from test_erasure import _found_in, add_filler_faces, subject_vectors
 
 from facedb.api import FaceDB
+from facedb.catalog.core import REBUILDING
 
 FILLER = 1100  # more than Chroma's sync_threshold (1000): the HNSW segment is on disk
 VICTIM = "Victim Q7ZX-backup"
@@ -70,7 +72,8 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         report = db.backup(snap)
     assert answer == KEEPER
     yield {"root": root, "home": home, "snap": snap, "report": report, "victim": victim, "keeper": keeper,
-           "probe": people["person2"][0], "n_faces": 3 + FILLER}
+           "probe": people["person2"][0], "n_faces": 3 + FILLER,
+           "other": people["person3"][0]}
 
 
 def _restore(source: dict[str, Any], snap: Path, name: str) -> tuple[Any, str | None]:
@@ -113,8 +116,9 @@ def test_restore_copies_the_shipped_index(source: dict[str, Any]) -> None:
     assert all((p.stat().st_mode & 0o777) == 0o700 for p in chroma.rglob("*") if p.is_dir())
     with FaceDB(home=source["root"] / "restored", workers=1) as db:
         assert db.check().clean
-        db.enroll(KEEPER, [source["probe"]])  # the copied index takes writes
-        assert db.check().clean
+        assert db.enroll("Third", [source["other"]]).enrolled == 1  # the copied index takes writes
+        rep = db.check()
+        assert rep.clean and rep.index_faces == source["n_faces"] + 1
 
 
 def test_cli_says_which_path_the_restore_took(source: dict[str, Any], tmp_path: Path) -> None:
@@ -165,6 +169,22 @@ def test_a_snapshot_without_the_index_leaves_no_stray_copy(source: dict[str, Any
     with FaceDB(home=home, workers=1) as db:
         db.backup(tmp_path / "b.zip")
     assert sorted(p.name for p in home.iterdir()) == before
+
+
+def test_a_restore_killed_after_copying_the_index_is_rebuilt_by_the_next_process(source: dict[str, Any],
+                                                                                 tmp_path: Path) -> None:
+    """The copied index is journaled as a rebuild until it has checked out: a restore killed
+    before then leaves the flags, and the next process rebuilds the index from the catalog."""
+    home = tmp_path / "killed"
+    res = run_process(home, "restore", str(source["snap"]), env={"FACEDB_CRASH_AT": "restore.after_install"})
+    assert res.returncode == -signal.SIGKILL, res.stderr
+    with FaceDB(home=home, workers=1) as db:
+        assert db.catalog.flag(REBUILDING, db.pack_name)  # left by the killed restore
+        assert db.enroll("Third", [source["other"]]).enrolled == 1  # a write opens the index: replay first
+        assert not db.catalog.flag(REBUILDING, db.pack_name)
+        rep = db.check()
+        assert rep.clean and rep.index_faces == source["n_faces"] + 1
+        assert db.search([source["probe"]], k=1).results[0].faces[0].identity == KEEPER
 
 
 @pytest.mark.slow

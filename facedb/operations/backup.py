@@ -52,6 +52,7 @@ from ..contract.models import CheckReport, FailedItem
 from ..errors import FacedbError, ModelError, UsageError
 from ..index import shipping
 from ..index.chroma_index import CHROMA_SQLITE
+from ..store.faults import crash_point
 
 #: ``db`` below is a ``facedb.api.FaceDB`` (the operations do not import the layer above them).
 FaceDB = Any
@@ -475,6 +476,7 @@ def restore(db: FaceDB, path: str | os.PathLike[str], reindex_from_images: bool 
                 _shipped_index_usable(db, manifest, mismatched)
                 touched = True
                 _install_index(db, zf, manifest)
+                crash_point("restore.after_install")
                 report.index_path = "shipped"
             except (_NotShipped, zipfile.BadZipFile, OSError, ValueError, KeyError, TypeError) as exc:
                 report.index_note = str(exc) if isinstance(exc, _NotShipped) else \
