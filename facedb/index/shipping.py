@@ -66,6 +66,7 @@ class Capture:
             con, self.sqlite = self.sqlite, None
             try:
                 con.execute("PRAGMA secure_delete=ON")
+                con.execute("PRAGMA temp_store=MEMORY")  # VACUUM's working copy: not a temporary file
                 con.execute("VACUUM")
                 data = _serialized(con, self.folder.parent)
             finally:
