@@ -187,6 +187,25 @@ def test_a_restore_killed_after_copying_the_index_is_rebuilt_by_the_next_process
         assert db.search([source["probe"]], k=1).results[0].faces[0].identity == KEEPER
 
 
+def test_an_index_that_disagrees_with_the_catalog_is_not_shipped(source: dict[str, Any], tmp_path: Path) -> None:
+    """The backup checks each collection's index against the catalog before shipping it: one
+    that lost a face (here deleted from Chroma behind facedb's back) is left out, and the
+    restore rebuilds the index from the catalog."""
+    home = tmp_path / "drifted"
+    with FaceDB(home=home, workers=1) as db:
+        assert db.enroll(KEEPER, [source["probe"], source["other"]]).enrolled == 2
+        lost = db.show(KEEPER).images[0]["faces"][0]["face_id"]
+        with db.store.base.exclusive() as index:
+            index.delete(db.catalog.index_pack(db.pack_name), [lost])
+        rep = db.backup(tmp_path / "drifted.zip")
+    assert not rep.index_shipped and "holds 1 faces" in (rep.index_note or ""), rep.to_dict()
+    assert not [n for n in _members(tmp_path / "drifted.zip") if n.startswith("index/")]
+    with FaceDB(home=tmp_path / "from-drifted", workers=1) as db:
+        back = db.restore(tmp_path / "drifted.zip")
+        assert back.index_path == "rebuilt" and back.clean and back.indexed_faces == 2
+        assert lost in db.index_face_ids()
+
+
 @pytest.mark.slow
 def test_a_chroma_server_index_is_not_shipped_and_is_rebuilt_there(source: dict[str, Any], chroma_server: Any,
                                                                    tmp_path: Path) -> None:
