@@ -130,7 +130,7 @@ def _read_consistently(db: FaceDB, stack: ExitStack) -> tuple[Any, list[shipping
         # The catalog is the system of record: a snapshot without the index is still complete.
         stack.close()
         entry.pop("faces", None)
-        entry["note"] = f"the index was not shipped ({exc}); a restore rebuilds it from the catalog"
+        entry["note"] = f"{exc}; a restore rebuilds it from the catalog"
         return stack.enter_context(snapshot.consistent_read(catalog)), [], entry
     files = cap.finish()  # outside the lock: the SQLite copy's VACUUM
     entry.update(shipped=True, chromadb=shipping.chromadb_version(),
@@ -344,7 +344,7 @@ def _shipped_index_usable(db: FaceDB, manifest: dict[str, Any], mismatched: dict
     """Raise ``_NotShipped`` (why) unless the snapshot's index files can be used here."""
     entry = manifest.get("index") or {}
     if not entry.get("shipped"):
-        raise _NotShipped(entry.get("note") or f"the snapshot holds no index (format {manifest.get('format_version')})")
+        raise _NotShipped(f"the snapshot holds no index ({entry.get('note') or 'format ' + str(manifest.get('format_version'))})")
     if db.settings.chroma_url:
         raise _NotShipped("the index here is a Chroma server: the snapshot's embedded index files do not go into it")
     if mismatched:
