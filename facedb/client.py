@@ -696,7 +696,9 @@ class Client:
                             facedb_version=str(manifest["facedb_version"]),
                             schema_revision=str(manifest["schema_revision"]), created_at=str(manifest["created_at"]),
                             faces_by_pack=manifest.get("faces_by_pack", {}), rows=manifest["tables"],
-                            seconds=round(time.perf_counter() - t0, 3))
+                            seconds=round(time.perf_counter() - t0, 3),
+                            index_shipped=bool((manifest.get("index") or {}).get("shipped")),
+                            index_note=(manifest.get("index") or {}).get("note"))
 
     def restore(self, path: str | os.PathLike[str], *, reindex_from_images: bool = False) -> RestoreReport:
         """Send the snapshot to the server, which restores it into its (empty) database."""

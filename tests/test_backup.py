@@ -225,13 +225,14 @@ def test_backup_while_a_server_owns_the_home(source: dict[str, Any], yale_dir: P
         rep = srv.cli_json("backup", str(snap))
         writer.join()
         assert (snap.stat().st_mode & 0o777) == 0o600 and rep["rows"]["subjects"] in (3, 4)
+        assert rep["index_shipped"] is True, rep  # the server copied its own index under its lock
         key = srv.new_key("ops", "admin")
         res = srv.cli("--server", srv.url, "--api-key", key, "backup", str(tmp_path / "remote.zip"))
         assert res.returncode == 0, res.stderr
         assert json.loads(_members(tmp_path / "remote.zip")["manifest.json"])["tables"]["subjects"] == 4
     with FaceDB(home=tmp_path / "from-served", workers=1) as db:
         restored = db.restore(snap)
-        assert restored.clean
+        assert restored.clean and restored.index_path == "shipped", restored.to_dict()
         faces = {s.name: s.faces for s in db.subjects()}
         assert faces.get("Late Comer", len(ENROLLED)) == len(ENROLLED)  # whole photos, never half a write
         assert _answers(db, yale_dir) == source["answers"]
@@ -243,6 +244,7 @@ def test_restore_through_the_server_that_owns_an_empty_home(source: dict[str, An
     with FacedbServer(home, workers=1) as srv:
         rep = srv.cli_json("restore", str(source["snap"]))
         assert rep["clean"] and rep["indexed_faces"] == source["n_faces"]
+        assert rep["index_path"] == "shipped", rep  # the server's open index was replaced by the snapshot's
         out = srv.cli_json("search", *map(str, _photos(yale_dir, "subject02", PROBES[:1])))
         assert out["results"][0]["faces"][0]["identity"] == "Grace Hopper"
         again = srv.cli("restore", str(source["snap"]))

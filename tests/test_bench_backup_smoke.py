@@ -22,8 +22,16 @@ def test_backup_benchmark_smoke(tmp_path: Path) -> None:
                        capture_output=True, text=True, env=script_env(None), timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     (row,) = json.loads(out.with_suffix(".json").read_text())["sizes"]
-    assert row["faces"] == 300 and row["backup"]["rows"]["faces"] == 300 and row["backup"]["rows"]["api_keys"] == 1
-    assert row["restore"]["clean"] is True and row["restore"]["indexed_faces"] == 300 and row["restore"]["exit"] == 0
-    for part, key in (("backup", "wall_s"), ("restore", "wall_s"), ("restore", "index_s"), ("ship_index", "copy_s")):
-        assert math.isfinite(row[part][key]) and row[part][key] >= 0
-    assert "| 300 |" in out.read_text()
+    rebuilt, shipped = row["rounds"]
+    assert row["faces"] == 300 and rebuilt["backup"]["rows"]["faces"] == 300
+    assert rebuilt["backup"]["rows"]["api_keys"] == 1
+    # The source has no index: its snapshot does not ship one and the restore rebuilds it; the
+    # restored home's snapshot ships its index, and that restore copies it.
+    assert not rebuilt["backup"]["index_shipped"] and rebuilt["restore"]["index_path"] == "rebuilt"
+    assert shipped["backup"]["index_shipped"] and shipped["restore"]["index_path"] == "shipped"
+    for r in (rebuilt, shipped):
+        assert r["restore"]["clean"] is True and r["restore"]["indexed_faces"] == 300 and r["restore"]["exit"] == 0
+        for part, key in (("backup", "wall_s"), ("restore", "wall_s"), ("restore", "index_s")):
+            assert math.isfinite(r[part][key]) and r[part][key] >= 0
+    text = out.read_text()
+    assert "| 300 | rebuilt |" in text and "| 300 | shipped |" in text

@@ -17,9 +17,10 @@ def backup(state: State, file: str, as_json: bool) -> None:
     """Write one consistent snapshot of the database to FILE (a zip, 0600).
 
     It holds every collection's subjects, images and faces with their embeddings, the failure
-    records, the API keys (hashed), the audit trail and the model packs' contracts; not the
-    index (a restore rebuilds it) nor anything of a subject deleted before. Writes go on
-    meanwhile; while a server owns the home, it writes the snapshot (an admin call).
+    records, the API keys (hashed), the audit trail, the model packs' contracts and, for the
+    embedded index, its files (a restore copies them instead of rebuilding the index); nothing
+    of a subject deleted before. Writes go on meanwhile (they wait while the index is copied);
+    while a server owns the home, it writes the snapshot (an admin call).
 
     \b
     Example:
@@ -34,6 +35,7 @@ def backup(state: State, file: str, as_json: bool) -> None:
             click.echo(f"wrote {rep.path}: {plural(rep.rows.get('subjects', 0), 'subject')}, "
                        f"{plural(faces, 'face')}, {plural(rep.rows.get('audit', 0), 'audit entry', 'audit entries')} "
                        f"({plural(rep.bytes, 'byte')}, {rep.seconds:.1f} s)")
+            click.echo("index: shipped" if rep.index_shipped else f"index: not shipped ({rep.index_note})")
 
 
 @cli.command()
@@ -48,8 +50,10 @@ def restore(state: State, file: str, reindex_from_images: bool, as_json: bool) -
 
     A home or database that holds anything is refused (exit 1): restore into a new --home, or an
     empty --db-url (SQLite or PostgreSQL, whichever the snapshot came from). A snapshot made with
-    other model weights is refused (exit 6) unless --reindex-from-images. The index is built
-    from the restored embeddings. Exit 7 when the result does not check clean.
+    other model weights is refused (exit 6) unless --reindex-from-images. The index is the
+    snapshot's own when it carries it and it checks out against the catalog ("index: shipped"),
+    otherwise it is built from the restored embeddings ("index: rebuilt", and why). Exit 7 when
+    the result does not check clean.
 
     \b
     Examples:
@@ -67,6 +71,7 @@ def restore(state: State, file: str, reindex_from_images: bool, as_json: bool) -
             if rep.reindexed or rep.failed:
                 click.echo(f"re-embedded {plural(rep.reindexed, 'face')} from their photos; "
                            f"{plural(len(rep.failed), 'photo')} could not be")
+            click.echo(f"index: {rep.index_path}" + (f" ({rep.index_note})" if rep.index_note else ""))
             click.echo("check: clean" if rep.clean else "check: NOT clean (see --json)")
         if not rep.clean:
             sys.exit(EXIT_INDEX)

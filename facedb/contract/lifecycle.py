@@ -22,6 +22,10 @@ class BackupReport(Result):
     #: rows per table in the snapshot
     rows: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    #: whether the snapshot carries the embedded index's files (a restore then copies them
+    #: instead of rebuilding the index), and why not when it does not
+    index_shipped: bool = False
+    index_note: str | None = None
 
 
 @dataclass(kw_only=True)
@@ -38,6 +42,10 @@ class RestoreReport(Result):
     failed: list[FailedItem] = field(default_factory=list)
     rows_seconds: float = 0.0
     index_seconds: float = 0.0
+    #: how the index was restored: "shipped" (the snapshot's index files, checked against the
+    #: catalog) or "rebuilt" (from the restored embeddings); ``index_note`` says why it was rebuilt
+    index_path: str = "rebuilt"
+    index_note: str | None = None
     seconds: float = 0.0
     #: the ``default`` collection's check; ``clean``: every collection checked clean
     check: CheckReport | None = None
