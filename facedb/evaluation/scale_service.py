@@ -301,6 +301,9 @@ def measure(home: Path, scratch: Path, built: dict[str, Any], *, queries: int, c
             raise RuntimeError(f"backup: {r.stderr[-2000:]}")
         out["backup_s"] = round(r.wall_s, 1)
         out["backup_mb"] = round(snap.stat().st_size / 2**20, 1)
+        rep_b = json.loads(r.stdout)
+        out["backup_index_shipped"] = rep_b.get("index_shipped")
+        out["backup_index_note"] = rep_b.get("index_note")
         log(f"[scale] backup through the server: {r.wall_s:.1f} s, {out['backup_mb']} MiB")
     finally:
         server.stop(timeout=600)
@@ -337,7 +340,8 @@ def measure(home: Path, scratch: Path, built: dict[str, Any], *, queries: int, c
         raise RuntimeError(f"restore: {r.stderr[-3000:]}")
     rep = json.loads(r.stdout)
     out["restore_s"] = round(r.wall_s, 1)
-    out["restore"] = {k: rep.get(k) for k in ("rows_seconds", "index_seconds", "indexed_faces", "clean", "seconds")}
+    out["restore"] = {k: rep.get(k) for k in ("rows_seconds", "index_seconds", "indexed_faces", "clean", "seconds",
+                                              "index_path", "index_note")}
     out["restore_peak_rss_mb"] = round(r.max_rss_mb, 1)
     out["load_after"] = bench.loadavg()
     log(f"[scale] restore: {r.wall_s:.1f} s, clean {rep.get('clean')}")
@@ -383,7 +387,7 @@ def environment(chroma_url: str | None, chroma_data: Path | None, pack: str | No
 
 COLUMNS = ["faces", "dim", "index", "build s", "serve start s", "search p50 ms (1)", "p99 ms (1)",
            "p50 ms (8)", "p99 ms (8)", "recall@10", "server RSS MiB", "delete+erase s", "bytes found after",
-           "backup s", "restore s", "restore clean", "commit"]
+           "backup s", "restore s", "restore index", "restore clean", "commit"]
 
 
 def row_of(run: dict[str, Any]) -> list[Any]:
@@ -392,4 +396,4 @@ def row_of(run: dict[str, Any]) -> list[Any]:
             s1.get("p50_ms"), s1.get("p99_ms"), s8.get("p50_ms"), s8.get("p99_ms"), run.get("recall_at_10"),
             round(run.get("rss", {}).get("total_mb", float("nan")), 0), run.get("delete_erase_s"),
             run.get("bytes_found_after"), run.get("backup_s"), run.get("restore_s"),
-            run.get("restore", {}).get("clean"), run.get("commit")]
+            run.get("restore", {}).get("index_path"), run.get("restore", {}).get("clean"), run.get("commit")]
