@@ -95,9 +95,10 @@ def test_the_snapshot_ships_the_index_and_nothing_of_a_deleted_subject(source: d
     (entry,) = [f for f in manifest["index"]["files"] if f["name"].endswith("/data_level0.bin")]
     assert entry["stored"] == len(index[data[0]]) <= entry["size"]
     # Positive control: the same scan finds the keeper's vectors in the shipped HNSW file and
-    # her name in Chroma's metadata...
+    # her name in the catalog's rows (Chroma holds subject ids, no name)...
     assert _found_in(index[data[0]], source["keeper"]) == {0, 1, 2}
-    assert KEEPER.encode() in index["index/chroma.sqlite3"]
+    assert KEEPER.encode() in members["tables/subjects.jsonl"]
+    assert KEEPER.encode() not in index["index/chroma.sqlite3"]
     # ...and nothing of the victim anywhere: not in a member, not in the file as written.
     for blob in [*members.values(), source["snap"].read_bytes()]:
         assert VICTIM.encode() not in blob
