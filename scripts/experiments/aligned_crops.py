@@ -205,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     lfw = require_lfw(args.lfw)
     people = list_people(lfw)
     engine = load_engine("sface")
+    commit = git_commit()  # at the start: the code that runs, not what is committed meanwhile
     started = time.time()
     runs: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="facedb-aligned-") as tmp_name:
@@ -243,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             best_cut, best_err = cut, err
     result = {
         "pack": args.pack, "seed": args.seed, "protocols": runs, "seconds": round(elapsed, 1),
-        "min_photos": args.min_photos, "enroll": args.enroll, "commit": git_commit(),
+        "min_photos": args.min_photos, "enroll": args.enroll, "commit": commit,
         "crops": {"no_face": sum(n == 0 for n, _ in crop_stats), "several": sum(n > 1 for n, _ in crop_stats),
                   "offset_px_max": max(crop_off) if crop_off else None,
                   "offset_px_p99": float(np.percentile(crop_off, 99)) if crop_off else None},
