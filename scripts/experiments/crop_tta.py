@@ -149,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
+    commit = calibration.git_commit()  # at the start: the code that runs
     lfw = require_lfw(args.lfw)
     people = list_people(lfw)
     E = calibration.embed_lfw(lfw, args.cache, "sface-flip", args.workers)
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                          "variants": {v: evaluate(T, F, L, variant_vectors(feats[idx], v), truth, args.threshold)
                                       for v in VARIANTS}}
     R = {"threshold": args.threshold, "seed": args.seed, "crops": len(rels), "ms_per_crop_all_warps": round(ms, 1),
-         "flip_vs_photo_max_abs_diff": same_as_photo, "commit": calibration.git_commit(), "protocols": results,
+         "flip_vs_photo_max_abs_diff": same_as_photo, "commit": commit, "protocols": results,
          "variants": {k: [list(w) for w in v] for k, v in VARIANTS.items()}}
     lines = [
         "| protocol | variant (warps) | scoring | mated named right | wrong | unknown | strangers named | "
