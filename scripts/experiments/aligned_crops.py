@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         miss = r["missed"]["aligned"]
         if miss:
             lines += ["", "Mated crops not named right with `--aligned` (person, LFW photos, outcome, distance "
-                          "to their own subject): " + "; ".join(
+                          "to their own subject, - when it is not among the nearest): " + "; ".join(
                               f"{m['person']} ({m['photos']}, {m['outcome']}, "
                               f"{'-' if m['distance'] is None else m['distance']})" for m in miss) + "."]
     cr, ct = result["crops"], result["controls"]
