@@ -345,13 +345,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{best_err} of {len(crop_off) + len(ctrl_off)} images.",
         "",
         f"Embedded both ways (whole, as `--aligned` does, and detected and aligned again, as without "
-        f"it), a crop gives nearly the same vector: cosine at least {_cos(ag['crops_min'])} (1st percentile "
-        f"{_cos(ag['crops_p1'])}) over the crops; the controls at most {_cos(ag['controls_max'])} (99th "
+        f"it), the two vectors of a crop agree: cosine at least {_cos(ag['crops_min'])} (1st percentile "
+        f"{_cos(ag['crops_p1'])}) over the crops; those of the controls at most {_cos(ag['controls_max'])} (99th "
         f"percentile {_cos(ag['controls_p99'])}). The best cut ({_cos(ag['best_cut'])}) misclassifies "
         f"{ag['best_cut_errors']} of {ag['n']} images.",
         "",
-        "So the shape of an image and where the detector puts its landmarks do not tell a crop from a "
-        "small photo reliably enough to skip detection behind the user's back: a wrong guess embeds a "
+        "So neither where the detector puts its landmarks nor whether the two embeddings agree tells a crop "
+        "from a small photo reliably enough to skip detection behind the user's back: a wrong guess embeds a "
         "misaligned face (a miss, or a wrong name). facedb does not guess; `--aligned` (the `aligned` "
         "form field, the `aligned=True` keyword) says it.",
     ]
