@@ -21,7 +21,8 @@ from .engines import Face, FaceEngine
 
 #: The side of an aligned crop, and the ArcFace five-point template on it (left eye, right eye,
 #: nose tip, left and right mouth corners): the points OpenCV's ``FaceRecognizerSF.alignCrop``
-#: and InsightFace's ``norm_crop`` move a detected face's landmarks to.
+#: and InsightFace's ``norm_crop`` move a detected face's landmarks to (``alignCrop`` is exactly the
+#: least-squares similarity warp onto these points: tests/test_aligned_template.py).
 SIDE = 112
 ARCFACE_TEMPLATE: tuple[tuple[float, float], ...] = (
     (38.2946, 51.6963), (73.5318, 51.5014), (56.0252, 71.7366), (41.5493, 92.3655), (70.7299, 92.2041))
