@@ -119,6 +119,7 @@ class FaceDB:
                 if base.catalog.get_setting(DEFAULT_PACK_KEY) is None:
                     base.catalog.set_setting(DEFAULT_PACK_KEY, self.settings.pack or DEFAULT_PACK)
                 base.catalog.ensure_default_collection()
+                base.catalog.refresh_statistics()
             self.gate = gatekeeper.Gatekeeper(base.catalog)
             self._bind(base, self._collection_row(base, collection), threshold, explicit_pack=self.settings.pack)
         except BaseException:

@@ -26,7 +26,7 @@ def index(tmp_path: Path) -> Any:
     vecs = rng.normal(size=(12, INFO.dim)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     idx = ChromaIndex(tmp_path / "chroma")
-    idx.add(INFO, list(range(1, 13)), vecs, [1] * 12, ["someone"] * 12)
+    idx.add(INFO, list(range(1, 13)), vecs, [1] * 12)
     try:
         yield idx, vecs
     finally:

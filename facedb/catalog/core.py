@@ -174,6 +174,46 @@ class CatalogCore:
         except ProgrammingError as exc:
             raise FacedbError(f"cannot open or upgrade the catalog database {self.safe_url}: {exc.orig}") from None
 
+    #: ANALYZE reads at most this many rows of each index (SQLite's ``analysis_limit``): the
+    #: statistics are about the shape of the tables, so a sample keeps it well under a second.
+    ANALYSIS_LIMIT = 1000
+    #: Faces (by largest id) from which statistics matter, and the growth that makes them stale.
+    STATS_MIN_FACES, STATS_GROWTH = 500, 4
+
+    @trace.traced("sql.statistics")
+    def refresh_statistics(self, force: bool = False) -> bool:
+        """On SQLite, gather the query planner's statistics (``ANALYZE``) when there are none, or
+        the faces have grown ``STATS_GROWTH``-fold since; whether it ran.
+
+        Without statistics SQLite takes any equality on an index as selective: to read ten faces
+        by id, or one subject's faces, of a collection, it walked the collection's index (all of
+        its faces) instead of the primary key or the subject's index. Measured on a 100,000-face
+        catalog: 59 ms for the subject-faces read of a search and 8 ms for the ten faces it
+        names, 0.16 ms each once analysed (the ANALYZE took 0.05 s); the walk grows with the
+        collection. PostgreSQL's autovacuum keeps its own statistics."""
+        if not self.is_sqlite:
+            return False
+        try:
+            with self.engine.connect() as conn:
+                top = int(conn.exec_driver_sql("SELECT max(id) FROM faces").scalar() or 0)
+                if top < self.STATS_MIN_FACES and not force:
+                    return False
+                has_stats = conn.exec_driver_sql(
+                    "SELECT 1 FROM sqlite_master WHERE type='table' AND name='sqlite_stat1'").scalar()
+                stat = conn.exec_driver_sql("SELECT stat FROM sqlite_stat1 WHERE tbl='faces' ORDER BY idx LIMIT 1"
+                                            ).scalar() if has_stats else None
+                rows = int(str(stat).split()[0]) if stat else 0
+                if not force and rows and top <= rows * self.STATS_GROWTH:
+                    return False
+                conn.exec_driver_sql(f"PRAGMA analysis_limit={self.ANALYSIS_LIMIT}")
+                conn.exec_driver_sql("ANALYZE")
+                conn.commit()
+        except OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return False  # another process writes: the next open does it
+            raise self.unreachable(exc) from None
+        return True
+
     @property
     def safe_url(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)

@@ -43,6 +43,7 @@ CHANGES_READ = (select(SubjectTemplate.subject_id, SubjectTemplate.vector, Subje
                 .where(SubjectTemplate.collection_id == bindparam("cid"), SubjectTemplate.model == bindparam("model"),
                        SubjectTemplate.seq > bindparam("after"))
                 .order_by(SubjectTemplate.seq))
+SEQ_READ = select(Counter.value).where(Counter.name == SEQ)
 FACES_READ = (select(Face.id, Face.subject_id, Subject.name, Face.embedding, Image.path)
               .join(Image, Image.id == Face.image_id).join(Subject, Subject.id == Face.subject_id)
               .where(Face.collection_id == bindparam("cid"), Face.model == bindparam("model"), Face.indexed.is_(True),
@@ -89,6 +90,13 @@ class TemplateQueries(CatalogCore):
             for model in models:
                 s.merge(SubjectTemplate(subject_id=subject_id, model=model, collection_id=self.cid, vector=b"",
                                         n_faces=0, seq=seq))
+
+    def template_seq(self) -> int:
+        """The template change sequence: it moves in every transaction that changes which faces
+        are indexed (each such change recomputes the subjects' templates), so a count of indexed
+        faces read after it stays right until it moves (one primary-key read)."""
+        rows = self.read(SEQ_READ, {})
+        return int(rows[0][0]) if rows else 0
 
     def template_changes(self, model: str, after_seq: int) -> list[tuple[int, np.ndarray | None, int]]:
         """[(subject id, summed vector or None for a removed one, seq)] changed after ``after_seq``."""

@@ -465,6 +465,7 @@ def restore(db: FaceDB, path: str | os.PathLike[str], reindex_from_images: bool 
             except (zipfile.BadZipFile, KeyError, ValueError, EOFError, DBAPIError) as exc:
                 raise UsageError(f"{source} is damaged and was not restored (nothing was written): "
                                  f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+        catalog.refresh_statistics(force=True)  # a bulk load: the planner's statistics are new
         t_rows = time.perf_counter()
         db._rebound()
         report = RestoreReport(path=str(source), catalog=catalog.safe_url,

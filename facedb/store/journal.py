@@ -50,6 +50,7 @@ class Journal:
         index.add(info, ids, np.stack([f.embedding for f in faces]), [f.subject_id for f in faces])
         crash_point("enroll.after_chroma")
         gone = self.catalog.mark_indexed(ids)
+        self.catalog.refresh_statistics()  # a home that grows from nothing gets them on the way
         if gone:  # a delete of the subject (another process) ran between steps 1 and 3
             index.erase(info, sorted(gone))
         crash_point("enroll.after_mark")
