@@ -73,7 +73,8 @@ class Searcher:
         self.analyzer = analyzer
         self._template_caches: dict[str, TemplateCache] = {}
         self._templates_lock = threading.Lock()
-        #: (collection id, pack) -> (template seq, indexed faces) for ``_require_consistent``
+        #: (collection id, pack) -> (template seq, faces the index holds), as ``_require_consistent``
+        #: last found the index and the catalog agreeing
         self._indexed: dict[tuple[int, str], tuple[int, int]] = {}
 
     # -- analysis ---------------------------------------------------------------------
@@ -310,20 +311,6 @@ class Searcher:
                 cache = self._template_caches[pack] = TemplateCache(self.store.catalog, pack)
             return cache
 
-    def _count_indexed(self, pack: str) -> int:
-        """The catalog's indexed faces of ``pack``, counted again only when the template sequence
-        moved (a COUNT walks an index of every face: 9 ms at 100k faces, on every search). The
-        sequence is read first, so a write between the two reads only costs a recount later."""
-        catalog = self.store.catalog
-        seq = catalog.template_seq()
-        key = (catalog.cid, pack)
-        hit = self._indexed.get(key)
-        if hit is not None and hit[0] == seq:
-            return hit[1]
-        n = catalog.count_indexed(pack)
-        self._indexed[key] = (seq, n)
-        return n
-
     def _require_consistent(self, index: ChromaIndex, info: PackInfo) -> int:
         """Cheap invariant before a search: the index holds the indexed SQL faces. Returns how
         many faces the index holds.
@@ -332,9 +319,21 @@ class Searcher:
         processes write meanwhile, and both write orders keep Chroma's count at least the
         catalog's (a face enters Chroma before SQL marks it, and leaves SQL before Chroma) when
         the catalog is counted first; a delete finishing between the two counts can break that for
-        a moment, so a shortfall is counted again before it is reported."""
+        a moment, so a shortfall is counted again before it is reported.
+
+        Both counts are taken again only when the template sequence moved since they last agreed
+        (one primary-key read): it moves in every transaction that changes which faces are
+        indexed, and the counts cost a walk of an index of every face (9 ms at 100k faces) and,
+        on a Chroma server, a request. The sequence is read first, so a write between the reads
+        only costs a recount at the next search."""
+        catalog = self.store.catalog
+        key = (catalog.cid, info.name)
         for attempt in range(3 if index.shared else 1):
-            n_sql = self._count_indexed(info.name)
+            seq = catalog.template_seq()
+            hit = self._indexed.get(key)
+            if hit is not None and hit[0] == seq:
+                return hit[1]
+            n_sql = catalog.count_indexed(info.name)
             try:
                 n_index = index.count(info)
             except (ModelError, IndexCorruptError, UnavailableError):
@@ -344,6 +343,7 @@ class Searcher:
                     f"the search index cannot be read ({exc}); run `facedb check --repair` to rebuild it"
                 ) from None
             if n_index == n_sql or (index.shared and n_index > n_sql):
+                self._indexed[key] = (seq, n_index)
                 return n_index
             if attempt < 2 and index.shared:
                 time.sleep(0.05)
