@@ -175,3 +175,25 @@ def test_a_worker_killed_mid_stream_loses_no_image(photos: list[bytes]) -> None:
         assert all(a.reason is None and a.faces for a in got), {a.reason for a in got}
         assert analyzer._pool is not None and pids[0] not in analyzer._pool.pids()
         assert pids[1] in analyzer._pool.pids()  # the other worker went on
+
+
+def test_meanwhile_runs_once_in_the_calling_thread_before_the_first_answer(photos: list[bytes]) -> None:
+    """``Analyzer.stream(meanwhile=...)``: the caller's own work, while the worker has the task."""
+    me = threading.get_ident()
+    calls: list[int] = []
+
+    def note() -> None:
+        calls.append(threading.get_ident())
+
+    for workers, n in ((2, 1), (2, 9), (1, 1), (2, 0), (1, 0)):
+        calls.clear()
+        with Analyzer(DEFAULT_PACK, None, workers=workers) as analyzer:
+            analyzer.start()
+            items = [(i, photos[i], f"{i}.jpg") for i in range(n)]
+            seen = 0
+            for a in analyzer.stream(items, 0, meanwhile=note):
+                assert a.reason is None
+                if workers == 2:  # with workers: before the first answer came back
+                    assert calls == [me]
+                seen += 1
+            assert seen == n and calls == [me], (workers, n)

@@ -116,9 +116,10 @@ class LanePool:
         with self._cond:
             return [lane.proc.pid for lane in self._lanes if lane.proc.pid is not None]
 
-    def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` in the first free worker, waited for here. ``BrokenProcessPool`` when
-        that worker died meanwhile; ``PoolClosed`` once the pool is shut down; what ``fn`` raised."""
+    def call(self, fn: Callable[..., T], *args: Any, meanwhile: Callable[[], None] | None = None) -> T:
+        """``fn(*args)`` in the first free worker, waited for here; ``meanwhile()`` runs in this
+        thread while the worker works (it must not raise). ``BrokenProcessPool`` when that worker
+        died meanwhile; ``PoolClosed`` once the pool is shut down; what ``fn`` raised."""
         lane = self._take()
         ok = False
         try:
@@ -126,6 +127,8 @@ class LanePool:
                 lane.conn.recv()
                 lane.ready = self.worked = True
             lane.conn.send((fn, args))
+            if meanwhile is not None:
+                meanwhile()
             ok, value = lane.conn.recv()
         except (EOFError, OSError):
             self._lost(lane)

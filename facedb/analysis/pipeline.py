@@ -11,7 +11,7 @@ import itertools
 import multiprocessing
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -167,9 +167,12 @@ class Analyzer:
             yield analyze_bytes(key, data, name, self.pack, self.models_dir, max_faces, aligned)
 
     def stream(self, items: Iterable[Item], n_items: int, max_faces: int | None = None,
-               aligned: bool = False) -> Iterator[Analysis]:
+               aligned: bool = False, meanwhile: Callable[[], None] | None = None) -> Iterator[Analysis]:
         """Yield one analysis per item, in completion order (match them by ``key``); ``aligned``:
-        every item is an aligned face crop (see ``analyze_bytes``)."""
+        every item is an aligned face crop (see ``analyze_bytes``). ``meanwhile()`` (which must
+        not raise) runs once, in the calling thread, while the workers have the first task (else,
+        with nothing to send them, before the stream ends): work the caller needs after the
+        analyses, done in the model's time instead of after it."""
         self.start(n_items)
         pool = self._pool
         source = iter(items)
@@ -189,8 +192,13 @@ class Analyzer:
                     more = list(itertools.islice(source, 1))
                     alone = not more
                     source = itertools.chain(more, source)
-                inflight[self._submit(pool, task, max_faces, aligned, here=alone)] = task
+                inflight[self._submit(pool, task, max_faces, aligned, here=alone, meanwhile=meanwhile)] = task
+                if meanwhile is not None and not alone:
+                    meanwhile()
+                meanwhile = None
             if not inflight:
+                if meanwhile is not None:
+                    meanwhile()
                 return
             with trace.span("analysis.wait"):
                 done, _ = wait(inflight, return_when=FIRST_COMPLETED)
@@ -208,10 +216,13 @@ class Analyzer:
                     continue
                 yield from results
         yield from self._inline(source, max_faces, aligned)
+        if meanwhile is not None:
+            meanwhile()
 
-    def _submit(self, pool: LanePool, task: list[Item], max_faces: int | None,
-                aligned: bool = False, here: bool = False) -> Future[list[Analysis]]:
-        """The task on its way (``here``: done already, by this thread: no dispatch thread)."""
+    def _submit(self, pool: LanePool, task: list[Item], max_faces: int | None, aligned: bool = False,
+                here: bool = False, meanwhile: Callable[[], None] | None = None) -> Future[list[Analysis]]:
+        """The task on its way (``here``: done already, by this thread, ``meanwhile`` run while
+        the worker had it: no dispatch thread)."""
         fut: Future[list[Analysis]]
         try:
             if not here:
@@ -219,7 +230,7 @@ class Analyzer:
             fut = Future()
             try:
                 with trace.span("analysis.wait"):
-                    fut.set_result(pool.call(_worker_batch, task, max_faces, aligned))
+                    fut.set_result(pool.call(_worker_batch, task, max_faces, aligned, meanwhile=meanwhile))
             except PoolClosed:
                 raise
             except Exception as exc:  # as the future of a dispatched task would hold it
