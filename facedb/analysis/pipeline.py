@@ -200,8 +200,10 @@ class Analyzer:
                 if meanwhile is not None:
                     meanwhile()
                 return
-            with trace.span("analysis.wait"):
-                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+            done = {fut for fut in inflight if fut.done()}  # a task run here is done already
+            if not done:
+                with trace.span("analysis.wait"):
+                    done, _ = wait(inflight, return_when=FIRST_COMPLETED)
             for fut in done:
                 task = inflight.pop(fut)
                 try:
