@@ -180,11 +180,11 @@ class LanePool:
         with self._cond:
             if lane in self._lanes:
                 self._idle.append(lane)
-            self._cond.notify()
+            self._cond.notify_all()  # a waiting task, or a shutdown waiting for every lane
 
     def _lost(self, lane: _Lane) -> None:
         """``lane``'s worker died (or its pipe cannot be trusted): a new one in its place, unless
-        no task ever finished (the workers cannot start: the pool is broken)."""
+        no worker ever started (they cannot: the pool is broken) or the pool is shutting down."""
         with self._cond:
             if lane not in self._lanes:
                 return
