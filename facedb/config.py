@@ -123,12 +123,23 @@ def ensure_private_dir(path: Path) -> None:
 
 @trace.traced("home.chmod")
 def make_private_tree(root: Path) -> None:
-    """chmod every directory under ``root`` to 0700 and every file to 0600."""
+    """chmod every directory under ``root`` to 0700 and every file to 0600.
+
+    A file listed and gone before its chmod is skipped: SQLite creates and removes
+    ``facedb.sqlite3-journal`` around every write, and a server's batched audit flush (a
+    timer thread) can write while a request walks the home (a DELETE of a collection answered
+    500 for it)."""
     if not root.exists():
         return
     for dirpath, _dirnames, filenames in os.walk(root):
-        os.chmod(dirpath, 0o700)
+        try:
+            os.chmod(dirpath, 0o700)
+        except FileNotFoundError:
+            continue
         for name in filenames:
             p = os.path.join(dirpath, name)
-            if not os.path.islink(p):
-                os.chmod(p, 0o600)
+            try:
+                if not os.path.islink(p):
+                    os.chmod(p, 0o600)
+            except FileNotFoundError:
+                continue

@@ -11,8 +11,8 @@ import itertools
 import multiprocessing
 import os
 import threading
-from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ from ..errors import FacedbError, ImageError
 from . import imaging
 from .aligned import embed_aligned
 from .engines import Face, FaceEngine, load_engine
+from .lanes import LanePool, PoolClosed
 
 
 @dataclass
@@ -103,23 +104,23 @@ MIN_POOL_ITEMS = 32
 
 
 class Analyzer:
-    """Runs ``analyze_bytes`` over many images: a process pool when ``workers`` > 1.
+    """Runs ``analyze_bytes`` over many images: worker processes when ``workers`` > 1.
 
     ``stream`` pulls its input lazily and yields analyses as workers finish them, so that
     reading, hashing and storing in the calling process overlap with the model work. Many
-    threads may stream at once; they share the pool. A pool whose worker died (a decoder crash
-    on a hostile file) is replaced, and the images it held are tried once more; an image that
-    breaks the pool twice fails alone with reason ``analysis_crashed``.
+    threads may stream at once; they share the workers (``lanes.LanePool``: one pipe per
+    worker). A stream of one task (a server's search of a few images) is sent and answered
+    by the calling thread itself, with no helper thread in between. A worker that died (a
+    decoder crash on a hostile file) is replaced, and the images it held are tried once more;
+    an image that breaks a worker twice fails alone with reason ``analysis_crashed``.
     """
 
     def __init__(self, pack: str, models_dir: Path | None, workers: int = 1) -> None:
         self.pack = pack
         self.models_dir = models_dir
         self.workers = max(1, workers)
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: LanePool | None = None
         self._lock = threading.Lock()
-        #: whether the current pool has finished a task (see ``_replace_broken``)
-        self._worked = False
 
     def __enter__(self) -> Analyzer:
         return self
@@ -146,35 +147,32 @@ class Analyzer:
             if self._pool is None:
                 self._pool = self._spawn()
 
-    def _spawn(self) -> ProcessPoolExecutor:
+    def _spawn(self) -> LanePool:
+        """The workers, started now (each loads its model while the caller goes on)."""
         ctx = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(self.pack, self.models_dir))
-        for _ in range(self.workers):
-            pool.submit(_worker_batch, [], None)
-        self._worked = False
-        return pool
+        return LanePool(self.workers, ctx, _init_worker, (self.pack, self.models_dir))
 
-    def _replace_broken(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor | None:
-        """A new pool in place of a broken one; None (analyse here from now on) when the broken
-        pool never finished a task: its workers cannot start (``__main__`` not importable...)."""
+    def _replace_broken(self, broken: LanePool) -> LanePool | None:
+        """The pool to go on with after a worker died: the same one (it replaced that worker),
+        or None (analyse here from now on) when no worker of it ever started (``__main__`` not
+        importable...)."""
         with self._lock:
-            if self._pool is broken:
+            if self._pool is broken and broken.broken:
                 broken.shutdown(wait=False, cancel_futures=True)
-                if self._worked:
-                    self._pool = self._spawn()
-                else:
-                    self._pool, self.workers = None, 1
-            return self._pool
+                self._pool, self.workers = None, 1
+            return None if broken.broken else broken
 
     def _inline(self, items: Iterable[Item], max_faces: int | None, aligned: bool) -> Iterator[Analysis]:
         for key, data, name in items:
             yield analyze_bytes(key, data, name, self.pack, self.models_dir, max_faces, aligned)
 
     def stream(self, items: Iterable[Item], n_items: int, max_faces: int | None = None,
-               aligned: bool = False) -> Iterator[Analysis]:
+               aligned: bool = False, meanwhile: Callable[[], None] | None = None) -> Iterator[Analysis]:
         """Yield one analysis per item, in completion order (match them by ``key``); ``aligned``:
-        every item is an aligned face crop (see ``analyze_bytes``)."""
+        every item is an aligned face crop (see ``analyze_bytes``). ``meanwhile()`` (which must
+        not raise) runs once, in the calling thread, while the workers have the first task (else,
+        with nothing to send them, before the stream ends): work the caller needs after the
+        analyses, done in the model's time instead of after it."""
         self.start(n_items)
         pool = self._pool
         source = iter(items)
@@ -188,11 +186,24 @@ class Analyzer:
                 if not task:
                     exhausted = True
                     break
-                inflight[self._submit(pool, task, max_faces, aligned)] = task
+                # The only task of the stream (one more item is looked for): run it in this thread.
+                alone = not inflight and len(task) < TASK_SIZE
+                if not alone and not inflight:
+                    more = list(itertools.islice(source, 1))
+                    alone = not more
+                    source = itertools.chain(more, source)
+                inflight[self._submit(pool, task, max_faces, aligned, here=alone, meanwhile=meanwhile)] = task
+                if meanwhile is not None and not alone:
+                    meanwhile()
+                meanwhile = None
             if not inflight:
+                if meanwhile is not None:
+                    meanwhile()
                 return
-            with trace.span("analysis.wait"):
-                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+            done = {fut for fut in inflight if fut.done()}  # a task run here is done already
+            if not done:
+                with trace.span("analysis.wait"):
+                    done, _ = wait(inflight, return_when=FIRST_COMPLETED)
             for fut in done:
                 task = inflight.pop(fut)
                 try:
@@ -205,22 +216,36 @@ class Analyzer:
                         break
                     yield from self._retry_alone(pool, task, retried, max_faces, aligned, inflight)
                     continue
-                self._worked = True
                 yield from results
         yield from self._inline(source, max_faces, aligned)
+        if meanwhile is not None:
+            meanwhile()
 
-    def _submit(self, pool: ProcessPoolExecutor, task: list[Item], max_faces: int | None,
-                aligned: bool = False) -> Future[list[Analysis]]:
+    def _submit(self, pool: LanePool, task: list[Item], max_faces: int | None, aligned: bool = False,
+                here: bool = False, meanwhile: Callable[[], None] | None = None) -> Future[list[Analysis]]:
+        """The task on its way (``here``: done already, by this thread, ``meanwhile`` run while
+        the worker had it: no dispatch thread)."""
+        fut: Future[list[Analysis]]
         try:
-            return pool.submit(_worker_batch, task, max_faces, aligned)
+            if not here:
+                return pool.submit(_worker_batch, task, max_faces, aligned)
+            fut = Future()
+            try:
+                with trace.span("analysis.wait"):
+                    fut.set_result(pool.call(_worker_batch, task, max_faces, aligned, meanwhile=meanwhile))
+            except PoolClosed:
+                raise
+            except Exception as exc:  # as the future of a dispatched task would hold it
+                fut.set_exception(exc)
+            return fut
         except BrokenProcessPool:  # noticed at submit: the result will say so again
-            fut: Future[list[Analysis]] = Future()
+            fut = Future()
             fut.set_exception(BrokenProcessPool("the analysis pool is broken"))
             return fut
-        except RuntimeError:  # shut down by close()
+        except PoolClosed:  # shut down by close()
             raise FacedbError("the analysis workers were stopped (the database is closing)") from None
 
-    def _retry_alone(self, pool: ProcessPoolExecutor, task: list[Item], retried: set[int], max_faces: int | None,
+    def _retry_alone(self, pool: LanePool, task: list[Item], retried: set[int], max_faces: int | None,
                      aligned: bool, inflight: dict[Future[list[Analysis]], list[Item]]) -> Iterator[Analysis]:
         """Items of a task lost with a broken pool: each once more on its own, then failed."""
         for item in task:

@@ -79,9 +79,10 @@ class Searcher:
 
     # -- analysis ---------------------------------------------------------------------
     def analyse(self, images: Sequence[ImageInput], max_faces: int | None = None,
-                aligned: bool = False) -> Iterator[Analysis]:
+                aligned: bool = False, meanwhile: Callable[[], None] | None = None) -> Iterator[Analysis]:
         """Detect and embed every face of every image (in any order; ``key`` = position);
-        ``aligned``: each image is an aligned face crop, embedded whole (``analysis.aligned``).
+        ``aligned``: each image is an aligned face crop, embedded whole (``analysis.aligned``);
+        ``meanwhile``: see ``Analyzer.stream``.
 
         Files are read lazily; many files go through the worker pool (always, once it runs)."""
         unread: list[Analysis] = []
@@ -99,7 +100,7 @@ class Searcher:
                     except ImageError as exc:
                         unread.append(Analysis(i, [], reason=exc.reason, message=str(exc)))
 
-        yield from self.analyzer.stream(inputs(), n_files, max_faces, aligned)
+        yield from self.analyzer.stream(inputs(), n_files, max_faces, aligned, meanwhile=meanwhile)
         yield from unread
 
     def detect(self, image: ImageInput, max_faces: int | None = None, aligned: bool = False) -> list[Face]:
@@ -135,7 +136,11 @@ class Searcher:
                 progress(1)
         photos = [i for i in range(len(images)) if i not in videos]
         found: dict[int, list[Face]] = {}
-        for a in self.analyse([images[i] for i in photos], aligned=aligned):
+        # The templates' catalog reads, made while the workers run the model (none if they fail:
+        # the search then makes them after, and raises what they raise, as it always did).
+        ready: list[TemplateCache] = []
+        meanwhile = (lambda: self._fresh_templates(ready)) if scoring == "template" and not reference else None
+        for a in self.analyse([images[i] for i in photos], aligned=aligned, meanwhile=meanwhile):
             a.key = photos[a.key]
             res = results[a.key]
             if progress:
@@ -157,7 +162,7 @@ class Searcher:
             ReferenceIndex.preload()
         with trace.span("search.match", scoring=scoring, by=by, probes=len(probes)):
             if scoring == "template":
-                matches, agree = self._by_template(vectors, k, thr, reference)
+                matches, agree = self._by_template(vectors, k, thr, reference, ready[0] if ready else None)
             else:
                 matches, agree = self._by_index(vectors, k, by, thr, reference)
         for (res, face), out, ok in zip(probes, matches, agree):
@@ -266,14 +271,27 @@ class Searcher:
                    for row in ranked]
         return matches, agree
 
-    def _by_template(self, vectors: np.ndarray, k: int, thr: float, reference: bool
-                     ) -> tuple[list[list[Match]], list[bool | None]]:
+    def _fresh_templates(self, out: list[TemplateCache]) -> None:
+        """The pack's contract checked and its template cache refreshed, into ``out``; nothing
+        when either fails (``_by_template`` does both again and raises)."""
+        try:
+            cache = self._templates(self.pack.contract().name)
+            cache.refresh()
+        except Exception:
+            return
+        out.append(cache)
+
+    def _by_template(self, vectors: np.ndarray, k: int, thr: float, reference: bool,
+                     fresh: TemplateCache | None = None) -> tuple[list[list[Match]], list[bool | None]]:
         """The k subjects whose templates are nearest, exactly (every template is scored); each
-        with its closest face. Only the catalog is read: no index, no home lock."""
-        info = self.pack.contract()
+        with its closest face. Only the catalog is read: no index, no home lock. ``fresh``: the
+        cache, checked and refreshed already during this search (``_fresh_templates``)."""
+        info = self.pack.contract() if fresh is None else self.pack.info
         catalog = self.store.catalog
-        cache = self._templates(info.name)
-        cache.refresh()
+        cache = fresh
+        if cache is None:
+            cache = self._templates(info.name)
+            cache.refresh()
         ranked = cache.query(vectors, k)
         faces: SubjectFaces = {}
         for fid, sid, name, emb, path in catalog.subject_faces(info.name, sorted({sid for row in ranked for sid, _ in row})):

@@ -11,25 +11,28 @@ from ...contract.requests import SearchOptions, VerifyOptions, parse
 from ...errors import UsageError
 from ..deps import AUTH, answer, call, errors, get_db, get_limits, heavy, read_key, uploads_of
 from ..guard import Caller
+from ..inline import SECURITY, admitted, resolved
 from ..uploads import Limits, read_form
 from . import multipart_body
 
 router = APIRouter(tags=["search"])
 
 
-@router.post("/search", dependencies=[heavy], response_model=SearchReport,
-             responses=errors(*AUTH, 413, 422), openapi_extra=multipart_body(SearchOptions, {"images": True}))
-async def search(request: Request, limits: Limits = Depends(get_limits),
-                 caller: Caller = read_key, db: FaceDB = Depends(get_db)) -> JSONResponse:
+@router.post("/search", response_model=SearchReport, responses=errors(*AUTH, 413, 422),
+             openapi_extra={**multipart_body(SearchOptions, {"images": True}), **SECURITY})
+async def search(request: Request) -> JSONResponse:
     """Who is in each image? Multipart: repeated ``images``; fields ``k``, ``by``, ``threshold``,
     ``reference``, ``scoring`` (template|best), ``aligned`` (112x112 aligned crops). Same JSON as ``facedb search --json``; an image
     that cannot be used has its ``error`` and ``reason`` and the others are still answered."""
-    form = await read_form(request, limits)
-    images = uploads_of(form.files.get("images", []), None, caller)
-    if not images:
-        raise UsageError("send at least one image in the multipart field 'images'")
-    opts = parse(SearchOptions, form.fields)
-    return answer(await call(caller, db.search, images, **opts.keywords()))
+    # heavy, read_key, get_db and get_limits, called here rather than declared (see server/inline.py)
+    async with admitted(request):
+        caller, db, limits = await resolved(request, "read")
+        form = await read_form(request, limits)
+        images = uploads_of(form.files.get("images", []), None, caller)
+        if not images:
+            raise UsageError("send at least one image in the multipart field 'images'")
+        opts = parse(SearchOptions, form.fields)
+        return answer(await call(caller, db.search, images, **opts.keywords()))
 
 
 @router.post("/verify", dependencies=[heavy], response_model=VerifyResult,
