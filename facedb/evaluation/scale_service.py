@@ -274,12 +274,12 @@ def measure(home: Path, scratch: Path, built: dict[str, Any], *, queries: int, c
             rec = [len(set(got[f]) & set(truth[i].tolist())) / K for i, f in enumerate(probe_ids) if f in got]
             # the probe's own subject's other faces among the answers: what a face search is for
             mates = [[int(m) + 1 for m in np.flatnonzero(sids == sids[f - 1]) if m != f - 1] for f in probe_ids]
-            found = [len(set(got[f]) & set(m)) / len(m) for f, m in zip(probe_ids, mates) if f in got and m]
+            with_mates = [len(set(got[f]) & set(m)) / len(m) for f, m in zip(probe_ids, mates) if f in got and m]
             out[f"search_{c}"] = {"clients": c, "requests": len(lat), "statuses": statuses,
                                   "p50_ms": _ms(lat, 50), "p99_ms": _ms(lat, 99),
                                   "per_s": round(len(lat) / max(1e-9, sum(lat) / c), 1),
                                   "recall_at_10": round(float(np.mean(rec)), 4) if rec else None,
-                                  "mates_found": round(float(np.mean(found)), 4) if found else None}
+                                  "mates_found": round(float(np.mean(with_mates)), 4) if with_mates else None}
             log(f"[scale] {c} client(s): p50 {out[f'search_{c}']['p50_ms']} ms, p99 {out[f'search_{c}']['p99_ms']} "
                 f"ms, recall@10 {out[f'search_{c}']['recall_at_10']}, mates found {out[f'search_{c}']['mates_found']}, "
                 f"{statuses}")
