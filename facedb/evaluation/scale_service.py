@@ -390,15 +390,18 @@ def environment(chroma_url: str | None, chroma_data: Path | None, pack: str | No
 
 # -- the report ----------------------------------------------------------------------------------
 
-COLUMNS = ["faces", "dim", "index", "build s", "serve start s", "search p50 ms (1)", "p99 ms (1)",
-           "p50 ms (8)", "p99 ms (8)", "recall@10", "server RSS MiB", "delete+erase s", "bytes found after",
-           "backup s", "restore s", "restore index", "restore clean", "commit"]
+COLUMNS = ["faces", "dim", "faces a subject", "index", "build s", "serve start s", "search p50 ms (1)", "p99 ms (1)",
+           "p50 ms (8)", "p99 ms (8)", "recall@10", "mates found", "server RSS MiB", "delete+erase s (median)",
+           "bytes found after", "backup s", "restore s", "restore index", "restore clean", "load before", "commit"]
 
 
 def row_of(run: dict[str, Any]) -> list[Any]:
     s1, s8 = run.get("search_1", {}), run.get("search_8", {})
-    return [f"{run['faces']:,}", run["dim"], run["index"], run.get("build", {}).get("build_s"), run.get("serve_start_s"),
+    build = "(kept home)" if run.get("reused_home") else run.get("build", {}).get("build_s")
+    return [f"{run['faces']:,}", run["dim"], run.get("per_identity"), run["index"], build, run.get("serve_start_s"),
             s1.get("p50_ms"), s1.get("p99_ms"), s8.get("p50_ms"), s8.get("p99_ms"), run.get("recall_at_10"),
-            round(run.get("rss", {}).get("total_mb", float("nan")), 0), run.get("delete_erase_s"),
-            run.get("bytes_found_after"), run.get("backup_s"), run.get("restore_s"),
-            run.get("restore", {}).get("index_path"), run.get("restore", {}).get("clean"), run.get("commit")]
+            s1.get("mates_found", "-"), round(run.get("rss", {}).get("total_mb", float("nan")), 0),
+            run.get("delete_erase_s"),
+            run.get("bytes_found_after"), run.get("backup_s"), run.get("restore_s", "-"),
+            run.get("restore", {}).get("index_path", "-"), run.get("restore", {}).get("clean", "-"),
+            run.get("load_before"), run.get("commit")]

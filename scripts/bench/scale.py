@@ -58,7 +58,15 @@ def main() -> int:
                     help="append the run to this JSON list and regenerate the .md beside it [docs/benchmarks/scale.json]")
     ap.add_argument("--no-append", action="store_true", help="do not touch docs/benchmarks")
     ap.add_argument("--no-lock", action="store_true", help="do not take the machine-wide benchmark lock")
+    ap.add_argument("--collect", type=Path, nargs="+", default=None, metavar="RUN_JSON",
+                    help="only append these runs' --json-out files to --append and regenerate the table")
     a = ap.parse_args()
+    if a.collect:
+        runs = json.loads(a.append.read_text()) if a.append.exists() else []
+        runs += [json.loads(f.read_text()) for f in a.collect]
+        a.append.write_text(json.dumps(runs, indent=1, default=str) + "\n")
+        write_md(a.append.with_suffix(".md"), runs)
+        return 0
     if (a.faces is None) == (a.reuse is None):
         ap.error("give --faces N, or --reuse DIR")
     root = Path(tempfile.mkdtemp(prefix="facedb-scale-", dir=a.scratch))
