@@ -59,7 +59,9 @@ def test_run_all_is_valid_bash_and_names_only_existing_scripts_and_options() -> 
                                   "service-sface-flip-151f4c7.md", "service-sface-flip.md",
                                   # kept runs of one commit each (a before/after pair)
                                   "service-7146e44.md", "service-50a15b5-same-session.md", "service-12371f9.md",
-                                  "cli-through-server-12371f9.md", "service-38bf6a4.md",
+                                  "cli-through-server-12371f9.md", "service-38bf6a4.md", "service-f85b53c.md",
+                                  # runs appended one at a time (scale.py --append, hours at 1M faces)
+                                  "scale.md",
                                   # a before/after pair of trees in one session (run_all writes server-cpu-latest.md)
                                   "server-cpu.md"}
     assert not missing, f"docs/benchmarks.md links reports run_all.sh does not rewrite: {sorted(missing)}"

@@ -13,6 +13,7 @@ that many same-person lines (``name<TAB>i<TAB>j``) followed by as many different
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,3 +251,21 @@ def read_pairs(path: Path) -> Pairs:
     except UnicodeDecodeError:
         raise PairsError(f"{path}: not a text file") from None
     return parse_pairs(text, str(path))
+
+
+def choose_protocol(people: dict[str, list[str]], protocol: str, n_people: int, n_strangers: int, seed: int,
+           min_photos: int, enroll: int) -> tuple[dict[str, list[str]], dict[str, str], list[str]]:
+    """The aligned-crop experiments' protocols (``scripts/experiments/aligned_crops.py``, ``crop_tta.py``):
+    (person -> enrolled photos, person -> held-out probe photo, strangers) of ``protocol``.
+
+    Both take the held-out photo as the last of the person's photos in LFW's order and enroll
+    from the first ones: nothing is chosen by how well it is recognised."""
+    rng = random.Random(seed)
+    single = sorted(p for p, ims in people.items() if len(ims) == 1)
+    if protocol == "sampled":
+        multi = sorted(p for p, ims in people.items() if len(ims) >= 2)
+        gallery = rng.sample(multi, min(n_people, len(multi)))
+    else:
+        gallery = sorted(p for p, ims in people.items() if len(ims) >= min_photos)
+    strangers = rng.sample(single, min(n_strangers, len(single)))
+    return ({p: people[p][:-1][:enroll] for p in gallery}, {p: people[p][-1] for p in gallery}, strangers)

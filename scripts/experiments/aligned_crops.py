@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import tempfile
 import time
 from pathlib import Path
@@ -55,7 +54,7 @@ from facedb.analysis.aligned import ARCFACE_TEMPLATE, SIDE
 from facedb.analysis.engines import load_engine
 from facedb.api import FaceDB
 from facedb.evaluation.calibration import git_commit
-from facedb.evaluation.lfw import list_people, require_lfw
+from facedb.evaluation.lfw import choose_protocol, list_people, require_lfw
 
 TEMPLATE = np.asarray(ARCFACE_TEMPLATE, np.float32)
 
@@ -123,23 +122,6 @@ def outcome(face_results: list[Any], truth: str | None) -> str:
 #: The protocols (see the module docstring) and their labels in the report.
 PROTOCOLS = {"sampled": "sampled: {people} people with >= 2 photos, up to {enroll} enrolled",
              "dataset": "dataset: every person with >= {min_photos} photos ({people}), {enroll} enrolled"}
-
-
-def choose(people: dict[str, list[str]], protocol: str, n_people: int, n_strangers: int, seed: int,
-           min_photos: int, enroll: int) -> tuple[dict[str, list[str]], dict[str, str], list[str]]:
-    """(person -> enrolled photos, person -> held-out probe photo, strangers) of ``protocol``.
-
-    Both take the held-out photo as the last of the person's photos in LFW's order and enroll
-    from the first ones: nothing is chosen by how well it is recognised."""
-    rng = random.Random(seed)
-    single = sorted(p for p, ims in people.items() if len(ims) == 1)
-    if protocol == "sampled":
-        multi = sorted(p for p, ims in people.items() if len(ims) >= 2)
-        gallery = rng.sample(multi, min(n_people, len(multi)))
-    else:
-        gallery = sorted(p for p, ims in people.items() if len(ims) >= min_photos)
-    strangers = rng.sample(single, min(n_strangers, len(single)))
-    return ({p: people[p][:-1][:enroll] for p in gallery}, {p: people[p][-1] for p in gallery}, strangers)
 
 
 def run_protocol(lfw: Path, tmp: Path, engine: Any, enrolled: dict[str, list[str]], held_out: dict[str, str],
@@ -238,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         for protocol in args.protocols:
             (tmp / protocol).mkdir()
             t0 = time.time()
-            enrolled, held_out, strangers = choose(people, protocol, args.people, args.strangers, args.seed,
+            enrolled, held_out, strangers = choose_protocol(people, protocol, args.people, args.strangers, args.seed,
                                                    args.min_photos, args.enroll)
             runs[protocol] = run_protocol(lfw, tmp / protocol, engine, enrolled, held_out, strangers, people,
                                           args.pack, args.workers)

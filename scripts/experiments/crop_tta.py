@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -37,10 +36,7 @@ import numpy as np
 from facedb.analysis import imaging
 from facedb.analysis.engines import load_engine
 from facedb.evaluation import calibration
-from facedb.evaluation.lfw import list_people, require_lfw
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aligned_crops import choose  # noqa: E402
+from facedb.evaluation.lfw import choose_protocol, list_people, require_lfw
 
 #: Each variant: the (dx, dy, scale) warps of the crop whose (crop + mirror) unit vectors are averaged.
 VARIANTS: dict[str, list[tuple[float, float, float]]] = {
@@ -155,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     E = calibration.embed_lfw(lfw, args.cache, "sface-flip", args.workers)
     row = {r: i for i, r in enumerate(E.rel_paths)}
     protocols: dict[str, tuple[dict[str, list[str]], dict[str, str], list[str]]] = {
-        p: choose(people, p, args.people, args.strangers, args.seed, args.min_photos, args.enroll)
+        p: choose_protocol(people, p, args.people, args.strangers, args.seed, args.min_photos, args.enroll)
         for p in ("sampled", "dataset")}
     multi = sorted(p for p, ims in people.items() if len(ims) >= 2)
     protocols["open-set"] = ({p: people[p][:-1][:args.enroll] for p in multi}, {p: people[p][-1] for p in multi},
