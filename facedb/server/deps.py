@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any, Literal, TypeVar
 
 from fastapi import Depends, Path, Request, Security
@@ -88,14 +89,21 @@ server_admin_key = Depends(_key("admin", "server"))
 any_read_key = Depends(_key("read", "any"))
 
 
-async def _admit(request: Request) -> AsyncIterator[None]:
-    """A place among the heavy requests (analysis, writes), or 503 with Retry-After."""
+@asynccontextmanager
+async def admitted(request: Request) -> AsyncIterator[None]:
+    """A place among the heavy requests (analysis, writes), or 503 with Retry-After (as
+    ``heavy``, for a route that admits itself: ``server.inline``)."""
     admission = request.app.state.admission()
     await admission.__anext__()
     try:
         yield
     finally:
         await admission.aclose()
+
+
+async def _admit(request: Request) -> AsyncIterator[None]:
+    async with admitted(request):
+        yield
 
 
 heavy = Depends(_admit)

@@ -12,8 +12,6 @@ one it had with the declared dependencies: the key's ``security`` requirement is
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Request
@@ -27,17 +25,6 @@ from .uploads import Limits
 
 #: ``openapi_extra`` of a route that checks the key itself: what ``Security(bearer)`` documents.
 SECURITY: dict[str, Any] = {"security": [{bearer.scheme_name: []}]}
-
-
-@asynccontextmanager
-async def admitted(request: Request) -> AsyncIterator[None]:
-    """``deps.heavy``: a place among the heavy requests (analysis, writes), or 503 with Retry-After."""
-    admission = request.app.state.admission()
-    await admission.__anext__()
-    try:
-        yield
-    finally:
-        await admission.aclose()
 
 
 async def caller_of(request: Request, need: Scope) -> Caller:

@@ -9,9 +9,9 @@ from ...api import FaceDB
 from ...contract.models import SearchReport, VerifyResult
 from ...contract.requests import SearchOptions, VerifyOptions, parse
 from ...errors import UsageError
-from ..deps import AUTH, answer, call, errors, get_db, get_limits, heavy, read_key, uploads_of
+from ..deps import AUTH, admitted, answer, call, errors, get_db, get_limits, heavy, read_key, uploads_of
 from ..guard import Caller
-from ..inline import SECURITY, admitted, resolved
+from ..inline import SECURITY, resolved
 from ..uploads import Limits, read_form
 from . import multipart_body
 
