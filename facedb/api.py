@@ -494,7 +494,10 @@ class FaceDB:
 
     def revoke_key(self, name: str) -> KeyInfo:
         with self.gate.audited("key_revoke", detail=name):
-            return KeyInfo(**self.store.base.catalog.revoke_key(name))
+            try:
+                return KeyInfo(**self.store.base.catalog.revoke_key(name))
+            finally:
+                self.gate.forget_keys()  # the key fails on the next request, not KEY_TRUST_S later
 
     def audit(self, since: datetime | None = None, limit: int | None = None) -> list[AuditEntry]:
         """The audit trail, oldest first: entries ``since`` a time (or a duration ago as text:

@@ -3,7 +3,10 @@
 Keys are random secrets (``fdb_`` + 43 URL-safe characters, 256 bits); the catalog stores only
 their SHA-256, so a copy of the database gives no usable key. A presented key is hashed and
 looked up by that hash, then compared with ``hmac.compare_digest``: no timing depends on how
-much of a guess was right. Each request looks the key up again, so a revoked key fails at once.
+much of a guess was right. A key found active is trusted for ``KEY_TRUST_S`` without asking the
+catalog again (a server checks a key on every request); revoking it through this process forgets
+it at once, so it fails on the next request. A key revoked by another process sharing the stores
+(PostgreSQL) fails within ``KEY_TRUST_S``.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import hmac
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -28,6 +32,11 @@ KEY_PREFIX = "fdb_"
 LOCAL_ACTOR = "local"
 #: The actor of a request refused for want of a valid key (the key presented is never recorded).
 ANONYMOUS_ACTOR = "(no valid key)"
+
+#: Seconds a key found active is trusted without a catalog read (see the module's docstring).
+KEY_TRUST_S = 2.0
+#: Keys trusted at once at most (more, and the oldest half is forgotten).
+KEY_TRUST_MAX = 1024
 
 log = logging.getLogger(__name__)
 _actor: ContextVar[str] = ContextVar("facedb_actor", default=LOCAL_ACTOR)
@@ -80,6 +89,22 @@ FLUSH_EVERY_S = 0.5
 FLUSH_AT = 200
 
 
+def _allowed(name: str, scope: str, limit: str | None, need: Scope, collection: str | None,
+             any_collection: bool) -> tuple[str, str]:
+    """(name, scope) of an active key if its scope allows ``need`` on ``collection``, else
+    ``ForbiddenError`` (with the key's name, for the audit trail)."""
+    if not allows(scope, need):
+        exc = ForbiddenError(f"API key {name!r} has scope {scope!r}; this call needs {need!r}")
+        exc.key_name = name  # type: ignore[attr-defined]  # who was refused, for the audit trail
+        raise exc
+    if limit is not None and collection != limit and not any_collection:
+        where = f"collection {collection!r}" if collection is not None else "this server-wide call"
+        exc = ForbiddenError(f"API key {name!r} is limited to collection {limit!r}; it cannot be used for {where}")
+        exc.key_name = name  # type: ignore[attr-defined]
+        raise exc
+    return name, scope
+
+
 class Gatekeeper:
     """Checks API keys against the catalog and records the audit trail."""
 
@@ -88,6 +113,29 @@ class Gatekeeper:
         self._pending: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
+        #: hash -> (name, scope, collection limit, trusted until (monotonic)): active keys seen lately
+        self._trusted: dict[str, tuple[str, str, str | None, float]] = {}
+        self._trust_lock = threading.Lock()
+        self._trust_epoch = 0  # moves at each forget_keys: a lookup that began before is not kept
+
+    def forget_keys(self) -> None:
+        """Ask the catalog again for every key (after a key was revoked)."""
+        with self._trust_lock:
+            self._trust_epoch += 1
+            self._trusted = {}
+
+    def authenticate_trusted(self, presented: str | None, need: Scope, collection: str | None = None, *,
+                             any_collection: bool = False) -> tuple[str, str] | None:
+        """``authenticate`` without the catalog, for a key found active less than ``KEY_TRUST_S``
+        ago: (name, scope), or ``ForbiddenError``; None when the key is not trusted now (ask
+        ``authenticate``). No I/O: an event loop may call it."""
+        if not presented:
+            return None
+        digest = key_hash(presented)
+        hit = self._trusted.get(digest)
+        if hit is None or hit[3] < time.monotonic():
+            return None
+        return _allowed(hit[0], hit[1], hit[2], need, collection, any_collection)
 
     def authenticate(self, presented: str | None, need: Scope, collection: str | None = None, *,
                      any_collection: bool = False) -> tuple[str, str]:
@@ -99,20 +147,17 @@ class Gatekeeper:
         if not presented:
             raise AuthError("an API key is required: send the header 'Authorization: Bearer <key>'")
         digest = key_hash(presented)
+        epoch = self._trust_epoch
         found = self.catalog.active_key(digest)
         if found is None or not hmac.compare_digest(found[2], digest):
             raise AuthError("unknown or revoked API key")
         name, scope, _, limit = found
-        if not allows(scope, need):
-            exc = ForbiddenError(f"API key {name!r} has scope {scope!r}; this call needs {need!r}")
-            exc.key_name = name  # type: ignore[attr-defined]  # who was refused, for the audit trail
-            raise exc
-        if limit is not None and collection != limit and not any_collection:
-            where = f"collection {collection!r}" if collection is not None else "this server-wide call"
-            exc = ForbiddenError(f"API key {name!r} is limited to collection {limit!r}; it cannot be used for {where}")
-            exc.key_name = name  # type: ignore[attr-defined]
-            raise exc
-        return name, scope
+        with self._trust_lock:
+            if epoch == self._trust_epoch:  # no key was revoked here during the read
+                if len(self._trusted) >= KEY_TRUST_MAX:
+                    self._trusted = dict(list(self._trusted.items())[KEY_TRUST_MAX // 2:])
+                self._trusted[digest] = (name, scope, limit, time.monotonic() + KEY_TRUST_S)
+        return _allowed(name, scope, limit, need, collection, any_collection)
 
     @contextmanager
     def audited(self, action: str, subject: str | None = None, detail: str | None = None,

@@ -76,8 +76,12 @@ class KeyCheck:
             scheme, _, key = header.partition(" ")
             presented = key.strip() if scheme.lower() == "bearer" else None
             try:
-                name, scope = await run_in_threadpool(self.gate.authenticate, presented, need, collection,
-                                                      any_collection=any_collection)
+                # a key checked in the last KEY_TRUST_S: no catalog read, no thread
+                known = self.gate.authenticate_trusted(presented, need, collection, any_collection=any_collection)
+                if known is None:
+                    known = await run_in_threadpool(self.gate.authenticate, presented, need, collection,
+                                                    any_collection=any_collection)
+                name, scope = known
             except AuthError as exc:
                 route = route_template(request)
                 await run_in_threadpool(self._record_refusal, f"{request.method} {route}", exc, collection)
