@@ -582,7 +582,10 @@ class FaceDB:
         other model weights is refused unless ``reindex_from_images`` re-embeds its photos."""
         from .operations.backup import restore
 
-        rep = restore(self, path, reindex_from_images=reindex_from_images)
+        try:
+            rep = restore(self, path, reindex_from_images=reindex_from_images)
+        finally:
+            self.gate.forget_keys()  # the snapshot's keys replace the ones this server trusted
         self.gate.record("restore", faces=rep.indexed_faces + rep.reindexed, outcome="ok" if rep.clean else "partial")
         return rep
 
