@@ -51,23 +51,11 @@ def _engine_lock(engine: FaceEngine) -> threading.Lock:
         return _ENGINE_LOCKS.setdefault(id(engine), threading.Lock())
 
 
-#: The analysis workers' niceness, above their parent's. A worker runs the model flat out; its
-#: parent (the server's event loop and request threads, or import's storing) needs the CPU for a
-#: moment at a time, and waits behind a worker of equal priority for its turn on a busy core.
-#: Niced workers yield at once: on 2 cores at 2 clients, 29-30 -> 32 searches/s (same CPU per
-#: search; ``docs/benchmarks/server-cpu.md``).
-WORKER_NICE = 5
-
-
 def _init_worker(pack: str, models_dir: Path | None) -> None:
     global _WORKER_PACK
     import cv2
 
     cv2.setNumThreads(1)
-    try:
-        os.nice(WORKER_NICE)
-    except OSError:  # a platform or sandbox that refuses: run at the parent's priority
-        pass
     _WORKER_PACK = (pack, models_dir)
     load_engine(pack, models_dir)
 
