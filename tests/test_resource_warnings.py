@@ -1,9 +1,10 @@
 """No unclosed connection or socket: a representative session on shared stores, in a fresh
 interpreter run with ``-X dev -W error::ResourceWarning``, prints no ResourceWarning.
 
-pytest's ``filterwarnings = error::ResourceWarning`` (pyproject) fails a test whose own code
-leaks where the warning is raised synchronously; it cannot see what is only found at garbage
-collection after the test, nor the sockets still open at interpreter exit (the full run ended
+pyproject's ``filterwarnings`` fails the test that raises a ResourceWarning, or that is running
+when garbage collection finds a leaked object (pytest wraps that one in
+PytestUnraisableExceptionWarning; the last test here checks the configuration). No filter sees
+the sockets still open at interpreter exit, nor a leak in a CLI run in-process (the full run ended
 with two ``unclosed <socket.socket ... raddr=(chroma server)>`` lines and two psycopg
 ``Connection ... was deleted while still open``: ``facedb migrate`` run in-process never closed
 its source ``FaceDB``). A child interpreter does see them: it collects garbage and exits, and
@@ -68,3 +69,51 @@ def test_the_check_sees_an_unclosed_connection(tmp_path: Path, pg_url: str) -> N
                            pg_url.replace("postgresql+psycopg://", "postgresql://")],
                           capture_output=True, text=True, timeout=120, env=clean_env())
     assert "ResourceWarning" in proc.stderr and "deleted while still open" in proc.stderr, proc.stderr
+
+
+LEAKY_TESTS = '''
+import gc
+import warnings
+
+
+class Leaky:
+    def __del__(self):
+        warnings.warn("a connection was deleted while still open", ResourceWarning)
+
+
+class Faulty:
+    def __del__(self):
+        raise ValueError("not a resource")
+
+
+def test_leaks_a_cycle():
+    x = Leaky()
+    x.me = x
+    del x
+    gc.collect()
+
+
+def test_other_unraisable_stays_a_warning():
+    x = Faulty()
+    x.me = x
+    del x
+    gc.collect()
+
+
+def test_clean():
+    pass
+'''
+
+
+def test_pytest_config_fails_a_test_whose_leak_is_found_at_garbage_collection(tmp_path: Path) -> None:
+    """pyproject's filterwarnings: a ResourceWarning raised in a ``__del__`` (what psycopg and
+    the socket module do) fails the test, though pytest only sees it wrapped in
+    PytestUnraisableExceptionWarning; another exception in a ``__del__`` stays a warning."""
+    (tmp_path / "test_leaky.py").write_text(LEAKY_TESTS)
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-c", str(pyproject), "--rootdir", str(tmp_path),
+                           "-p", "no:cacheprovider", "-q", str(tmp_path / "test_leaky.py")],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path, env=clean_env())
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert "FAILED test_leaky.py::test_leaks_a_cycle" in proc.stdout, proc.stdout[-3000:]
+    assert "1 failed, 2 passed, 1 warning" in proc.stdout, proc.stdout[-3000:]
