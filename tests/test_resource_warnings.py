@@ -4,7 +4,7 @@ interpreter run with ``-X dev -W error::ResourceWarning``, prints no ResourceWar
 pyproject's ``filterwarnings`` fails the test that raises a ResourceWarning, or that is running
 when garbage collection finds a leaked object (pytest wraps that one in
 PytestUnraisableExceptionWarning; the last test here checks the configuration). No filter sees
-the sockets still open at interpreter exit, nor a leak in a CLI run in-process (the full run ended
+the sockets still open at interpreter exit (the full run ended
 with two ``unclosed <socket.socket ... raddr=(chroma server)>`` lines and two psycopg
 ``Connection ... was deleted while still open``: ``facedb migrate`` run in-process never closed
 its source ``FaceDB``). A child interpreter does see them: it collects garbage and exits, and
