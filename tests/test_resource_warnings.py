@@ -117,3 +117,26 @@ def test_pytest_config_fails_a_test_whose_leak_is_found_at_garbage_collection(tm
     assert proc.returncode == 1, proc.stdout[-3000:]
     assert "FAILED test_leaky.py::test_leaks_a_cycle" in proc.stdout, proc.stdout[-3000:]
     assert "1 failed, 2 passed, 1 warning" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_a_store_closes_its_index_and_connections_even_when_leaving_the_home_fails(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Store.close`` of a server's store (it holds the home): tightening the home's permissions
+    on the way out fails (here: made to), and the index client and the pooled catalog
+    connections are released all the same; the failure is still raised."""
+    from facedb.config import resolve_settings
+    from facedb.store import stores
+
+    store = stores.Store(resolve_settings(tmp_path / "home", None, None, None, None, None), exclusive=True)
+    store.catalog.upgrade()
+    store._open_index(recover=False)
+    assert store._index is not None and store.catalog.engine.pool.checkedin() >= 1
+
+    def refuse(path: object) -> None:
+        raise PermissionError(f"cannot chmod {path}")
+
+    monkeypatch.setattr(stores, "make_private_tree", refuse)
+    with pytest.raises(PermissionError):
+        store.close()
+    assert store._index is None, "the index client was left open"
+    assert store.catalog.engine.pool.checkedin() == 0, "pooled catalog connections were left open"
