@@ -61,6 +61,11 @@ class State:
         #: A local ``FaceDB`` was opened as this command's backend: a ``ServedElsewhere`` from it
         #: may re-run the command through the server (see ``FacedbGroup``).
         self.opened_local = False
+        #: Every ``FaceDB`` that ``local`` opened, closed by ``close`` (click calls it however the
+        #: command ends): an unclosed one keeps its catalog connections and Chroma HTTP sockets
+        #: until garbage collection, in a process that runs CLI commands in-process (tests, scripts
+        #: on ``CliRunner``) as in any other.
+        self._locals: list[FaceDB] = []
 
     def choose(self) -> None:
         """Pick the backend now, before the command runs (cheap: no database is opened)."""
@@ -102,15 +107,24 @@ class State:
         """A local ``FaceDB`` (commands that must run here, e.g. ``serve`` and ``migrate``)."""
         from ..api import FaceDB
 
-        return FaceDB(**self.opts, **extra, collection=self.collection)
+        db = FaceDB(**self.opts, **extra, collection=self.collection)
+        self._locals.append(db)
+        return db
 
     def close(self) -> None:
-        if self._backend is not None:
-            self._backend.close()
-            self._backend = None
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        """Close the backend, the client and every local ``FaceDB``: each once, and all of them
+        even when one fails (the first failure is raised after the others are closed)."""
+        opened = [self._backend, self._client, *self._locals]
+        self._backend, self._client, self._locals = None, None, []
+        unique = [c for i, c in enumerate(opened) if c is not None and all(c is not o for o in opened[:i])]
+        failure: Exception | None = None
+        for closable in unique:
+            try:
+                closable.close()
+            except Exception as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
 
 class FacedbGroup(click.Group):

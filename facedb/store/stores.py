@@ -141,15 +141,22 @@ class Store:
                 self._recovered = False
 
     def close(self) -> None:
-        """Release everything: the index, the home lock, the catalog's connections."""
-        with self._mutex:
-            if self._held:
-                self._held = False
-                self._leave()
-            if self._index is not None:  # a Chroma server's client stays open between calls
-                self._index.close()
-                self._index = None
-        self.catalog.dispose()
+        """Release everything: the index, the home lock, the catalog's connections. Each is
+        released even when an earlier one fails (e.g. the home's permissions cannot be tightened
+        on the way out): otherwise the index client's sockets and the pooled database connections
+        stay open until garbage collection, in a server that goes on running."""
+        try:
+            with self._mutex:
+                try:
+                    if self._held:
+                        self._held = False
+                        self._leave()
+                finally:
+                    if self._index is not None:  # a Chroma server's client stays open between calls
+                        self._index.close()
+                        self._index = None
+        finally:
+            self.catalog.dispose()
 
     def recover_now(self) -> bool:
         """Replay the journal if no write of any process is in flight (a server's background
