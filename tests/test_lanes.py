@@ -197,3 +197,39 @@ def test_meanwhile_runs_once_in_the_calling_thread_before_the_first_answer(photo
                     assert calls == [me]
                 seen += 1
             assert seen == n and calls == [me], (workers, n)
+
+
+def test_a_lane_given_back_wakes_one_waiting_task_not_all() -> None:
+    """Six callers waiting for one worker: each answer wakes the next caller only (woken callers
+    that find no lane go back to sleep: with a wake-up for all, that is 5+4+3+2+1 extra wake-ups),
+    and every caller is answered, in the order they came."""
+    pool = LanePool(1, CTX, _init, ("one",))
+    wakeups = [0]
+    real_wait = pool._cond.wait
+
+    def counted_wait(timeout: float | None = None) -> bool:
+        woke = real_wait(timeout)
+        wakeups[0] += 1
+        return woke
+
+    pool._cond.wait = counted_wait  # type: ignore[method-assign]
+    try:
+        pool.call(_echo, 0)  # the worker has loaded: every later call only waits for the lane
+        answers: list[int] = []
+        first = threading.Thread(target=lambda: answers.append(pool.call(_slow_echo, 1)[1]))
+        first.start()
+        time.sleep(0.05)  # the first caller holds the only lane (its task takes 0.2 s)
+        waiting = []
+        for i in range(2, 7):
+            t = threading.Thread(target=lambda i=i: answers.append(pool.call(_slow_echo, i)[1]))
+            t.start()
+            waiting.append(t)
+            deadline = time.monotonic() + 10
+            while len(pool._cond._waiters) < len(waiting) and time.monotonic() < deadline:  # type: ignore[attr-defined]
+                time.sleep(0.005)  # it waits before the next one comes: they queue in this order
+        for t in [first, *waiting]:
+            t.join(30)
+        assert answers == [2, 4, 6, 8, 10, 12]
+        assert wakeups[0] <= 5  # one wake-up per waiting caller (a wake-up for all: up to 15)
+    finally:
+        pool.shutdown()

@@ -174,13 +174,23 @@ class LanePool:
                     raise PoolClosed("the analysis pool is shut down")
                 if self._idle:
                     return self._idle.popleft()
-                self._cond.wait()
+                try:
+                    self._cond.wait()
+                except BaseException:  # woken for a lane it will not take: pass the wake-up on
+                    self._cond.notify()
+                    raise
 
     def _give_back(self, lane: _Lane) -> None:
         with self._cond:
             if lane in self._lanes:
                 self._idle.append(lane)
-            self._cond.notify_all()  # a waiting task, or a shutdown waiting for every lane
+            if self._closed:
+                self._cond.notify_all()  # a shutdown waits for every lane, and the waiting tasks end
+            else:
+                # One lane came back: wake one waiting task (the longest-waiting), not all of them.
+                # With 8 searches waiting for 2 workers, waking all made 7 threads fight for the
+                # GIL and go back to sleep at each answer, on the cores the workers run on.
+                self._cond.notify()
 
     def _lost(self, lane: _Lane) -> None:
         """``lane``'s worker died (or its pipe cannot be trusted): a new one in its place, unless
