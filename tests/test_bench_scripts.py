@@ -60,6 +60,7 @@ def test_run_all_is_valid_bash_and_names_only_existing_scripts_and_options() -> 
                                   # kept runs of one commit each (a before/after pair)
                                   "service-7146e44.md", "service-50a15b5-same-session.md", "service-12371f9.md",
                                   "cli-through-server-12371f9.md", "service-38bf6a4.md", "service-f85b53c.md",
+                                  "service-3f503fc.md", "service-246682e-same-session.md",
                                   # runs appended one at a time (scale.py --append, hours at 1M faces)
                                   "scale.md",
                                   # a before/after pair of trees in one session (run_all writes server-cpu-latest.md)

@@ -25,7 +25,7 @@ def _plans(path: Path) -> dict[str, str]:
 
         hits = (select(Face.id, Subject.name, Image.path).join(Subject, Subject.id == Face.subject_id)
                 .join(Image, Image.id == Face.image_id).where(Face.collection_id == 1, Face.id.in_(list(range(5, 16)))))
-        faces = FACES_READ.params(cid=1, model="sface-flip", ids=list(range(3, 13)))
+        faces = FACES_READ[None].params(cid=1, model="sface-flip", ids=list(range(3, 13)))
         out = {}
         for name, stmt in (("hits", hits), ("subject_faces", faces)):
             sql = str(stmt.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
