@@ -22,6 +22,7 @@ from sqlalchemy.sql import Executable
 from .. import trace
 from ..analysis.engines.base import PackInfo
 from ..errors import DatabaseBusyError, FacedbError, UnavailableError
+from .memo import CommitWatch, ReadMemo
 from .models import Setting
 
 T = TypeVar("T")
@@ -90,6 +91,9 @@ class CatalogCore:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        database = self.engine.url.database if self.is_sqlite else None
+        #: the hot reads' memo (``read``): a SQLite file only (see memo.py); shared by ``scoped`` views
+        self.memo = ReadMemo(CommitWatch(database)) if database and database != ":memory:" else None
         self._cid: int | None = None
         #: the collection this catalog's subject/face queries are limited to (see ``scoped``)
         self.collection: str | None = None
@@ -221,6 +225,8 @@ class CatalogCore:
         return self.engine.url.render_as_string(hide_password=True)
 
     def dispose(self) -> None:
+        if self.memo is not None:
+            self.memo.watch.close()
         self.engine.dispose()
 
     @contextmanager
@@ -235,13 +241,25 @@ class CatalogCore:
     def read(self, stmt: Executable, params: dict[str, Any]) -> list[Any]:
         """The rows of one read-only statement, built once with bind parameters (see
         ``SETTINGS_READ``), on a plain connection: the few reads every search makes cost a
-        fraction of an ORM session each (``scripts/bench/server_cpu.py``). A database server
-        that cannot be reached is ``UnavailableError``, as in ``session``."""
+        fraction of an ORM session each (``scripts/bench/server_cpu.py``). On a SQLite file the
+        answer is remembered until the next commit anywhere (``memo.py``); ``stmt`` must then be
+        built once (module level), not per call. A database server that cannot be reached is
+        ``UnavailableError``, as in ``session``."""
+        memo = self.memo
+        version = memo.watch.version() if memo is not None else None
+        if memo is not None and version is not None:
+            key = memo.key(stmt, params)
+            hit = memo.get(key, stmt, version)
+            if hit is not None:
+                return hit
         try:
             with self.engine.connect() as conn:
-                return list(conn.execute(stmt, params).all())
+                rows = list(conn.execute(stmt, params).all())
         except (OperationalError, InterfaceError) as exc:
             raise self.unreachable(exc) from None
+        if memo is not None and version is not None:
+            memo.put(key, stmt, version, rows)
+        return rows
 
     def unreachable(self, exc: DBAPIError) -> FacedbError:
         """The error a user can act on for a connection-level failure of the catalog."""
