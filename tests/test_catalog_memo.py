@@ -110,3 +110,55 @@ def test_a_search_sees_what_another_process_changed(tmp_path: Path, people: dict
         assert all(m.subject != "Bob" for m in face.matches)
     finally:
         db.close()
+
+
+def test_a_subjects_faces_are_kept_until_the_change_feed_moves_them(
+        tmp_path: Path, people: dict[str, list[Path]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``TemplateCache.subject_faces``: the faces of the subjects a search ranked are read once,
+    then kept across commits that do not touch them (here the audit trail's), and read again
+    after a rename, a face removal, a move and a delete of that subject."""
+    from facedb import FaceDB
+    from facedb.catalog.templates import TemplateQueries
+
+    reads: list[list[int]] = []
+    original = TemplateQueries.subject_faces
+
+    def counted(self: Any, model: str, subject_ids: Any) -> Any:
+        reads.append(sorted(subject_ids))
+        return original(self, model, subject_ids)
+
+    monkeypatch.setattr(TemplateQueries, "subject_faces", counted)
+    db: Any = FaceDB(home=tmp_path / "home", workers=1)
+    try:
+        db.enroll("Alice", people["person1"][:2])
+        db.enroll("Carol", people["person2"][:2])
+        probe = people["person1"][2]
+
+        def top() -> Any:
+            return db.search([probe], k=2).results[0].faces[0].matches[0]
+
+        assert top().subject == "Alice"
+        assert reads, "the first search reads the ranked subjects' faces"
+        db.gate.flush()  # a commit (the audit trail) that changes no face
+        reads.clear()
+        for _ in range(3):
+            assert top().subject == "Alice"
+        assert reads == [], "kept: no face of a ranked subject changed"
+
+        db.rename("Alice", "Bob")
+        assert top().subject == "Bob" and reads, "a rename is read again"
+
+        first = top()
+        assert db.remove_faces([first.face_id]).faces == 1
+        after = top()
+        assert after.subject == "Bob" and after.face_id != first.face_id
+
+        db.move_faces([after.face_id], "Carol")
+        moved = db.search([probe], k=2).results[0].faces[0].matches
+        assert all(m.face_id != after.face_id or m.subject == "Carol" for m in moved)
+        assert "Bob" not in {m.subject for m in moved}  # Bob has no face left
+
+        db.delete("Carol")
+        assert all(m.subject != "Carol" for m in db.search([probe], k=2).results[0].faces[0].matches)
+    finally:
+        db.close()

@@ -109,6 +109,7 @@ class SubjectQueries(TemplateQueries):
             if s.scalar(select(Subject.id).where(Subject.collection_id == self.cid, Subject.name == new)) is not None:
                 raise AlreadyExistsError(f"a subject named {new!r} already exists")
             sub.name = new
+            self.renamed_templates(s, sub.id)
             s.execute(update(Failure).where(Failure.collection_id == self.cid, Failure.subject_name == old)
                       .values(subject_name=new))
             rows = s.execute(select(Face.id, Face.model).where(Face.subject_id == sub.id)).all()

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from .core import CatalogCore
@@ -91,6 +91,15 @@ class TemplateQueries(CatalogCore):
                     s.merge(SubjectTemplate(subject_id=sid, model=model, collection_id=self.cid, n_faces=len(rows), seq=seq,
                                             vector=b"" if total is None else total.astype(np.float32).tobytes()))
                 del held
+
+    def renamed_templates(self, s: Session, subject_id: int) -> None:
+        """A renamed subject's templates take the next change number, their vectors unchanged,
+        inside the caller's transaction: a search cache that keeps the names of a subject's
+        faces (``facedb.index.templates``) learns from the change feed to read them again."""
+        if s.scalar(select(SubjectTemplate.subject_id).where(SubjectTemplate.subject_id == subject_id).limit(1)) is None:
+            return
+        seq = bump(s, SEQ)
+        s.execute(update(SubjectTemplate).where(SubjectTemplate.subject_id == subject_id).values(seq=seq))
 
     def drop_templates(self, s: Session, subject_id: int) -> None:
         """Empty a subject's templates (it is being deleted), inside the caller's transaction."""

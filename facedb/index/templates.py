@@ -9,11 +9,19 @@ the next search.
 """
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
+
 import fasteners
 import numpy as np
 
 from .. import trace
 from ..catalog.database import Catalog
+
+#: (face id, subject name, embedding, image path): one face of a subject, as a search reports it
+FaceRow = tuple[int, str, np.ndarray, str]
+#: Subjects whose faces ``TemplateCache.subject_faces`` keeps at most (then it starts again)
+MAX_FACE_SUBJECTS = 20_000
 
 
 class TemplateCache:
@@ -29,6 +37,11 @@ class TemplateCache:
         self._ids = np.zeros(0, dtype=np.int64)
         self._mat = np.zeros((0, 0), dtype=np.float32)  # unit templates; rows of removed subjects are 0
         self._live = np.zeros(0, dtype=bool)
+        #: subject id -> number of its last change seen in the feed (a rename moves it too)
+        self._seq_of: dict[int, int] = {}
+        #: subject id -> (its number when they were read, its indexed faces): see ``subject_faces``
+        self._faces: dict[int, tuple[int, list[FaceRow]]] = {}
+        self._faces_lock = threading.Lock()
 
     def __len__(self) -> int:
         return int(self._live[:self._n].sum())
@@ -61,6 +74,9 @@ class TemplateCache:
                 if seq <= self._seq and sid in self._row:  # another thread applied it meanwhile
                     continue
                 self._seq = max(self._seq, seq)
+                with self._faces_lock:
+                    self._seq_of[sid] = max(seq, self._seq_of.get(sid, 0))
+                    self._faces.pop(sid, None)
                 j = unit_of.get(i)
                 row = self._row.get(sid)
                 if row is None:
@@ -100,6 +116,40 @@ class TemplateCache:
             top = np.argpartition(row, k - 1)[:k] if k < len(row) else np.arange(len(row))
             top = top[np.lexsort((ids[top], row[top]))]  # by distance, then subject id: deterministic
             out.append([(int(ids[j]), max(0.0, float(row[j]))) for j in top if np.isfinite(row[j])][:k])
+        return out
+
+
+    def subject_faces(self, subject_ids: Sequence[int]) -> dict[int, list[FaceRow]]:
+        """subject id -> (face id, subject name, embedding, image path) of its indexed faces, for
+        the subjects a search ranked (``catalog.subject_faces``). Kept in memory per subject, with
+        the number of the subject's last change the feed had shown when they were read, and
+        given out while that number has not moved: every change of a subject's indexed faces
+        recomputes its template and a rename renumbers it (``facedb.catalog.templates``), so
+        ``refresh`` sees each one. Call after ``refresh``. A subject the feed never showed is read
+        every time."""
+        out: dict[int, list[FaceRow]] = {}
+        missing: dict[int, int | None] = {}
+        with self._faces_lock:
+            for sid in subject_ids:
+                tag = self._seq_of.get(sid)
+                got = self._faces.get(sid)
+                if got is not None and got[0] == tag:
+                    out[sid] = got[1]
+                else:
+                    missing[sid] = tag  # the number *before* the read: a change meanwhile moves it
+        if not missing:
+            return out
+        fresh: dict[int, list[FaceRow]] = {sid: [] for sid in missing}
+        for fid, sid, name, emb, path in self.catalog.subject_faces(self.pack, sorted(missing)):
+            fresh[sid].append((fid, name, emb, path))
+        with self._faces_lock:
+            if len(self._faces) + len(fresh) > MAX_FACE_SUBJECTS:
+                self._faces.clear()
+            for sid, rows in fresh.items():
+                tag = missing[sid]
+                if tag is not None and self._seq_of.get(sid) == tag:
+                    self._faces[sid] = (tag, rows)
+        out.update(fresh)
         return out
 
 

@@ -287,15 +287,12 @@ class Searcher:
         with its closest face. Only the catalog is read: no index, no home lock. ``fresh``: the
         cache, checked and refreshed already during this search (``_fresh_templates``)."""
         info = self.pack.contract() if fresh is None else self.pack.info
-        catalog = self.store.catalog
         cache = fresh
         if cache is None:
             cache = self._templates(info.name)
             cache.refresh()
         ranked = cache.query(vectors, k)
-        faces: SubjectFaces = {}
-        for fid, sid, name, emb, path in catalog.subject_faces(info.name, sorted({sid for row in ranked for sid, _ in row})):
-            faces.setdefault(sid, []).append((fid, name, emb, path))
+        faces: SubjectFaces = cache.subject_faces(sorted({sid for row in ranked for sid, _ in row}))
         matches = [subject_matches(v, row, faces, thr) for v, row in zip(vectors, ranked)]
         agree: list[bool | None] = [None] * len(vectors)
         if reference:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,9 @@ def create_app(db: FaceDB, config: ServerConfig | None = None) -> FastAPI:
         # Heavy requests wait in threads for the analysis workers: room for every admitted one,
         # plus the light requests beside them.
         anyio.to_thread.current_default_thread_limiter().total_tokens = config.queue + 16
+        # ... and as many in the loop's executor, which ``deps.call`` runs the routes' calls in
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=config.queue + 16, thread_name_prefix="facedb-call"))
         task = asyncio.create_task(_recover_periodically(db, config.recover_every_s)) if db.store.shared else None
         try:
             yield

@@ -7,6 +7,9 @@ choosing another database (several collections per server).
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -110,12 +113,25 @@ heavy = Depends(_admit)
 
 
 async def call(caller: Caller, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``fn(*args, **kwargs)`` in a worker thread, audited as the caller."""
+    """``fn(*args, **kwargs)`` in a worker thread, audited as the caller.
+
+    The thread comes from the event loop's executor (``app.py`` gives the server's loop one
+    sized like the admission queue), not from ``run_in_threadpool``: anyio hands each call to
+    its thread through a ``queue.Queue``, whose Python-level ``Condition.notify`` was the event
+    loop's largest single cost per search (py-spy, ``docs/benchmarks/server-cpu.md``); the
+    executor's queue is C code. As with anyio's ``run_sync``, a request whose client went away
+    still waits for its call to finish before it gives back its admission."""
     def run() -> T:
         with acting_as(caller.actor):
             return fn(*args, **kwargs)
 
-    return await run_in_threadpool(run)
+    done = asyncio.get_running_loop().run_in_executor(None, contextvars.copy_context().run, run)
+    try:
+        return await asyncio.shield(done)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            await asyncio.wait({done})
+        raise
 
 
 def answer(result: Any) -> JSONResponse:
