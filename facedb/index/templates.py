@@ -20,8 +20,9 @@ from ..catalog.database import Catalog
 
 #: (face id, subject name, embedding, image path): one face of a subject, as a search reports it
 FaceRow = tuple[int, str, np.ndarray, str]
-#: Subjects whose faces ``TemplateCache.subject_faces`` keeps at most (then it starts again)
-MAX_FACE_SUBJECTS = 20_000
+#: Subjects whose faces ``TemplateCache.subject_faces`` keeps at most, then it starts again (at 5
+#: faces a subject: about 10 MiB at 128-d, 25 MiB at 512-d)
+MAX_FACE_SUBJECTS = 2048
 
 
 class TemplateCache:
