@@ -255,6 +255,41 @@ class ChromaIndex:
                     continue
             col.upsert(ids=keys, embeddings=vecs, metadatas=metas)
 
+    @trace.traced("chroma.load")
+    @_guarded
+    def load(self, info: PackInfo, ids: Sequence[int], vectors: np.ndarray | Sequence[np.ndarray],
+             subject_ids: Sequence[int]) -> None:
+        """Bulk-load a collection that a rebuild has just dropped: the same ids and metadata as
+        ``add``, written with ``add`` (the ids are new to a new collection) in Chroma's client
+        batches, by one writer. What was measured against it (``docs/benchmarks/chroma-load.md``):
+        ``upsert``, batches of 1,000 and the client's maximum, two and three concurrent writers,
+        the collection's HNSW ``batch_size``/``sync_threshold``/``num_threads``, embeddings as JSON
+        lists instead of base64: none was faster beyond the noise of this shared machine, because
+        a Chroma server spends its time in its HNSW inserts (~1 ms of CPU a face at 100k, 1.45 ms
+        at 300k, on both cores), which only M and ef_construction decide.
+
+        A collection that already holds faces (a drop that failed) goes through ``add``'s
+        ``may_exist`` path instead: ``add`` never overwrites an id Chroma holds, and a stale
+        vector under one must not survive a rebuild.
+
+        ``vectors`` may be a list of one array a face (the catalog's rows): each Chroma batch is
+        stacked on its own, so a load of 1M faces does not hold a second copy of them all."""
+        if not len(ids):
+            return
+        col = self.collection(info)
+        assert col is not None  # created when missing
+        if int(col.count()):
+            self.add(info, ids, np.asarray(vectors, dtype=np.float32), subject_ids, may_exist=True)
+            return
+        self._counts.pop(index_name(info), None)
+        batch = max(1, min(5000, self._client.get_max_batch_size()))
+        for i in range(0, len(ids), batch):
+            if i:
+                crash_point("index.between_batches")
+            sl = slice(i, i + batch)
+            col.add(ids=[str(x) for x in ids[sl]], embeddings=np.asarray(vectors[sl], dtype=np.float32),
+                    metadatas=[{"subject_id": int(s)} for s in subject_ids[sl]])
+
     @staticmethod
     def _missing_only(col: Any, keys: list[str], vecs: np.ndarray,
                       metas: list[dict[str, Any]]) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:

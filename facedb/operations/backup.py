@@ -39,7 +39,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
 from sqlalchemy import DateTime, Table, func, select
 from sqlalchemy.exc import DBAPIError
 
@@ -322,15 +321,14 @@ def _build_index(catalog: Any, index: Any, rec: Any) -> int:
     them and updates their subjects' templates. Journaled as a rebuild: a process killed
     half-way leaves the flag, and the next one to open the index rebuilds it from the catalog."""
     from ..catalog.core import REBUILDING
-    from ..store.journal import ADD_CHUNK, Journal
+    from ..store.journal import Journal
 
     catalog.set_flag(REBUILDING, rec.name, True)
     index.drop(rec.name, catalog.space)  # anything an earlier database left under this name
     faces = catalog.faces_for_index(rec.name, indexed=True)
-    for i in range(0, len(faces), ADD_CHUNK):
-        part = faces[i:i + ADD_CHUNK]
-        index.add(rec, [f.face_id for f in part], np.stack([f.embedding for f in part]),
-                  [f.subject_id for f in part])
+    if faces:  # one bulk load into the new collection (``ChromaIndex.load``: its settings, measured)
+        index.load(rec, [f.face_id for f in faces], [f.embedding for f in faces],
+                   [f.subject_id for f in faces])
     del faces
     pending = [f.face_id for f in catalog.faces_for_index(rec.name, indexed=False)]
     if pending:
