@@ -119,7 +119,6 @@ class TemplateCache:
             out.append([(int(ids[j]), max(0.0, float(row[j]))) for j in top if np.isfinite(row[j])][:k])
         return out
 
-
     def subject_faces(self, subject_ids: Sequence[int]) -> dict[int, list[FaceRow]]:
         """subject id -> (face id, subject name, embedding, image path) of its indexed faces, for
         the subjects a search ranked (``catalog.subject_faces``). Kept in memory per subject, with
