@@ -88,6 +88,3 @@ class ReadMemo:
         if len(self._rows) >= MAX_ENTRIES:
             self._rows.clear()
         self._rows[key] = (version, stmt, list(rows))
-
-    def clear(self) -> None:
-        self._rows.clear()

@@ -259,8 +259,8 @@ class ChromaIndex:
     @_guarded
     def load(self, info: PackInfo, ids: Sequence[int], vectors: np.ndarray | Sequence[np.ndarray],
              subject_ids: Sequence[int]) -> None:
-        """Bulk-load a collection that a rebuild has just dropped: the same ids and metadata as
-        ``add``, written with ``add`` (the ids are new to a new collection) in Chroma's client
+        """Bulk-load the collection that a restore's rebuild has just dropped (``operations/backup.py``):
+        the same ids and metadata as ``add``, written with ``add`` (the ids are new to a new collection) in Chroma's client
         batches, by one writer. What was measured against it (``docs/benchmarks/chroma-load.md``):
         ``upsert``, batches of 1,000 and the client's maximum, two and three concurrent writers,
         the collection's HNSW ``batch_size``/``sync_threshold``/``num_threads``, embeddings as JSON

@@ -159,12 +159,7 @@ class Journal:
             pass
         crash_point("vacuum.after_drop")
         self.forget_pending_deletes()
-        faces = self.catalog.faces_for_index(info.name)
-        if faces:  # one bulk load into the new collection (``ChromaIndex.load``)
-            index.load(info, [f.face_id for f in faces], [f.embedding for f in faces],
-                       [f.subject_id for f in faces])
-            self.catalog.mark_indexed([f.face_id for f in faces])
-        del faces
+        self.add_from_catalog(index, info)
         self.catalog.bump_generation()  # before the flag goes: no search can miss the rebuild
         self.catalog.set_flag(REBUILDING, info.name, False)
 
