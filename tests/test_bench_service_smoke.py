@@ -59,6 +59,11 @@ def test_service_quick_report(tmp_path: Path) -> None:
         assert _positive(x["requests_per_s"]) and x["latency"]["p99_ms"] >= x["latency"]["p50_ms"] > 0
         assert x["server_cpu_s"]["workers"] > 0
     assert len(d["limits"]) == 2 and all(_positive(x["images_per_s"]) for x in d["limits"])
+    # ... on a server without the tracing hook (no span in their windows); the spans come from a
+    # shorter traced pass of the same levels
+    assert d["spans_in_untraced_levels"] == 0 and d["traced_exit_codes"] == [0, 0]
+    assert [x["clients"] for x in d["traced_levels"]] == [1, 2]
+    assert all(x["statuses"] == {"200": 6} for x in d["traced_levels"])
     spans = d["server_spans"]["1"]
     for name in ("http.request", "search.total", "analysis.image", "templates.refresh", "templates.query"):
         assert spans[name]["per_request"] >= 1 and spans[name]["median_ms"] >= 0, name

@@ -21,9 +21,13 @@ What it measures, in one run (the heavy part under the machine-wide benchmark lo
    before and after ``--soak`` searches (``--soak-chunks`` load-generator runs of 4 clients,
    sampled after each).
 
-The server runs with facedb's tracing hook on (``FACEDB_TRACE_DIR``, unless
-``--no-server-trace``): its spans give where a request's time goes. The CLI runs of step 2 are
-not traced (two more runs, after the pairs, are, for their split).
+The numbers against the targets (steps 2-4) are measured on a server **without** facedb's
+tracing hook, as ``facedb serve`` runs unless ``FACEDB_TRACE_DIR`` is set, and as the model limit
+they are compared with runs: the hook writes a JSON line for every span of the server and its
+workers, which costs CPU on the same cores (the report shows the traced pass beside). Where a request's time goes comes from a
+traced server (unless ``--no-server-trace``): the HTTP enroll of step 1, two more CLI runs after
+the pairs, and a shorter pass of the search levels at the end (``--traced-requests``), whose
+throughput the report also shows.
 
     python scripts/bench/service.py                       # writes docs/benchmarks/service.md and .json
     python scripts/bench/service.py --quick --out /tmp/service.md --json-out /tmp/service.json
@@ -127,7 +131,10 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--soak-clients", type=int, default=4)
     ap.add_argument("--enroll-clients", type=int, default=4)
     ap.add_argument("--workers", type=int, default=2, help="analysis workers of the server and the import [2]")
-    ap.add_argument("--no-server-trace", action="store_true", help="run the server without the tracing hook")
+    ap.add_argument("--no-server-trace", action="store_true",
+                    help="never run the server with the tracing hook (no span tables)")
+    ap.add_argument("--traced-requests", type=int, default=100,
+                    help="HTTP searches per level of the traced pass (where the time goes) [100]")
     ap.add_argument("--keep-homes", type=Path, help="keep the served and the direct home here")
     ap.add_argument("--quick", action="store_true",
                     help="smoke-test sizes (gallery 20, 2 pairs, a few requests, benchmark lock not taken): "
@@ -138,6 +145,7 @@ def main(argv: list[str]) -> int:
     if args.quick:
         args.gallery, args.probes, args.runs = min(args.gallery, 20), min(args.probes, 6), min(args.runs, 2)
         args.requests, args.levels, args.soak, args.soak_chunks = min(args.requests, 6), "1,2", min(args.soak, 24), 2
+        args.traced_requests = min(args.traced_requests, 6)
     json_out = args.json_out or args.out.with_suffix(".json")
     levels = [int(x) for x in args.levels.split(",") if x.strip()]
     lfw = bench.lfw_dir()
@@ -177,9 +185,15 @@ def main(argv: list[str]) -> int:
             res["imports"] = [run_import(root, home_b, args.workers, env, work / "trace-import-1")]
             log(f"import: {res['imports'][0]['images_per_s']:.1f} img/s")
             server_trace = work / "trace-server"
-            senv = env if args.no_server_trace else bench.trace_env(env, server_trace)
-            server = bench.FacedbServer(home_a, workers=args.workers, env=senv, log_path=work / "serve.log")
-            server.start()
+            traced_env = env if args.no_server_trace else bench.trace_env(env, server_trace)
+
+            def serve(traced: bool) -> bench.FacedbServer:
+                srv = bench.FacedbServer(home_a, workers=args.workers, env=traced_env if traced else env,
+                                         log_path=work / f"serve-{'traced' if traced else 'plain'}.log")
+                srv.start()
+                return srv
+
+            server = serve(traced=True)
             res["server_start_s"] = server.start_s
             res["rss"] = [{"when": "started, empty home", "searches": 0, **bench.tree_rss_mb(server.pid)}]
             wkey = bench.facedb_json(home_a, "keys", "create", "bench-write", "--scope", "write", env=env)[0]["key"]
@@ -199,6 +213,11 @@ def main(argv: list[str]) -> int:
                 shutil.rmtree(home_c, ignore_errors=True)
                 log(f"import again: {res['imports'][-1]['images_per_s']:.1f} img/s")
             checkpoint()
+
+            # -- 2.-4. on a server without the tracing hook, as `facedb serve` runs by default ----
+            res["traced_exit_codes"] = [server.stop()]
+            server = serve(traced=False)
+            res["plain_server_start_s"] = server.start_s
 
             # -- 2. the CLI through the server vs a direct cold process ----------------------------
             cmd_a = [*FACEDB, "--home", str(home_a), "search", str(one), "--json"]
@@ -221,17 +240,6 @@ def main(argv: list[str]) -> int:
                 pairs.append({"served_s": ra.wall_s, "direct_s": rb.wall_s, "ratio": ra.wall_s / rb.wall_s,
                               "served_cpu_s": ra.cpu_s, "direct_cpu_s": rb.cpu_s})
             res["cli_pairs"] = pairs
-            splits = {}
-            for label, cmd in (("served", cmd_a), ("direct", cmd_b)):
-                tdir = work / f"trace-cli-{label}"
-                t0 = time.perf_counter()
-                r = bench.run_process(cmd, env=bench.trace_env(env, tdir))
-                own = bench.read_spans(tdir)
-                splits[label] = cli_split(r, own)
-                if label == "served" and not args.no_server_trace:
-                    srv = [sp for sp in bench.read_spans(server_trace) if sp["t0"] >= t0 and sp["name"] == "http.request"]
-                    splits[label]["(server: http.request)"] = sum(sp["t1"] - sp["t0"] for sp in srv)
-            res["cli_split"] = splits
             log(f"CLI: served {median(p['served_s'] for p in pairs):.3f} s, direct "
                 f"{median(p['direct_s'] for p in pairs):.3f} s")
             checkpoint()
@@ -267,12 +275,37 @@ def main(argv: list[str]) -> int:
                 res["rss"].append({"when": "soak", "searches": done, **bench.tree_rss_mb(server.pid)})
                 log(f"soak {done}: {res['rss'][-1]['total_mb']:.0f} MB")
             res["soak"] = soak
-            res["loadavg_end"] = bench.loadavg()
             res["server_exit_code"] = server.stop()
+
+            # -- 5. where the time goes: a traced server, the CLI split and a shorter pass of the levels
+            splits: dict[str, dict[str, float]] = {}
+            server = serve(traced=not args.no_server_trace)  # (untraced: the served CLI run needs a server)
+            for label, cmd in (("served", cmd_a), ("direct", cmd_b)):
+                tdir = work / f"trace-cli-{label}"
+                t0 = time.perf_counter()
+                r = bench.run_process(cmd, env=bench.trace_env(env, tdir))
+                splits[label] = cli_split(r, bench.read_spans(tdir))
+                if label == "served" and not args.no_server_trace:
+                    srv = [sp for sp in bench.read_spans(server_trace) if sp["t0"] >= t0 and sp["name"] == "http.request"]
+                    splits[label]["(server: http.request)"] = sum(sp["t1"] - sp["t0"] for sp in srv)
+            res["cli_split"] = splits
+            res["traced_levels"] = []
+            if not args.no_server_trace:
+                for c in levels:
+                    out = bench.run_loadgen("search", server.port, rkey, listing_probes, c,
+                                            requests=args.traced_requests, warmup=2, server_pid=server.pid)
+                    out["latency"] = lat_summary(out.pop("latencies_s"))
+                    res["traced_levels"].append(out)
+                    log(f"traced search x{c}: {out['requests_per_s']:.1f} req/s")
+            res["traced_exit_codes"].append(server.stop())
+            res["loadavg_end"] = bench.loadavg()
         if not args.no_server_trace:
             spans = bench.read_spans(server_trace)
+            # the check that the levels against the targets ran untraced: no server span in their windows
+            res["spans_in_untraced_levels"] = sum(1 for x in res["search_levels"] for sp in spans
+                                                  if x["t_first"] <= sp["t0"] <= x["t_last"])
             res["server_spans"] = {}
-            for out in res["search_levels"]:
+            for out in res["traced_levels"]:
                 res["server_spans"][str(out["clients"])] = server_split(spans, out["t_first"], out["t_last"],
                                                                          out["requests"])
             e = res["http_enroll"]
@@ -300,6 +333,12 @@ def install_kind() -> str:
     kind = "this checkout" if src == str(REPO / "facedb") else "a regular install"
     editable = any(Path(sys.prefix).glob("lib/python*/site-packages/__editable__*facedb*"))
     return f"`{src}` ({kind}{', editable' if editable else ''}), console script `{FACEDB[0]}`"
+
+
+def loadgen_cpu_s(run: dict[str, Any]) -> float:
+    """The load generator's CPU seconds while it sent the timed requests (its own reading), or its
+    whole process's for runs recorded before it was kept."""
+    return float(run.get("client_cpu_s", run["loadgen_cpu_s"]))
 
 
 def verdict(ok: bool) -> str:
@@ -337,10 +376,13 @@ def report(res: dict[str, Any]) -> str:
         f"- Gallery: {res['gallery_images']:,} LFW images spread evenly over every other LFW file; the served home "
         f"was enrolled over HTTP ({res.get('served_faces', '?')} faces indexed), the direct home with `facedb import` "
         f"({imports[0]['enrolled']:,} faces).",
-        f"- Server: `facedb serve --workers {res['workers']}` (one analysis process per core), "
-        f"{'with' if res['server_traced'] else 'without'} the tracing hook (`FACEDB_TRACE_DIR`); ready "
-        f"(answering /healthz) {res['server_start_s']:.1f} s after its start; exit code after SIGTERM: "
-        f"{res.get('server_exit_code')}.",
+        f"- Server: `facedb serve --workers {res['workers']}` (one analysis process per core). The CLI pairs, "
+        "the search levels and the memory soak ran on a server **without** the tracing hook (`FACEDB_TRACE_DIR` "
+        "unset, as `facedb serve` runs by default; so does the model limit)"
+        + ("; the HTTP enroll, the CLI split and a shorter pass of the levels ran on a server with it, for the "
+           "span tables" if res["server_traced"] else "") + f". Ready (answering /healthz) "
+        f"{res['server_start_s']:.1f} s after its first start; exit code after SIGTERM: "
+        f"{res.get('server_exit_code')} (traced servers: {res.get('traced_exit_codes', [])}).",
         "- Load generator: `scripts/bench/loadgen.py`, its own process, one kept-alive HTTP connection per client "
         "thread, requests encoded before the clock starts, loopback TCP with an API key.",
         "",
@@ -419,10 +461,12 @@ def report(res: dict[str, Any]) -> str:
         lines.append(f"| {x['clients']} | {x['requests']} | {x['requests_per_s']:.1f} | "
                      f"{100 * x['requests_per_s'] / limit:.1f} % | {la['p50_ms']:.1f} | {la['p90_ms']:.1f} | "
                      f"{la['p99_ms']:.1f} | {la['max_ms']:.1f} | {sc.get('main', 0):.1f} / {sc.get('workers', 0):.1f} | "
-                     f"{x['loadgen_cpu_s']:.1f} | {x['loadavg']} |")
+                     f"{loadgen_cpu_s(x):.1f} | {x['loadavg']} |")
     lim_cpu_ms = 1000 * median(x["cpu_s"] / x["images"] for x in lims)
-    lines += ["", f"CPU per search (from /proc: the server process, its workers, and the load generator, divided by "
-              f"the requests answered, warm-up included), against the model limit's {lim_cpu_ms:.1f} CPU-ms per image. "
+    lines += ["", f"CPU per search (from /proc: the server process and its workers, divided by the requests "
+              "answered, warm-up included; the load generator's own reading from its first timed request to its "
+              "last answer, divided by the timed requests: its start, file reads and request encoding come before "
+              f"the clock), against the model limit's {lim_cpu_ms:.1f} CPU-ms per image. "
               "On an otherwise idle machine whose cores the measured processes have to themselves, throughput can "
               "reach at most the CPU-normalised share (limit CPU-ms per image / CPU-ms per search); the wall-clock "
               "share above also measures the other jobs on this shared machine.", "",
@@ -430,7 +474,8 @@ def report(res: dict[str, Any]) -> str:
               "CPU-normalised share of the limit |", "| ---: | ---: | ---: | ---: | ---: | ---: |"]
     for x in levels:
         sc, k = x.get("server_cpu_s", {}), max(1, x.get("sent", x["requests"]))
-        main_ms, work_ms, lg_ms = 1000 * sc.get("main", 0) / k, 1000 * sc.get("workers", 0) / k, 1000 * x["loadgen_cpu_s"] / k
+        main_ms, work_ms = 1000 * sc.get("main", 0) / k, 1000 * sc.get("workers", 0) / k
+        lg_ms = 1000 * loadgen_cpu_s(x) / max(1, x["requests"])
         tot = main_ms + work_ms + lg_ms
         x["cpu_ms_per_search"] = tot
         lines.append(f"| {x['clients']} | {main_ms:.1f} | {work_ms:.1f} | {lg_ms:.1f} | {tot:.1f} | "
@@ -440,10 +485,22 @@ def report(res: dict[str, Any]) -> str:
               "busy with model work only; the server also runs HTTP, multipart parsing, the key lookup, Chroma, SQL "
               "and the audit write on the same two cores, and the load generator runs there too (its CPU is in "
               "the table).", ""]
+    traced = res.get("traced_levels") or []
+    if traced:
+        lines += [f"The same levels on a server **with** the tracing hook ({traced[0]['requests']} searches a level, "
+                  "after the soak; the span table below comes from this pass), against the same model limit:", "",
+                  "| clients | searches/s | share of the model limit | p50 ms | p99 ms | server main / workers CPU-ms "
+                  "per search |", "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for x in traced:
+            sc, k = x.get("server_cpu_s", {}), max(1, x.get("sent", x["requests"]))
+            lines.append(f"| {x['clients']} | {x['requests_per_s']:.1f} | {100 * x['requests_per_s'] / limit:.1f} % | "
+                         f"{x['latency']['p50_ms']:.1f} | {x['latency']['p99_ms']:.1f} | "
+                         f"{1000 * sc.get('main', 0) / k:.1f} / {1000 * sc.get('workers', 0) / k:.1f} |")
+        lines.append("")
     ss = res.get("server_spans", {})
     if ss:
-        cols = [str(x["clients"]) for x in levels]
-        lines += ["Where a search request's time goes in the server (its spans, median ms per call; calls per "
+        cols = [str(x["clients"]) for x in (traced or levels)]
+        lines += ["Where a search request's time goes in the traced server (its spans, median ms per call; calls per "
                   "request in brackets):", "",
                   "| span | " + " | ".join(f"{c} client{'s' if c != '1' else ''}" for c in cols) + " |",
                   "| --- | " + " | ".join("---:" for _ in cols) + " |"]
@@ -472,12 +529,12 @@ def report(res: dict[str, Any]) -> str:
               f"p50 {he['latency']['p50_ms']:.0f} ms, p99 {he['latency']['p99_ms']:.0f} ms.", ""]
     hsc = he.get("server_cpu_s", {})
     if hsc and he["images_ok"]:
-        http_cpu = 1000 * (hsc.get("main", 0) + hsc.get("workers", 0) + he["loadgen_cpu_s"]) / he["images_ok"]
+        http_cpu = 1000 * (hsc.get("main", 0) + hsc.get("workers", 0) + loadgen_cpu_s(he)) / he["images_ok"]
         imp_cpu = 1000 * median(x["cpu_s"] / x["images"] for x in imports)
         lines += [f"CPU per image: `facedb import` {imp_cpu:.1f} ms (all its processes, start-up included); over HTTP "
                   f"{http_cpu:.1f} ms (server main {1000 * hsc.get('main', 0) / he['images_ok']:.1f}, workers "
                   f"{1000 * hsc.get('workers', 0) / he['images_ok']:.1f}, load generator "
-                  f"{1000 * he['loadgen_cpu_s'] / he['images_ok']:.1f}): CPU-normalised, HTTP enroll can reach at most "
+                  f"{1000 * loadgen_cpu_s(he) / he['images_ok']:.1f}): CPU-normalised, HTTP enroll can reach at most "
                   f"{100 * imp_cpu / http_cpu:.0f} % of the import's rate.", ""]
     en = ss.get("enroll") if ss else None
     if en:
@@ -498,7 +555,7 @@ def report(res: dict[str, Any]) -> str:
               f"(target <= {100 * TARGET_RSS_GROWTH:.0f} %). Throughput per run: "
               + ", ".join(f"{x['requests_per_s']:.0f}" for x in soak) + " searches/s.", ""]
     lines += ["## Commands", "", "```",
-              "facedb --home <served> serve --port <free port> --workers 2        # FACEDB_TRACE_DIR=<dir> set",
+              "facedb --home <served> serve --port <free port> --workers 2        # the spans' pass: FACEDB_TRACE_DIR=<dir>",
               "facedb --home <served> keys create bench-read --scope read --json   # and bench-write --scope write",
               "facedb --home <direct> import <symlink tree of the gallery> --workers 2 -q --json",
               "FACEDB_API_KEY=<write key> python scripts/bench/loadgen.py enroll --port <port> --images <subject TAB path> "
