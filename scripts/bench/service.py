@@ -279,7 +279,8 @@ def main(argv: list[str]) -> int:
 
             # -- 5. where the time goes: a traced server, the CLI split and a shorter pass of the levels
             splits: dict[str, dict[str, float]] = {}
-            server = serve(traced=not args.no_server_trace)  # (untraced: the served CLI run needs a server)
+            # the spans' server (with --no-server-trace an untraced one: the served CLI run needs a server)
+            server = serve(traced=not args.no_server_trace)
             for label, cmd in (("served", cmd_a), ("direct", cmd_b)):
                 tdir = work / f"trace-cli-{label}"
                 t0 = time.perf_counter()
@@ -382,7 +383,7 @@ def report(res: dict[str, Any]) -> str:
         + ("; the HTTP enroll, the CLI split and a shorter pass of the levels ran on a server with it, for the "
            "span tables" if res["server_traced"] else "") + f". Ready (answering /healthz) "
         f"{res['server_start_s']:.1f} s after its first start; exit code after SIGTERM: "
-        f"{res.get('server_exit_code')} (traced servers: {res.get('traced_exit_codes', [])}).",
+        f"{res.get('server_exit_code')} (the other starts: {res.get('traced_exit_codes', [])}).",
         "- Load generator: `scripts/bench/loadgen.py`, its own process, one kept-alive HTTP connection per client "
         "thread, requests encoded before the clock starts, loopback TCP with an API key.",
         "",
