@@ -23,11 +23,11 @@ What it measures, in one run (the heavy part under the machine-wide benchmark lo
 
 The numbers against the targets (steps 2-4) are measured on a server **without** facedb's
 tracing hook, as ``facedb serve`` runs unless ``FACEDB_TRACE_DIR`` is set, and as the model limit
-they are compared with runs: the hook writes a JSON line for every span of the server and its
-workers, which costs CPU on the same cores (the report shows the traced pass beside). Where a request's time goes comes from a
-traced server (unless ``--no-server-trace``): the HTTP enroll of step 1, two more CLI runs after
-the pairs, and a shorter pass of the search levels at the end (``--traced-requests``), whose
-throughput the report also shows.
+they are compared with runs (the hook writes a JSON line for every span of the server and its
+workers, on the same cores). Where a request's time goes comes from a traced server (unless
+``--no-server-trace``): the HTTP enroll of step 1, two more CLI runs after the pairs, and a
+shorter pass of the search levels at the end (``--traced-requests``), whose throughput the
+report shows beside the untraced one.
 
     python scripts/bench/service.py                       # writes docs/benchmarks/service.md and .json
     python scripts/bench/service.py --quick --out /tmp/service.md --json-out /tmp/service.json
