@@ -75,6 +75,10 @@ ProgressFn = Callable[[int], None]
 PathLike = str | os.PathLike[str]
 
 
+class _Elsewhere(Exception):
+    """``search_async``: the search goes the usual way (not a ``FacedbError``: not audited)."""
+
+
 class FaceDB:
     """A face database in a home directory.
 
@@ -314,6 +318,30 @@ class FaceDB:
             faces = [f for r in rep.results for f in r.faces]
             note(len(rep.results), len(faces), bool(rep.n_failed),
                  f"named {sum(f.identity is not None for f in faces)} of {plural(len(faces), 'face')}")
+        return rep
+
+    async def search_async(self, image: Upload, *, k: int = 3, threshold: float | None = None,
+                           by: By = "subject", reference: bool = False, scoring: Scoring = "template",
+                           sample_fps: float = DEFAULT_SAMPLE_FPS, aligned: bool = False) -> SearchReport | None:
+        """``search([image])`` on the running event loop, when it can be answered there without a
+        thread (``Searcher.search_async``: a photo, the default scoring, a worker idle); else None,
+        and the caller runs ``search`` in a thread. Audited as ``search`` is."""
+        if not self._search.analyzer.idle():  # the usual case under load: declined before any set-up
+            return None
+        opts = parse(SearchOptions, {"k": k, "threshold": threshold, "by": by, "reference": reference,
+                                     "scoring": scoring, "sample_fps": sample_fps, "aligned": aligned})
+        kw = opts.keywords()
+        del kw["sample_fps"]  # only a video uses it, and a video goes the usual way
+        try:
+            with self._audited("search") as note:
+                rep = await self._search.search_async(image, **kw)
+                if rep is None:
+                    raise _Elsewhere  # not audited here: the search in a thread will be
+                faces = [f for r in rep.results for f in r.faces]
+                note(len(rep.results), len(faces), bool(rep.n_failed),
+                     f"named {sum(f.identity is not None for f in faces)} of {plural(len(faces), 'face')}")
+        except _Elsewhere:
+            return None
         return rep
 
     def discover(self, paths: Sequence[PathLike | bytes | Upload], *, threshold: float | None = None,

@@ -49,6 +49,14 @@ def span(name: str, **attrs: Any) -> Iterator[dict[str, Any]]:
         tracer(name, t0, time.perf_counter(), attrs)
 
 
+def record(name: str, t0: float, **attrs: Any) -> None:
+    """Span ``name`` from ``t0`` (``time.perf_counter()``) to now: for a block that knows only at
+    its end whether it counts (``Searcher.search_async``, which may hand the search on)."""
+    tracer = _tracer
+    if tracer is not None:
+        tracer(name, t0, time.perf_counter(), attrs)
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 

@@ -12,6 +12,7 @@ from facephotos import make_face_variants
 from fastapi.testclient import TestClient
 
 from facedb.api import FaceDB
+from facedb.operations import search as search_module
 from facedb.server.app import create_app
 
 
@@ -115,3 +116,64 @@ def test_no_route_resolves_dependencies_on_search(served: tuple[TestClient, dict
         if isinstance(route, APIRoute) and route.path.endswith("/search") and "POST" in route.methods:
             names = [d.call.__name__ for d in route.dependant.dependencies if d.call is not None]
             assert names in ([], ["collection_param"]), (route.path, names)
+
+
+def test_a_one_photo_search_is_answered_on_the_event_loop(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With workers running (as under ``facedb serve``), a search of one photo with the default
+    scoring is answered on the event loop (``FaceDB.search_async``: no thread), with the JSON the
+    usual way gives and one audit entry; the other searches still go the usual way."""
+    people = make_face_variants(tmp_path / "people", n_variants=3)
+    db = FaceDB(home=tmp_path / "home", workers=2, exclusive=True)
+    try:
+        db.enroll("person1", people["person1"][:2])
+        db.enroll("person2", people["person2"][:2])
+        key = db.create_key("reader", "read").key or ""
+        photo = people["person1"][2].read_bytes()
+        want = db.search([photo], k=2).to_dict()
+        db.search([photo], k=2)  # both workers have had a task: each is ready for the loop's way
+        threaded: list[int] = []
+        usual = db.search
+
+        def counted(*a: Any, **kw: Any) -> Any:
+            threaded.append(len(a[0]))
+            return usual(*a, **kw)
+
+        monkeypatch.setattr(db, "search", counted)
+        before = len(db.audit())
+        with TestClient(create_app(db)) as client:
+            files = [("images", ("p.jpg", photo, "image/jpeg"))]
+            r = _search(client, headers=_auth(key), files=files, data={"k": "2"})
+            assert r.status_code == 200, r.text
+            got = r.json()
+            assert threaded == []  # not in a thread
+            assert got["results"][0]["image"] == "p.jpg" and got["results"][0]["faces"][0]["identity"] == "person1"
+            want["results"][0]["image"] = "p.jpg"
+            assert got == want
+            # the usual way: two photos, faces by the index, the reference mode
+            r = _search(client, headers=_auth(key), files=files * 2, data={"k": "2"})
+            assert r.status_code == 200 and len(r.json()["results"]) == 2 and threaded == [2]
+            for extra in ({"by": "face"}, {"reference": "true"}, {"scoring": "best"}):
+                r = _search(client, headers=_auth(key), files=files, data={"k": "2", **extra})
+                assert r.status_code == 200, r.text
+                assert r.json()["results"][0]["faces"][0]["identity"] == "person1"
+            assert threaded == [2, 1, 1, 1]
+            # an image that cannot be read is answered on the loop too, with its reason
+            r = _search(client, headers=_auth(key), files=[("images", ("x.jpg", b"not an image", "image/jpeg"))])
+            assert r.status_code == 200 and r.json()["results"][0]["reason"] and threaded == [2, 1, 1, 1]
+            # a photo too large to write to a worker from the loop, and a catalog read over the
+            # network (no memo: PostgreSQL) go the usual way, with the same answer
+            monkeypatch.setattr(search_module, "LOOP_MAX_BYTES", len(photo) - 1)
+            r = _search(client, headers=_auth(key), files=files, data={"k": "2"})
+            assert r.json() == want and threaded == [2, 1, 1, 1, 1]
+            monkeypatch.undo()
+            monkeypatch.setattr(db, "search", counted)
+            memo, db.store.catalog.memo = db.store.catalog.memo, None
+            try:
+                r = _search(client, headers=_auth(key), files=files, data={"k": "2"})
+            finally:
+                db.store.catalog.memo = memo
+            assert r.json() == want and threaded == [2, 1, 1, 1, 1, 1]
+        entries = [e for e in db.audit()[before:] if e.action == "search"]
+        assert len(entries) == 8 and {e.actor for e in entries} == {"reader"}
+    finally:
+        db.close()

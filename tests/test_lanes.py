@@ -3,14 +3,16 @@ that dies, workers that cannot start, shutdown; and ``Analyzer`` on them: a one-
 answered by the calling thread, a many-task stream that loses a worker mid-way."""
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from facephotos import make_face_variants
@@ -21,6 +23,7 @@ from facedb.config import DEFAULT_PACK
 from facedb.errors import FacedbError
 
 CTX = multiprocessing.get_context("spawn")
+T = TypeVar("T")
 
 
 def _init(tag: str) -> None:
@@ -233,3 +236,129 @@ def test_a_lane_given_back_wakes_one_waiting_task_not_all() -> None:
         assert wakeups[0] <= 5  # one wake-up per waiting caller (a wake-up for all: up to 15)
     finally:
         pool.shutdown()
+
+
+# -- the event loop's way (``call_async``: a server's search of one photo, no thread) ------------
+
+Runner = Callable[[Coroutine[Any, Any, T]], T]
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Runner[Any]:
+    """Runs a coroutine on asyncio's own loop, or on uvloop's (what ``facedb serve`` runs on
+    when it is installed: chromadb brings it), whose ``add_reader`` leaves the pipe non-blocking."""
+    if request.param == "asyncio":
+        return asyncio.run
+    uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed")
+    return uvloop.run  # type: ignore[no-any-return]
+
+
+def _blocking(pool: LanePool) -> bool:
+    return all(os.get_blocking(lane.conn.fileno()) for lane in pool._lanes)
+
+def test_call_async_answers_on_the_event_loop_without_a_thread(pool: LanePool, run: Runner[Any]) -> None:
+    assert pool.call(_echo, 1)[1] == 2 and pool.call(_echo, 1)[1] == 2  # both workers have loaded
+    threads_before = threading.active_count()
+    order: list[str] = []
+
+    async def main() -> list[tuple[bool, tuple[int, int, str] | None]]:
+        # two at once: one per worker, each waited for on the loop; meanwhile runs once the task is sent
+        return list(await asyncio.gather(pool.call_async(_slow_echo, 3, meanwhile=lambda: order.append("a")),
+                                         pool.call_async(_slow_echo, 4, meanwhile=lambda: order.append("b"))))
+
+    got = run(main())
+    assert [ok for ok, _ in got] == [True, True]
+    answers = [a for _, a in got if a is not None]
+    assert [a[1] for a in answers] == [6, 8] and {a[0] for a in answers} == set(pool.pids())
+    assert order == ["a", "b"] and threading.active_count() == threads_before
+    # both lanes went back to the pool, their pipes blocking again for ``call`` in a thread
+    assert _blocking(pool)
+    assert {pool.submit(_slow_echo, i).result(timeout=60)[0] for i in range(4)} == set(pool.pids())
+
+
+def test_call_async_declines_when_no_worker_is_idle_and_ready(run: Runner[Any]) -> None:
+    p = LanePool(1, CTX, _init, ("t",))
+    try:
+        # a worker that has not said it is ready (its first task goes the usual way, which waits)
+        assert run(p.call_async(_echo, 1)) == (False, None)
+        assert p.call(_echo, 1)[1] == 2
+        busy = p.submit(_slow_echo, 1)
+        time.sleep(0.05)
+        assert run(p.call_async(_echo, 2)) == (False, None)  # the one worker is busy
+        assert busy.result(timeout=60)[1] == 2
+        assert run(p.call_async(_echo, 3)) == (True, (p.pids()[0], 6, "t"))
+    finally:
+        p.shutdown()
+
+
+def test_call_async_raises_the_task_error_and_a_dead_worker_is_replaced(pool: LanePool, run: Runner[Any]) -> None:
+    pool.call(_echo, 1), pool.call(_echo, 1)
+    with pytest.raises(FacedbError, match="no such face"):
+        run(pool.call_async(_refuse, "no such face"))
+    before = set(pool.pids())
+    with pytest.raises(BrokenProcessPool):
+        run(pool.call_async(_die))
+    after = set(pool.pids())
+    assert len(after) == 2 and len(after - before) == 1 and not pool.broken
+    # the replacement works (its first task goes the usual way), and so does the other lane
+    answers = {pool.submit(_slow_echo, i).result(timeout=60)[0] for i in range(4)}
+    assert answers <= after
+
+
+def test_a_cancelled_call_async_still_waits_for_its_answer(pool: LanePool, run: Runner[Any]) -> None:
+    """A request cancelled while its worker has the task: the answer is read before the lane
+    goes back, so the next task on that lane gets its own answer, not the stale one."""
+    pool.call(_echo, 1), pool.call(_echo, 1)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(pool.call_async(_slow_echo, 7))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        t0 = time.monotonic()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert time.monotonic() - t0 > 0.05  # it waited for the worker (0.2 s task)
+
+    run(main())
+    pids = set(pool.pids())
+    answers = [pool.submit(_echo, i).result(timeout=60) for i in range(6)]
+    assert [a[1] for a in answers] == [2 * i for i in range(6)] and {a[0] for a in answers} <= pids
+
+
+def test_analyse_async_gives_the_faces_of_the_usual_way(photos: list[bytes], run: Runner[Any]) -> None:
+    with Analyzer(DEFAULT_PACK, None, workers=2) as analyzer:
+        assert run(analyzer.analyse_async((0, photos[0], "a.jpg"))) is None  # no pool yet
+        analyzer.start()
+        want = next(iter(analyzer.stream([(0, photos[0], "a.jpg")], 0)))
+        next(iter(analyzer.stream([(0, photos[0], "a.jpg")], 0)))
+        seen: list[int] = []
+        got = run(analyzer.analyse_async((0, photos[0], "a.jpg"), meanwhile=lambda: seen.append(1)))
+        assert got is not None and got.reason is None and seen == [1]
+        assert len(got.faces) == len(want.faces) >= 1
+        assert abs(float(got.faces[0].embedding @ want.faces[0].embedding) - 1.0) < 1e-5  # type: ignore[operator]
+        bad = run(analyzer.analyse_async((1, b"not an image", "x.jpg")))
+        assert bad is not None and bad.reason is not None and not bad.faces
+
+
+def test_call_async_never_takes_a_lane_a_waiting_thread_was_woken_for() -> None:
+    """The threads keep their turn: a lane given back while a thread waits for one goes to that
+    thread, even if the event loop asks for it before the thread has woken up."""
+    p = LanePool(1, CTX, _init, ("t",))
+    try:
+        assert p.call(_echo, 1)[1] == 2
+        lane = p._take()  # the only lane, held here
+        answers: list[tuple[int, int, str]] = []
+        waiter = threading.Thread(target=lambda: answers.append(p.call(_echo, 5)))
+        waiter.start()
+        deadline = time.monotonic() + 10
+        while p._waiting == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert p._waiting == 1
+        with p._cond:  # the waiter is woken but cannot run before this block ends
+            p._give_back(lane)
+            assert p._take_idle() is None
+        waiter.join(60)
+        assert [a[1] for a in answers] == [10]
+        assert p._take_idle() is not None  # no one waits now
+    finally:
+        p.shutdown(wait=False)

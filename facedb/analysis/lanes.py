@@ -10,6 +10,8 @@ event loop) around ~25 ms of model work, and the manager thread's polling costs 
 
 Here each worker process has one duplex pipe, and a thread that takes an idle lane
 (``call``) writes its task and reads the answer itself: no helper thread, one pickle each way.
+An event loop can do the same without a thread (``call_async``: it waits on the pipe as on its
+sockets), which ``facedb serve`` does for a search of one photo when a worker is idle.
 ``submit`` (the batches of enrolment and of many-image searches, which keep every worker busy
 with several tasks in flight) runs ``call`` in a small thread pool with one thread per lane, so
 a waiting task takes the first lane that frees up.
@@ -24,6 +26,8 @@ very first worker to see it still counts as a crash, never as "workers cannot st
 """
 from __future__ import annotations
 
+import asyncio
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -104,6 +108,8 @@ class LanePool:
         self._idle: deque[_Lane] = deque(self._lanes)
         self._dispatch = ThreadPoolExecutor(len(self._lanes), thread_name_prefix="facedb-analysis")
         self._closed = False
+        #: threads waiting in ``_take`` for a lane
+        self._waiting = 0
         #: a worker has started and loaded its model; False with ``broken``: none can
         self.worked = False
         self.broken = False
@@ -144,6 +150,70 @@ class LanePool:
         result: T = value
         return result
 
+    async def call_async(self, fn: Callable[..., T], *args: Any,
+                         meanwhile: Callable[[], None] | None = None) -> tuple[bool, T | None]:
+        """``call`` on the running event loop, without a thread: the task is written to an idle
+        worker's pipe and the loop waits for the answer on that pipe, as it waits on its sockets.
+        ``(False, None)`` when no worker is idle and ready, or a thread is waiting for one (it
+        keeps its turn): the caller then uses ``call`` in a thread, which waits for one. Else
+        ``(True, what fn returned)``, or what ``call`` raises.
+
+        For a search of one photo, this saves the two thread hand-offs of ``call`` in a thread
+        (the loop's to the thread, and the answer's back to the loop) and the GIL passes between
+        them (``docs/benchmarks/server-cpu.md``). Once the task is sent it is waited for even if
+        the awaiting request is cancelled (as ``server.deps.call`` waits for its thread), so a
+        lane never goes back to the pool with an answer left in its pipe."""
+        lane = self._take_idle()
+        if lane is None:
+            return False, None
+        loop = asyncio.get_running_loop()
+        try:
+            lane.conn.send((fn, args))
+        except BaseException:
+            self._lost(lane)
+            raise
+        answered = loop.create_future()
+        waiting = asyncio.ensure_future(self._answer(lane, answered, loop))
+        if meanwhile is not None:
+            meanwhile()
+        try:
+            value: T = await asyncio.shield(waiting)
+        except asyncio.CancelledError:
+            if not waiting.done():
+                await asyncio.wait({waiting})
+            raise
+        return True, value
+
+    async def _answer(self, lane: _Lane, answered: asyncio.Future[None], loop: asyncio.AbstractEventLoop) -> Any:
+        """The answer of the task sent on ``lane``, read when its pipe is readable; the lane goes
+        back to the pool (or is replaced, as in ``call``)."""
+        fd = lane.conn.fileno()
+
+        def readable() -> None:
+            if not answered.done():
+                answered.set_result(None)
+
+        loop.add_reader(fd, readable)
+        try:
+            try:
+                await answered
+            finally:
+                loop.remove_reader(fd)
+                # uvloop leaves the watched descriptor non-blocking: ``call`` in a thread, and the
+                # read below of an answer the worker is still writing, need it blocking again
+                os.set_blocking(fd, True)
+            ok, value = lane.conn.recv()  # readable: the worker wrote its answer (or died: EOF)
+        except (EOFError, OSError):
+            self._lost(lane)
+            raise BrokenProcessPool("an analysis worker died (its image is tried again alone)") from None
+        except BaseException:
+            self._lost(lane)
+            raise
+        self._give_back(lane)
+        if not ok:
+            raise value
+        return value
+
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         """``call`` in one of the pool's dispatch threads (one per worker)."""
         if self._closed or self.broken:
@@ -174,11 +244,28 @@ class LanePool:
                     raise PoolClosed("the analysis pool is shut down")
                 if self._idle:
                     return self._idle.popleft()
+                self._waiting += 1
                 try:
                     self._cond.wait()
                 except BaseException:  # woken for a lane it will not take: pass the wake-up on
                     self._cond.notify()
                     raise
+                finally:
+                    self._waiting -= 1
+
+    def idle(self) -> bool:
+        """Whether ``call_async`` would find a lane now: a hint, read without the lock (the lane
+        may be taken before the call), so that a caller that would be declined skips its set-up."""
+        return bool(self._idle) and not self._waiting and not self._closed
+
+    def _take_idle(self) -> _Lane | None:
+        """An idle lane whose worker has loaded its model, without waiting; else None. Never one
+        that a waiting thread was woken for: the threads keep their turn."""
+        with self._cond:
+            if (self.broken or self._closed or self._waiting or not self._idle
+                    or not self._idle[0].ready):
+                return None
+            return self._idle.popleft()
 
     def _give_back(self, lane: _Lane) -> None:
         with self._cond:

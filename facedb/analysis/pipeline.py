@@ -11,6 +11,7 @@ import itertools
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -220,6 +221,35 @@ class Analyzer:
         yield from self._inline(source, max_faces, aligned)
         if meanwhile is not None:
             meanwhile()
+
+    def idle(self) -> bool:
+        """Whether ``analyse_async`` would find an idle worker now (a hint: ``LanePool.idle``)."""
+        pool = self._pool
+        return pool is not None and pool.idle()
+
+    async def analyse_async(self, item: Item, max_faces: int | None = None, aligned: bool = False,
+                            meanwhile: Callable[[], None] | None = None) -> Analysis | None:
+        """One image analysed by an idle worker, awaited on the running event loop with no thread
+        (``LanePool.call_async``); ``meanwhile()`` runs while the worker has it. None when that
+        cannot be done (no worker pool running, none idle, or the worker died on this image): the
+        caller then goes the usual way (``stream`` in a thread), which waits for a worker and
+        tries a crashed image again alone."""
+        pool = self._pool
+        if pool is None:
+            return None
+        t0 = time.perf_counter()
+        try:
+            sent, results = await pool.call_async(_worker_batch, [item], max_faces, aligned, meanwhile=meanwhile)
+            if sent:
+                trace.record("analysis.wait", t0)
+        except BrokenProcessPool:
+            self._replace_broken(pool)
+            return None
+        except PoolClosed:
+            raise FacedbError("the analysis workers were stopped (the database is closing)") from None
+        if not sent or not results:
+            return None
+        return results[0]
 
     def _submit(self, pool: LanePool, task: list[Item], max_faces: int | None, aligned: bool = False,
                 here: bool = False, meanwhile: Callable[[], None] | None = None) -> Future[list[Analysis]]:

@@ -32,6 +32,8 @@ By = Literal["subject", "face"]
 #: default, measured to miss fewer enrolled people) or "best" (distance to their closest face).
 Scoring = Literal["template", "best"]
 SCORINGS: tuple[Scoring, ...] = ("template", "best")
+#: The largest photo ``Searcher.search_async`` sends to a worker from the event loop.
+LOOP_MAX_BYTES = 4 << 20
 QueryFn = Callable[[np.ndarray, int], list[list[Neighbour]]]
 #: Called with 1 as each input (photo or video) is answered, and with 0 after each analysed frame
 #: of a video: a caller may stop a long search by raising from it.
@@ -116,17 +118,10 @@ class Searcher:
     def search(self, images: Sequence[ImageInput], *, k: int, threshold: float | None, by: By,
                reference: bool, scoring: Scoring = "template", sample_fps: float = DEFAULT_SAMPLE_FPS,
                progress: ProgressFn | None = None, aligned: bool = False) -> SearchReport:
-        if by not in ("subject", "face"):
-            raise FacedbError(f"by must be 'subject' or 'face', not {by!r}")
-        if scoring not in SCORINGS:
-            raise FacedbError(f"scoring must be one of {', '.join(SCORINGS)}, not {scoring!r}")
-        if k < 1:
-            raise FacedbError("k must be at least 1")
-        scoring = scoring if by == "subject" else "best"  # faces are ranked by their own distance
+        scoring = _checked(k, by, scoring)
         if scoring == "best":
             preload()
         thr = self.pack.threshold if threshold is None else float(threshold)
-        info = self.pack.info
         images = list(images)
         results = [ImageResult(image=label_of(im)) for im in images]
         videos = {i for i, im in enumerate(images) if video_input(im)}
@@ -142,17 +137,46 @@ class Searcher:
         meanwhile = (lambda: self._fresh_templates(ready)) if scoring == "template" and not reference else None
         for a in self.analyse([images[i] for i in photos], aligned=aligned, meanwhile=meanwhile):
             a.key = photos[a.key]
-            res = results[a.key]
             if progress:
                 progress(1)
-            if a.reason:
-                res.error, res.reason = a.message or a.reason, a.reason
-            elif not a.faces:
-                res.error, res.reason = f"{res.image}: no face found", "no_face"
-            found[a.key] = a.faces
+            found[a.key] = _faces_of(a, results[a.key])
+        return self._answer(results, found, k, thr, by, reference, scoring, ready[0] if ready else None)
+
+    async def search_async(self, image: Upload, *, k: int, threshold: float | None, by: By, reference: bool,
+                           scoring: Scoring = "template", aligned: bool = False) -> SearchReport | None:
+        """``search`` of one uploaded photo with the default scoring (subjects by template, no
+        reference), run on the event loop: the worker is awaited there (``Analyzer.analyse_async``)
+        and the templates are scored there, with no thread (``facedb serve``'s search route; this
+        saves the server two thread hand-offs a search). None when the search must go the usual
+        way, in a thread: a video, another scoring (those query the face index), the reference
+        mode, or no worker idle. The loop is held only for work that is quick: a photo of at most
+        ``LOOP_MAX_BYTES`` (the worker reads it from its pipe while the loop writes it), and the
+        catalog reads of a search by template (``TemplateCache``) on a SQLite file, which are
+        answered from memory while nothing commits; with PostgreSQL each search reads it over the
+        network, so the search goes the usual way."""
+        scoring = _checked(k, by, scoring)
+        if (scoring != "template" or reference or len(image.data) > LOOP_MAX_BYTES
+                or self.store.catalog.memo is None or video_input(image)):
+            return None
+        t0 = time.perf_counter()
+        thr = self.pack.threshold if threshold is None else float(threshold)
+        ready: list[TemplateCache] = []
+        a = await self.analyzer.analyse_async((0, image.data, image.name), aligned=aligned,
+                                              meanwhile=lambda: self._fresh_templates(ready))
+        if a is None:
+            return None
+        results = [ImageResult(image=label_of(image))]
+        report = self._answer(results, {0: _faces_of(a, results[0])}, k, thr, by, False, scoring,
+                              ready[0] if ready else None)
+        trace.record("search.total", t0)
+        return report
+
+    def _answer(self, results: list[ImageResult], found: dict[int, list[Face]], k: int, thr: float, by: By,
+                reference: bool, scoring: Scoring, ready: TemplateCache | None) -> SearchReport:
+        """The report: each found face (by image position) with its matches."""
         probes = [(results[i], f) for i in sorted(found) for f in found[i] if f.embedding is not None]
-        report = SearchReport(pack=info.name, threshold=thr, by=by, k=k, results=results, reference=reference,
-                              scoring=scoring)
+        report = SearchReport(pack=self.pack.info.name, threshold=thr, by=by, k=k, results=results,
+                              reference=reference, scoring=scoring)
         if not probes:
             return report
         vectors = np.stack([f.embedding for _, f in probes if f.embedding is not None])
@@ -162,7 +186,7 @@ class Searcher:
             ReferenceIndex.preload()
         with trace.span("search.match", scoring=scoring, by=by, probes=len(probes)):
             if scoring == "template":
-                matches, agree = self._by_template(vectors, k, thr, reference, ready[0] if ready else None)
+                matches, agree = self._by_template(vectors, k, thr, reference, ready)
             else:
                 matches, agree = self._by_index(vectors, k, by, thr, reference)
         for (res, face), out, ok in zip(probes, matches, agree):
@@ -459,6 +483,27 @@ def _recorded(frames: Iterator[Any], times: dict[int, float]) -> Iterator[Any]:
     for i, fr in enumerate(frames):
         times[i] = fr.t
         yield fr
+
+
+def _checked(k: int, by: By, scoring: Scoring) -> Scoring:
+    """The scoring a search uses (faces are ranked by their own distance), after checking the
+    options a caller of the Python API may get wrong."""
+    if by not in ("subject", "face"):
+        raise FacedbError(f"by must be 'subject' or 'face', not {by!r}")
+    if scoring not in SCORINGS:
+        raise FacedbError(f"scoring must be one of {', '.join(SCORINGS)}, not {scoring!r}")
+    if k < 1:
+        raise FacedbError("k must be at least 1")
+    return scoring if by == "subject" else "best"
+
+
+def _faces_of(a: Analysis, res: ImageResult) -> list[Face]:
+    """An image's analysed faces; its error and reason go into ``res`` when it has none."""
+    if a.reason:
+        res.error, res.reason = a.message or a.reason, a.reason
+    elif not a.faces:
+        res.error, res.reason = f"{res.image}: no face found", "no_face"
+    return a.faces
 
 
 def _rounded(quality: dict[str, float] | None) -> dict[str, float] | None:
