@@ -294,7 +294,10 @@ print(json.dumps({"growth_mb": rss() - before}))
 def test_loading_the_pack_gives_the_freed_heap_back() -> None:
     """Folding the weights and building the onnxruntime session leaves freed heap that glibc
     would keep in every process (server and each worker): measured 112 MB of growth without the
-    release in most runs (up to 253), 75 MB with it. Two fresh processes, the same load."""
+    release in most runs (up to 253), 75 MB with it; 118-203 and 80-83 MB on an Intel Xeon.
+    Fresh processes, the same load, compared by the least growth of each: one load with the
+    release grew by 153 MB once, in a CI run, so a pair whose release run is such an outlier is
+    followed by another (at most 3 pairs)."""
     import json
     import subprocess
     import sys
@@ -303,9 +306,13 @@ def test_loading_the_pack_gives_the_freed_heap_back() -> None:
 
     if not memory.release_freed_memory():
         pytest.skip("this C library has no malloc_trim (not glibc): nothing to release")
-    growth = {}
-    for mode in ("release", "keep"):
-        r = subprocess.run([sys.executable, "-c", _LOAD_RSS_CHILD, mode], capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, r.stderr[-2000:]
-        growth[mode] = json.loads(r.stdout.strip().splitlines()[-1])["growth_mb"]
-    assert growth["release"] < growth["keep"] - 15, growth
+    growth: dict[str, list[float]] = {"release": [], "keep": []}
+    for _ in range(3):
+        for mode in ("release", "keep"):
+            r = subprocess.run([sys.executable, "-c", _LOAD_RSS_CHILD, mode], capture_output=True, text=True,
+                               timeout=300)
+            assert r.returncode == 0, r.stderr[-2000:]
+            growth[mode].append(json.loads(r.stdout.strip().splitlines()[-1])["growth_mb"])
+        if min(growth["release"]) < min(growth["keep"]) - 15:
+            break
+    assert min(growth["release"]) < min(growth["keep"]) - 15, growth
