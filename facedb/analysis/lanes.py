@@ -42,6 +42,9 @@ T = TypeVar("T")
 #: What the parent sends to stop a worker.
 _STOP = None
 
+#: ``BrokenProcessPool``'s message when a worker died under a task.
+WORKER_DIED = "an analysis worker died (its image is tried again alone)"
+
 
 class PoolClosed(RuntimeError):
     """The pool was shut down: no more tasks."""
@@ -127,7 +130,6 @@ class LanePool:
         thread while the worker works (it must not raise). ``BrokenProcessPool`` when that worker
         died meanwhile; ``PoolClosed`` once the pool is shut down; what ``fn`` raised."""
         lane = self._take()
-        ok = False
         try:
             if not lane.ready:  # its first task: wait for the worker to have loaded its model
                 lane.conn.recv()
@@ -135,19 +137,13 @@ class LanePool:
             lane.conn.send((fn, args))
             if meanwhile is not None:
                 meanwhile()
-            ok, value = lane.conn.recv()
         except (EOFError, OSError):
             self._lost(lane)
-            raise BrokenProcessPool("an analysis worker died (its image is tried again alone)") from None
+            raise BrokenProcessPool(WORKER_DIED) from None
         except BaseException:
-            # Interrupted between send and recv (or an answer that did not unpickle): the lane's
-            # pipe may hold a stale answer, so it is not reused.
             self._lost(lane)
             raise
-        self._give_back(lane)
-        if not ok:
-            raise value
-        result: T = value
+        result: T = self._read_answer(lane)
         return result
 
     async def call_async(self, fn: Callable[..., T], *args: Any,
@@ -202,10 +198,20 @@ class LanePool:
                 # uvloop leaves the watched descriptor non-blocking: ``call`` in a thread, and the
                 # read below of an answer the worker is still writing, need it blocking again
                 os.set_blocking(fd, True)
-            ok, value = lane.conn.recv()  # readable: the worker wrote its answer (or died: EOF)
+        except BaseException:
+            self._lost(lane)
+            raise
+        return self._read_answer(lane)  # readable: the worker wrote its answer (or died: EOF)
+
+    def _read_answer(self, lane: _Lane) -> Any:
+        """The answer to the task sent on ``lane``, which then goes back to the pool; what the task
+        raised is raised here. A worker that died (or an answer that did not arrive whole) costs
+        the lane: its pipe may hold a stale answer, so it is replaced, never reused."""
+        try:
+            ok, value = lane.conn.recv()
         except (EOFError, OSError):
             self._lost(lane)
-            raise BrokenProcessPool("an analysis worker died (its image is tried again alone)") from None
+            raise BrokenProcessPool(WORKER_DIED) from None
         except BaseException:
             self._lost(lane)
             raise

@@ -30,13 +30,13 @@ from ..contract.faces import (
     MoveReport,
 )
 from ..contract.models import Match
-from ..errors import FacedbError, ModelError
+from ..errors import ModelError
 from ..index.chroma_index import Neighbour
 from ..index.templates import unit_rows
 from ..store import face_edits
 from ..store.stores import Store
 from .collections import CollectionPack
-from .search import SCORINGS, By, Scoring, Searcher, SubjectFaces, ranked_hits, subject_matches
+from .search import By, Scoring, Searcher, SubjectFaces, checked_options, ranked_hits, subject_matches
 
 
 class FaceEditor:
@@ -85,13 +85,7 @@ class FaceEditor:
     # -- search by an enrolled face ------------------------------------------------------------
     def search_face(self, face_id: int, *, k: int, threshold: float | None, by: By,
                     scoring: Scoring) -> FaceSearchReport:
-        if by not in ("subject", "face"):
-            raise FacedbError(f"by must be 'subject' or 'face', not {by!r}")
-        if scoring not in SCORINGS:
-            raise FacedbError(f"scoring must be one of {', '.join(SCORINGS)}, not {scoring!r}")
-        if k < 1:
-            raise FacedbError("k must be at least 1")
-        scoring = scoring if by == "subject" else "best"
+        scoring = checked_options(k, by, scoring)
         face = self.store.catalog.stored_face(face_id)
         pack = self.pack.name
         if face.model != pack:

@@ -118,7 +118,7 @@ class Searcher:
     def search(self, images: Sequence[ImageInput], *, k: int, threshold: float | None, by: By,
                reference: bool, scoring: Scoring = "template", sample_fps: float = DEFAULT_SAMPLE_FPS,
                progress: ProgressFn | None = None, aligned: bool = False) -> SearchReport:
-        scoring = _checked(k, by, scoring)
+        scoring = checked_options(k, by, scoring)
         if scoring == "best":
             preload()
         thr = self.pack.threshold if threshold is None else float(threshold)
@@ -154,7 +154,7 @@ class Searcher:
         catalog reads of a search by template (``TemplateCache``) on a SQLite file, which are
         answered from memory while nothing commits; with PostgreSQL each search reads it over the
         network, so the search goes the usual way."""
-        scoring = _checked(k, by, scoring)
+        scoring = checked_options(k, by, scoring)
         if (scoring != "template" or reference or len(image.data) > LOOP_MAX_BYTES
                 or self.store.catalog.memo is None or video_input(image)):
             return None
@@ -485,7 +485,7 @@ def _recorded(frames: Iterator[Any], times: dict[int, float]) -> Iterator[Any]:
         yield fr
 
 
-def _checked(k: int, by: By, scoring: Scoring) -> Scoring:
+def checked_options(k: int, by: By, scoring: Scoring) -> Scoring:
     """The scoring a search uses (faces are ranked by their own distance), after checking the
     options a caller of the Python API may get wrong."""
     if by not in ("subject", "face"):
