@@ -63,6 +63,8 @@ def test_run_all_is_valid_bash_and_names_only_existing_scripts_and_options() -> 
                                   "service-3f503fc.md", "service-246682e-same-session.md",
                                   "service-e365bdc.md", "service-7df68ed-same-session.md", "service-5ff3ac3.md",
                                   "service-e462054.md",
+                                  # a change measured and not adopted
+                                  "worker-pinning.md",
                                   # every client-side write path into a Chroma server (issue 18): one-off runs
                                   "chroma-load.md",
                                   # runs appended one at a time (scale.py --append, hours at 1M faces)

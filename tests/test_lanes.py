@@ -18,7 +18,7 @@ import pytest
 from facephotos import make_face_variants
 
 from facedb.analysis.lanes import LanePool, PoolClosed
-from facedb.analysis.pipeline import PIN_ENV, Analyzer, worker_cpus
+from facedb.analysis.pipeline import Analyzer
 from facedb.config import DEFAULT_PACK
 from facedb.errors import FacedbError
 
@@ -131,73 +131,6 @@ def test_shutdown_stops_every_worker() -> None:
     assert not any(_alive(pid) for pid in pids)
     with pytest.raises(PoolClosed):
         p.call(_echo, 1)
-
-
-# -- workers pinned to cores ------------------------------------------------------------------------
-
-CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-needs_two_cores = pytest.mark.skipif(len(CORES) < 2, reason="pinning workers to different cores needs 2 usable cores")
-
-
-def _where() -> list[int]:
-    return sorted(os.sched_getaffinity(0))
-
-
-@needs_two_cores
-def test_workers_are_pinned_one_core_each_and_a_replacement_keeps_its_core() -> None:
-    cores = CORES[:2]
-    p = LanePool(2, CTX, _init, ("t",), cpus=cores)
-    try:
-        assert p.cpus() == cores
-        assert [sorted(os.sched_getaffinity(pid)) for pid in p.pids()] == [[c] for c in cores]
-        # a task sees the core it is pinned to
-        assert p.call(_where) in ([cores[0]], [cores[1]])
-        before = p.pids()
-        with pytest.raises(BrokenProcessPool):
-            p.call(_die)
-        after = p.pids()
-        assert len(set(after) - set(before)) == 1  # one worker replaced...
-        assert p.cpus() == cores  # ...on the core of the one it replaced
-        assert [sorted(os.sched_getaffinity(pid)) for pid in after] == [[c] for c in cores]
-    finally:
-        p.shutdown()
-    unpinned = LanePool(2, CTX, _init, ("t",))
-    try:
-        assert unpinned.cpus() == [None, None]
-        assert all(sorted(os.sched_getaffinity(pid)) == CORES for pid in unpinned.pids())
-    finally:
-        unpinned.shutdown()
-
-
-def test_worker_cpus_pins_only_a_pool_that_has_a_worker_for_every_core(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(PIN_ENV, raising=False)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {6, 4, 5, 7})  # a container's 4 cores
-    assert worker_cpus(4) == [4, 5, 6, 7]
-    assert worker_cpus(8) == [4, 5, 6, 7]  # two workers a core, in turn
-    assert worker_cpus(2) == []  # fewer workers than cores: pinning would leave cores idle
-    monkeypatch.setenv(PIN_ENV, "0")
-    assert worker_cpus(4) == []
-    monkeypatch.delenv(PIN_ENV)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3})
-    assert worker_cpus(2) == []  # one core: nothing to choose
-
-    def refused(pid: int) -> set[int]:
-        raise OSError("not here")
-
-    monkeypatch.setattr(os, "sched_getaffinity", refused)
-    assert worker_cpus(2) == []
-
-
-@needs_two_cores
-def test_an_analyzer_with_a_worker_for_every_core_pins_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(PIN_ENV, raising=False)
-    with Analyzer(DEFAULT_PACK, None, workers=len(CORES)) as a:
-        a.start()
-        assert a._pool is not None and a._pool.cpus() == CORES
-    monkeypatch.setenv(PIN_ENV, "0")
-    with Analyzer(DEFAULT_PACK, None, workers=len(CORES)) as a:
-        a.start()
-        assert a._pool is not None and a._pool.cpus() == [None] * len(CORES)
 
 
 # -- Analyzer on lanes, with real faces ------------------------------------------------------------

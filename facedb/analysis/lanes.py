@@ -30,7 +30,7 @@ import asyncio
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection
@@ -77,15 +77,12 @@ def _lane_main(conn: Connection, initializer: Callable[..., None], initargs: tup
 
 
 class _Lane:
-    def __init__(self, ctx: BaseContext, initializer: Callable[..., None], initargs: tuple[Any, ...],
-                 cpu: int | None = None) -> None:
+    def __init__(self, ctx: BaseContext, initializer: Callable[..., None], initargs: tuple[Any, ...]) -> None:
         parent, child = ctx.Pipe(duplex=True)
         self.conn: Connection = parent
         self.proc = ctx.Process(target=_lane_main, args=(child, initializer, initargs), daemon=True)  # type: ignore[attr-defined]
         self.proc.start()
         child.close()
-        #: the core this lane's worker is pinned to (None: wherever the kernel puts it)
-        self.cpu = cpu if cpu is not None and _pin(self.proc.pid, cpu) else None
         #: the worker said it is initialised (see ``LanePool.call``)
         self.ready = False
 
@@ -101,30 +98,16 @@ class _Lane:
         self.conn.close()
 
 
-def _pin(pid: int, cpu: int) -> bool:
-    """Pin process ``pid`` to core ``cpu``; False where that cannot be done (not Linux, or a
-    container that forbids it): the worker then runs wherever the kernel puts it."""
-    try:
-        os.sched_setaffinity(pid, {cpu})
-    except (AttributeError, OSError, ValueError):
-        return False
-    return True
-
-
 class LanePool:
     """``workers`` processes started at once (``initializer(*initargs)`` in each), one task per
     process at a time. ``call`` runs a task in the calling thread's turn; ``submit`` returns a
-    future. Thread-safe.
-
-    ``cpus``: worker *i* (and any worker that replaces it) is pinned to ``cpus[i % len(cpus)]``
-    (see ``pipeline.worker_cpus``)."""
+    future. Thread-safe."""
 
     def __init__(self, workers: int, ctx: BaseContext, initializer: Callable[..., None],
-                 initargs: tuple[Any, ...], cpus: Sequence[int] = ()) -> None:
+                 initargs: tuple[Any, ...]) -> None:
         self._ctx, self._init, self._initargs = ctx, initializer, initargs
-        self._cpus = list(cpus)
         self._cond = threading.Condition()
-        self._lanes = [_Lane(ctx, initializer, initargs, self._cpu(i)) for i in range(max(1, workers))]
+        self._lanes = [_Lane(ctx, initializer, initargs) for _ in range(max(1, workers))]
         self._idle: deque[_Lane] = deque(self._lanes)
         self._dispatch = ThreadPoolExecutor(len(self._lanes), thread_name_prefix="facedb-analysis")
         self._closed = False
@@ -137,14 +120,6 @@ class LanePool:
     @property
     def size(self) -> int:
         return len(self._lanes)
-
-    def _cpu(self, i: int) -> int | None:
-        return self._cpus[i % len(self._cpus)] if self._cpus else None
-
-    def cpus(self) -> list[int | None]:
-        """The core each worker is pinned to (None: not pinned), in lane order."""
-        with self._cond:
-            return [lane.cpu for lane in self._lanes]
 
     def pids(self) -> list[int]:
         with self._cond:
@@ -323,7 +298,7 @@ class LanePool:
             elif self._closed:
                 self._lanes.pop(i)
             else:
-                self._lanes[i] = _Lane(self._ctx, self._init, self._initargs, self._cpu(i))
+                self._lanes[i] = _Lane(self._ctx, self._init, self._initargs)
                 self._idle.append(self._lanes[i])
             self._cond.notify_all()
         lane.stop(0.0)

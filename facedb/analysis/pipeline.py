@@ -94,33 +94,6 @@ def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
-#: ``FACEDB_PIN_WORKERS=0``: never pin the analysis workers to cores (see ``worker_cpus``).
-PIN_ENV = "FACEDB_PIN_WORKERS"
-
-
-def worker_cpus(workers: int) -> list[int]:
-    """The cores to pin ``workers`` analysis workers to, in turn: every core this process may
-    run on, when there are at least as many workers as cores, so that pinning leaves no core
-    without a worker (two pools that each span every core share each core, as they would
-    unpinned). Else none, and the kernel places them: fewer workers than cores (a server of
-    several processes, or ``--analysis-workers`` set lower), one core, no affinity call (not
-    Linux), or ``FACEDB_PIN_WORKERS=0``.
-
-    Why: a worker sleeps between one search's photo and the next, and on waking the kernel may
-    put it on the core where the other worker is busy while a core stands idle. Pinned, the
-    workers of a 2-core server used less CPU a search and answered more searches a second
-    (``docs/benchmarks/service-pinned.md``); the model alone runs no faster pinned."""
-    if os.environ.get(PIN_ENV, "").strip() == "0":
-        return []
-    try:
-        usable = sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return []
-    if len(usable) < 2 or workers < len(usable):
-        return []
-    return usable
-
-
 #: Images per pool task, and tasks in flight per worker and per stream: enough queued work to
 #: keep every worker busy while the caller stores a write batch (~1 s), little enough to
 #: bound memory.
@@ -178,8 +151,7 @@ class Analyzer:
     def _spawn(self) -> LanePool:
         """The workers, started now (each loads its model while the caller goes on)."""
         ctx = multiprocessing.get_context("spawn")
-        return LanePool(self.workers, ctx, _init_worker, (self.pack, self.models_dir),
-                        cpus=worker_cpus(self.workers))
+        return LanePool(self.workers, ctx, _init_worker, (self.pack, self.models_dir))
 
     def _replace_broken(self, broken: LanePool) -> LanePool | None:
         """The pool to go on with after a worker died: the same one (it replaced that worker),
