@@ -305,6 +305,22 @@ def test_call_async_raises_the_task_error_and_a_dead_worker_is_replaced(pool: La
     assert answers <= after
 
 
+def test_call_async_to_a_worker_that_died_idle_is_a_broken_lane_replaced(pool: LanePool, run: Runner[Any]) -> None:
+    """A worker killed while idle: writing the task to its pipe fails, which is the dead worker
+    (``BrokenProcessPool``, that a search answers by going the usual way), not an OSError, and
+    its lane is replaced."""
+    pool.call(_echo, 1), pool.call(_echo, 1)
+    victim = pool._idle[0].proc
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.join(10)
+    before = set(pool.pids())
+    with pytest.raises(BrokenProcessPool):
+        run(pool.call_async(_echo, 2))
+    after = set(pool.pids())
+    assert victim.pid in before and victim.pid not in after and len(after) == 2 and not pool.broken
+    assert {pool.submit(_slow_echo, i).result(timeout=60)[0] for i in range(4)} <= after
+
+
 def test_a_cancelled_call_async_still_waits_for_its_answer(pool: LanePool, run: Runner[Any]) -> None:
     """A request cancelled while its worker has the task: the answer is read before the lane
     goes back, so the next task on that lane gets its own answer, not the stale one."""

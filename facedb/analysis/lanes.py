@@ -30,9 +30,10 @@ import asyncio
 import os
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from typing import Any, TypeVar
@@ -130,19 +131,13 @@ class LanePool:
         thread while the worker works (it must not raise). ``BrokenProcessPool`` when that worker
         died meanwhile; ``PoolClosed`` once the pool is shut down; what ``fn`` raised."""
         lane = self._take()
-        try:
+        with self._replaced_on_error(lane):
             if not lane.ready:  # its first task: wait for the worker to have loaded its model
                 lane.conn.recv()
                 lane.ready = self.worked = True
             lane.conn.send((fn, args))
             if meanwhile is not None:
                 meanwhile()
-        except (EOFError, OSError):
-            self._lost(lane)
-            raise BrokenProcessPool(WORKER_DIED) from None
-        except BaseException:
-            self._lost(lane)
-            raise
         result: T = self._read_answer(lane)
         return result
 
@@ -163,11 +158,8 @@ class LanePool:
         if lane is None:
             return False, None
         loop = asyncio.get_running_loop()
-        try:
+        with self._replaced_on_error(lane):
             lane.conn.send((fn, args))
-        except BaseException:
-            self._lost(lane)
-            raise
         answered = loop.create_future()
         waiting = asyncio.ensure_future(self._answer(lane, answered, loop))
         if meanwhile is not None:
@@ -190,7 +182,7 @@ class LanePool:
                 answered.set_result(None)
 
         loop.add_reader(fd, readable)
-        try:
+        with self._replaced_on_error(lane):
             try:
                 await answered
             finally:
@@ -198,27 +190,31 @@ class LanePool:
                 # uvloop leaves the watched descriptor non-blocking: ``call`` in a thread, and the
                 # read below of an answer the worker is still writing, need it blocking again
                 os.set_blocking(fd, True)
-        except BaseException:
-            self._lost(lane)
-            raise
         return self._read_answer(lane)  # readable: the worker wrote its answer (or died: EOF)
 
     def _read_answer(self, lane: _Lane) -> Any:
         """The answer to the task sent on ``lane``, which then goes back to the pool; what the task
-        raised is raised here. A worker that died (or an answer that did not arrive whole) costs
-        the lane: its pipe may hold a stale answer, so it is replaced, never reused."""
-        try:
+        raised is raised here."""
+        with self._replaced_on_error(lane):
             ok, value = lane.conn.recv()
+        self._give_back(lane)
+        if not ok:
+            raise value
+        return value
+
+    @contextmanager
+    def _replaced_on_error(self, lane: _Lane) -> Iterator[None]:
+        """Around a lane's pipe use, between taking the lane and reading its answer: anything
+        raised there costs the lane (its pipe may hold a stale answer, so it is replaced, never
+        reused). A dead worker (EOF, or an error on its pipe) is raised as ``BrokenProcessPool``."""
+        try:
+            yield
         except (EOFError, OSError):
             self._lost(lane)
             raise BrokenProcessPool(WORKER_DIED) from None
         except BaseException:
             self._lost(lane)
             raise
-        self._give_back(lane)
-        if not ok:
-            raise value
-        return value
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         """``call`` in one of the pool's dispatch threads (one per worker)."""
