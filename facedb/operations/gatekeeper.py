@@ -112,6 +112,9 @@ class Gatekeeper:
         self.catalog = catalog
         self._pending: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        #: one flush at a time: a flush (on close) waits for the timer's write, so that no write
+        #: outlives the catalog's close, and batches are written in the order they were taken
+        self._flushing = threading.Lock()
         self._timer: threading.Timer | None = None
         #: hash -> (name, scope, collection limit, trusted until (monotonic)): active keys seen lately
         self._trusted: dict[str, tuple[str, str, str | None, float]] = {}
@@ -205,14 +208,16 @@ class Gatekeeper:
             self.flush()
 
     def flush(self) -> None:
-        """Write the batched entries now (the facade calls it on close and before reading the trail)."""
-        with self._lock:
-            rows, self._pending = self._pending, []
-            timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
-        if rows:
-            self._write(rows)
+        """Write the batched entries now (the facade calls it on close and before reading the trail);
+        returns once they, and any batch another thread was writing, are in the catalog."""
+        with self._flushing:
+            with self._lock:
+                rows, self._pending = self._pending, []
+                timer, self._timer = self._timer, None
+            if timer is not None:
+                timer.cancel()
+            if rows:
+                self._write(rows)
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         try:
