@@ -6,6 +6,7 @@ Usage::
     python scripts/bench/chroma_load.py --faces 100000 --kind server --method add --batch 5000 --writers 2
     python scripts/bench/chroma_load.py --faces 100000 --kind server --hnsw sync_threshold=100000,batch_size=5000
     python scripts/bench/chroma_load.py --faces 100000 --kind embedded --method upsert
+    python scripts/bench/chroma_load.py --faces 300000 --shards 4 --per-subject 5 --queries 300
 
 Each run starts (and stops) its own ``chroma run`` server in a temp folder, loads N synthetic unit
 vectors into a new collection with facedb's HNSW settings (M 32, ef_construction 200) and prints one
@@ -41,12 +42,19 @@ def main() -> int:
     ap.add_argument("--hnsw", default="", help="create-time HNSW settings, e.g. sync_threshold=100000,batch_size=5000")
     ap.add_argument("--after", default="", help="HNSW settings given by collection.modify after the load")
     ap.add_argument("--json-wire", action="store_true", help="send embeddings as JSON lists, not base64")
+    ap.add_argument("--shards", type=int, default=1,
+                    help="split the faces over this many collections by subject, loaded at once, one writer each [1]")
+    ap.add_argument("--per-subject", type=int, default=0,
+                    help="face-like vectors, this many a subject (0: uniform random vectors) [0]")
+    ap.add_argument("--queries", type=int, default=0,
+                    help="then time this many searches of stored faces (merged over the shards), with recall@10 [0]")
     ap.add_argument("--scratch", type=Path, default=None, help="folder for the temp data [the system's temp]")
     ap.add_argument("--label", default="", help="a name for this run in the output")
     ap.add_argument("--out", type=Path, default=None, help="append the JSON line to this file")
     a = ap.parse_args()
     row = load(kind=a.kind, n=a.faces, dim=a.dim, method=a.method, batch=a.batch, writers=a.writers,
-               hnsw=_settings(a.hnsw), after=_settings(a.after), base64=not a.json_wire, scratch=a.scratch)
+               hnsw=_settings(a.hnsw), after=_settings(a.after), base64=not a.json_wire, scratch=a.scratch,
+               shards=a.shards, per_subject=a.per_subject, queries=a.queries)
     row["label"] = a.label
     line = json.dumps(row)
     print(line)
