@@ -62,7 +62,7 @@ def test_run_all_is_valid_bash_and_names_only_existing_scripts_and_options() -> 
                                   "cli-through-server-12371f9.md", "service-38bf6a4.md", "service-f85b53c.md",
                                   "service-3f503fc.md", "service-246682e-same-session.md",
                                   "service-e365bdc.md", "service-7df68ed-same-session.md", "service-5ff3ac3.md",
-                                  "service-e462054.md",
+                                  "service-e462054.md", "service-cca1314.md",
                                   # a change measured and not adopted
                                   "worker-pinning.md",
                                   # every client-side write path into a Chroma server (issue 18): one-off runs
