@@ -11,7 +11,9 @@ Usage::
 Each run starts (and stops) its own ``chroma run`` server in a temp folder, loads N synthetic unit
 vectors into a new collection with facedb's HNSW settings (M 32, ef_construction 200) and prints one
 JSON line: faces/s, client and server CPU seconds, the count and the self-query check. ``--out F``
-appends the line to F.
+appends the line to F. ``--shards S`` loads S collections at once instead (the faces split by
+subject); ``--per-subject K --queries Q`` loads face-like vectors and then times Q searches merged
+over the shards, with recall@10 and the mates found (docs/benchmarks/chroma-load.md).
 """
 from __future__ import annotations
 
